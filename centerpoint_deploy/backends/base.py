@@ -1,0 +1,106 @@
+"""The backend interface: one network part (encoder or backbone-neck-head) on one runtime.
+
+Shaped after Polygraphy's runners: constructing a backend is cheap and has no side effects;
+:meth:`Backend.load` (or ``with backend:``) allocates; :meth:`Backend.infer` checks the feed
+against :attr:`Backend.input_specs` and returns named outputs on the backend's device;
+:meth:`Backend.close` frees. Backends never log; they record :attr:`last_inference_time`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from centerpoint_deploy.errors import BackendError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (``None`` for a dynamic axis) and dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: torch.dtype = torch.float32
+
+    def check(self, tensor: Tensor, backend: str) -> None:
+        """Raise :class:`BackendError` when ``tensor`` does not fit this spec."""
+        if not isinstance(tensor, Tensor):
+            raise BackendError(f"{backend}: input '{self.name}' must be a torch.Tensor, got {type(tensor).__name__}")
+        if tensor.dtype != self.dtype:
+            raise BackendError(f"{backend}: input '{self.name}' has dtype {tensor.dtype}, expected {self.dtype}")
+        if tensor.dim() != len(self.shape) or any(
+            want is not None and want != got for want, got in zip(self.shape, tensor.shape)
+        ):
+            shown = ["?" if s is None else s for s in self.shape]
+            raise BackendError(f"{backend}: input '{self.name}' has shape {list(tensor.shape)}, expected {shown}")
+
+
+class Backend(ABC):
+    """One network part behind a uniform ``infer({name: tensor}) -> {name: tensor}`` call."""
+
+    #: Short identifier, e.g. ``"pytorch"``, ``"onnxruntime"``, ``"tensorrt"``.
+    kind: str = "backend"
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.last_inference_time: float | None = None  # seconds of the last infer()
+        self._loaded = False
+
+    # ----- description -----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Human-readable ``kind-device``, e.g. ``onnxruntime-cuda``."""
+        return f"{self.kind}-{self.device.type}"
+
+    @property
+    @abstractmethod
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        """The inputs :meth:`infer` accepts."""
+
+    @property
+    @abstractmethod
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs :meth:`infer` returns, in graph order."""
+
+    # ----- lifecycle -------------------------------------------------------------------
+    def load(self) -> "Backend":
+        """Allocate runtime resources (sessions, engines, device memory). Idempotent."""
+        if not self._loaded:
+            self._load_impl()
+            self._loaded = True
+        return self
+
+    def close(self) -> None:
+        if self._loaded:
+            self._close_impl()
+            self._loaded = False
+
+    def __enter__(self) -> "Backend":
+        return self.load()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- inference -------------------------------------------------------------------
+    def infer(self, feed: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Run the graph. ``feed`` must hold exactly :attr:`input_specs`; outputs are on :attr:`device`."""
+        if not self._loaded:
+            raise BackendError(f"{self.name}: call load() (or use 'with backend:') before infer()")
+        expected = {s.name for s in self.input_specs}
+        if set(feed) != expected:
+            raise BackendError(f"{self.name}: feed has inputs {sorted(feed)}, expected {sorted(expected)}")
+        for spec in self.input_specs:
+            spec.check(feed[spec.name], self.name)
+        return self._infer_impl(feed)
+
+    @abstractmethod
+    def _load_impl(self) -> None: ...
+
+    def _close_impl(self) -> None:
+        """Free resources; the default has nothing to free."""
+
+    @abstractmethod
+    def _infer_impl(self, feed: dict[str, Tensor]) -> dict[str, Tensor]: ...

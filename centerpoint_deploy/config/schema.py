@@ -1,0 +1,468 @@
+"""The typed CenterPoint model configuration.
+
+One frozen dataclass tree describes everything inference needs: point layout, voxel grid,
+the four network parts, decoding and NMS. Derived values (grid size, feature-map size,
+number of decorated features) are properties and are never stored twice.
+
+Units: metres for ranges and voxel sizes, seconds for time lags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from centerpoint_deploy.errors import ConfigError
+
+#: Index of the raw point column that the sweep loader overwrites with the time lag
+#: (mmdet3d ``LoadPointsFromMultiSweeps`` semantics).
+TIME_LAG_COLUMN = 4
+
+#: The order of the regression maps every head task emits, after the heatmap.
+REGRESSION_HEADS = ("reg", "height", "dim", "rot", "vel")
+
+
+def _fail(field_name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"config field '{field_name}' = {value!r} is invalid: {allowed}")
+
+
+@dataclass(frozen=True)
+class PointsConfig:
+    """Layout of the points read from disk and fed to the network.
+
+    Attributes:
+        load_dim: floats per point in the point files (5 for T4 / nuScenes ``.pcd.bin``).
+        use_dim: raw columns kept, in order; column 4 holds the time lag after sweep merging.
+        sweeps_num: previous sweeps merged into each key frame (mmdet3d
+            ``LoadPointsFromMultiSweeps``: 0 = key frame only, 1 = key frame plus one sweep).
+    """
+
+    load_dim: int = 5
+    use_dim: tuple[int, ...] = (0, 1, 2, 3, 4)
+    sweeps_num: int = 1
+
+    def validate(self) -> None:
+        if self.load_dim < 3:
+            _fail("points.load_dim", self.load_dim, "need at least 3 (x, y, z)")
+        if len(self.use_dim) < 3 or tuple(self.use_dim[:3]) != (0, 1, 2):
+            _fail("points.use_dim", self.use_dim, "must start with 0, 1, 2 (x, y, z)")
+        if len(set(self.use_dim)) != len(self.use_dim) or any(
+            not 0 <= d < max(self.load_dim, TIME_LAG_COLUMN + 1) for d in self.use_dim
+        ):
+            _fail("points.use_dim", self.use_dim, f"distinct indices below load_dim={self.load_dim}")
+        if self.sweeps_num < 0:
+            _fail("points.sweeps_num", self.sweeps_num, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class VoxelizationConfig:
+    """Pillar grid and hard-voxelization limits.
+
+    Attributes:
+        point_cloud_range: ``[x_min, y_min, z_min, x_max, y_max, z_max]``; a point is kept when
+            ``min <= p < max`` on every axis.
+        voxel_size: ``[vx, vy, vz]``; ``vz`` must span the whole z range (pillars).
+        max_num_points: points kept per pillar (the first ones in input order).
+        max_voxels: pillars kept per frame (the first ones in input order).
+    """
+
+    point_cloud_range: tuple[float, float, float, float, float, float] = (
+        -121.6, -121.6, -3.0, 121.6, 121.6, 5.0,
+    )
+    voxel_size: tuple[float, float, float] = (0.32, 0.32, 8.0)
+    max_num_points: int = 32
+    max_voxels: int = 64000
+
+    @property
+    def grid_size(self) -> tuple[int, int, int]:
+        """``(nx, ny, nz)``: voxels along x, y, z."""
+        r, v = self.point_cloud_range, self.voxel_size
+        return tuple(int(round((r[i + 3] - r[i]) / v[i])) for i in range(3))  # type: ignore[return-value]
+
+    def validate(self) -> None:
+        r, v = self.point_cloud_range, self.voxel_size
+        if len(r) != 6 or any(not math.isfinite(x) for x in r) or any(r[i] >= r[i + 3] for i in range(3)):
+            _fail("voxelization.point_cloud_range", r, "6 finite values with min < max per axis")
+        if len(v) != 3 or any(not math.isfinite(x) or x <= 0 for x in v):
+            _fail("voxelization.voxel_size", v, "3 positive finite values")
+        for i, axis in enumerate("xyz"):
+            cells = (r[i + 3] - r[i]) / v[i]
+            if abs(cells - round(cells)) > 1e-4:
+                _fail("voxelization.voxel_size", v, f"the {axis} range must be a whole number of voxels (got {cells:.4f})")
+        if self.grid_size[2] != 1:
+            _fail("voxelization.voxel_size", v, "pillars need voxel_size[2] equal to the z range")
+        if self.max_num_points < 1:
+            _fail("voxelization.max_num_points", self.max_num_points, "must be >= 1")
+        if self.max_voxels < 1:
+            _fail("voxelization.max_voxels", self.max_voxels, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class VoxelEncoderConfig:
+    """PillarFeatureNet (mmdet3d) and its "backward" variant.
+
+    Attributes:
+        in_channels: raw point features per point (``len(points.use_dim)``).
+        feat_channels: PFN layer widths; the last is the pillar feature size (32 for Autoware).
+        with_distance: append ``||xyz||`` to the decorated features.
+        with_cluster_center: append ``x - x̄, y - ȳ, z - z̄``.
+        with_voxel_center: append ``x - xc, y - yc`` (and ``z - zc`` if ``with_voxel_center_z``).
+        with_voxel_center_z: False is the "Backward" PillarFeatureNet without the z offset.
+        legacy: mmdet3d ``legacy=True`` overwrites x, y, z with the centre offsets.
+        norm_eps, norm_momentum: BatchNorm1d settings.
+    """
+
+    in_channels: int = 5
+    feat_channels: tuple[int, ...] = (32, 32)
+    with_distance: bool = False
+    with_cluster_center: bool = True
+    with_voxel_center: bool = True
+    with_voxel_center_z: bool = True
+    legacy: bool = False
+    norm_eps: float = 1e-3
+    norm_momentum: float = 0.01
+
+    @property
+    def num_features(self) -> int:
+        """F, the decorated features per point fed to the encoder."""
+        n = self.in_channels + (1 if self.with_distance else 0)
+        n += 3 if self.with_cluster_center else 0
+        n += (3 if self.with_voxel_center_z else 2) if self.with_voxel_center else 0
+        return n
+
+    @property
+    def out_channels(self) -> int:
+        return self.feat_channels[-1]
+
+    def validate(self) -> None:
+        if self.in_channels < 3:
+            _fail("voxel_encoder.in_channels", self.in_channels, "must be >= 3")
+        if not self.feat_channels or any(c < 1 for c in self.feat_channels):
+            _fail("voxel_encoder.feat_channels", self.feat_channels, "non-empty positive widths")
+        if any(c % 2 for c in self.feat_channels[:-1]):
+            _fail("voxel_encoder.feat_channels", self.feat_channels, "all but the last must be even")
+        if not 0 < self.norm_eps < 1:
+            _fail("voxel_encoder.norm_eps", self.norm_eps, "must lie in (0, 1)")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """SECOND: one strided stage per entry, ``layer_nums[i]`` extra 3x3 convs each."""
+
+    in_channels: int = 32
+    out_channels: tuple[int, ...] = (64, 128, 256)
+    layer_nums: tuple[int, ...] = (3, 5, 5)
+    layer_strides: tuple[int, ...] = (1, 2, 2)
+    norm_eps: float = 1e-3
+    norm_momentum: float = 0.01
+
+    def validate(self) -> None:
+        n = len(self.out_channels)
+        if n == 0 or len(self.layer_nums) != n or len(self.layer_strides) != n:
+            _fail("backbone.out_channels", self.out_channels, "out_channels, layer_nums and layer_strides need equal non-zero lengths")
+        if any(c < 1 for c in self.out_channels):
+            _fail("backbone.out_channels", self.out_channels, "positive widths")
+        if any(k < 0 for k in self.layer_nums):
+            _fail("backbone.layer_nums", self.layer_nums, "non-negative")
+        if any(s < 1 for s in self.layer_strides):
+            _fail("backbone.layer_strides", self.layer_strides, "positive integers")
+
+
+@dataclass(frozen=True)
+class NeckConfig:
+    """SECONDFPN: one up-sampling branch per backbone stage, concatenated on channels.
+
+    ``upsample_strides`` may be fractional: a stride of 0.5 is a stride-2 convolution.
+    """
+
+    in_channels: tuple[int, ...] = (64, 128, 256)
+    out_channels: tuple[int, ...] = (128, 128, 128)
+    upsample_strides: tuple[float, ...] = (1, 2, 4)
+    use_conv_for_no_stride: bool = True
+    norm_eps: float = 1e-3
+    norm_momentum: float = 0.01
+
+    @property
+    def total_out_channels(self) -> int:
+        return sum(self.out_channels)
+
+    def validate(self) -> None:
+        n = len(self.in_channels)
+        if n == 0 or len(self.out_channels) != n or len(self.upsample_strides) != n:
+            _fail("neck.in_channels", self.in_channels, "in_channels, out_channels and upsample_strides need equal non-zero lengths")
+        for s in self.upsample_strides:
+            if s <= 0 or (s < 1 and abs(1 / s - round(1 / s)) > 1e-6) or (s >= 1 and abs(s - round(s)) > 1e-6):
+                _fail("neck.upsample_strides", self.upsample_strides, "integers >= 1 or unit fractions (0.5, 0.25, ...)")
+
+
+@dataclass(frozen=True)
+class HeadTaskConfig:
+    """One CenterHead task: the classes its heatmap covers (names from ``class_names``)."""
+
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """CenterHead with one SeparateHead per task.
+
+    Attributes:
+        common_heads: ``name -> (channels, num_conv)`` in output order, normally
+            reg (2, 2), height (1, 2), dim (3, 2), rot (2, 2), vel (2, 2).
+        heatmap_num_conv: convs of the heatmap branch.
+        head_conv: hidden width of each branch.
+        final_kernel: kernel size of the branch convs (1 or 3).
+        init_bias: initial bias of the heatmap's last conv.
+        norm_bbox: True when ``dim`` is the log of the size.
+        norm_eps, norm_momentum: BatchNorm2d of the shared conv and branch convs.
+    """
+
+    in_channels: int = 384
+    share_conv_channel: int = 64
+    tasks: tuple[HeadTaskConfig, ...] = (
+        HeadTaskConfig(("car", "truck", "bus", "bicycle", "pedestrian")),
+    )
+    common_heads: tuple[tuple[str, int, int], ...] = (
+        ("reg", 2, 2), ("height", 1, 2), ("dim", 3, 2), ("rot", 2, 2), ("vel", 2, 2),
+    )
+    heatmap_num_conv: int = 2
+    head_conv: int = 64
+    final_kernel: int = 1
+    init_bias: float = -4.595
+    norm_bbox: bool = True
+    norm_eps: float = 1e-5
+    norm_momentum: float = 0.1
+
+    def validate(self) -> None:
+        if not self.tasks or any(t.num_classes == 0 for t in self.tasks):
+            _fail("head.tasks", self.tasks, "at least one task, each with at least one class")
+        names = tuple(h[0] for h in self.common_heads)
+        if names != REGRESSION_HEADS:
+            _fail("head.common_heads", names, f"must be exactly {REGRESSION_HEADS} in this order")
+        expected = {"reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
+        for name, channels, num_conv in self.common_heads:
+            if channels != expected[name]:
+                _fail(f"head.common_heads.{name}", channels, f"{name} has {expected[name]} channels")
+            if num_conv < 1:
+                _fail(f"head.common_heads.{name}", num_conv, "num_conv must be >= 1")
+        if self.heatmap_num_conv < 1:
+            _fail("head.heatmap_num_conv", self.heatmap_num_conv, "must be >= 1")
+        if self.final_kernel not in (1, 3):
+            _fail("head.final_kernel", self.final_kernel, "1 or 3")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """CenterPointBBoxCoder settings (mmdet3d)."""
+
+    max_num: int = 500
+    score_threshold: float = 0.1
+    post_center_range: tuple[float, float, float, float, float, float] = (-200, -200, -10, 200, 200, 10)
+    out_size_factor: int = 1
+
+    def validate(self) -> None:
+        if self.max_num < 1:
+            _fail("decode.max_num", self.max_num, "must be >= 1")
+        if not 0.0 <= self.score_threshold < 1.0:
+            _fail("decode.score_threshold", self.score_threshold, "must lie in [0, 1)")
+        if self.out_size_factor < 1:
+            _fail("decode.out_size_factor", self.out_size_factor, "must be >= 1")
+        r = self.post_center_range
+        if len(r) != 6 or any(r[i] > r[i + 3] for i in range(3)):
+            _fail("decode.post_center_range", r, "6 values with min <= max per axis")
+
+
+@dataclass(frozen=True)
+class NmsConfig:
+    """Test-time NMS: circle NMS on BEV centre distance, per task."""
+
+    nms_type: str = "circle"
+    min_radius: tuple[float, ...] = (1.0,)
+    post_max_size: int = 100
+
+    def validate(self) -> None:
+        if self.nms_type != "circle":
+            _fail("nms.nms_type", self.nms_type, "supported: 'circle'")
+        if any(r < 0 for r in self.min_radius):
+            _fail("nms.min_radius", self.min_radius, "non-negative")
+        if self.post_max_size < 1:
+            _fail("nms.post_max_size", self.post_max_size, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to run one CenterPoint model, from points to boxes."""
+
+    name: str = "centerpoint"
+    class_names: tuple[str, ...] = ("car", "truck", "bus", "bicycle", "pedestrian")
+    points: PointsConfig = field(default_factory=PointsConfig)
+    voxelization: VoxelizationConfig = field(default_factory=VoxelizationConfig)
+    voxel_encoder: VoxelEncoderConfig = field(default_factory=VoxelEncoderConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    nms: NmsConfig = field(default_factory=NmsConfig)
+
+    # ----- derived values -------------------------------------------------------------
+    @property
+    def grid_size(self) -> tuple[int, int, int]:
+        """``(nx, ny, nz)`` of the voxel grid."""
+        return self.voxelization.grid_size
+
+    @property
+    def bev_shape(self) -> tuple[int, int]:
+        """``(H, W)`` = ``(ny, nx)`` of the scattered BEV map fed to the backbone."""
+        nx, ny, _ = self.grid_size
+        return ny, nx
+
+    @property
+    def feature_map_shape(self) -> tuple[int, int]:
+        """``(h, w)`` of the head outputs."""
+        h, w = self.bev_shape
+        f = self.decode.out_size_factor
+        return h // f, w // f
+
+    @property
+    def num_features(self) -> int:
+        """F, decorated features per point (9, 10 or 11 for the usual models)."""
+        return self.voxel_encoder.num_features
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def validate(self) -> "ModelConfig":
+        """Check every field and cross-field constraint; return self. Raises ConfigError."""
+        if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+            _fail("class_names", self.class_names, "non-empty, distinct")
+        for part in (self.points, self.voxelization, self.voxel_encoder, self.backbone,
+                     self.neck, self.head, self.decode, self.nms):
+            part.validate()
+        if self.voxel_encoder.in_channels != len(self.points.use_dim):
+            _fail("voxel_encoder.in_channels", self.voxel_encoder.in_channels,
+                  f"must equal len(points.use_dim) = {len(self.points.use_dim)}")
+        if self.backbone.in_channels != self.voxel_encoder.out_channels:
+            _fail("backbone.in_channels", self.backbone.in_channels,
+                  f"must equal voxel_encoder.feat_channels[-1] = {self.voxel_encoder.out_channels}")
+        if tuple(self.neck.in_channels) != tuple(self.backbone.out_channels):
+            _fail("neck.in_channels", self.neck.in_channels,
+                  f"must equal backbone.out_channels = {self.backbone.out_channels}")
+        if self.head.in_channels != self.neck.total_out_channels:
+            _fail("head.in_channels", self.head.in_channels,
+                  f"must equal sum(neck.out_channels) = {self.neck.total_out_channels}")
+        task_classes = tuple(c for t in self.head.tasks for c in t.class_names)
+        if task_classes != self.class_names:
+            _fail("head.tasks", task_classes, f"the tasks' classes, in order, must be class_names = {self.class_names}")
+        if len(self.nms.min_radius) != len(self.head.tasks):
+            _fail("nms.min_radius", self.nms.min_radius, f"one radius per task ({len(self.head.tasks)})")
+        # Every neck branch must land on the same stride: the head's out_size_factor.
+        stride = 1
+        for s, up in zip(self.backbone.layer_strides, self.neck.upsample_strides):
+            stride *= s
+            branch = stride / up
+            if abs(branch - self.decode.out_size_factor) > 1e-6:
+                _fail("decode.out_size_factor", self.decode.out_size_factor,
+                      f"the neck branches land on stride {branch:g}; backbone.layer_strides and "
+                      "neck.upsample_strides must bring every branch to out_size_factor")
+        h, w = self.bev_shape
+        if h % self.decode.out_size_factor or w % self.decode.out_size_factor:
+            _fail("decode.out_size_factor", self.decode.out_size_factor, f"must divide the BEV grid {h}x{w}")
+        return self
+
+    # ----- (de)serialisation ----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, not tuples) suitable for YAML / JSON."""
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        """Build and validate from the nested dict that :meth:`to_dict` writes.
+
+        Unknown keys are errors (naming the key); missing keys take the defaults.
+        """
+        return _build(cls, data, "").validate()
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section '{path or '<root>'}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(path + k for k in unknown)}; "
+                          f"allowed in '{path or '<root>'}': {', '.join(sorted(fields))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(fields[name].type, value, f"{path}{name}")
+    return cls(**kwargs)
+
+
+_SECTIONS: dict[str, type] = {}
+
+
+def _convert(type_str: Any, value: Any, path: str) -> Any:
+    t = str(type_str)
+    if t in _SECTIONS:
+        return _build(_SECTIONS[t], value, path + ".")
+    try:
+        if t == "tuple[HeadTaskConfig, ...]":
+            return tuple(
+                _build(HeadTaskConfig, {"class_names": tuple(v["class_names"])} if isinstance(v, Mapping) else {"class_names": tuple(v)}, f"{path}[{i}].")
+                for i, v in enumerate(value)
+            )
+        if t == "tuple[tuple[str, int, int], ...]":
+            return tuple((str(n), int(c), int(k)) for n, c, k in value)
+        if t.startswith("tuple[str"):
+            return tuple(str(v) for v in value)
+        if t.startswith("tuple[int"):
+            return tuple(_as_int(v, path) for v in value)
+        if t.startswith("tuple[float"):
+            return tuple(float(v) for v in value)
+        if t == "int":
+            return _as_int(value, path)
+        if t == "float":
+            return float(value)
+        if t == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if t == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"config field '{path}' = {value!r} does not fit type {t}") from exc
+    raise ConfigError(f"config field '{path}' has unsupported type {t}")  # pragma: no cover
+
+
+def _as_int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"config field '{path}' = {value!r} must be an integer")
+    return int(value)
+
+
+_SECTIONS.update({
+    "PointsConfig": PointsConfig,
+    "VoxelizationConfig": VoxelizationConfig,
+    "VoxelEncoderConfig": VoxelEncoderConfig,
+    "BackboneConfig": BackboneConfig,
+    "NeckConfig": NeckConfig,
+    "HeadConfig": HeadConfig,
+    "DecodeConfig": DecodeConfig,
+    "NmsConfig": NmsConfig,
+})
