@@ -1,0 +1,37 @@
+"""Scatter of pillar features onto the NCHW BEV canvas (rows = y, columns = x)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from centerpoint_deploy.errors import PointCloudError
+from centerpoint_deploy.preprocess.scatter import scatter_to_bev
+
+
+def test_rows_are_y_columns_are_x_per_batch_item() -> None:
+    features = torch.tensor([[[1.0, 2.0]], [[3.0, 4.0]], [[5.0, 6.0]]])  # [V=3, 1, C=2]
+    coords = torch.tensor([[0, 0, 1, 3], [1, 0, 2, 0], [0, 0, 0, 0]], dtype=torch.int32)  # (b, z, y, x)
+    bev = scatter_to_bev(features, coords, batch_size=2, bev_shape=(3, 4))
+    assert bev.shape == (2, 2, 3, 4)
+    assert bev[0, :, 1, 3].tolist() == [1.0, 2.0]
+    assert bev[1, :, 2, 0].tolist() == [3.0, 4.0]
+    assert bev[0, :, 0, 0].tolist() == [5.0, 6.0]
+    assert bev.abs().sum().item() == 21.0  # nothing else written
+    assert bev.is_contiguous()
+
+
+def test_accepts_two_dimensional_features() -> None:
+    bev = scatter_to_bev(torch.tensor([[7.0]]), torch.tensor([[0, 0, 2, 1]]), 1, (3, 2))
+    assert bev[0, 0].tolist() == [[0.0, 0.0], [0.0, 0.0], [0.0, 7.0]]
+
+
+@pytest.mark.parametrize("coords", [[[0, 0, 3, 0]], [[0, 0, 0, 2]], [[1, 0, 0, 0]], [[0, 0, -1, 0]]])
+def test_coords_outside_the_canvas_raise(coords: list[list[int]]) -> None:
+    with pytest.raises(PointCloudError, match="outside batch_size=1, bev_shape=\\(3, 2\\)"):
+        scatter_to_bev(torch.ones(1, 4), torch.tensor(coords), 1, (3, 2))
+
+
+def test_mismatched_counts_raise() -> None:
+    with pytest.raises(PointCloudError, match=r"coords must be \[V=2, 4\], got \[1, 4\]"):
+        scatter_to_bev(torch.ones(2, 4), torch.zeros(1, 4, dtype=torch.int32), 1, (3, 2))
