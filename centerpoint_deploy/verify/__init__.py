@@ -1,0 +1,1 @@
+"""Cross-backend verification: tensor and box comparison, per-stage runs, bisection, reports."""

@@ -1,0 +1,249 @@
+"""Element-wise comparison of one output tensor of two backends.
+
+An element passes when ``|test - ref| <= atol + rtol * |ref|`` (the ``numpy.isclose`` rule,
+asymmetric: the reference's magnitude scales the allowance). A comparison passes when
+shapes and dtypes agree, neither side holds NaN/Inf, and no more than
+``Tolerance.max_outlier_share`` of the elements break the rule (0 by default: every element
+must pass).
+
+Default tolerances and why (``docs/verification.md`` has the measurements):
+
+- ``fp32``: ``atol=1e-4, rtol=1e-3``. ONNX Runtime CPU vs PyTorch CPU on the tiny and demo
+  models differ by at most a few 1e-6 on head outputs whose magnitudes are O(1..10)
+  (different conv algorithms and summation order); 1e-4 absolute is ~30x that headroom and
+  still ~1000x below the smallest change that moves a box (a 0.1 mm centre offset needs a
+  ``reg`` change of 1e-4 / voxel size). A real bug (wrong weight, wrong BN eps, a transposed
+  channel) gives differences of 1e-2 and more.
+- ``fp16``: ``atol=1e-2, rtol=1e-2``. Half precision rounds every activation to 11
+  significant bits (unit round-off 4.9e-4); through ~20 layers of conv + BN + ReLU the
+  error grows to a few 1e-3 relative, so 1e-2 keeps a 2-5x margin while a broken layer
+  still shows as a 1e-1-scale difference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import torch
+from torch import Tensor
+
+from centerpoint_deploy.errors import VerificationError
+
+Precision = Literal["fp32", "fp16"]
+
+#: Axis names used to report the worst element, by tensor rank.
+_AXIS_NAMES: dict[int, tuple[str, ...]] = {
+    1: ("index",),
+    2: ("row", "col"),
+    3: ("voxel", "point", "feature"),
+    4: ("batch", "channel", "row", "col"),
+}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed difference for one output: an element fails when ``|d| > atol + rtol * |ref|``.
+
+    Attributes:
+        atol: absolute tolerance, in the tensor's units (>= 0).
+        rtol: relative tolerance, a fraction of ``|ref|`` (>= 0).
+        max_outlier_share: share of elements (0..1) allowed to fail before the output fails;
+            0 means every element must be within tolerance.
+    """
+
+    atol: float
+    rtol: float
+    max_outlier_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise VerificationError(f"tolerance {name} = {value!r} is invalid: a finite number >= 0")
+        if not 0.0 <= self.max_outlier_share <= 1.0:
+            raise VerificationError(
+                f"tolerance max_outlier_share = {self.max_outlier_share!r} is invalid: a fraction in [0, 1]")
+
+    def to_dict(self) -> dict[str, float]:
+        return {"atol": self.atol, "rtol": self.rtol, "max_outlier_share": self.max_outlier_share}
+
+
+#: Default tolerance per precision (see the module docstring for the reasoning).
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3),
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2),
+}
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """A default tolerance plus per-output overrides (keys are output names, e.g. ``"heatmap"``)."""
+
+    default: Tolerance
+    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
+
+    def for_output(self, name: str) -> Tolerance:
+        return self.per_output.get(name, self.default)
+
+    def with_overrides(self, overrides: Mapping[str, Tolerance]) -> "Tolerances":
+        return Tolerances(self.default, {**self.per_output, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"default": self.default.to_dict(), "per_output": {k: v.to_dict() for k, v in self.per_output.items()}}
+
+
+def default_tolerances(precision: str) -> Tolerances:
+    """The strict defaults for ``precision`` (``"fp32"`` or ``"fp16"``), no overrides."""
+    if precision not in DEFAULT_TOLERANCES:
+        raise VerificationError(f"precision {precision!r} is unknown; allowed: {', '.join(DEFAULT_TOLERANCES)}")
+    return Tolerances(DEFAULT_TOLERANCES[precision])
+
+
+def parse_tolerance_override(text: str) -> tuple[str, Tolerance]:
+    """Parse ``"name=atol,rtol"`` (e.g. ``"heatmap=1e-3,1e-2"``) into ``(name, Tolerance)``."""
+    name, sep, values = text.partition("=")
+    parts = values.split(",")
+    if not sep or not name.strip() or len(parts) != 2:
+        raise VerificationError(f"tolerance override {text!r} is malformed; expected NAME=ATOL,RTOL e.g. heatmap=1e-3,1e-2")
+    try:
+        atol, rtol = float(parts[0]), float(parts[1])
+    except ValueError as exc:
+        raise VerificationError(f"tolerance override {text!r} has a non-numeric value; expected NAME=ATOL,RTOL") from exc
+    return name.strip(), Tolerance(atol, rtol)
+
+
+@dataclass
+class TensorComparison:
+    """Result of comparing one tensor; truthy when it passed.
+
+    Statistics are over the elements finite on both sides, in float64. ``worst_index`` is the
+    element with the largest ``|d| / (atol + rtol * |ref|)`` (the one furthest over, or
+    closest to, its allowance); ``worst_axes`` names its axes, e.g. ``(batch, channel, row,
+    col)`` for a ``[B, C, H, W]`` map or ``(voxel, point, feature)`` for ``[V, P, F]``.
+    """
+
+    name: str
+    passed: bool
+    reason: str
+    tolerance: Tolerance
+    ref_shape: tuple[int, ...]
+    test_shape: tuple[int, ...]
+    ref_dtype: str
+    test_dtype: str
+    max_abs: float = math.nan
+    mean_abs: float = math.nan
+    max_rel: float = math.nan
+    share_over: float = math.nan
+    cosine: float = math.nan
+    worst_index: tuple[int, ...] | None = None
+    worst_axes: tuple[str, ...] = ()
+    worst_ref: float = math.nan
+    worst_test: float = math.nan
+    ref_nonfinite: int = 0
+    test_nonfinite: int = 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def worst_location(self) -> str:
+        """E.g. ``"channel=2, row=10, col=31"`` (batch omitted when the batch is 1)."""
+        if self.worst_index is None:
+            return "-"
+        pairs = zip(self.worst_axes, self.worst_index)
+        return ", ".join(f"{a}={i}" for a, i in pairs if not (a == "batch" and self.ref_shape[0] == 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        return {
+            "name": self.name, "passed": self.passed, "reason": self.reason,
+            "tolerance": self.tolerance.to_dict(),
+            "ref_shape": list(self.ref_shape), "test_shape": list(self.test_shape),
+            "ref_dtype": self.ref_dtype, "test_dtype": self.test_dtype,
+            "max_abs": num(self.max_abs), "mean_abs": num(self.mean_abs), "max_rel": num(self.max_rel),
+            "share_over": num(self.share_over), "cosine": num(self.cosine),
+            "worst": None if self.worst_index is None else {
+                "index": dict(zip(self.worst_axes, self.worst_index)),
+                "ref": num(self.worst_ref), "test": num(self.worst_test)},
+            "ref_nonfinite": self.ref_nonfinite, "test_nonfinite": self.test_nonfinite,
+        }
+
+
+def _axis_names(rank: int) -> tuple[str, ...]:
+    return _AXIS_NAMES.get(rank, tuple(f"dim{i}" for i in range(rank)))
+
+
+def _cosine(a: Tensor, b: Tensor) -> float:
+    """Cosine similarity of two flat float64 vectors; 1 when both are zero, 0 when one is."""
+    na, nb = float(a.norm()), float(b.norm())
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float((a @ b) / (na * nb))
+
+
+def compare_tensors(name: str, ref: Tensor, test: Tensor, tol: Tolerance,
+                    axis_names: tuple[str, ...] | None = None) -> TensorComparison:
+    """Compare ``test`` with the reference ``ref`` element by element.
+
+    Args:
+        name: output name shown in reports (e.g. ``"heatmap"``).
+        ref: reference tensor (any shape, any device; PyTorch's output).
+        test: tensor under test, expected to have ``ref``'s shape and dtype.
+        tol: the allowance (see :class:`Tolerance`).
+        axis_names: names of the axes for the worst-element report; by default
+            ``(batch, channel, row, col)`` for rank 4, ``(voxel, point, feature)`` for rank 3.
+
+    Returns:
+        A :class:`TensorComparison`; shape or dtype mismatch and NaN/Inf on either side fail.
+    """
+    ref_shape, test_shape = tuple(ref.shape), tuple(test.shape)
+    result = TensorComparison(name, False, "", tol, ref_shape, test_shape, str(ref.dtype), str(test.dtype))
+    if ref_shape != test_shape:
+        result.reason = f"shape mismatch: reference {list(ref_shape)}, test {list(test_shape)}"
+        return result
+    if ref.dtype != test.dtype:
+        result.reason = f"dtype mismatch: reference {ref.dtype}, test {test.dtype}"
+        return result
+    r = ref.detach().to("cpu", torch.float64).reshape(-1)
+    t = test.detach().to("cpu", torch.float64).reshape(-1)
+    result.ref_nonfinite = int((~torch.isfinite(r)).sum())
+    result.test_nonfinite = int((~torch.isfinite(t)).sum())
+    finite = torch.isfinite(r) & torch.isfinite(t)
+    if r.numel() == 0:
+        result.passed, result.reason, result.share_over = True, "empty tensors", 0.0
+        return result
+    if bool(finite.any()):
+        rf, tf = r[finite], t[finite]
+        diff = (tf - rf).abs()
+        allowed = tol.atol + tol.rtol * rf.abs()
+        result.max_abs = float(diff.max())
+        result.mean_abs = float(diff.mean())
+        significant = rf.abs() > tol.atol  # relative error is meaningless where |ref| ~ 0
+        result.max_rel = float((diff[significant] / rf.abs()[significant]).max()) if bool(significant.any()) else 0.0
+        result.share_over = float((diff > allowed).sum()) / r.numel()
+        result.cosine = _cosine(rf, tf)
+        ratio = diff / allowed.clamp_min(torch.finfo(torch.float64).tiny)  # > 1: over tolerance
+        flat_worst = int(torch.nonzero(finite).reshape(-1)[int(torch.argmax(ratio))])
+        result.worst_index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_worst), ref_shape)) \
+            if ref_shape else ()
+        result.worst_axes = axis_names if axis_names is not None else _axis_names(len(ref_shape))
+        result.worst_ref, result.worst_test = float(r[flat_worst]), float(t[flat_worst])
+    if result.ref_nonfinite or result.test_nonfinite:
+        result.reason = (f"non-finite values: reference has {result.ref_nonfinite}, "
+                         f"test has {result.test_nonfinite} NaN/Inf element(s)")
+        return result
+    allowed_share = tol.max_outlier_share
+    if result.share_over > allowed_share:
+        result.reason = (f"{result.share_over:.3%} of elements exceed atol {tol.atol:g} + rtol {tol.rtol:g} * |ref|"
+                         f" (allowed {allowed_share:.3%}); worst at {result.worst_location}: "
+                         f"ref {result.worst_ref:.6g}, test {result.worst_test:.6g}")
+        return result
+    result.passed = True
+    result.reason = f"within atol {tol.atol:g} + rtol {tol.rtol:g} * |ref| (max abs diff {result.max_abs:.3g})"
+    return result
