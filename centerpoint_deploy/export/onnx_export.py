@@ -1,0 +1,275 @@
+"""Export a CenterPoint model to the two ONNX files Autoware runs, and prove they match PyTorch.
+
+``export_onnx`` writes into one deploy directory:
+
+- ``pts_voxel_encoder.onnx`` and ``pts_backbone_neck_head.onnx`` (contract §2),
+- ``<model>_ml_package.param.yaml`` (Autoware's model parameters),
+- ``manifest.json`` (config, conventions, file digests), written last: a directory without a
+  manifest is an export that did not finish or did not pass its checks.
+
+Every export is checked: ``onnx.checker`` (full), strict shape inference, the I/O contract,
+and ONNX Runtime against PyTorch on one sample at two voxel counts (and batch 2 for the head).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from centerpoint_deploy import __version__, contract
+from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend
+from centerpoint_deploy.config.schema import TIME_LAG_COLUMN, ModelConfig
+from centerpoint_deploy.errors import CenterPointError, ExportError
+from centerpoint_deploy.export.autoware_params import autoware_model_params, set_metadata, write_param_yaml
+from centerpoint_deploy.export.graph_io import GraphPart, contract_problems, onnx_graph_io
+from centerpoint_deploy.export.graphs import HeadGraph
+from centerpoint_deploy.export.manifest import MANIFEST_FILE, ONNX_FILES, Manifest, sha256_file, write_manifest
+from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
+from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_onnx` wrote and measured.
+
+    Attributes:
+        manifest: the deploy directory's manifest (``manifest.deploy_dir`` is the directory).
+        max_abs_diff: output name (suffixed ``@V`` with the voxel count for the encoder,
+            ``@B2`` for the head) -> max |ONNX Runtime − PyTorch|.
+        tensorrt_problems: graph part -> operators TensorRT's ONNX parser would refuse.
+    """
+
+    manifest: Manifest
+    max_abs_diff: dict[str, float]
+    tensorrt_problems: dict[str, list[OpProblem]]
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.manifest.deploy_dir / contract.ENCODER_FILE
+
+    @property
+    def head_path(self) -> Path:
+        return self.manifest.deploy_dir / contract.HEAD_FILE
+
+
+def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, opset: int = 17,
+                rot_y_axis_reference: bool = False, simplify: bool = False,
+                check_sample: Tensor | None = None, atol: float = 1e-4,
+                checkpoint: Path | str | None = None) -> ExportResult:
+    """Export ``model`` into the deploy directory ``out_dir`` and check it against PyTorch.
+
+    Args:
+        model: a ``CenterPoint`` built from ``config`` (``pts_voxel_encoder``, ``forward_dense``).
+        config: the model's config; its facts go into the manifest and the Autoware params.
+        out_dir: deploy directory, created if needed; existing export files are replaced.
+        opset: ONNX opset, 13-17 (AWML used 13, 16 and 17).
+        rot_y_axis_reference: emit the head maps in Autoware's convention (contract §2).
+        simplify: run onnxsim on both graphs (needs ``pip install onnxsim``).
+        check_sample: points ``Tensor[N, len(use_dim)]`` float32 of one cloud for the
+            PyTorch comparison; ``None`` draws a seeded random cloud over the whole range.
+            The second voxel count comes from the first quarter of these points.
+        atol: largest allowed max |ONNX Runtime − PyTorch| on any output.
+        checkpoint: the checkpoint file the weights came from (its sha256 goes into the
+            manifest); ``None`` records random weights.
+
+    Raises:
+        ExportError: bad arguments, an export/check failure, or a difference above ``atol``.
+    """
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset {opset} is not supported; use {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}")
+    if not atol > 0:
+        raise ExportError(f"atol = {atol} must be > 0")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise ExportError(f"checkpoint {checkpoint} does not exist")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    device = next(model.parameters()).device
+    sample = check_sample if check_sample is not None else random_points(config)
+    features, coords = _sample_voxels(sample.to(device), config)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            encoder_features = features[coords[:, 0] == 0]
+            bev = _bev(model, features, coords, config)  # [2, C, H, W]
+            head_graph = HeadGraph(model, rot_y_axis_reference).eval()
+            graphs = {
+                "encoder": _to_onnx(model.pts_voxel_encoder, encoder_features, "encoder", config, opset),
+                "head": _to_onnx(head_graph, bev[:1], "head", config, opset),
+            }
+            facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
+                     "tool": f"centerpoint_deploy {__version__}"}
+            for part, graph in graphs.items():
+                if simplify:
+                    graph = _simplified(graph, part)
+                set_metadata(graph, {**facts, "graph": part})
+                _check_graph(graph, part)
+                onnx.save(graph, str(out_dir / ONNX_FILES[part]))
+                graphs[part] = graph
+            diffs = _compare_with_pytorch(model, head_graph, out_dir, features, coords, bev, atol)
+    finally:
+        model.train(was_training)
+
+    param_path = write_param_yaml(config, out_dir)
+    files = [out_dir / name for name in ONNX_FILES.values()] + [param_path]
+    manifest = Manifest(
+        deploy_dir=out_dir,
+        tool_version=__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        config=config.to_dict(),
+        class_names=tuple(config.class_names),
+        num_features=config.num_features,
+        checkpoint_sha256=sha256_file(Path(checkpoint)) if checkpoint is not None else None,
+        opset=opset,
+        rot_y_axis_reference=rot_y_axis_reference,
+        simplified=simplify,
+        files={p.name: sha256_file(p) for p in files},
+    )
+    write_manifest(manifest)
+    return ExportResult(manifest, diffs, {part: tensorrt_op_problems(g) for part, g in graphs.items()})
+
+
+def random_points(config: ModelConfig, seed: int = 0) -> Tensor:
+    """A seeded cloud ``Tensor[N, len(use_dim)]`` spread uniformly over the point-cloud range.
+
+    ``N`` is four times the voxel count used for checking, ``min(max_voxels, H * W / 8)``
+    (about an eighth of the BEV cells occupied, typical of a LiDAR sweep); intensity is
+    uniform in [0, 255) and the time lag is 0 or 0.1 s.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    height, width = config.bev_shape
+    num_points = 4 * max(1, min(config.voxelization.max_voxels, height * width // 8))
+    low = torch.tensor(config.voxelization.point_cloud_range[:3])
+    high = torch.tensor(config.voxelization.point_cloud_range[3:])
+    columns = [low + (high - low) * torch.rand(num_points, 3, generator=generator) * 0.999]
+    for dim in config.points.use_dim[3:]:
+        if dim == TIME_LAG_COLUMN:
+            columns.append(0.1 * torch.randint(0, 2, (num_points, 1), generator=generator).float())
+        else:
+            columns.append(255.0 * torch.rand(num_points, 1, generator=generator))
+    return torch.cat(columns, dim=1)
+
+
+def _sample_voxels(points: Tensor, config: ModelConfig) -> tuple[Tensor, Tensor]:
+    """Voxelize ``points`` (batch item 0) and their first quarter (item 1).
+
+    Returns ``features [V, P, F]`` and ``coords [V, 4]`` of both items, item 0 first.
+    """
+    if points.dim() != 2 or points.shape[0] < 4:
+        raise ExportError(f"check_sample must be a [N >= 4, {len(config.points.use_dim)}] point tensor, "
+                          f"got shape {list(points.shape)}")
+    try:
+        voxels, features = prepare_encoder_input([points, points[: points.shape[0] // 4]], config)
+    except CenterPointError as exc:
+        raise ExportError(f"check_sample cannot be voxelized: {exc}") from exc
+    counts = torch.bincount(voxels.coords[:, 0].long(), minlength=2)
+    if int(counts.min()) == 0 or int(counts[0]) == int(counts[1]):
+        raise ExportError(f"check_sample gives voxel counts {counts.tolist()}; need two different "
+                          "non-zero counts (points inside the point-cloud range, in several pillars)")
+    return features, voxels.coords
+
+
+def _bev(model: nn.Module, features: Tensor, coords: Tensor, config: ModelConfig) -> Tensor:
+    pillars = model.pts_voxel_encoder(features)  # [V, 1, C]
+    return scatter_to_bev(pillars, coords, 2, config.bev_shape)
+
+
+def _dynamic_axes(part: GraphPart, config: ModelConfig) -> dict[str, dict[int, str]]:
+    if part == "encoder":
+        return {contract.ENCODER_INPUT: {0: "num_voxels", 1: "num_max_points"},
+                contract.ENCODER_OUTPUT: {0: "num_voxels"}}
+    # Head maps are H/W when the head does not downsample; otherwise they get their own names.
+    same = config.decode.out_size_factor == 1
+    out_axes = {0: "batch_size", 2: "H" if same else "H_out", 3: "W" if same else "W_out"}
+    axes = {contract.HEAD_INPUT: {0: "batch_size", 2: "H", 3: "W"}}
+    axes.update({name: out_axes for name in contract.head_output_names(len(config.head.tasks))})
+    return axes
+
+
+def _to_onnx(module: nn.Module, example: Tensor, part: GraphPart, config: ModelConfig,
+             opset: int) -> onnx.ModelProto:
+    """Trace ``module`` on ``example`` with the legacy (TorchScript) exporter."""
+    if part == "encoder":
+        names = ([contract.ENCODER_INPUT], [contract.ENCODER_OUTPUT])
+    else:
+        names = ([contract.HEAD_INPUT], list(contract.head_output_names(len(config.head.tasks))))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter announces its own deprecation and tracer notes on every call.
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset,
+                              input_names=names[0], output_names=names[1],
+                              dynamic_axes=_dynamic_axes(part, config), do_constant_folding=True)
+        except Exception as exc:  # the exporter raises many internal error types
+            raise ExportError(f"torch.onnx.export of the {part} failed: {exc}") from exc
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _simplified(graph: onnx.ModelProto, part: GraphPart) -> onnx.ModelProto:
+    """onnxsim on ``graph``, keeping the exported inputs/outputs (names and dynamic axes)."""
+    try:
+        import onnxsim
+    except ImportError as exc:
+        raise ExportError("simplify=True needs onnxsim: pip install onnxsim") from exc
+    try:
+        simplified, ok = onnxsim.simplify(graph)
+    except Exception as exc:  # onnxsim raises RuntimeError / ValueError from its C++ core
+        raise ExportError(f"onnxsim failed on the {part}: {exc}") from exc
+    if not ok:
+        raise ExportError(f"onnxsim's own check failed on the simplified {part}")
+    for original, new in ((graph.graph.input, simplified.graph.input), (graph.graph.output, simplified.graph.output)):
+        by_name = {v.name: v for v in original}
+        for value in new:
+            if value.name in by_name:
+                value.CopyFrom(by_name[value.name])
+    return simplified
+
+
+def _check_graph(graph: onnx.ModelProto, part: GraphPart) -> None:
+    """onnx.checker (full), strict shape inference and the I/O contract."""
+    try:
+        onnx.checker.check_model(graph, full_check=True)
+        onnx.shape_inference.infer_shapes(graph, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the exported {part} graph is not valid ONNX: {exc}") from exc
+    problems = contract_problems(part, *onnx_graph_io(graph))
+    if problems:
+        raise ExportError(f"the exported {part} graph breaks the contract: " + "; ".join(problems))
+
+
+def _compare_with_pytorch(model: nn.Module, head_graph: HeadGraph, out_dir: Path, features: Tensor,
+                          coords: Tensor, bev: Tensor, atol: float) -> dict[str, float]:
+    """ONNX Runtime (CPU) vs PyTorch on the saved files; raise ExportError above ``atol``."""
+    diffs: dict[str, float] = {}
+    with OnnxRuntimeBackend(out_dir / contract.ENCODER_FILE, "cpu", part="encoder") as encoder:
+        for item in (0, 1):
+            item_features = features[coords[:, 0] == item]
+            expected = model.pts_voxel_encoder(item_features).cpu()
+            got = encoder.infer({contract.ENCODER_INPUT: item_features.cpu()})[contract.ENCODER_OUTPUT]
+            diffs[f"{contract.ENCODER_OUTPUT}@{item_features.shape[0]}"] = _max_abs_diff(got, expected)
+    with OnnxRuntimeBackend(out_dir / contract.HEAD_FILE, "cpu", part="head") as head:
+        outputs = head.infer({contract.HEAD_INPUT: bev.cpu()})
+        for name, expected in zip(head.output_names, head_graph(bev)):
+            diffs[f"{name}@B2"] = _max_abs_diff(outputs[name], expected.cpu())
+    worst = {name: d for name, d in diffs.items() if not d <= atol}
+    if worst:
+        shown = ", ".join(f"{name}={d:.3g}" for name, d in worst.items())
+        raise ExportError(f"ONNX Runtime disagrees with PyTorch above atol={atol:g}: max |diff| {shown} "
+                          f"(files left in {out_dir} for inspection; no manifest written)")
+    return diffs
+
+
+def _max_abs_diff(got: Tensor, expected: Tensor) -> float:
+    if got.shape != expected.shape:
+        return float("inf")
+    return float((got.float() - expected.float()).abs().max()) if got.numel() else 0.0
