@@ -1,0 +1,98 @@
+"""Build the (encoder, head) backend pair of one runtime by name.
+
+One plain function per runtime; :func:`create_backends` dispatches on ``kind``. Runtimes are
+imported inside their builder, so a missing ``onnxruntime`` / ``tensorrt`` only matters when
+that runtime is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from centerpoint_deploy.backends.base import Backend
+from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.errors import BackendError, BackendUnavailableError
+
+#: ``(encoder, head, rot_y_axis_reference)``: the head's outputs need
+#: :func:`~centerpoint_deploy.postprocess.rot_reference.undo_rot_y_axis_reference` when True.
+BackendPair = tuple[Backend, Backend, bool]
+
+
+def resolve_device(device: torch.device | str) -> torch.device:
+    """``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` as a ``torch.device`` that exists here.
+
+    Raises:
+        BackendError: not a CPU or CUDA device string.
+        BackendUnavailableError: CUDA asked for but not available (or no such GPU index).
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise BackendError(f"device '{device}' is not a valid device; use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if resolved.type not in ("cpu", "cuda"):
+        raise BackendError(f"device '{device}' is not supported; use 'cpu', 'cuda' or 'cuda:N'")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(f"device '{device}' requested but CUDA is not available "
+                                          f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(f"device '{device}' requested but only {torch.cuda.device_count()} GPU(s) exist")
+    return resolved
+
+
+def _pytorch_backends(config: ModelConfig, checkpoint: Path | str | None, deploy_dir: Path | str | None,
+                      device: torch.device) -> BackendPair:
+    from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
+    from centerpoint_deploy.model import build_model
+
+    if deploy_dir is not None:
+        raise BackendError("the pytorch backend runs a checkpoint; deploy_dir is for 'onnxruntime' / 'tensorrt'")
+    model = build_model(config, checkpoint=checkpoint, device=device)
+    return TorchEncoderBackend(model, config, device), TorchHeadBackend(model, config, device), False
+
+
+def _onnxruntime_backends(config: ModelConfig, checkpoint: Path | str | None, deploy_dir: Path | str | None,
+                          device: torch.device) -> BackendPair:
+    raise BackendUnavailableError("the 'onnxruntime' backend is not wired into create_backends yet")
+
+
+def _tensorrt_backends(config: ModelConfig, checkpoint: Path | str | None, deploy_dir: Path | str | None,
+                       device: torch.device) -> BackendPair:
+    raise BackendUnavailableError("the 'tensorrt' backend is not wired into create_backends yet")
+
+
+_BUILDERS: dict[str, Callable[[ModelConfig, Path | str | None, Path | str | None, torch.device], BackendPair]] = {
+    "pytorch": _pytorch_backends,
+    "onnxruntime": _onnxruntime_backends,
+    "tensorrt": _tensorrt_backends,
+}
+
+#: Backend kinds :func:`create_backends` knows.
+SUPPORTED_KINDS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def create_backends(kind: str, config: ModelConfig, *, checkpoint: Path | str | None = None,
+                    deploy_dir: Path | str | None = None, device: torch.device | str = "cpu") -> BackendPair:
+    """Build the encoder and head backends of one runtime (not yet loaded).
+
+    Args:
+        kind: one of :data:`SUPPORTED_KINDS`.
+        config: the model.
+        checkpoint: weights for ``"pytorch"`` (``None``: randomly initialised, for smoke tests).
+        deploy_dir: exported artifacts for ``"onnxruntime"`` / ``"tensorrt"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Returns:
+        ``(encoder, head, rot_y_axis_reference)``.
+
+    Raises:
+        BackendError: unknown ``kind`` or arguments that do not fit it.
+        BackendUnavailableError: the runtime or the device is not usable here.
+    """
+    builder = _BUILDERS.get(kind)
+    if builder is None:
+        raise BackendError(f"unknown backend '{kind}'; supported: {', '.join(SUPPORTED_KINDS)}")
+    return builder(config, checkpoint, deploy_dir, resolve_device(device))
