@@ -1,0 +1,107 @@
+"""Point-cloud files: raw .bin, ascii/binary .pcd, .npy; corrupt input raises PointCloudError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from centerpoint_deploy.config.schema import PointsConfig
+from centerpoint_deploy.data.pointcloud import key_frame_points, read_points, write_points_bin
+from centerpoint_deploy.errors import PointCloudError
+
+CLOUD = np.array([[1.0, 2.0, 3.0, 40.0, 0.05], [-1.5, 0.25, -2.0, 7.0, 0.0]], dtype=np.float32)
+
+
+def test_bin_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "0.pcd.bin"
+    write_points_bin(path, CLOUD)
+    assert path.stat().st_size == 2 * 5 * 4
+    points = read_points(path, load_dim=5)
+    assert points.dtype == np.float32 and np.array_equal(points, CLOUD)
+    assert read_points(path, load_dim=10).shape == (1, 10)  # 10 floats: a valid but different reading
+
+
+def test_truncated_bin_names_the_sizes(tmp_path: Path) -> None:
+    path = tmp_path / "cut.bin"
+    path.write_bytes(CLOUD.tobytes()[:-4])
+    with pytest.raises(PointCloudError, match="truncated or wrong load_dim: file has 36 bytes, not a multiple of 4\\*load_dim = 20"):
+        read_points(path, load_dim=5)
+
+
+def test_empty_missing_and_nan(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    with pytest.raises(PointCloudError, match="empty"):
+        read_points(empty)
+    with pytest.raises(PointCloudError, match="not found"):
+        read_points(tmp_path / "nope.bin")
+    bad = CLOUD.copy()
+    bad[0, 1], bad[1, 3] = np.nan, np.inf
+    write_points_bin(tmp_path / "nan.bin", np.concatenate([bad, CLOUD]))
+    with pytest.raises(PointCloudError, match="2 of 4 points hold NaN or inf"):
+        read_points(tmp_path / "nan.bin")
+
+
+def test_unsupported_extension(tmp_path: Path) -> None:
+    (tmp_path / "a.ply").write_bytes(b"ply")
+    with pytest.raises(PointCloudError, match="unsupported point cloud file 'a.ply'"):
+        read_points(tmp_path / "a.ply")
+
+
+def pcd_header(fields: str, size: str, type_: str, count: str, n: int, data: str) -> bytes:
+    return (f"# .PCD v0.7\nVERSION 0.7\nFIELDS {fields}\nSIZE {size}\nTYPE {type_}\nCOUNT {count}\n"
+            f"WIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\nDATA {data}\n").encode()
+
+
+def test_ascii_pcd_maps_fields_and_fills_missing(tmp_path: Path) -> None:
+    path = tmp_path / "a.pcd"
+    path.write_bytes(pcd_header("x y z intensity", "4 4 4 4", "F F F F", "1 1 1 1", 2, "ascii")
+                     + b"1 2 3 40\n-1.5 0.25 -2 7\n")
+    expected = CLOUD.copy()
+    expected[:, 4] = 0.0  # no time field: zero
+    assert np.array_equal(read_points(path, 5), expected)
+
+
+def test_binary_pcd_with_extra_fields_and_other_types(tmp_path: Path) -> None:
+    dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("ring", "<u2"), ("intensity", "<u1"),
+                      ("timestamp", "<f8")])
+    records = np.zeros(2, dtype=dtype)
+    for name, column in (("x", 0), ("y", 1), ("z", 2), ("intensity", 3), ("timestamp", 4)):
+        records[name] = CLOUD[:, column]
+    records["ring"] = [5, 9]
+    path = tmp_path / "b.pcd"
+    path.write_bytes(pcd_header("x y z ring intensity timestamp", "4 4 4 2 1 8", "F F F U U F", "1 1 1 1 1 1", 2,
+                                "binary") + records.tobytes())
+    assert np.array_equal(read_points(path, 5), CLOUD)
+    assert read_points(path, 4).shape == (2, 4)
+
+
+def test_truncated_binary_pcd_and_compressed(tmp_path: Path) -> None:
+    path = tmp_path / "t.pcd"
+    path.write_bytes(pcd_header("x y z", "4 4 4", "F F F", "1 1 1", 3, "binary") + b"\0" * 20)
+    with pytest.raises(PointCloudError, match="truncated binary PCD: 20 data bytes, header needs 3 points x 12 bytes = 36"):
+        read_points(path, 4)
+    path.write_bytes(pcd_header("x y z", "4 4 4", "F F F", "1 1 1", 3, "binary_compressed") + b"\0" * 20)
+    with pytest.raises(PointCloudError, match="binary_compressed"):
+        read_points(path, 4)
+
+
+def test_npy_needs_load_dim_columns(tmp_path: Path) -> None:
+    np.save(tmp_path / "p.npy", CLOUD.astype(np.float64))
+    assert np.array_equal(read_points(tmp_path / "p.npy", 5), CLOUD)
+    with pytest.raises(PointCloudError, match=r"shape \[2, 5\], expected \[N, load_dim=4\]"):
+        read_points(tmp_path / "p.npy", 4)
+
+
+def test_key_frame_points_select_use_dim_and_zero_the_time_lag() -> None:
+    points = key_frame_points(CLOUD, PointsConfig(load_dim=5, use_dim=(0, 1, 2, 3, 4)))
+    assert points[:, :4].tolist() == CLOUD[:, :4].tolist() and points[:, 4].tolist() == [0.0, 0.0]
+    kept = key_frame_points(CLOUD, PointsConfig(load_dim=5, use_dim=(0, 1, 2, 4)), keep_time_lag=True)
+    assert kept.tolist() == CLOUD[:, [0, 1, 2, 4]].tolist()
+    # A 4-column file for a model that reads x, y, z, time lag: the lag column is created.
+    four = key_frame_points(CLOUD[:, :4], PointsConfig(load_dim=4, use_dim=(0, 1, 2, 4)))
+    assert four.tolist() == [[1.0, 2.0, 3.0, 0.0], [-1.5, 0.25, -2.0, 0.0]]
+    with pytest.raises(PointCloudError, match="time-lag column 4"):
+        key_frame_points(CLOUD[:, :4], PointsConfig(load_dim=4, use_dim=(0, 1, 2, 4)), keep_time_lag=True)
