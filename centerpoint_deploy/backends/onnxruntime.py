@@ -247,7 +247,7 @@ def _inferred_output_shapes(graph: onnx.ModelProto, input_shapes: dict[str, tupl
                 dim.Clear()
                 dim.dim_value = size
     for value in fixed.graph.output:
-        value.type.tensor_type.shape.Clear()
+        value.type.tensor_type.ClearField("shape")
     inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
     shapes = {}
     for value in inferred.graph.output:
