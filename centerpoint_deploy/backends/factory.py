@@ -8,13 +8,16 @@ that runtime is asked for.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
+
+if TYPE_CHECKING:
+    from centerpoint_deploy.export.manifest import Manifest
 
 #: ``(encoder, head, rot_y_axis_reference)``: the head's outputs need
 #: :func:`~centerpoint_deploy.postprocess.rot_reference.undo_rot_y_axis_reference` when True.
@@ -54,14 +57,42 @@ def _pytorch_backends(config: ModelConfig, checkpoint: Path | str | None, deploy
     return TorchEncoderBackend(model, config, device), TorchHeadBackend(model, config, device), False
 
 
+def _deploy_manifest(kind: str, config: ModelConfig, checkpoint: Path | str | None,
+                     deploy_dir: Path | str | None) -> "Manifest":
+    """The manifest of ``deploy_dir``, checked to describe ``config`` (files there are what runs)."""
+    from centerpoint_deploy.export.manifest import config_mismatches, load_manifest
+
+    if checkpoint is not None:
+        raise BackendError(f"the {kind} backend runs the exported files in deploy_dir, not a checkpoint")
+    if deploy_dir is None:
+        raise BackendError(f"the {kind} backend needs deploy_dir (a directory written by 'centerpoint-deploy export')")
+    manifest = load_manifest(deploy_dir)
+    mismatches = config_mismatches(manifest, config)
+    if mismatches:
+        raise BackendError(f"{deploy_dir} was exported from a different config: " + "; ".join(mismatches))
+    return manifest
+
+
 def _onnxruntime_backends(config: ModelConfig, checkpoint: Path | str | None, deploy_dir: Path | str | None,
                           device: torch.device) -> BackendPair:
-    raise BackendUnavailableError("the 'onnxruntime' backend is not wired into create_backends yet")
+    from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend
+
+    manifest = _deploy_manifest("onnxruntime", config, checkpoint, deploy_dir)
+    return (OnnxRuntimeBackend(manifest.onnx_path("encoder"), device, part="encoder"),
+            OnnxRuntimeBackend(manifest.onnx_path("head"), device, part="head"),
+            manifest.rot_y_axis_reference)
 
 
 def _tensorrt_backends(config: ModelConfig, checkpoint: Path | str | None, deploy_dir: Path | str | None,
                        device: torch.device) -> BackendPair:
-    raise BackendUnavailableError("the 'tensorrt' backend is not wired into create_backends yet")
+    from centerpoint_deploy.backends.tensorrt import TensorRTBackend
+
+    if device.type != "cuda":
+        raise BackendError(f"the tensorrt backend runs on CUDA; got device '{device}'")
+    manifest = _deploy_manifest("tensorrt", config, checkpoint, deploy_dir)
+    return (TensorRTBackend(manifest.engine_path("encoder"), device, part="encoder"),
+            TensorRTBackend(manifest.engine_path("head"), device, part="head"),
+            manifest.rot_y_axis_reference)
 
 
 _BUILDERS: dict[str, Callable[[ModelConfig, Path | str | None, Path | str | None, torch.device], BackendPair]] = {

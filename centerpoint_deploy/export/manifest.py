@@ -194,3 +194,30 @@ def _from_dict(deploy_dir: Path, data: dict[str, Any]) -> Manifest:
     fields = {k: v for k, v in data.items() if k != "engines"}
     fields["class_names"] = tuple(fields["class_names"])
     return Manifest(deploy_dir=deploy_dir, engines=engines, **fields)
+
+
+#: Config sections the exported graphs or their pre-processing depend on. ``decode`` and
+#: ``nms`` thresholds only steer post-processing and may differ (``out_size_factor`` may not).
+_GRAPH_SECTIONS = ("class_names", "points", "voxelization", "voxel_encoder", "backbone", "neck", "head")
+
+
+def config_mismatches(manifest: Manifest, config: ModelConfig) -> list[str]:
+    """``'field: exported X, given Y'`` for every graph-relevant field where ``config`` differs.
+
+    Compares :data:`_GRAPH_SECTIONS` and ``decode.out_size_factor``; empty when they agree.
+    """
+    exported = _flatten(manifest.config)
+    given = _flatten(config.to_dict())
+    keys = [k for k in sorted(set(exported) | set(given))
+            if k.split(".")[0] in _GRAPH_SECTIONS or k == "decode.out_size_factor"]
+    return [f"{k}: exported {exported.get(k)!r}, given {given.get(k)!r}" for k in keys if exported.get(k) != given.get(k)]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

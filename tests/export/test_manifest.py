@@ -97,3 +97,17 @@ def test_autoware_param_file(tmp_path: Path, tiny_config: ModelConfig) -> None:
         "has_twist": True,
     }}}}
     assert autoware_model_params(tiny_config) == document["/**"]["ros__parameters"]["model_params"]
+
+
+def test_config_mismatches(tmp_path: Path, tiny_config: ModelConfig) -> None:
+    from dataclasses import replace
+
+    from centerpoint_deploy.export.manifest import config_mismatches
+
+    manifest = _manifest(tmp_path, tiny_config)
+    assert config_mismatches(manifest, tiny_config) == []
+    # Post-processing thresholds may change; the grid may not.
+    relaxed = replace(tiny_config, decode=replace(tiny_config.decode, score_threshold=0.3))
+    assert config_mismatches(manifest, relaxed) == []
+    other = replace(tiny_config, voxelization=replace(tiny_config.voxelization, max_voxels=3000))
+    assert config_mismatches(manifest, other) == ["voxelization.max_voxels: exported 4000, given 3000"]
