@@ -1,0 +1,168 @@
+"""Drive the ego through a synthetic road world, scan it, and write T4 scenes.
+
+A scene is ``lead_in_sweeps`` sweeps followed by ``frames`` key frames ``key_frame_interval``
+sweeps apart (interval 1: every sweep is a key frame, as in T4; 2: one non-key sweep between
+key frames), all at the sensor rate. Ground truth: every agent within ``annotation_range``
+of the ego at a key frame, with its true ``num_lidar_pts`` (0 when occluded or out of range).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from centerpoint_deploy.data.geometry import count_points_in_boxes, invert_transform, matrix_yaw, transform_points
+from centerpoint_deploy.data.synthetic.lidar import LidarConfig, returns_to_points
+from centerpoint_deploy.data.synthetic.raycast import GROUND, cast
+from centerpoint_deploy.data.synthetic.world import AGENT_CLASSES, LANE_WIDTH, World, WorldConfig, build_world
+from centerpoint_deploy.data.synthetic.writer import KeyFrameAnnotations, Scan, SceneRecording, write_scene
+from centerpoint_deploy.errors import DatasetError
+
+#: Time of the first sweep of scene 0 (µs since the epoch); scenes start an hour apart.
+BASE_TIMESTAMP = 1_700_000_000_000_000
+SCENE_TIME_STEP = 3_600_000_000
+
+#: Ground reflectivity: asphalt, lane paint, sidewalk, verge.
+ASPHALT, PAINT, SIDEWALK, VERGE = 12.0, 70.0, 28.0, 18.0
+
+
+@dataclass(frozen=True)
+class SceneTiming:
+    """Which sweeps a scene holds: ``lead_in`` sweeps, then ``frames`` key frames ``interval`` sweeps apart."""
+
+    frames: int
+    interval: int = 1
+    lead_in: int = 1
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.interval < 1 or self.lead_in < 0:
+            raise DatasetError(f"scene timing frames={self.frames}, key_frame_interval={self.interval}, "
+                               f"lead_in_sweeps={self.lead_in} is invalid: need frames >= 1, interval >= 1, lead_in >= 0")
+
+    @property
+    def num_sweeps(self) -> int:
+        return self.lead_in + (self.frames - 1) * self.interval + 1
+
+    def is_key_frame(self) -> np.ndarray:
+        """``[num_sweeps]`` bool."""
+        k = np.arange(self.num_sweeps) - self.lead_in
+        return (k >= 0) & (k % self.interval == 0)
+
+
+def ground_reflectivity(road_xy: np.ndarray) -> np.ndarray:
+    """Reflectivity of ground points at road-frame ``road_xy [N, 2]``: asphalt with painted lane
+    lines (centre line, dashed lane separators, edge lines), sidewalks, verge."""
+    x, y = road_xy[:, 0], np.abs(road_xy[:, 1])
+    refl = np.where(y < 2 * LANE_WIDTH, ASPHALT, np.where(y < 9.0, ASPHALT, np.where(y < 12.5, SIDEWALK, VERGE)))
+    solid = (np.abs(y) < 0.1) | (np.abs(y - 2 * LANE_WIDTH) < 0.075)
+    dashed = (np.abs(y - LANE_WIDTH) < 0.075) & ((x % 12.0) < 4.0)
+    return np.where(solid | dashed, PAINT, refl)
+
+
+def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, elevations: np.ndarray, t: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One sweep at time ``t`` (s).
+
+    Returns:
+        ``(points [N, 5] float32 sensor frame, ego2global 4x4, agent boxes [A, 7] sensor frame,
+        agent visible fraction [A], road2sensor 4x4)``.
+    """
+    ego2road, _ = world.ego.pose_at(t)
+    ego2global = world.road2global @ ego2road
+    road2sensor = invert_transform(ego2road @ sensor.lidar2ego)
+    agent_boxes, _ = world.agents.state_at(t)
+    road_boxes = np.concatenate([world.static.boxes, agent_boxes])
+    boxes = road_boxes.copy()
+    boxes[:, :3] = transform_points(road2sensor, road_boxes[:, :3])
+    boxes[:, 6] = road_boxes[:, 6] + matrix_yaw(road2sensor[:3, :3])
+    hits = cast(directions, elevations, boxes, ground_z=-sensor.mount_height, max_range=sensor.max_range)
+
+    flat_dirs = directions.reshape(-1, 3)
+    ranges = hits.ranges.reshape(-1)
+    surface = hits.surface.reshape(-1)
+    reflectivity = np.concatenate([world.static.reflectivity, world.agents.reflectivity])
+    refl = np.zeros(ranges.shape[0])
+    on_box = surface >= 0
+    refl[on_box] = reflectivity[surface[on_box]]
+    on_ground = surface == GROUND
+    ground_road = transform_points(invert_transform(road2sensor), flat_dirs[on_ground] * ranges[on_ground, None])
+    refl[on_ground] = ground_reflectivity(ground_road[:, :2])
+    points, _ = returns_to_points(sensor, flat_dirs, ranges, refl, hits.cos_incidence.reshape(-1), rng)
+
+    num_static = world.static.boxes.shape[0]
+    visible = hits.box_first_hits[num_static:] / np.maximum(hits.box_rays[num_static:], 1)
+    return points, ego2global, boxes[num_static:], visible, road2sensor
+
+
+def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTiming, start_time: int,
+                   annotation_range: float, rng: np.random.Generator) -> SceneRecording:
+    """Scan ``world`` along the ego path and collect the T4 records of one scene."""
+    directions, elevations = sensor.ray_directions(), sensor.elevations()
+    period_us = 1e6 / sensor.rate_hz
+    agents = world.agents
+    road_yaw = matrix_yaw(world.road2global[:3, :3])
+    attributes = np.array(agents.attributes())
+    scans, key_frames = [], []
+    for k, is_key in enumerate(timing.is_key_frame().tolist()):
+        t = k / sensor.rate_hz
+        points, ego2global, sensor_boxes, visible, _ = simulate_scan(world, sensor, directions, elevations, t, rng)
+        scans.append(Scan(start_time + int(round(k * period_us)), ego2global, points, is_key))
+        if not is_key:
+            continue
+        near = np.flatnonzero(np.hypot(sensor_boxes[:, 0], sensor_boxes[:, 1]) <= annotation_range)
+        road_boxes, road_velocity = agents.state_at(t)
+        global_boxes = road_boxes[near].copy()
+        global_boxes[:, :3] = transform_points(world.road2global, road_boxes[near, :3])
+        global_boxes[:, 6] = road_boxes[near, 6] + road_yaw
+        velocity = np.column_stack([road_velocity[near], np.zeros(near.shape[0])]) @ world.road2global[:3, :3].T
+        key_frames.append(KeyFrameAnnotations(
+            instances=near, boxes=global_boxes, velocities=velocity,
+            num_lidar_pts=count_points_in_boxes(points, sensor_boxes[near]),
+            visibility=visible[near], attributes=attributes[near].tolist()))
+    categories = [AGENT_CLASSES[c].category for c in agents.class_index.tolist()]
+    return SceneRecording(name, "synthetic road scene", sensor.channel, sensor.lidar2ego, scans, key_frames, categories)
+
+
+def generate_dataset(out_dir: str | Path, num_scenes: int, frames_per_scene: int, seed: int,
+                     sensor: LidarConfig = LidarConfig(), world: WorldConfig = WorldConfig(), *,
+                     key_frame_interval: int = 1, lead_in_sweeps: int = 1, annotation_range: float = 150.0,
+                     write_velocity: bool = True, overwrite: bool = False) -> list[Path]:
+    """Generate ``num_scenes`` T4 scenes under ``out_dir`` (deterministic for ``seed``).
+
+    Args:
+        out_dir: dataset root; scene ``i`` goes to ``out_dir/synth-<seed>-<i>``.
+        num_scenes: scenes to write.
+        frames_per_scene: key frames per scene.
+        seed: all randomness derives from ``(seed, scene index)``.
+        sensor: the LiDAR model.
+        world: road population.
+        key_frame_interval: sweeps per key frame (1 = every sweep annotated).
+        lead_in_sweeps: sweeps before the first key frame (previous sweeps for it).
+        annotation_range: agents within this distance (m) of the ego get annotations.
+        write_velocity: write T4's ``velocity`` field (else readers use centre differences).
+        overwrite: replace existing scene folders instead of refusing.
+
+    Returns:
+        The scene folders, in order.
+    """
+    if num_scenes < 1:
+        raise DatasetError(f"num_scenes = {num_scenes} is invalid: must be >= 1")
+    timing = SceneTiming(frames_per_scene, key_frame_interval, lead_in_sweeps)
+    duration = (timing.num_sweeps - 1) / sensor.rate_hz
+    out = Path(out_dir)
+    paths = []
+    for i in range(num_scenes):
+        name = f"synth-{seed}-{i:03d}"
+        if (out / name).exists():
+            if not overwrite:
+                raise DatasetError(f"scene folder {out / name} already exists; pass overwrite=True to replace it")
+            shutil.rmtree(out / name)
+        rng = np.random.default_rng([seed, i])
+        world_i = build_world(rng, world, duration, sensor.max_range)
+        recording = simulate_scene(name, world_i, sensor, timing, BASE_TIMESTAMP + i * SCENE_TIME_STEP,
+                                   annotation_range, rng)
+        paths.append(write_scene(out, recording, write_velocity=write_velocity))
+    return paths

@@ -1,0 +1,279 @@
+"""A straight urban road: static structures, traffic agents and the ego path.
+
+Everything is laid out in a *road frame* (x along the road, y to the left, z up, ground at
+z = 0) that ``road2global`` places somewhere in the global frame. Lanes (3.5 m) run at
+``y = -5.25, -1.75`` (towards +x, the ego in ``-1.75``) and ``y = 1.75, 5.25`` (towards -x);
+bicycles ride at ``|y| = 7.2``, cars park at ``|y| = 8.6``, poles stand at ``|y| = 9.6``,
+pedestrians walk on the sidewalks ``10.2 <= |y| <= 12``, clutter (bushes, bins) sits at
+``12.6 <= |y| <= 13.8`` and buildings start at ``|y| >= 14``.
+
+Agents move with constant speed and constant yaw rate (straight for vehicles and bicycles,
+gently turning for walking pedestrians); vehicles in one lane share one speed, so they never
+run into each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
+
+
+@dataclass(frozen=True)
+class AgentClass:
+    """One annotated category and its size distribution (metres, Gaussian, clipped at 70%)."""
+
+    category: str
+    mean_size: tuple[float, float, float]  # l, w, h
+    size_std: tuple[float, float, float]
+    reflectivity: tuple[float, float]  # uniform range
+    moving_attribute: str
+    static_attribute: str
+
+
+AGENT_CLASSES: tuple[AgentClass, ...] = (
+    AgentClass("vehicle.car", (4.5, 1.9, 1.6), (0.35, 0.1, 0.15), (20, 90), "vehicle.moving", "vehicle.parked"),
+    AgentClass("vehicle.truck", (8.0, 2.5, 3.2), (1.2, 0.15, 0.3), (30, 80), "vehicle.moving", "vehicle.parked"),
+    AgentClass("vehicle.bus", (11.0, 2.9, 3.3), (0.8, 0.08, 0.15), (30, 80), "vehicle.moving", "vehicle.stopped"),
+    AgentClass("vehicle.bicycle", (1.8, 0.6, 1.4), (0.1, 0.05, 0.1), (40, 60), "cycle.with_rider", "cycle.without_rider"),
+    AgentClass("pedestrian.adult", (0.6, 0.6, 1.7), (0.08, 0.08, 0.1), (10, 30), "pedestrian.moving", "pedestrian.standing"),
+)
+CAR, TRUCK, BUS, BICYCLE, PEDESTRIAN = range(5)
+
+LANE_WIDTH = 3.5
+EGO_LANE_Y = -1.75
+LANES = ((-5.25, 1), (-1.75, 1), (1.75, -1), (5.25, -1))  # (y, direction of travel along x)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """How busy the road is. Densities are per 100 m of road (per lane or per side).
+
+    Attributes:
+        ego_speed: range of the ego's speed (m/s).
+        traffic_per_lane, parked_per_side, bicycles_per_side, pedestrians_per_side,
+        buildings_fill, poles_spacing, clutter_per_side: densities / spacing (m for poles).
+        truck_share, bus_share: fractions of moving vehicles that are trucks / buses.
+        margin: road laid out this far (m) beyond the sensor range around the ego's path.
+    """
+
+    ego_speed: tuple[float, float] = (6.0, 12.0)
+    traffic_per_lane: float = 2.5
+    parked_per_side: float = 3.0
+    bicycles_per_side: float = 1.0
+    pedestrians_per_side: float = 5.0
+    poles_spacing: float = 25.0
+    clutter_per_side: float = 12.0
+    truck_share: float = 0.15
+    bus_share: float = 0.1
+    margin: float = 20.0
+
+
+@dataclass
+class StaticScene:
+    """Fixed boxes, road frame: ``boxes [S, 7]`` ``[x, y, z, l, w, h, yaw]``, ``reflectivity [S]``."""
+
+    boxes: np.ndarray
+    reflectivity: np.ndarray
+
+
+@dataclass
+class Agents:
+    """Annotated movers, road frame, their state at t = 0 and their motion.
+
+    Attributes:
+        class_index: ``[A]`` index into :data:`AGENT_CLASSES`.
+        sizes: ``[A, 3]`` l, w, h (m).
+        start: ``[A, 2]`` x, y at t = 0 (m).
+        yaw0: ``[A]`` heading at t = 0 (rad).
+        speed: ``[A]`` m/s along the heading (0 = parked / standing).
+        yaw_rate: ``[A]`` rad/s.
+        reflectivity: ``[A]``.
+    """
+
+    class_index: np.ndarray
+    sizes: np.ndarray
+    start: np.ndarray
+    yaw0: np.ndarray
+    speed: np.ndarray
+    yaw_rate: np.ndarray
+    reflectivity: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.class_index.shape[0])
+
+    def state_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes ``[A, 7]`` (z at the centre), yaws are in the boxes, velocities ``[A, 2]`` (m/s) at time t (s)."""
+        yaw = self.yaw0 + self.yaw_rate * t
+        turning = np.abs(self.yaw_rate) > 1e-9
+        safe_rate = np.where(turning, self.yaw_rate, 1.0)
+        # Integral of speed * (cos, sin)(yaw0 + rate * s) ds over [0, t]; straight motion as the limit.
+        dx = np.where(turning, self.speed * (np.sin(yaw) - np.sin(self.yaw0)) / safe_rate, self.speed * np.cos(self.yaw0) * t)
+        dy = np.where(turning, -self.speed * (np.cos(yaw) - np.cos(self.yaw0)) / safe_rate, self.speed * np.sin(self.yaw0) * t)
+        boxes = np.column_stack([self.start[:, 0] + dx, self.start[:, 1] + dy, 0.5 * self.sizes[:, 2],
+                                 self.sizes, yaw])
+        velocity = self.speed[:, None] * np.column_stack([np.cos(yaw), np.sin(yaw)])
+        return boxes, velocity
+
+    def attributes(self) -> list[str]:
+        """Attribute name of every agent (moving or static variant of its class)."""
+        return [AGENT_CLASSES[c].moving_attribute if s > 0 else AGENT_CLASSES[c].static_attribute
+                for c, s in zip(self.class_index.tolist(), self.speed.tolist())]
+
+
+@dataclass
+class EgoPath:
+    """Ego drives along the ego lane at constant speed, weaving gently (road frame, ground z = 0)."""
+
+    x0: float
+    speed: float
+    weave_amplitude: float
+    weave_period: float
+    weave_phase: float
+
+    def pose_at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(ego2road 4x4, velocity [2])`` at time t (s)."""
+        omega = 2 * np.pi / self.weave_period
+        x = self.x0 + self.speed * t
+        y = EGO_LANE_Y + self.weave_amplitude * np.sin(omega * t + self.weave_phase)
+        vy = self.weave_amplitude * omega * np.cos(omega * t + self.weave_phase)
+        yaw = np.arctan2(vy, self.speed)
+        return make_transform(yaw_to_quaternion(yaw), [x, y, 0.0]), np.array([self.speed, vy])
+
+
+@dataclass
+class World:
+    """A road scene: where the road lies in the global frame, what stands and moves on it."""
+
+    road2global: np.ndarray
+    static: StaticScene
+    agents: Agents
+    ego: EgoPath
+
+
+def _sizes(rng: np.random.Generator, classes: np.ndarray) -> np.ndarray:
+    mean = np.array([AGENT_CLASSES[c].mean_size for c in range(len(AGENT_CLASSES))])[classes]
+    std = np.array([AGENT_CLASSES[c].size_std for c in range(len(AGENT_CLASSES))])[classes]
+    return np.maximum(mean + std * rng.standard_normal(mean.shape), 0.7 * mean)
+
+
+def _row_capacity(x_lo: float, x_hi: float, per_100m: float) -> int:
+    """How many candidates to draw for a row: well above the expected count."""
+    return int(2 * per_100m * (x_hi - x_lo) / 100.0 + 10)
+
+
+def _row(rng: np.random.Generator, x_lo: float, x_hi: float, per_100m: float, lengths: np.ndarray,
+         min_gap: float) -> np.ndarray:
+    """Centres along x of a row of objects of the given ``lengths [n]`` (m), at least ``min_gap``
+    apart, ``per_100m`` of them per 100 m on average. Returns the centres ``[k]`` of the first k
+    objects that fit before ``x_hi``."""
+    expected = max(per_100m * (x_hi - x_lo) / 100.0, 1e-6)
+    mean_gap = max((x_hi - x_lo) / expected - float(lengths.mean()) - min_gap, 0.1)
+    steps = 0.5 * (lengths + np.roll(lengths, 1)) + min_gap + rng.exponential(mean_gap, lengths.shape[0])
+    steps[0] = rng.uniform(0, mean_gap + lengths[0])
+    centers = x_lo + np.cumsum(steps)
+    return centers[: int(np.sum(centers + 0.5 * lengths < x_hi))]
+
+
+def _group(classes: np.ndarray, sizes: np.ndarray, x: np.ndarray, y: np.ndarray | float, yaw: np.ndarray | float,
+           speed: np.ndarray | float, rate: np.ndarray | float = 0.0) -> dict[str, np.ndarray]:
+    n = x.shape[0]
+    return dict(classes=classes[:n], sizes=sizes[:n], x=x, y=np.broadcast_to(y, (n,)).astype(float),
+                yaw=np.broadcast_to(yaw, (n,)).astype(float), speed=np.broadcast_to(speed, (n,)).astype(float),
+                rate=np.broadcast_to(rate, (n,)).astype(float))
+
+
+def _lane_agents(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float,
+                 ego: EgoPath) -> list[dict[str, np.ndarray]]:
+    shares = [1 - cfg.truck_share - cfg.bus_share, cfg.truck_share, cfg.bus_share]
+    groups = []
+    for y, direction in LANES:
+        if y == EGO_LANE_Y:
+            speed = ego.speed
+        elif direction > 0:
+            speed = float(np.clip(ego.speed + rng.uniform(-3, 3), 3.0, 16.0))
+        else:
+            speed = rng.uniform(7.0, 13.0)
+        classes = rng.choice([CAR, TRUCK, BUS], size=_row_capacity(x_lo, x_hi, cfg.traffic_per_lane), p=shares)
+        sizes = _sizes(rng, classes)
+        xs = _row(rng, x_lo, x_hi, cfg.traffic_per_lane, sizes[:, 0], 6.0)
+        group = _group(classes, sizes, xs, y, 0.0 if direction > 0 else np.pi, speed)
+        if y == EGO_LANE_Y:  # leave room around the ego, who drives at this lane's speed
+            clear = np.abs(xs - ego.x0) > 12.0 + 0.5 * group["sizes"][:, 0]
+            group = {k: v[clear] for k, v in group.items()}
+        groups.append(group)
+    return groups
+
+
+def _side_agents(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float) -> list[dict[str, np.ndarray]]:
+    groups = []
+    for side in (-1.0, 1.0):
+        heading = 0.0 if side < 0 else np.pi  # right-hand traffic on each side
+        classes = rng.choice([CAR, TRUCK], size=_row_capacity(x_lo, x_hi, cfg.parked_per_side), p=[0.85, 0.15])
+        sizes = _sizes(rng, classes)
+        xs = _row(rng, x_lo, x_hi, cfg.parked_per_side, sizes[:, 0], 1.5)
+        n = xs.shape[0]
+        groups.append(_group(classes, sizes, xs, side * 8.6 + rng.uniform(-0.15, 0.15, n),
+                             heading + rng.uniform(-0.04, 0.04, n), 0.0))
+        classes = np.full(_row_capacity(x_lo, x_hi, cfg.bicycles_per_side), BICYCLE)
+        sizes = _sizes(rng, classes)
+        xs = _row(rng, x_lo, x_hi, cfg.bicycles_per_side, sizes[:, 0], 4.0)
+        groups.append(_group(classes, sizes, xs, side * 7.2, heading, rng.uniform(3.0, 6.0)))
+        n = rng.poisson(cfg.pedestrians_per_side * (x_hi - x_lo) / 100.0)
+        classes = np.full(n, PEDESTRIAN)
+        walking = rng.random(n) < 0.75
+        along = np.where(rng.random(n) < 0.5, 0.0, np.pi)
+        groups.append(_group(classes, _sizes(rng, classes), rng.uniform(x_lo, x_hi, n), side * rng.uniform(10.5, 11.7, n),
+                             np.where(walking, along + rng.normal(0, 0.05, n), rng.uniform(-np.pi, np.pi, n)),
+                             np.where(walking, rng.uniform(0.8, 1.6, n), 0.0),
+                             np.where(walking, rng.uniform(-0.08, 0.08, n), 0.0)))
+    return groups
+
+
+def _static_scene(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float) -> StaticScene:
+    boxes, refl = [], []
+    for side in (-1.0, 1.0):
+        lengths = rng.uniform(10, 30, _row_capacity(x_lo, x_hi, 100.0 / 28.0))
+        xs = _row(rng, x_lo, x_hi, 100.0 / 28.0, lengths, 3.0)
+        n = xs.shape[0]
+        lengths = lengths[:n]
+        depth, height = rng.uniform(8, 20, n), rng.uniform(4, 20, n)
+        near = 14.0 + rng.uniform(0, 3, n)
+        boxes.append(np.column_stack([xs, side * (near + 0.5 * depth), 0.5 * height, lengths, depth, height,
+                                      rng.uniform(-0.03, 0.03, n)]))
+        refl.append(rng.uniform(30, 70, n))
+        xs = np.arange(x_lo + rng.uniform(0, cfg.poles_spacing), x_hi, cfg.poles_spacing)
+        xs = xs + rng.uniform(-2, 2, xs.shape[0])
+        height = rng.uniform(5, 8, xs.shape[0])
+        boxes.append(np.column_stack([xs, np.full(xs.shape, side * 9.6), 0.5 * height, np.full(xs.shape, 0.25),
+                                      np.full(xs.shape, 0.25), height, np.zeros(xs.shape)]))
+        refl.append(np.full(xs.shape, 80.0))
+        n = rng.poisson(cfg.clutter_per_side * (x_hi - x_lo) / 100.0)
+        size = rng.uniform(0.4, 1.6, (n, 2))
+        height = rng.uniform(0.3, 2.5, n)
+        boxes.append(np.column_stack([rng.uniform(x_lo, x_hi, n), side * rng.uniform(12.6, 13.8, n), 0.5 * height,
+                                      size, height, rng.uniform(-np.pi, np.pi, n)]))
+        refl.append(rng.uniform(15, 40, n))
+    return StaticScene(np.concatenate(boxes), np.concatenate(refl))
+
+
+def build_world(rng: np.random.Generator, config: WorldConfig, duration: float, sensor_range: float) -> World:
+    """Lay out a road scene for a drive of ``duration`` seconds seen up to ``sensor_range`` metres."""
+    ego = EgoPath(x0=0.0, speed=rng.uniform(*config.ego_speed), weave_amplitude=rng.uniform(0.1, 0.4),
+                  weave_period=rng.uniform(5.0, 9.0), weave_phase=rng.uniform(0, 2 * np.pi))
+    reach = sensor_range + config.margin
+    static_lo, static_hi = -reach, ego.speed * duration + reach
+    travel = 16.0 * duration  # the fastest agent's travel
+    agent_lo, agent_hi = static_lo - travel, static_hi + travel
+    groups = _lane_agents(rng, config, agent_lo, agent_hi, ego) + _side_agents(rng, config, agent_lo, agent_hi)
+    cat = {k: np.concatenate([g[k] for g in groups]) for k in groups[0]}
+    classes = cat["classes"].astype(np.int64)
+    refl_range = np.array([AGENT_CLASSES[c].reflectivity for c in range(len(AGENT_CLASSES))])[classes]
+    agents = Agents(classes, cat["sizes"], np.column_stack([cat["x"], cat["y"]]), cat["yaw"], cat["speed"],
+                    cat["rate"], rng.uniform(refl_range[:, 0], refl_range[:, 1]))
+    road_yaw = rng.uniform(-np.pi, np.pi)
+    road2global = make_transform(yaw_to_quaternion(road_yaw),
+                                 [rng.uniform(-3000, 3000), rng.uniform(-3000, 3000), rng.uniform(0, 40)])
+    return World(road2global, _static_scene(rng, config, static_lo, static_hi), agents, ego)
