@@ -64,16 +64,13 @@ def voxelize(points: list[Tensor], cfg: VoxelizationConfig) -> Voxels:
         UserWarning: a cloud has more than ``max_voxels`` pillars (the later ones are dropped,
             as mmcv does; the message says how many pillars and points).
     """
-    parts = [_voxelize_one(cloud, cfg, index) for index, cloud in enumerate(points)]
-    batch_coords = [
-        torch.nn.functional.pad(coords, (1, 0), value=index) for index, (_, _, coords) in enumerate(parts)
-    ]
-    return Voxels(
-        points=torch.cat([p for p, _, _ in parts]),
-        num_points=torch.cat([n for _, n, _ in parts]),
-        coords=torch.cat(batch_coords),
-        batch_size=len(points),
-    )
+    voxel_points, num_points, coords = [], [], []
+    for index, cloud in enumerate(points):
+        cloud_points, cloud_counts, cloud_coords = _voxelize_one(cloud, cfg, index)
+        voxel_points.append(cloud_points)
+        num_points.append(cloud_counts)
+        coords.append(torch.nn.functional.pad(cloud_coords, (1, 0), value=index))  # prepend batch index
+    return Voxels(torch.cat(voxel_points), torch.cat(num_points), torch.cat(coords), batch_size=len(points))
 
 
 def _voxelize_one(points: Tensor, cfg: VoxelizationConfig, index: int) -> tuple[Tensor, Tensor, Tensor]:
