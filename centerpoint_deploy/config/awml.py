@@ -18,7 +18,7 @@ import math
 from typing import Any, Mapping
 
 from centerpoint_deploy.config.pyconfig import Unresolved, contains_unresolved
-from centerpoint_deploy.config.schema import REGRESSION_HEADS, ModelConfig
+from centerpoint_deploy.config.schema import REGRESSION_HEADS, ModelConfig, VoxelizationConfig
 from centerpoint_deploy.errors import ConfigError
 
 #: AWML / mmdet3d ``type`` string -> (config slot it may fill, what it means for our model).
@@ -217,6 +217,12 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
         raise layer.error("max_voxels", f"= {max_voxels!r} must be an int or a (train, test) pair of ints")
     if len(pc_range) != 6 or len(voxel_size) != 3:
         raise layer.error("voxel_size", f"= {voxel_size} with point_cloud_range = {pc_range}: need 3 and 6 values")
+    voxelization = {"point_cloud_range": pc_range, "voxel_size": voxel_size,
+                    "max_num_points": int(layer.get("max_num_points")), "max_voxels": max_voxels}
+    try:  # the grid must be valid before the restated shapes are checked against it
+        VoxelizationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in voxelization.items()}).validate()
+    except ConfigError as exc:
+        raise ConfigError(f"AWML config {source}: {exc} (read from '{layer.path}')") from exc
     grid = [round((pc_range[i + 3] - pc_range[i]) / voxel_size[i]) for i in range(3)]
 
     # voxel encoder -------------------------------------------------------------------
@@ -356,12 +362,7 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
         "name": name,
         "class_names": class_names,
         "points": _pipeline_points(root, voxel_encoder["in_channels"]),
-        "voxelization": {
-            "point_cloud_range": pc_range,
-            "voxel_size": voxel_size,
-            "max_num_points": int(layer.get("max_num_points")),
-            "max_voxels": max_voxels,
-        },
+        "voxelization": voxelization,
         "voxel_encoder": voxel_encoder,
         "backbone": backbone,
         "neck": neck,
