@@ -1,8 +1,9 @@
 """The two exported graphs as modules composed from the real model (no export twins).
 
-``EncoderGraph`` is the model's voxel encoder as is; :class:`HeadGraph` runs backbone → neck →
-head and flattens the per-task maps into the contract's positional output order, optionally
-in Autoware's ``rot_y_axis_reference`` convention.
+:class:`EncoderGraph` runs the model's voxel encoder (``model.encode``); :class:`HeadGraph` runs
+backbone → neck → head and flattens the per-task maps into the contract's positional output
+order, optionally in Autoware's ``rot_y_axis_reference`` convention. Both keep the model as
+their ``model`` submodule, so exported node names carry the model's own module scopes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ from torch import Tensor, nn
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
+
+
+class EncoderGraph(nn.Module):
+    """``input_features [V, P, F]`` → ``pillar_features [V, 1, C]`` via ``model.encode``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_features: Tensor) -> Tensor:
+        return self.model.encode(input_features)
 
 
 class HeadGraph(nn.Module):

@@ -29,7 +29,7 @@ from centerpoint_deploy.config.schema import TIME_LAG_COLUMN, ModelConfig
 from centerpoint_deploy.errors import CenterPointError, ExportError
 from centerpoint_deploy.export.autoware_params import autoware_model_params, set_metadata, write_param_yaml
 from centerpoint_deploy.export.graph_io import GraphPart, contract_problems, onnx_graph_io
-from centerpoint_deploy.export.graphs import HeadGraph
+from centerpoint_deploy.export.graphs import EncoderGraph, HeadGraph
 from centerpoint_deploy.export.manifest import MANIFEST_FILE, ONNX_FILES, Manifest, sha256_file, write_manifest
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
@@ -66,7 +66,7 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
     """Export ``model`` into the deploy directory ``out_dir`` and check it against PyTorch.
 
     Args:
-        model: a ``CenterPoint`` built from ``config`` (``pts_voxel_encoder``, ``forward_dense``).
+        model: a ``CenterPoint`` built from ``config`` (``encode``, ``forward_dense``).
         config: the model's config; its facts go into the manifest and the Autoware params.
         out_dir: deploy directory, created if needed; existing export files are replaced.
         opset: ONNX opset, 13-17 (AWML used 13, 16 and 17).
@@ -100,10 +100,10 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
     try:
         with torch.no_grad():
             encoder_features = features[coords[:, 0] == 0]
-            bev = _bev(model, features, coords, config)  # [2, C, H, W]
-            head_graph = HeadGraph(model, rot_y_axis_reference).eval()
+            encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
+            bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
             graphs = {
-                "encoder": _to_onnx(model.pts_voxel_encoder, encoder_features, "encoder", config, opset),
+                "encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset),
                 "head": _to_onnx(head_graph, bev[:1], "head", config, opset),
             }
             facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
@@ -115,7 +115,7 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
                 _check_graph(graph, part)
                 onnx.save(graph, str(out_dir / ONNX_FILES[part]))
                 graphs[part] = graph
-            diffs = _compare_with_pytorch(model, head_graph, out_dir, features, coords, bev, atol)
+            diffs = _compare_with_pytorch(encoder_graph, head_graph, out_dir, features, coords, bev, atol)
     finally:
         model.train(was_training)
 
@@ -176,11 +176,6 @@ def _sample_voxels(points: Tensor, config: ModelConfig) -> tuple[Tensor, Tensor]
         raise ExportError(f"check_sample gives voxel counts {counts.tolist()}; need two different "
                           "non-zero counts (points inside the point-cloud range, in several pillars)")
     return features, voxels.coords
-
-
-def _bev(model: nn.Module, features: Tensor, coords: Tensor, config: ModelConfig) -> Tensor:
-    pillars = model.pts_voxel_encoder(features)  # [V, 1, C]
-    return scatter_to_bev(pillars, coords, 2, config.bev_shape)
 
 
 def _dynamic_axes(part: GraphPart, config: ModelConfig) -> dict[str, dict[int, str]]:
@@ -247,14 +242,14 @@ def _check_graph(graph: onnx.ModelProto, part: GraphPart) -> None:
         raise ExportError(f"the exported {part} graph breaks the contract: " + "; ".join(problems))
 
 
-def _compare_with_pytorch(model: nn.Module, head_graph: HeadGraph, out_dir: Path, features: Tensor,
+def _compare_with_pytorch(encoder_graph: EncoderGraph, head_graph: HeadGraph, out_dir: Path, features: Tensor,
                           coords: Tensor, bev: Tensor, atol: float) -> dict[str, float]:
     """ONNX Runtime (CPU) vs PyTorch on the saved files; raise ExportError above ``atol``."""
     diffs: dict[str, float] = {}
     with OnnxRuntimeBackend(out_dir / contract.ENCODER_FILE, "cpu", part="encoder") as encoder:
         for item in (0, 1):
             item_features = features[coords[:, 0] == item]
-            expected = model.pts_voxel_encoder(item_features).cpu()
+            expected = encoder_graph(item_features).cpu()
             got = encoder.infer({contract.ENCODER_INPUT: item_features.cpu()})[contract.ENCODER_OUTPUT]
             diffs[f"{contract.ENCODER_OUTPUT}@{item_features.shape[0]}"] = _max_abs_diff(got, expected)
     with OnnxRuntimeBackend(out_dir / contract.HEAD_FILE, "cpu", part="head") as head:
