@@ -62,7 +62,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only :data:`ALLOWED_GLOBALS`; anything else is a DatasetError."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in ALLOWED_GLOBALS:
+        # protocol 2 pickles name the builtins module by its Python 2 name
+        if ("builtins" if module == "__builtin__" else module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise DatasetError(f"info pickle refers to class {module}.{name}, which is not allowed: only plain "
                            "containers and numpy arrays/scalars are unpickled (no mmdet3d / mmengine objects)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from centerpoint_deploy.errors import DatasetError
@@ -85,3 +86,30 @@ def write_split(path: str | Path, splits: Mapping[str, Sequence[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({k: list(v) for k, v in splits.items()}, sort_keys=False))
     return path
+
+
+def make_split(scene_names: Sequence[str], *, val_fraction: float = 0.5, seed: int = 0,
+               val_scenes: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Divide scenes into ``{"train": [...], "val": [...]}`` (each in input order).
+
+    Args:
+        scene_names: all scenes.
+        val_fraction: share of scenes drawn (seeded) into val when ``val_scenes`` is not given;
+            at least one scene stays in train when there are two or more.
+        seed: seed of the draw.
+        val_scenes: explicit val scenes (must be among ``scene_names``).
+    """
+    names = list(scene_names)
+    if val_scenes is not None:
+        unknown = sorted(set(val_scenes) - set(names))
+        if unknown:
+            raise DatasetError(f"val scenes {unknown} are not among the scenes {names}")
+        chosen = set(val_scenes)
+    else:
+        if not 0.0 <= val_fraction <= 1.0:
+            raise DatasetError(f"val_fraction = {val_fraction} is invalid: must lie in [0, 1]")
+        count = int(round(val_fraction * len(names)))
+        count = min(count, len(names) - 1) if len(names) > 1 else count
+        order = np.random.default_rng(seed).permutation(len(names))
+        chosen = {names[i] for i in order[:count]}
+    return {"train": [n for n in names if n not in chosen], "val": [n for n in names if n in chosen]}

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
+from centerpoint_deploy.data.sweeps import Sweep, SweepOptions, merge_sweeps, sweep_to_key_transform
+from centerpoint_deploy.errors import DatasetError
+
+KEY = np.array([[5.0, 0.0, 0.0, 10.0, 9.0]], dtype=np.float32)  # column 4 holds junk on disk
+
+
+def test_sweep_moved_into_key_frame_with_time_lag():
+    # ego moved 2 m along +x between sweep and key; identity calibration
+    sweep2key = sweep_to_key_transform(np.eye(4), make_transform([1, 0, 0, 0], [0, 0, 0]),
+                                       np.eye(4), make_transform([1, 0, 0, 0], [2, 0, 0]))
+    sweep_pts = np.array([[7.0, 1.0, 0.5, 20.0, 0.0], [0.5, 0.5, 0.0, 1.0, 0.0]], dtype=np.float32)
+    out = merge_sweeps(KEY, [Sweep(sweep_pts, sweep2key, 0.1)], SweepOptions(sweeps_num=1))
+    # second sweep point is within the 1 m "remove close" square and is dropped
+    np.testing.assert_allclose(out, [[5, 0, 0, 10, 0], [5, 1, 0.5, 20, 0.1]], atol=1e-6)
+
+
+def test_rotated_calibration_round_trip():
+    lidar2ego = make_transform(yaw_to_quaternion(np.pi / 2), [1.0, 0.0, 2.0])
+    same_pose = make_transform([1, 0, 0, 0], [100.0, 50.0, 0.0])
+    np.testing.assert_allclose(sweep_to_key_transform(lidar2ego, same_pose, lidar2ego, same_pose), np.eye(4), atol=1e-9)
+
+
+def test_padding_and_zero_sweeps():
+    padded = merge_sweeps(KEY, [], SweepOptions(sweeps_num=2))
+    np.testing.assert_array_equal(padded, np.repeat([[5, 0, 0, 10, 0]], 3, axis=0))
+    assert merge_sweeps(KEY, [], SweepOptions(sweeps_num=2, pad_empty_sweeps=False)).shape == (1, 5)
+    assert merge_sweeps(KEY, [Sweep(KEY, np.eye(4), 0.1)], SweepOptions(sweeps_num=0)).shape == (1, 5)
+
+
+def test_narrow_points_get_a_time_lag_column():
+    out = merge_sweeps(np.ones((2, 4), np.float32), [], SweepOptions(sweeps_num=0))
+    np.testing.assert_array_equal(out, [[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]])
+
+
+def test_negative_sweeps_num_refused():
+    with pytest.raises(DatasetError, match="sweeps_num = -1"):
+        SweepOptions(sweeps_num=-1)
