@@ -47,7 +47,7 @@ def render_pr_curves(metrics: DetectionMetrics, path: str | Path, title: str = "
         ax.legend(fontsize=7, loc="lower left")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.97, bottom=0.08, top=0.9, hspace=0.45, wspace=0.3)
     return _save(fig, path)
 
 
@@ -102,6 +102,6 @@ def render_bev(points: np.ndarray, gt_boxes: np.ndarray, preds_by_backend: Mappi
     ax.set(xlim=(-extent, extent), ylim=(-extent, extent), aspect="equal", xlabel="x (m)", ylabel="y (m)")
     ax.legend(loc="upper right", fontsize=8)
     if title:
-        ax.set_title(title)
-    fig.tight_layout()
+        ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.07, top=0.95)
     return _save(fig, path)

@@ -130,7 +130,7 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
 def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], out_dir: str | Path,
                       metric_config: MetricConfig, *, cache: bool = True, frames: Sequence[int] | None = None,
                       fingerprints: Mapping[str, str] | None = None, render_frames: Sequence[int] = (),
-                      console: Console | None = None) -> dict[str, DetectionMetrics]:
+                      plots: bool = True, console: Console | None = None) -> dict[str, DetectionMetrics]:
     """Run every detector over the frames, evaluate, and write reports (layout in the module doc).
 
     Args:
@@ -145,6 +145,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
             of the checkpoint or deploy folder); part of the cache key. Without one, a
             backend's cache only matches the same name, config and frames.
         render_frames: dataset indices (among ``frames``) to draw as bird's-eye views.
+        plots: write ``pr_curves.png`` per backend (the slowest part of a re-scoring).
         console: where the progress bar goes (default: stderr).
 
     Returns:
@@ -187,7 +188,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     for name in detectors:
         metrics = evaluate_boxes(predictions[name], gts, metric_config)
         buckets = evaluate_distance_buckets(predictions[name], gts, metric_config)
-        write_metrics(out_dir / name, name, metrics, buckets)
+        write_metrics(out_dir / name, name, metrics, buckets, plots=plots)
         results[name] = metrics
         side_by_side[name] = (metrics, buckets)
     table = comparison(side_by_side)
@@ -203,12 +204,14 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
 
 
 def write_metrics(folder: str | Path, title: str, metrics: DetectionMetrics,
-                  buckets: Mapping[str, DetectionMetrics]) -> None:
-    """``metrics.json`` (with bucket summaries), ``metrics.md`` and ``pr_curves.png`` in ``folder``."""
+                  buckets: Mapping[str, DetectionMetrics], *, plots: bool = True) -> None:
+    """``metrics.json`` (with bucket summaries), ``metrics.md`` and (with ``plots``) ``pr_curves.png``
+    in ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     content = metrics.to_dict()
     content["distance_buckets"] = {b: m.to_dict(include_curves=False) for b, m in buckets.items()}
     (folder / "metrics.json").write_text(json.dumps(content, allow_nan=False))
     (folder / "metrics.md").write_text(metrics_markdown(title, metrics, buckets))
-    render_pr_curves(metrics, folder / "pr_curves.png", title=title)
+    if plots:
+        render_pr_curves(metrics, folder / "pr_curves.png", title=title)
