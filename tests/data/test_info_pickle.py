@@ -11,7 +11,6 @@ import pytest
 
 from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.info_pickle import read_info_pickle
-from centerpoint_deploy.data.geometry import invert_transform
 from centerpoint_deploy.errors import DatasetError
 from tests.data.conftest import CLASSES
 

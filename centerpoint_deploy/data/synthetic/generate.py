@@ -56,19 +56,19 @@ def ground_reflectivity(road_xy: np.ndarray) -> np.ndarray:
     """Reflectivity of ground points at road-frame ``road_xy [N, 2]``: asphalt with painted lane
     lines (centre line, dashed lane separators, edge lines), sidewalks, verge."""
     x, y = road_xy[:, 0], np.abs(road_xy[:, 1])
-    refl = np.where(y < 2 * LANE_WIDTH, ASPHALT, np.where(y < 9.0, ASPHALT, np.where(y < 12.5, SIDEWALK, VERGE)))
+    refl = np.where(y < 9.0, ASPHALT, np.where(y < 12.5, SIDEWALK, VERGE))
     solid = (np.abs(y) < 0.1) | (np.abs(y - 2 * LANE_WIDTH) < 0.075)
     dashed = (np.abs(y - LANE_WIDTH) < 0.075) & ((x % 12.0) < 4.0)
     return np.where(solid | dashed, PAINT, refl)
 
 
 def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, elevations: np.ndarray, t: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One sweep at time ``t`` (s).
 
     Returns:
         ``(points [N, 5] float32 sensor frame, ego2global 4x4, agent boxes [A, 7] sensor frame,
-        agent visible fraction [A], road2sensor 4x4)``.
+        agent visible fraction [A])``.
     """
     ego2road, _ = world.ego.pose_at(t)
     ego2global = world.road2global @ ego2road
@@ -90,11 +90,11 @@ def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, ele
     on_ground = surface == GROUND
     ground_road = transform_points(invert_transform(road2sensor), flat_dirs[on_ground] * ranges[on_ground, None])
     refl[on_ground] = ground_reflectivity(ground_road[:, :2])
-    points, _ = returns_to_points(sensor, flat_dirs, ranges, refl, hits.cos_incidence.reshape(-1), rng)
+    points = returns_to_points(sensor, flat_dirs, ranges, refl, hits.cos_incidence.reshape(-1), rng)
 
     num_static = world.static.boxes.shape[0]
     visible = hits.box_first_hits[num_static:] / np.maximum(hits.box_rays[num_static:], 1)
-    return points, ego2global, boxes[num_static:], visible, road2sensor
+    return points, ego2global, boxes[num_static:], visible
 
 
 def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTiming, start_time: int,
@@ -108,7 +108,7 @@ def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTi
     scans, key_frames = [], []
     for k, is_key in enumerate(timing.is_key_frame().tolist()):
         t = k / sensor.rate_hz
-        points, ego2global, sensor_boxes, visible, _ = simulate_scan(world, sensor, directions, elevations, t, rng)
+        points, ego2global, sensor_boxes, visible = simulate_scan(world, sensor, directions, elevations, t, rng)
         scans.append(Scan(start_time + int(round(k * period_us)), ego2global, points, is_key))
         if not is_key:
             continue

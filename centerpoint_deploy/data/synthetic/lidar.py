@@ -99,7 +99,7 @@ class LidarConfig:
 
 
 def returns_to_points(config: LidarConfig, directions: np.ndarray, ranges: np.ndarray, reflectivity: np.ndarray,
-                      cos_incidence: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                      cos_incidence: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Turn first-hit ranges into noisy points with intensities.
 
     Args:
@@ -110,7 +110,7 @@ def returns_to_points(config: LidarConfig, directions: np.ndarray, ranges: np.nd
         rng: randomness for dropout and noise.
 
     Returns:
-        ``(points [N, 5] float32: x, y, z, intensity 0..255, 0; kept [R] bool)``. Intensity is
+        ``points [N, 5]`` float32: x, y, z, intensity 0..255, 0 (the kept returns in ray order). Intensity is
         ``reflectivity * (0.35 + 0.65 cos) * (1 - 0.4 range / max_range)`` plus N(0, 1.5), rounded.
     """
     count = ranges.shape[0]
@@ -123,4 +123,4 @@ def returns_to_points(config: LidarConfig, directions: np.ndarray, ranges: np.nd
     points = np.zeros((noisy.shape[0], 5), dtype=np.float32)
     points[:, :3] = directions[kept] * noisy[:, None]
     points[:, 3] = intensity
-    return points, kept
+    return points

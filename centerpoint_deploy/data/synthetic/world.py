@@ -54,7 +54,8 @@ class WorldConfig:
     Attributes:
         ego_speed: range of the ego's speed (m/s).
         traffic_per_lane, parked_per_side, bicycles_per_side, pedestrians_per_side,
-        buildings_fill, poles_spacing, clutter_per_side: densities / spacing (m for poles).
+        clutter_per_side: objects per 100 m of lane / side.
+        poles_spacing: metres between street poles.
         truck_share, bus_share: fractions of moving vehicles that are trucks / buses.
         margin: road laid out this far (m) beyond the sensor range around the ego's path.
     """
@@ -105,7 +106,7 @@ class Agents:
         return int(self.class_index.shape[0])
 
     def state_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Boxes ``[A, 7]`` (z at the centre), yaws are in the boxes, velocities ``[A, 2]`` (m/s) at time t (s)."""
+        """``(boxes [A, 7] [x, y, z, l, w, h, yaw] with z at the centre, velocities [A, 2] m/s)`` at time t (s)."""
         yaw = self.yaw0 + self.yaw_rate * t
         turning = np.abs(self.yaw_rate) > 1e-9
         safe_rate = np.where(turning, self.yaw_rate, 1.0)
