@@ -9,12 +9,14 @@ task split, decode, NMS) must be right for the boxes below to come out.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import Tensor, nn
 
 from centerpoint_deploy import contract
+from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector
@@ -114,6 +116,28 @@ def test_bad_points_and_head_outputs_raise(config) -> None:
         detector(CLOUD[3:])
     with pytest.raises(BackendError, match=r"head outputs lack \['vel'\]"):
         detector.detect_from_head_outputs({name: torch.zeros(1) for name in contract.HEAD_OUTPUTS[:-1]})
+
+
+def test_random_weight_model_end_to_end(config) -> None:
+    """The real tiny network: stages agree with the model called directly; batching changes nothing."""
+    config = replace(config, head=replace(config.head, init_bias=0.0))  # random scores near 0.5: many boxes
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        encoder, head, rot_reference = create_backends("pytorch", config)
+    detector = Detector(config, encoder, head, rot_y_axis_reference=rot_reference)
+    generator = torch.Generator().manual_seed(1)
+    clouds = [torch.rand(n, 5, generator=generator) * torch.tensor([26.0, 26.0, 8.0, 255.0, 0.0]) - torch.tensor(
+        [13.0, 13.0, 3.0, 0.0, 0.0]) for n in (800, 300)]
+    stages = detector.run_stages(clouds)
+    with torch.inference_mode():
+        assert torch.equal(stages.pillar_features, encoder.model.encode(stages.features))
+        direct = encoder.model.forward_dense(stages.spatial_features)[0]
+    assert all(torch.equal(stages.head_outputs[name], direct[name]) for name in contract.HEAD_OUTPUTS)
+    assert stages.head_outputs["heatmap"].shape == (2, 5, 64, 64)
+    for cloud, batched in zip(clouds, stages.detections):
+        alone = detector(cloud)
+        assert 0 < len(alone) <= config.nms.post_max_size
+        assert torch.allclose(alone.scores, batched.scores, atol=1e-6) and torch.equal(alone.labels, batched.labels)
 
 
 @pytest.mark.cuda
