@@ -96,17 +96,15 @@ def _cache_key(name: str, detector: Detector, dataset: FrameDataset, indices: Se
 
 
 def _cached_predictions(path: Path, key: str, tokens: Sequence[str]) -> dict[str, SampleBoxes] | None:
+    """The predictions in ``path`` if it holds exactly ``tokens`` under cache ``key``; a missing,
+    unreadable or stale file gives None (the backend runs again and overwrites it)."""
     if not path.is_file():
         return None
     try:
-        with path.open() as f:
-            stored_key = json.load(f).get("meta", {}).get("cache_key")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        predictions, meta = load_boxes(path, "predictions")
+    except EvaluationError:
         return None
-    if stored_key != key:
-        return None
-    predictions, _ = load_boxes(path, "predictions")
-    return predictions if list(predictions) == list(tokens) else None
+    return predictions if meta.get("cache_key") == key and list(predictions) == list(tokens) else None
 
 
 def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Detector],

@@ -113,6 +113,10 @@ def test_frames_subset_and_errors(tmp_path: Path, dataset: FrameDataset, config:
     assert not (tmp_path / "a" / "oracle" / "pr_curves.png").exists()
     predictions, _ = load_boxes(tmp_path / "a" / "oracle" / "predictions.json", "predictions")
     assert list(predictions) == ["token-0", "token-1"]
+    (tmp_path / "a" / "oracle" / "predictions.json").write_text("{truncated")
+    calls = oracle.calls
+    evaluate_backends(dataset, {"oracle": oracle}, tmp_path / "a", metric, frames=[0, 1], plots=False)
+    assert oracle.calls == calls + 2                       # an unreadable cache is rebuilt
     with pytest.raises(EvaluationError, match="outside"):
         evaluate_backends(dataset, {"oracle": oracle}, tmp_path / "b", metric, frames=[5])
     with pytest.raises(EvaluationError, match="folder names"):
