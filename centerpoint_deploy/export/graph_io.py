@@ -13,7 +13,6 @@ tuples, so ONNX files and TensorRT engines are held to the same rules.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import onnx
@@ -56,21 +55,6 @@ def onnx_graph_io(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tuple
     inputs = tuple(_value_info_spec(i) for i in model.graph.input if i.name not in initializers)
     outputs = tuple(_value_info_spec(o) for o in model.graph.output)
     return inputs, outputs
-
-
-def read_onnx_graph_io(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Like :func:`onnx_graph_io`, reading only the graph (not external weight files) from ``path``.
-
-    Raises:
-        BackendError: ``path`` is missing or is not an ONNX model.
-    """
-    if not Path(path).is_file():
-        raise BackendError(f"ONNX file {path} does not exist")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError / ValueError / OSError for broken files
-        raise BackendError(f"{path} is not a readable ONNX model: {exc}") from exc
-    return onnx_graph_io(model)
 
 
 def _describe(specs: tuple[TensorSpec, ...]) -> str:

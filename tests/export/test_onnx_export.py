@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBa
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError, ExportError
-from centerpoint_deploy.export.autoware_params import autoware_model_params
+from centerpoint_deploy.export.autoware_params import autoware_model_params, read_metadata
 from centerpoint_deploy.export.manifest import load_manifest, sha256_file
 from centerpoint_deploy.export.onnx_export import ExportResult, export_onnx, random_points
 from centerpoint_deploy.export.trt_ops import tensorrt_op_problems
@@ -118,6 +117,30 @@ def test_rot_convention_of_raw_head_outputs(plain_export: ExportResult, rot_expo
     torch.testing.assert_close(rot["heatmap"], plain["heatmap"], atol=1e-6, rtol=0)
 
 
+def test_head_runs_at_another_bev_size(plain_export: ExportResult, tiny_model, tiny_config: ModelConfig) -> None:
+    """Axes 2 and 3 of the head are dynamic: a 32 x 48 map (traced at 64 x 64) still matches PyTorch."""
+    bev = torch.randn(1, 32, 32, 48).relu()
+    _, head, _ = create_backends("onnxruntime", tiny_config, deploy_dir=plain_export.manifest.deploy_dir)
+    with head, torch.no_grad():
+        got = head.infer({"spatial_features": bev})
+        for name, expected in tiny_model.forward_dense(bev)[0].items():
+            assert got[name].shape[2:] == (32, 48)
+            torch.testing.assert_close(got[name], expected, atol=1e-4, rtol=0)
+
+
+def test_multi_task_head_names(tiny_config: ModelConfig, tmp_path: Path) -> None:
+    from centerpoint_deploy.config.schema import HeadTaskConfig
+    from centerpoint_deploy.model import build_model
+
+    config = replace(tiny_config, head=replace(tiny_config.head, tasks=(
+        HeadTaskConfig(("car", "truck", "bus")), HeadTaskConfig(("bicycle", "pedestrian")))),
+        nms=replace(tiny_config.nms, min_radius=(1.0, 0.5))).validate()
+    result = export_onnx(build_model(config), config, tmp_path)
+    head = onnx.load(str(result.head_path))
+    assert [o.name for o in head.graph.output] == [f"{n}_{t}" for t in (0, 1) for n in contract.HEAD_OUTPUTS]
+    assert [_io(o)[2][1] for o in head.graph.output] == [3, 2, 1, 3, 2, 2, 2, 2, 1, 3, 2, 2]
+
+
 def test_manifest_param_file_and_metadata(plain_export: ExportResult, rot_export: ExportResult,
                                           tiny_config: ModelConfig, tiny_checkpoint: Path) -> None:
     deploy_dir = plain_export.manifest.deploy_dir
@@ -136,8 +159,7 @@ def test_manifest_param_file_and_metadata(plain_export: ExportResult, rot_export
     rot = load_manifest(rot_export.manifest.deploy_dir)
     assert (rot.opset, rot.rot_y_axis_reference, rot.simplified, rot.checkpoint_sha256) == (16, True, True, None)
     for path, graph in ((rot_export.encoder_path, "encoder"), (rot_export.head_path, "head")):
-        metadata = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
-        assert metadata == {**autoware_model_params(tiny_config), "rot_y_axis_reference": True,
+        assert read_metadata(onnx.load(str(path))) == {**autoware_model_params(tiny_config), "rot_y_axis_reference": True,
                             "tool": "centerpoint_deploy 0.1.0", "graph": graph}
 
 
