@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from centerpoint_deploy.evaluate.attributes import attributes_from_velocity
 from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.structures import Detections
 
@@ -271,17 +272,21 @@ class SampleBoxes:
 
     @classmethod
     def from_detections(cls, detections: Detections, class_names: Sequence[str]) -> "SampleBoxes":
-        """Predictions from a detector's :class:`Detections` (labels index ``class_names``)."""
+        """Predictions from a detector's :class:`Detections` (labels index ``class_names``).
+
+        Attributes follow mmdet3d's class-and-speed rule (:mod:`.attributes`)."""
         labels = detections.labels.detach().cpu().numpy().astype(np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise EvaluationError(f"detection labels must be in [0, {len(class_names)}) for class names "
                                   f"{list(class_names)}, got range [{labels.min()}, {labels.max()}]")
         k = labels.shape[0]
+        boxes = detections.boxes.detach().to(torch.float64).cpu().numpy().reshape(k, 9)
+        names = np.asarray(class_names, dtype=str)[labels] if k else np.zeros(0, dtype=str)
         return cls(
-            boxes=detections.boxes.detach().to(torch.float64).cpu().numpy().reshape(k, 9),
-            names=np.asarray(class_names, dtype=str)[labels] if k else np.zeros(0, dtype=str),
+            boxes=boxes,
+            names=names,
             scores=detections.scores.detach().to(torch.float64).cpu().numpy(),
-            attributes=np.full(k, "", dtype=str),
+            attributes=attributes_from_velocity(names, boxes[:, 7:9]),
             num_pts=np.full(k, -1, dtype=np.int64),
         )
 
