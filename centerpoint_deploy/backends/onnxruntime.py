@@ -207,8 +207,9 @@ class OnnxRuntimeBackend(Backend):
         return self._shape_cache[key]
 
 
-def _numpy_dtype(dtype: torch.dtype) -> Any:
-    return torch.empty(0, dtype=dtype).numpy().dtype
+def _numpy_dtype(dtype: torch.dtype) -> type:
+    """The numpy scalar type (``np.float32``) IOBinding expects for a torch dtype."""
+    return torch.empty(0, dtype=dtype).numpy().dtype.type
 
 
 def _dims(graph: onnx.ModelProto, name: str, outputs: bool) -> list[onnx.TensorShapeProto.Dimension]:

@@ -127,7 +127,7 @@ class TensorRTBackend(Backend):
             raise BackendError(f"part '{part}' is not one of 'encoder', 'head'")
         self.engine_path = Path(engine_path)
         self.part = part
-        self._trt: Any = None
+        self._runtime: Any = None  # the logger and runtime must outlive the engine
         self._engine: Any = None
         self._context: Any = None
         self._tensors: list[EngineTensor] = []
@@ -153,8 +153,9 @@ class TensorRTBackend(Backend):
             raise BackendUnavailableError("tensorrt backend needs CUDA, but torch.cuda.is_available() is False")
         trt = import_tensorrt()
         logger = trt.Logger(trt.Logger.ERROR)
+        runtime = trt.Runtime(logger)
         with torch.cuda.device(self.device):
-            engine = trt.Runtime(logger).deserialize_cuda_engine(self.engine_path.read_bytes())
+            engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
             if engine is None:
                 raise BackendError(f"TensorRT {trt.__version__} cannot deserialize {self.engine_path} "
                                    "(built by another TensorRT version or for another GPU? rebuild it)")
@@ -166,10 +167,11 @@ class TensorRTBackend(Backend):
         if problems:
             raise BackendError(f"{self.engine_path} does not follow the {self.part} contract "
                                f"({describe_io(inputs, outputs)}): " + "; ".join(problems))
-        self._trt, self._engine, self._context, self._tensors = trt, engine, context, tensors
+        self._runtime = (logger, runtime)
+        self._engine, self._context, self._tensors = engine, context, tensors
 
     def _close_impl(self) -> None:
-        self._context = self._engine = self._trt = None
+        self._context = self._engine = self._runtime = None
         self._tensors = []
 
     def _infer_impl(self, feed: dict[str, Tensor]) -> dict[str, Tensor]:
