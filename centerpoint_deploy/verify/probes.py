@@ -53,8 +53,8 @@ class Probe:
 
     @property
     def label(self) -> str:
-        """``module``, plus ``+bn`` when a folded BatchNorm is included."""
-        return self.module if self.hook_module == self.module else f"{self.module} (+{self.hook_module.rsplit('.', 1)[-1]} folded)"
+        """``module``, with ``+BN`` appended when a folded BatchNorm is part of the probed tensor."""
+        return self.module if self.hook_module == self.module else f"{self.module} +BN"
 
 
 def node_scopes(node_name: str) -> list[str] | None:
@@ -103,15 +103,20 @@ def module_for_scopes(scopes: list[str], module_names: list[str]) -> str | None:
 
 
 def _folded_norm_after(name: str, modules: dict[str, nn.Module], has_nodes: set[str]) -> str | None:
-    """The BatchNorm right after ``name`` in its parent ``Sequential`` if it left no ONNX node."""
-    if not isinstance(modules[name], _FOLDING_LAYERS) or "." not in name:
+    """The BatchNorm registered right after ``name`` in the same parent if it left no ONNX node.
+
+    Registration order is the forward order in ``nn.Sequential`` and in conv-BN-ReLU blocks
+    (``conv``, ``bn``, ``activate``).
+    """
+    if not isinstance(modules[name], _FOLDING_LAYERS):
         return None
-    parent_name, index = name.rsplit(".", 1)
-    parent = modules.get(parent_name)
-    if not isinstance(parent, nn.Sequential) or not index.isdigit():
+    parent_name, _, child = name.rpartition(".")
+    siblings = [n for n, _ in modules[parent_name].named_children()]
+    position = siblings.index(child)
+    if position + 1 == len(siblings):
         return None
-    sibling = f"{parent_name}.{int(index) + 1}"
-    if isinstance(modules.get(sibling), _FOLDABLE_NORMS) and sibling not in has_nodes:
+    sibling = f"{parent_name}.{siblings[position + 1]}" if parent_name else siblings[position + 1]
+    if isinstance(modules[sibling], _FOLDABLE_NORMS) and sibling not in has_nodes:
         return sibling
     return None
 
