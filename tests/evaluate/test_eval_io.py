@@ -78,7 +78,7 @@ def test_detections_and_metrics_survive_json(tmp_path):
     assert back.summary() == metrics.summary()
     assert back.label_aps == metrics.label_aps
     np.testing.assert_array_equal(back.curves["truck"][2.0].precision, metrics.curves["truck"][2.0].precision)
-    assert metrics.label_tp_errors["truck"]["attr_err"] == 1.0   # no predicted attribute
+    assert metrics.label_tp_errors["truck"]["attr_err"] == 0.0   # a still truck is predicted "vehicle.parked", like the GT
 
 
 def test_metric_config_round_trip_and_specs(tmp_path):
