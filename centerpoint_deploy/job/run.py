@@ -1,0 +1,226 @@
+"""The main job: export one CenterPoint model, verify, evaluate and benchmark it, write one report.
+
+Numbered steps, each one call of a library function:
+
+1. load the model config                    ``config.load_config``
+2. open the dataset                         ``data.open_dataset``
+3. export ONNX (checked against PyTorch)    ``export.onnx_export.export_onnx``
+4. build TensorRT engines                   ``export.tensorrt_build.build_deploy_engines``
+   (when ``import tensorrt`` works and the device is CUDA; else skipped, saying why)
+5. verify each exported backend             ``verify.run.verify_backends`` (one step per backend)
+6. evaluate every backend                   ``evaluate.runner.evaluate_backends``
+7. benchmark every backend                  ``benchmark.run.benchmark_backends``
+8. write the report                         ``job.report.write_job_report``
+
+Everything printed also goes to ``<out>/deploy.log``. A failed verification does not stop the
+job (evaluation and latency are still worth reading); :attr:`JobResult.passed` says so and
+the CLI exits non-zero after the report is written. An error in a step is logged and raised.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import Tensor
+
+from centerpoint_deploy.backends.factory import BackendPair, create_backends
+from centerpoint_deploy.benchmark.run import benchmark_backends
+from centerpoint_deploy.config import ModelConfig, load_config
+from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data.dataset import FrameDataset
+from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
+from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest
+from centerpoint_deploy.export.onnx_export import ExportResult, export_onnx
+from centerpoint_deploy.export.tensorrt_build import build_deploy_engines
+from centerpoint_deploy.job.inputs import (job_checkpoint, job_dataset, job_device, job_metric_config, job_out_dir,
+                                           job_tensorrt, spread_indices, spread_subset)
+from centerpoint_deploy.job.log import JobLog
+from centerpoint_deploy.job.report import print_summary, write_job_report
+from centerpoint_deploy.job.result import REFERENCE, JobResult, StepRecord
+from centerpoint_deploy.job.settings import DeploySettings, ExportSettings, VerifySettings
+from centerpoint_deploy.model import build_model
+from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
+from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances
+from centerpoint_deploy.verify.report import print_report, write_reports
+from centerpoint_deploy.verify.run import verify_backends
+
+LOG_FILE = "deploy.log"
+_T = TypeVar("_T")
+
+
+class _Steps:
+    """Numbers, times and logs the job's steps; collects the warnings each one raises."""
+
+    def __init__(self, log: JobLog, total: int) -> None:
+        self.log = log
+        self.total = total
+        self.records: list[StepRecord] = []
+
+    def run(self, title: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        number = len(self.records) + 1
+        self.log.rule(f"[{number}/{self.total}] {title}")
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                value = fn(*args, **kwargs)
+            except Exception as exc:
+                self._log_warnings(caught)
+                self.records.append(StepRecord(number, title, "failed", time.perf_counter() - start, str(exc)))
+                self.log.print(f"[red]step {number} failed:[/] {exc}")
+                raise
+        self._log_warnings(caught)
+        seconds = time.perf_counter() - start
+        self.records.append(StepRecord(number, title, "done", seconds))
+        self.log.print(f"[green]done[/] in {seconds:.1f} s")
+        return value
+
+    def skip(self, title: str, reason: str) -> None:
+        number = len(self.records) + 1
+        self.log.rule(f"[{number}/{self.total}] {title}")
+        self.log.print(f"[yellow]skipped:[/] {reason}")
+        self.records.append(StepRecord(number, title, "skipped", 0.0, reason))
+
+    def _log_warnings(self, caught: list[warnings.WarningMessage]) -> None:
+        counts = Counter(f"{w.category.__name__}: {w.message}" for w in caught)
+        for text, count in counts.items():
+            self.log.print(f"[yellow]warning[/] {text}" + (f" (x{count})" if count > 1 else ""))
+
+
+def _plan(settings: DeploySettings, candidates: list[str]) -> int:
+    """Number of steps the job shows (disabled ones are listed as skipped)."""
+    verify_steps = len(candidates) if settings.verify.enabled else 1
+    return 4 + verify_steps + 3
+
+
+def _points(dataset: FrameDataset, index: int, config: ModelConfig) -> Tensor:
+    """``Tensor[N, len(use_dim)]`` float32 of one frame, the model's columns."""
+    points = dataset[index].points[:, list(config.points.use_dim)]
+    return torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+
+
+def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: ExportSettings,
+            device: torch.device, sample: Tensor) -> ExportResult:
+    model = build_model(config, checkpoint=checkpoint, device=device)
+    return export_onnx(model, config, deploy_dir, opset=export.opset, rot_y_axis_reference=export.rot_y_axis_reference,
+                       simplify=export.simplify, check_sample=sample, atol=export.atol, checkpoint=checkpoint)
+
+
+def _tolerances(kind: str, manifest: Manifest, verify: VerifySettings) -> tuple[Tolerances, str]:
+    """The tolerances a backend is judged by and its precision: fp32 (strict) unless it runs
+    reduced-precision TensorRT engines; ``verify.atol``/``rtol`` override the default."""
+    reduced = kind == "tensorrt" and any(e.precision != "fp32" for e in manifest.engines.values())
+    precision = "fp16" if reduced else "fp32"
+    default = default_tolerances(precision).default
+    tolerance = Tolerance(default.atol if verify.atol is None else verify.atol,
+                          default.rtol if verify.rtol is None else verify.rtol)
+    return Tolerances(tolerance), precision
+
+
+def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> JobResult:
+    """Run the main job (module doc) and return what it found; reports are under the output folder.
+
+    Args:
+        settings: see :class:`~centerpoint_deploy.job.settings.DeploySettings`.
+        console: terminal output (progress, tables); default stderr.
+
+    Raises:
+        CenterPointError: bad inputs or a step that could not run (logged first).
+    """
+    console = console or Console(stderr=True)
+    out_dir = job_out_dir(settings.out)
+    device = job_device(settings.device)
+    build_engines, no_engines_reason = job_tensorrt(settings.export.tensorrt, device)
+    candidates = ["onnxruntime"] + (["tensorrt"] if build_engines else [])
+    with JobLog(console, out_dir / LOG_FILE) as log, ExitStack() as open_backends:
+        log.print(f"[bold]centerpoint-deploy deploy[/] -> {out_dir} (device {device})")
+        steps = _Steps(log, _plan(settings, candidates))
+        result = JobResult(settings, out_dir, {"device": str(device)}, backends=[REFERENCE, *candidates],
+                           steps=steps.records)
+
+        config = steps.run("Load the model config", load_config, settings.config)
+        checkpoint = job_checkpoint(settings.checkpoint, settings.config)
+        dataset_spec = job_dataset(settings.dataset)
+        log.print(f"model {config.name}: grid {config.grid_size[0]} x {config.grid_size[1]}, "
+                  f"{config.num_features} features; checkpoint {checkpoint}")
+        dataset = steps.run("Open the dataset", open_dataset, dataset_spec, class_names=config.class_names,
+                            sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
+        evaluated = spread_indices(len(dataset), settings.evaluate.max_frames)
+        verified = spread_subset(evaluated, settings.verify.frames)
+        result.inputs.update(config=config.name, config_spec=settings.config, checkpoint=str(checkpoint),
+                             dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
+                             verified_frames=verified)
+        log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
+        frames = [_points(dataset, i, config) for i in verified]
+
+        deploy_dir = out_dir / "deploy"
+        result.export = steps.run("Export ONNX", _export, config, checkpoint, deploy_dir, settings.export,
+                                  device, frames[0])
+        result.manifest = result.export.manifest
+        for name, diff in result.export.max_abs_diff.items():
+            log.print(f"  max |onnxruntime - pytorch| {name}: {diff:.3g}")
+        if build_engines:
+            result.manifest = steps.run("Build TensorRT engines", build_deploy_engines, deploy_dir,
+                                        precision=settings.export.tensorrt_precision,
+                                        workspace_bytes=int(settings.export.workspace_gb * (1 << 30)))
+        else:
+            steps.skip("Build TensorRT engines", no_engines_reason)
+
+        pairs: dict[str, BackendPair] = {
+            REFERENCE: create_backends(REFERENCE, config, checkpoint=checkpoint, device=device),
+            **{kind: create_backends(kind, config, deploy_dir=deploy_dir, device=device) for kind in candidates},
+        }
+        for encoder, head, _ in pairs.values():
+            open_backends.callback(encoder.close)
+            open_backends.callback(head.close)
+        detectors = {kind: Detector(config, enc, head, rot_y_axis_reference=rot, device=device)
+                     for kind, (enc, head, rot) in pairs.items()}
+
+        if settings.verify.enabled:
+            bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} \
+                if settings.verify.bisect else None
+            for kind in candidates:
+                tolerances, precision = _tolerances(kind, result.manifest, settings.verify)
+                report = steps.run(f"Verify {kind} against PyTorch ({precision} tolerances)", verify_backends,
+                                   detectors[REFERENCE], {kind: pairs[kind]}, frames, tolerances,
+                                   DEFAULT_BOX_TOLERANCES[precision], bisect_onnx=bisect_onnx, bisect_device=device)
+                for target in log.consoles:
+                    print_report(report, target)
+                write_reports(report, out_dir / "verification" / kind)
+                result.verification[kind] = report
+        else:
+            steps.skip("Verify", "disabled (verify.enabled: false)")
+
+        if settings.evaluate.enabled:
+            result.metric_config = job_metric_config(settings.evaluate.metric, settings.evaluate.class_range, config)
+            ranges = sorted(set(result.metric_config.class_range.values()))
+            log.print(f"metric {settings.evaluate.metric}: class range {', '.join(f'{r:g}' for r in ranges)} m "
+                      f"(the model's grid reaches ±{config.voxelization.point_cloud_range[3]:g} m)")
+            fingerprints = {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in pairs}
+            result.metrics = steps.run("Evaluate", evaluate_backends, dataset, detectors, out_dir / "evaluation",
+                                       result.metric_config, frames=evaluated, fingerprints=fingerprints,
+                                       render_frames=spread_subset(evaluated, settings.evaluate.bev_frames),
+                                       console=log.console)
+        else:
+            steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
+
+        if settings.benchmark.enabled:
+            result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, frames[0], out_dir / "benchmark",
+                                         warmup=settings.benchmark.warmup,
+                                         iterations=settings.benchmark.iterations, config_name=config.name)
+        else:
+            steps.skip("Benchmark", "disabled (benchmark.enabled: false)")
+
+        result.files = steps.run("Write the report", write_job_report, result)
+        print_summary(result, log)
+    return result
+
