@@ -15,6 +15,7 @@ report says so, which points at those glue operations.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -153,9 +154,31 @@ def _run_torch_probes(root: nn.Module, forward: Callable[[], Any], hook_modules:
     return captured
 
 
+def names_from_reexport(graph: onnx.ModelProto, reexport: Callable[[], onnx.ModelProto]) -> onnx.ModelProto:
+    """A copy of ``graph`` whose nodes carry the names of a fresh export with the same node sequence.
+
+    Only names change: initializers (the deployed weights) and topology stay ``graph``'s.
+
+    Raises:
+        VerificationError: the fresh export's node sequence (op types in order) differs.
+    """
+    fresh = reexport()
+    ops, fresh_ops = [n.op_type for n in graph.graph.node], [n.op_type for n in fresh.graph.node]
+    if ops != fresh_ops:
+        raise VerificationError(
+            f"the deployed graph has no module-scoped node names and its {len(ops)} nodes do not line up with a "
+            f"fresh export's {len(fresh_ops)}; re-export with centerpoint-deploy export to bisect it")
+    named = onnx.ModelProto()
+    named.CopyFrom(graph)
+    for node, source in zip(named.graph.node, fresh.graph.node):
+        node.name = source.name
+    return named
+
+
 def bisect_graph(part: GraphPart, root: nn.Module, forward: Callable[[], dict[str, Tensor]],
                  onnx_path: Path | str, feed: dict[str, Tensor], tol: Tolerance,
-                 device: torch.device | str = "cpu") -> BisectionReport:
+                 device: torch.device | str = "cpu",
+                 reexport: Callable[[], onnx.ModelProto] | None = None) -> BisectionReport:
     """Probe every module boundary of ``onnx_path`` and compare with ``root`` run by ``forward``.
 
     Args:
@@ -168,12 +191,19 @@ def bisect_graph(part: GraphPart, root: nn.Module, forward: Callable[[], dict[st
         feed: the graph's input ``{name: tensor}``.
         tol: tolerance applied to every layer and output.
         device: where ONNX Runtime runs (``cpu`` or ``cuda``).
+        reexport: returns a fresh export of ``root``'s graph; used only for its node names
+            when the deployed file's names carry no module scopes.
     """
     path = Path(onnx_path)
     if not path.is_file():
         raise VerificationError(f"ONNX file {path} does not exist")
     graph = onnx.load(str(path))
     probes, notes = find_probes(graph, root)
+    if not probes and reexport is not None:
+        graph = names_from_reexport(graph, reexport)
+        probes, notes = find_probes(graph, root)
+        notes.append(f"{path.name} has no module-scoped node names; names were taken from a fresh export of the "
+                     "PyTorch model with the same node sequence (the weights are still the deployed file's)")
     if not probes:
         raise VerificationError(
             f"no node of {path} could be mapped to a module of the PyTorch model (its node names carry no "
@@ -223,17 +253,30 @@ def bisect_head(model_or_reference: Any, onnx_path: Path | str, spatial_features
         flat = [maps[name] for maps in tasks for name in contract.HEAD_OUTPUTS]
         return dict(zip(names, flat))
 
-    return bisect_graph("head", model, forward, onnx_path, {contract.HEAD_INPUT: spatial_features.cpu()}, tol, device)
+    return bisect_graph("head", model, forward, onnx_path, {contract.HEAD_INPUT: spatial_features.cpu()}, tol, device,
+                        reexport=lambda: _fresh_export(model, onnx_path, "head", rot_y_axis_reference))
 
 
 def bisect_encoder(model_or_reference: Any, onnx_path: Path | str, input_features: Tensor, tol: Tolerance,
                    device: torch.device | str = "cpu") -> BisectionReport:
-    """Bisect ``pts_voxel_encoder.onnx`` against the PyTorch pillar encoder (``pfn_layers.i``).
+    """Bisect ``pts_voxel_encoder.onnx`` against the PyTorch pillar encoder (``pts_voxel_encoder.pfn_layers.i``).
 
     Args:
         input_features: ``Tensor[V, P, F]`` decorated pillars, the same for both sides.
     """
-    encoder = _unwrap_model(model_or_reference).pts_voxel_encoder
-    features = input_features.to(next(encoder.parameters()).device)
-    return bisect_graph("encoder", encoder, lambda: {contract.ENCODER_OUTPUT: encoder(features)}, onnx_path,
-                        {contract.ENCODER_INPUT: input_features.cpu()}, tol, device)
+    model = _unwrap_model(model_or_reference)
+    features = input_features.to(next(model.parameters()).device)
+    return bisect_graph("encoder", model, lambda: {contract.ENCODER_OUTPUT: model.encode(features)}, onnx_path,
+                        {contract.ENCODER_INPUT: input_features.cpu()}, tol, device,
+                        reexport=lambda: _fresh_export(model, onnx_path, "encoder", False))
+
+
+def _fresh_export(model: nn.Module, deployed: Path | str, part: GraphPart, rot_y_axis_reference: bool) -> onnx.ModelProto:
+    """Export ``model`` again with the deployed file's opset (for node names only)."""
+    from centerpoint_deploy.export.onnx_export import export_onnx  # export is only needed on this fallback path
+
+    opset = next((o.version for o in onnx.load(str(deployed), load_external_data=False).opset_import
+                  if o.domain in ("", "ai.onnx")), 17)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = export_onnx(model, model.config, tmp, opset=opset, rot_y_axis_reference=rot_y_axis_reference)
+        return onnx.load(str(result.encoder_path if part == "encoder" else result.head_path))

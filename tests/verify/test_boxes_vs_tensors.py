@@ -1,0 +1,60 @@
+"""Tensors can agree within tolerance while boxes do not: the box-level check catches it.
+
+Head maps are built by hand for the tiny grid (64 x 64, 0.4 m cells, range -12.8 m): one
+hot heatmap cell per case, everything else far below the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from centerpoint_deploy import contract
+from centerpoint_deploy.postprocess import postprocess
+from centerpoint_deploy.verify.boxes import BoxTolerance, compare_boxes
+from centerpoint_deploy.verify.compare import compare_tensors, default_tolerances
+
+TOL = default_tolerances("fp32")
+
+
+def maps(hot_logit: float, rot: tuple[float, float]) -> dict[str, torch.Tensor]:
+    """One task's maps [1, c, 64, 64], float64 so hand-set values stay exact; one hot cell at row 10, col 20."""
+    out = {name: torch.zeros(1, c, 64, 64, dtype=torch.float64)
+           for name, c in zip(contract.HEAD_OUTPUTS, (5, 2, 1, 3, 2, 2))}
+    out["heatmap"] -= 20.0
+    out["heatmap"][0, 0, 10, 20] = hot_logit
+    out["rot"][0, :, 10, 20] = torch.tensor(rot, dtype=torch.float64)
+    return out
+
+
+def boxes_of(task_maps: dict[str, torch.Tensor], config):
+    return postprocess([{k: v.float() for k, v in task_maps.items()}], config)[0]
+
+
+def all_tensors_pass(ref: dict, test: dict) -> bool:
+    return all(compare_tensors(n, ref[n], test[n], TOL.for_output(n)) for n in contract.HEAD_OUTPUTS)
+
+
+def test_score_on_the_threshold_differs_in_boxes_and_is_flagged_near_threshold(config):
+    threshold = config.decode.score_threshold
+    at = math.log(threshold / (1 - threshold))
+    ref, test = maps(at + 4e-5, (0.0, 1.0)), maps(at - 4e-5, (0.0, 1.0))  # |d| = 8e-5 < atol 1e-4
+    assert all_tensors_pass(ref, test)
+    ref_boxes, test_boxes = boxes_of(ref, config), boxes_of(test, config)
+    assert (len(ref_boxes), len(test_boxes)) == (1, 0)
+    result = compare_boxes(ref_boxes, test_boxes, BoxTolerance(), threshold)
+    assert [(u.side, u.near_threshold) for u in result.unmatched] == [("reference", True)]
+    assert result  # present on one side only because of rounding at the threshold: tolerated, and said so
+
+
+def test_tiny_rot_vector_passes_tensor_tolerance_but_fails_on_yaw(config):
+    # rot = (sin, cos) of a weak prediction: (5e-5, 5e-5) -> yaw pi/4; (5e-5, -4e-5) -> yaw 2.24 rad.
+    ref, test = maps(2.0, (5e-5, 5e-5)), maps(2.0, (5e-5, -4e-5))
+    assert all_tensors_pass(ref, test)
+    result = compare_boxes(boxes_of(ref, config), boxes_of(test, config), BoxTolerance(), config.decode.score_threshold)
+    assert not result
+    assert result.num_matched == 1
+    expected = math.atan2(5e-5, -4e-5) - math.pi / 4
+    assert abs(result.max_yaw - expected) < 1e-5
+    assert result.reasons == [f"matched boxes differ in yaw by up to {result.max_yaw:.4g}rad (allowed 0.001rad)"]
