@@ -1,0 +1,290 @@
+"""Measure detectors: per-stage latency, end-to-end latency, peak memory, scaling.
+
+Two separate runs per detector, so that stage timing never distorts the end-to-end figure:
+
+1. staged: :meth:`Detector.stages` one by one (plus reading the point file when one is
+   given), a mark between stages (CUDA events on a GPU: no synchronisation between stages),
+   one synchronisation per frame;
+2. end to end: ``detector(points)`` from host points to boxes on the host, wall-clock time
+   with nothing inserted, after a synchronisation (a caller's view, including launch
+   overhead and the final copy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from centerpoint_deploy.benchmark.inputs import random_cloud
+from centerpoint_deploy.benchmark.render import write_report
+from centerpoint_deploy.benchmark.results import BenchmarkReport, ScalingPoint, VariantResult, machine_info
+from centerpoint_deploy.benchmark.timing import (
+    BenchmarkError,
+    LatencyStats,
+    WallClock,
+    stage_clock,
+    summarize_stages,
+    time_calls,
+    time_stages,
+)
+from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.data.pointcloud import read_points
+from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.errors import BackendUnavailableError
+from centerpoint_deploy.model.centerpoint import input_multiple
+from centerpoint_deploy.structures import Detections
+
+
+def describe(detector: Detector) -> tuple[str, str, dict[str, Any]]:
+    """``(backend kind, precision, options)`` of a detector, read off its head backend."""
+    head = detector.head
+    options: dict[str, Any] = {"static_shapes": detector.static_shapes}
+    torch_options = getattr(head, "options", None)
+    if torch_options is not None:  # PyTorch: TorchOptions
+        flags = dataclasses.asdict(torch_options)
+        precision = flags.pop("precision")
+        return head.kind, precision, {**flags, **options}
+    if head.kind == "onnxruntime":
+        fp16 = "fp16" in Path(str(getattr(head, "onnx_path", ""))).stem
+        return head.kind, "fp16" if fp16 else ("tf32" if getattr(head, "tf32", False) else "fp32"), options
+    return head.kind, str(getattr(head, "precision", "engine")), options
+
+
+def _host(detections: Detections | list[Detections]) -> list[Detections]:
+    return [d.to("cpu") for d in (detections if isinstance(detections, list) else [detections])]
+
+
+def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup: int, iterations: int,
+                       point_file: Path | None = None, load_dim: int | None = None) -> VariantResult:
+    """Time one detector on one cloud.
+
+    Args:
+        name: label of the variant.
+        detector: loaded or not (it is loaded here).
+        points: ``Tensor[N, D]`` float32 on the host, the model's columns.
+        warmup, iterations: untimed and timed runs of each of the two measurements.
+        point_file: when given, the staged run starts with a ``read`` stage that loads this
+            file (``load_dim`` floats per point) instead of using ``points``.
+
+    Returns:
+        The :class:`VariantResult` (stage and end-to-end statistics, peak GPU memory).
+    """
+    detector.load()
+    device = detector.device
+    use_dim = list(detector.config.points.use_dim)
+    stages: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
+    if point_file is not None:
+        def read(state: dict[str, Any]) -> None:
+            raw = read_points(point_file, load_dim or detector.config.points.load_dim)
+            state["points"] = [torch.from_numpy(np.ascontiguousarray(raw[:, use_dim]))]
+
+        stages.append(("read", read))
+        make_state: Callable[[], dict[str, Any]] = dict
+    else:
+        def make_state() -> dict[str, Any]:
+            return {"points": [points]}
+    stages += detector.stages()
+    stage_samples = time_stages(stages, make_state, stage_clock(device), warmup=warmup, iterations=iterations)
+
+    def end_to_end() -> list[Detections]:
+        return _host(detector(points))
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    e2e = time_calls(end_to_end, WallClock(device), warmup=warmup, iterations=iterations)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+    state = detector.run_pipeline(points)
+    num_voxels = _num_voxels(state)
+    backend, precision, options = describe(detector)
+    return VariantResult(name=name, backend=backend, precision=precision, options=options, device=device.type,
+                         stages=summarize_stages(stage_samples), end_to_end=LatencyStats.from_seconds(e2e),
+                         peak_memory_mb=peak, num_points=int(points.shape[0]), num_voxels=num_voxels,
+                         num_boxes=len(state["detections"][0]))
+
+
+def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_dir: Path | str | None, *,
+                       warmup: int, iterations: int, config_name: str, frame: dict[str, Any] | None = None,
+                       plots: bool = True) -> BenchmarkReport:
+    """Benchmark each detector on ``points`` and write the report into ``out_dir``.
+
+    Args:
+        detectors: variant name -> detector (the name is the row label; for the main job it is
+            the backend kind).
+        points: ``Tensor[N, D]`` float32 on the host.
+        out_dir: where ``benchmark.json``, ``benchmark.md`` and ``stages.png`` go (None: nothing written).
+        frame: description of the input for the report (default: its point count).
+
+    Returns:
+        The :class:`BenchmarkReport`.
+    """
+    if not detectors:
+        raise BenchmarkError("benchmark_backends needs at least one detector")
+    device = next(iter(detectors.values())).device
+    report = BenchmarkReport(config=config_name, frame={"num_points": int(points.shape[0]), **(frame or {})},
+                             settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
+    for name, detector in detectors.items():
+        report.results.append(benchmark_detector(name, detector, points, warmup=warmup, iterations=iterations))
+    if out_dir is not None:
+        write_report(report, out_dir, plots=plots)
+    return report
+
+
+def scaling_config(config: ModelConfig, grid_side: int) -> ModelConfig:
+    """``config`` with a square grid of ``grid_side`` cells per side (same voxel size, range centred on 0).
+
+    Raises:
+        BenchmarkError: ``grid_side`` is not a multiple of the network's input multiple.
+    """
+    multiple = input_multiple(config)
+    if grid_side < multiple or grid_side % multiple:
+        raise BenchmarkError(f"grid side {grid_side} is invalid for {config.name}: need a positive multiple of {multiple}")
+    vx, vy, _ = config.voxelization.voxel_size
+    r = config.voxelization.point_cloud_range
+    half_x, half_y = grid_side * vx / 2, grid_side * vy / 2
+    voxelization = dataclasses.replace(config.voxelization,
+                                       point_cloud_range=(-half_x, -half_y, r[2], half_x, half_y, r[5]))
+    return dataclasses.replace(config, voxelization=voxelization)
+
+
+def scale(name: str, detector: Detector, axis: str, values: Sequence[int], *, warmup: int, iterations: int,
+          points_per_frame: int = 100_000, clouds: Mapping[int, Tensor] | None = None,
+          seed: int = 0) -> list[ScalingPoint]:
+    """End-to-end latency of ``detector`` along one axis.
+
+    Args:
+        axis: ``"points"``: each value is a number of points (random, uniform over the range,
+            or ``clouds[value]`` when given, e.g. merged sweeps); ``"grid"``: each value is a
+            grid side, run with ``points_per_frame`` random points over that grid's range (the
+            same backends, a detector on :func:`scaling_config`).
+    """
+    if axis not in ("points", "grid"):
+        raise BenchmarkError(f"scaling axis '{axis}' is not one of 'points', 'grid'")
+    results = []
+    for value in values:
+        with warnings.catch_warnings():  # large random clouds overflow max_voxels on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            results.append(_scale_one(name, detector, axis, value, warmup, iterations, points_per_frame, clouds, seed))
+    return results
+
+
+def _scale_one(name: str, detector: Detector, axis: str, value: int, warmup: int, iterations: int,
+               points_per_frame: int, clouds: Mapping[int, Tensor] | None, seed: int) -> ScalingPoint:
+    if axis == "points":
+        run = detector
+        cloud = clouds[value] if clouds and value in clouds else torch.from_numpy(
+            random_cloud(value, detector.config, seed))
+    else:
+        run = Detector(scaling_config(detector.config, value), detector.encoder, detector.head,
+                       rot_y_axis_reference=detector.rot_y_axis_reference, device=detector.device,
+                       static_shapes=detector.static_shapes, nms_rounds=detector.nms_rounds)
+        cloud = torch.from_numpy(random_cloud(points_per_frame, run.config, seed))
+    samples = time_calls(lambda: _host(run(cloud)), WallClock(detector.device), warmup=warmup, iterations=iterations)
+    return ScalingPoint(name, axis, int(value), LatencyStats.from_seconds(samples), _num_voxels(run.run_pipeline(cloud)))
+
+
+def _num_voxels(state: dict[str, Any]) -> int:
+    """Pillars of one pipeline run (the real ones, also for the padded static path)."""
+    if "voxel_counts" in state:
+        return int(state["voxel_counts"].num_voxels.sum())
+    return state["voxels"].num_voxels
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalingPlan:
+    """What the scaling runs cover.
+
+    Attributes:
+        points: points per frame (random, uniform over the range).
+        sweeps: numbers of merged synthetic sweeps (a realistic multi-sweep cloud each).
+        grid: BEV cells per side (``points_per_frame`` random points over each grid's range).
+        variants: names of the variants to scale (default: the first and the fastest measured).
+        iterations, warmup: per size.
+    """
+
+    points: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+    sweeps: tuple[int, ...] = (1, 3, 10)
+    grid: tuple[int, ...] = (256, 512, 760, 1024)
+    variants: tuple[str, ...] = ()
+    points_per_frame: int = 100_000
+    iterations: int = 20
+    warmup: int = 3
+
+
+def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Tensor, *, device: torch.device,
+                       warmup: int, iterations: int, checkpoint: Path | None = None, deploy_dir: Path | None = None,
+                       frame: dict[str, Any] | None = None, point_file: Path | None = None,
+                       scaling: ScalingPlan | None = None, out_dir: Path | None = None, plots: bool = True,
+                       log: Callable[[str], None] = lambda _: None) -> BenchmarkReport:
+    """Benchmark named variants (:mod:`~centerpoint_deploy.benchmark.variants`) on one cloud, then scale.
+
+    A variant whose runtime, device or artifacts are missing here is listed in
+    ``report.skipped`` with the reason; bad variant strings raise :class:`BenchmarkError`.
+
+    Args:
+        points: ``Tensor[N, D]`` float32 on the host (the model's columns).
+        point_file: the same cloud as a file, for the ``read`` stage (optional).
+        scaling: scaling runs to add (None: none).
+        out_dir: where the report files go (None: not written).
+        log: progress messages.
+    """
+    from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
+    from centerpoint_deploy.errors import BackendError
+
+    specs = [VariantSpec.parse(v) for v in variants]  # all parse errors before any run
+    report = BenchmarkReport(config=config.name, frame={"num_points": int(points.shape[0]), **(frame or {})},
+                             settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
+    detectors: dict[str, Detector] = {}
+    for spec in specs:
+        try:
+            detector = build_detector(spec, config, device=device, checkpoint=checkpoint, deploy_dir=deploy_dir)
+            log(f"{spec.name}: measuring")
+            report.results.append(benchmark_detector(spec.name, detector, points, warmup=warmup,
+                                                     iterations=iterations, point_file=point_file))
+            detectors[spec.name] = detector
+        except (BackendUnavailableError, BackendError, BenchmarkError) as exc:
+            report.skipped[spec.name] = str(exc)
+            log(f"{spec.name}: skipped ({exc})")
+        if out_dir is not None:
+            write_report(report, out_dir, plots=False)  # keep partial results if a later variant dies
+    if scaling is not None and detectors:
+        report.scaling = _run_scaling(config, detectors, report, scaling, log)
+    if out_dir is not None:
+        write_report(report, out_dir, plots=plots)
+    for detector in detectors.values():
+        detector.close()
+    return report
+
+
+def _run_scaling(config: ModelConfig, detectors: dict[str, Detector], report: BenchmarkReport, plan: ScalingPlan,
+                 log: Callable[[str], None]) -> list[ScalingPoint]:
+    from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
+
+    if plan.variants:
+        missing = [v for v in plan.variants if v not in detectors]
+        if missing:
+            raise BenchmarkError(f"scaling variants {missing} were not measured; measured: {sorted(detectors)}")
+        names = list(plan.variants)
+    else:
+        fastest = min(report.results, key=lambda r: r.end_to_end.p50).name
+        names = list(dict.fromkeys([report.results[0].name, fastest]))
+    sweeps = {}
+    for count in plan.sweeps:
+        cloud = torch.from_numpy(model_columns(lidar_frame(seed=0, sweeps=count), config))
+        sweeps[int(cloud.shape[0])] = cloud
+    points: list[ScalingPoint] = []
+    for name in names:
+        log(f"{name}: scaling")
+        common = {"warmup": plan.warmup, "iterations": plan.iterations}
+        points += scale(name, detectors[name], "points", plan.points, **common)
+        points += [dataclasses.replace(p, axis="sweeps") for p in
+                   scale(name, detectors[name], "points", list(sweeps), clouds=sweeps, **common)]
+        points += scale(name, detectors[name], "grid", plan.grid, points_per_frame=plan.points_per_frame, **common)
+    return points
