@@ -101,9 +101,18 @@ def _stage_summary(result: BackendResult) -> list[list[str]]:
         centre = max((b.max_center for b in boxes if not math.isnan(b.max_center)), default=math.nan)
         matched = min(b.matched_share for b in boxes)
         passed = sum(bool(b) for b in boxes)
-        rows.append([stage, f"{passed}/{len(boxes)}", f"centre {fmt(centre, 6)} m, matched {matched:.1%}",
+        rows.append([stage, f"{passed}/{len(boxes)}", f"centre {centre:.3g} m, matched {matched:.1%}",
                      "PASS" if passed == len(boxes) else "FAIL"])
     return rows
+
+
+def _verification_caption(backend: str, plot: Path) -> str:
+    """Caption of a plot ``verify.report.write_reports`` wrote (``bev_diff_*`` or ``bisection_*_<part>``)."""
+    if plot.stem.startswith("bev_diff"):
+        return f"{backend}: largest |{backend} − PyTorch| over the BEV grid (worst head output)"
+    if plot.stem.startswith("bisection"):
+        return f"{backend}: error growth per layer of the {plot.stem.rsplit('_', 1)[-1]} graph"
+    return f"{backend}: {plot.stem}"
 
 
 def _verification_section(result: JobResult) -> list[Block]:
@@ -113,7 +122,6 @@ def _verification_section(result: JobResult) -> list[Block]:
     for name, report in result.verification.items():
         tol = report.tolerances.default
         backend = report.backends[name]
-        folder = result.out_dir / "verification" / name
         blocks += [
             Heading(f"{name} vs PyTorch: {'PASS' if report.passed else 'FAIL'}", 3),
             Paragraph(f"{len(backend.frames)} frame(s), every element within atol {tol.atol:g} + rtol {tol.rtol:g}·|ref| "
@@ -124,9 +132,10 @@ def _verification_section(result: JobResult) -> list[Block]:
         failures = backend.failures()
         if failures:
             blocks += [Paragraph("Failures:"), Bullets(failures[:20])]
-        blocks += [Figure(path, f"{name}: {path.stem.replace('_', ' ')}") for path in sorted(folder.glob("*.png"))]
-        blocks.append(Links([(f"full {name} verification report", folder / "verification.md"),
-                             ("JSON", folder / "verification.json")]))
+        files = result.verification_files.get(name, {})
+        blocks += [Figure(path, _verification_caption(name, path)) for path in files.values() if path.suffix == ".png"]
+        if files:
+            blocks.append(Links([(f"full {name} verification report", files["markdown"]), ("JSON", files["json"])]))
     return blocks
 
 
@@ -154,7 +163,9 @@ def _evaluation_section(result: JobResult) -> list[Block]:
     ]
     blocks += [Figure(folder / name / "pr_curves.png", f"{name}: precision-recall per class")
                for name in result.metrics if (folder / name / "pr_curves.png").is_file()]
-    bev = sorted((folder / "bev").glob("*.png"))
+    # evaluate_backends names them <index:05d>_<token>.png; earlier runs into the same folder may have left others
+    bev = [path for index in result.inputs.get("bev_frames", [])
+           for path in sorted((folder / "bev").glob(f"{index:05d}_*.png"))]
     if bev:
         blocks += [Heading("Bird's-eye views (GT and every backend's predictions)", 3)]
         blocks += [Figure(path, f"frame {path.stem}") for path in bev]
@@ -182,7 +193,9 @@ def _benchmark_section(result: JobResult) -> list[Block]:
     ]
     if report.skipped:
         blocks += [Paragraph("Skipped:"), Bullets([f"{name}: {why}" for name, why in report.skipped.items()])]
-    blocks += [Figure(path, f"benchmark: {path.stem}") for path in sorted(folder.glob("*.png"))]
+    stages_plot = folder / "stages.png"  # benchmark.render.write_report's per-stage bars
+    if stages_plot.is_file():
+        blocks.append(Figure(stages_plot, "per-stage median latency of every backend (stacked), end-to-end median marked"))
     return blocks + [Links([("benchmark report", folder / "benchmark.md")])]
 
 

@@ -46,6 +46,7 @@ class JobResult:
         export: the ONNX export (``None`` only if the job stopped before it).
         manifest: the deploy directory's final manifest (engines included).
         verification: backend -> its verification against the reference (empty if disabled).
+        verification_files: backend -> the files its verification report wrote (kind -> path).
         metric_config: the evaluation's metric settings (``None`` if disabled).
         metrics: backend -> detection metrics over the evaluated frames (empty if disabled).
         benchmark: latency of every backend (``None`` if disabled).
@@ -60,6 +61,7 @@ class JobResult:
     export: ExportResult | None = None
     manifest: Manifest | None = None
     verification: dict[str, VerificationReport] = field(default_factory=dict)
+    verification_files: dict[str, dict[str, Path]] = field(default_factory=dict)
     metric_config: MetricConfig | None = None
     metrics: dict[str, DetectionMetrics] = field(default_factory=dict)
     benchmark: BenchmarkReport | None = None
@@ -81,7 +83,7 @@ class JobResult:
         """Backend -> median end-to-end latency (ms) from the benchmark (empty if it did not run)."""
         if self.benchmark is None:
             return {}
-        return {r.backend: r.end_to_end.p50 for r in self.benchmark.results}
+        return {r.name: r.end_to_end.p50 for r in self.benchmark.results}
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Backend -> ``{"mAP", "NDS", "verification", "latency_p50_ms"}`` (``None`` where not measured)."""

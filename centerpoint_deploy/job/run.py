@@ -156,9 +156,10 @@ def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> 
                             sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
         evaluated = spread_indices(len(dataset), settings.evaluate.max_frames)
         verified = spread_subset(evaluated, settings.verify.frames)
+        drawn = spread_subset(evaluated, settings.evaluate.bev_frames)
         result.inputs.update(config=config.name, config_spec=settings.config, checkpoint=str(checkpoint),
                              dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
-                             verified_frames=verified)
+                             verified_frames=verified, bev_frames=drawn)
         log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
         frames = [_points(dataset, i, config) for i in verified]
 
@@ -195,8 +196,8 @@ def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> 
                                    DEFAULT_BOX_TOLERANCES[precision], bisect_onnx=bisect_onnx, bisect_device=device)
                 for target in log.consoles:
                     print_report(report, target)
-                write_reports(report, out_dir / "verification" / kind)
                 result.verification[kind] = report
+                result.verification_files[kind] = write_reports(report, out_dir / "verification" / kind)
         else:
             steps.skip("Verify", "disabled (verify.enabled: false)")
 
@@ -208,7 +209,7 @@ def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> 
             fingerprints = {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in pairs}
             result.metrics = steps.run("Evaluate", evaluate_backends, dataset, detectors, out_dir / "evaluation",
                                        result.metric_config, frames=evaluated, fingerprints=fingerprints,
-                                       render_frames=spread_subset(evaluated, settings.evaluate.bev_frames),
+                                       render_frames=drawn,
                                        console=log.console)
         else:
             steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
