@@ -27,6 +27,10 @@ from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.structures import Detections
 
 
+#: Unmatched boxes described in a failure reason (all are in ``BoxComparison.unmatched``).
+_SHOWN_UNMATCHED = 3
+
+
 @dataclass(frozen=True)
 class BoxTolerance:
     """Allowed differences between matched boxes and the matching settings.
@@ -203,11 +207,14 @@ def compare_boxes(ref: Detections, test: Detections, tol: BoxTolerance, score_th
                  + _unmatched(test, ti, "test", score_threshold, tol.threshold_margin))
 
     reasons = []
-    far = [u for u in unmatched if not u.near_threshold]
-    for u in far:
-        reasons.append(f"{u.side} box #{u.index} (label {u.label}, score {u.score:.4f}, centre "
-                       f"({u.center[0]:.2f}, {u.center[1]:.2f})) has no match within {tol.gate:g} m and is not "
-                       f"within {tol.threshold_margin:g} of the score threshold {score_threshold:g}")
+    for side in ("reference", "test"):
+        far = [u for u in unmatched if u.side == side and not u.near_threshold]
+        if far:
+            shown = "; ".join(f"#{u.index} label {u.label} score {u.score:.4f} at ({u.center[0]:.2f}, {u.center[1]:.2f})"
+                              for u in far[:_SHOWN_UNMATCHED])
+            more = f"; {len(far) - _SHOWN_UNMATCHED} more" if len(far) > _SHOWN_UNMATCHED else ""
+            reasons.append(f"{len(far)} {side} box(es) have no match within {tol.gate:g} m and are not within "
+                           f"{tol.threshold_margin:g} of the score threshold {score_threshold:g}: {shown}{more}")
     for what, value, limit, unit in (("centre", max_center, tol.center, "m"), ("size", max_size, tol.size, "m"),
                                      ("yaw", max_yaw, tol.yaw, "rad"), ("score", max_score, tol.score, ""),
                                      ("velocity", max_velocity, tol.velocity, "m/s")):

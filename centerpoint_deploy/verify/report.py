@@ -29,6 +29,11 @@ def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
+def _fmt_cosine(value: float) -> str:
+    """Six decimals: a cosine of 0.99996 is a real difference that ``.3g`` would print as 1."""
+    return "-" if math.isnan(value) else f"{value:.6f}"
+
+
 def _stage_rows(result: BackendResult) -> list[list[str]]:
     """Rows ``[stage, output, max abs, mean abs, cosine, over tol, worst at, verdict]`` worst frame first."""
     rows = []
@@ -39,7 +44,7 @@ def _stage_rows(result: BackendResult) -> list[list[str]]:
                 per_output.setdefault((stage, c.name), []).append(c)
     for (stage, name), comparisons in per_output.items():
         worst = max(comparisons, key=lambda c: (not c.passed, -1 if math.isnan(c.max_abs) else c.max_abs))
-        rows.append([stage, name, _fmt(worst.max_abs), _fmt(worst.mean_abs), _fmt(worst.cosine),
+        rows.append([stage, name, _fmt(worst.max_abs), _fmt(worst.mean_abs), _fmt_cosine(worst.cosine),
                      _fmt(worst.share_over), worst.worst_location,
                      _OK if all(comparisons) else f"{_FAIL} ({sum(not c for c in comparisons)}/{len(comparisons)})"])
     for kind, attr in (("boxes", "boxes"), ("boxes e2e", "end_to_end")):
@@ -94,7 +99,7 @@ def bisection_table(bisection: BisectionReport) -> Table:
         c = layer.comparison
         mark = " <- first divergence" if layer is first else ""
         table.add_row(str(i), layer.probe.label + mark, _fmt(c.max_abs), _fmt(c.mean_abs),
-                      f"{c.cosine:.6f}" if not math.isnan(c.cosine) else "-", "yes" if c else "NO",
+                      _fmt_cosine(c.cosine), "yes" if c else "NO",
                       style="red" if not c else None)
     return table
 
@@ -124,7 +129,7 @@ def markdown_summary(report: VerificationReport) -> str:
             lines += ["", f"### Bisection of the {bisection.part}", "", bisection.summary, "",
                       "| # | layer | max abs | mean abs | cosine | passed |", "|---|---|---|---|---|---|"]
             lines += [f"| {i} | `{layer.probe.label}` | {_fmt(layer.comparison.max_abs)} | "
-                      f"{_fmt(layer.comparison.mean_abs)} | {_fmt(layer.comparison.cosine)} | "
+                      f"{_fmt(layer.comparison.mean_abs)} | {_fmt_cosine(layer.comparison.cosine)} | "
                       f"{'yes' if layer.comparison else '**no**'} |" for i, layer in enumerate(bisection.layers)]
         lines.append("")
     return "\n".join(lines)
