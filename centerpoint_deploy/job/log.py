@@ -48,6 +48,12 @@ class JobLog:
         if self._file is not None:
             self._file.flush()
 
+    def to_file(self, *objects: Any) -> None:
+        """Print to the log file only (e.g. an error the CLI reports on the terminal itself)."""
+        if self._file_console is not None:
+            self._file_console.print(*objects)
+            self._file.flush()
+
     def rule(self, title: str) -> None:
         """A titled horizontal rule on both outputs."""
         for console in self.consoles:

@@ -20,6 +20,7 @@ the CLI exits non-zero after the report is written. An error in a step is logged
 from __future__ import annotations
 
 import time
+import traceback
 import warnings
 from collections import Counter
 from contextlib import ExitStack
@@ -37,12 +38,13 @@ from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.dataset import FrameDataset
 from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.errors import CenterPointError
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
 from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest
 from centerpoint_deploy.export.onnx_export import ExportResult, export_onnx
 from centerpoint_deploy.export.tensorrt_build import build_deploy_engines
 from centerpoint_deploy.job.inputs import (job_checkpoint, job_dataset, job_device, job_metric_config, job_out_dir,
-                                           job_tensorrt, spread_indices, spread_subset)
+                                           job_tensorrt, model_reach, spread_indices, spread_subset)
 from centerpoint_deploy.job.log import JobLog
 from centerpoint_deploy.job.report import print_summary, write_job_report
 from centerpoint_deploy.job.result import REFERENCE, JobResult, StepRecord
@@ -75,8 +77,9 @@ class _Steps:
                 value = fn(*args, **kwargs)
             except Exception as exc:
                 self._log_warnings(caught)
-                self.records.append(StepRecord(number, title, "failed", time.perf_counter() - start, str(exc)))
-                self.log.print(f"[red]step {number} failed:[/] {exc}")
+                seconds = time.perf_counter() - start
+                self.records.append(StepRecord(number, title, "failed", seconds, str(exc)))
+                self.log.print(f"[red]failed[/] after {seconds:.1f} s")
                 raise
         self._log_warnings(caught)
         seconds = time.perf_counter() - start
@@ -134,94 +137,107 @@ def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> 
         console: terminal output (progress, tables); default stderr.
 
     Raises:
-        CenterPointError: bad inputs or a step that could not run (logged first).
+        CenterPointError: bad inputs or a step that could not run (written to the log first;
+            the caller reports it on the terminal).
     """
     console = console or Console(stderr=True)
     out_dir = job_out_dir(settings.out)
+    with JobLog(console, out_dir / LOG_FILE) as log:
+        try:
+            with ExitStack() as open_backends:
+                return _run(settings, out_dir, log, open_backends)
+        except CenterPointError as exc:
+            log.to_file(f"error: {exc}")
+            raise
+        except Exception:
+            log.to_file(traceback.format_exc())
+            raise
+
+
+def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: ExitStack) -> JobResult:
+    """The steps, in order; backends opened along the way are closed by ``open_backends``."""
     device = job_device(settings.device)
     build_engines, no_engines_reason = job_tensorrt(settings.export.tensorrt, device)
     candidates = ["onnxruntime"] + (["tensorrt"] if build_engines else [])
-    with JobLog(console, out_dir / LOG_FILE) as log, ExitStack() as open_backends:
-        log.print(f"[bold]centerpoint-deploy deploy[/] -> {out_dir} (device {device})")
-        steps = _Steps(log, _plan(settings, candidates))
-        result = JobResult(settings, out_dir, {"device": str(device)}, backends=[REFERENCE, *candidates],
-                           steps=steps.records)
+    log.print(f"[bold]centerpoint-deploy deploy[/] -> {out_dir} (device {device})")
+    steps = _Steps(log, _plan(settings, candidates))
+    result = JobResult(settings, out_dir, {"device": str(device)}, backends=[REFERENCE, *candidates],
+                       steps=steps.records)
 
-        config = steps.run("Load the model config", load_config, settings.config)
-        checkpoint = job_checkpoint(settings.checkpoint, settings.config)
-        dataset_spec = job_dataset(settings.dataset)
-        log.print(f"model {config.name}: grid {config.grid_size[0]} x {config.grid_size[1]}, "
-                  f"{config.num_features} features; checkpoint {checkpoint}")
-        dataset = steps.run("Open the dataset", open_dataset, dataset_spec, class_names=config.class_names,
-                            sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
-        evaluated = spread_indices(len(dataset), settings.evaluate.max_frames)
-        verified = spread_subset(evaluated, settings.verify.frames)
-        drawn = spread_subset(evaluated, settings.evaluate.bev_frames)
-        result.inputs.update(config=config.name, config_spec=settings.config, checkpoint=str(checkpoint),
-                             dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
-                             verified_frames=verified, bev_frames=drawn)
-        log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
-        frames = [_points(dataset, i, config) for i in verified]
+    config = steps.run("Load the model config", load_config, settings.config)
+    checkpoint = job_checkpoint(settings.checkpoint, settings.config)
+    dataset_spec = job_dataset(settings.dataset)
+    log.print(f"model {config.name}: grid {config.grid_size[0]} x {config.grid_size[1]}, "
+              f"{config.num_features} features; checkpoint {checkpoint}")
+    dataset = steps.run("Open the dataset", open_dataset, dataset_spec, class_names=config.class_names,
+                        sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
+    evaluated = spread_indices(len(dataset), settings.evaluate.max_frames)
+    verified = spread_subset(evaluated, settings.verify.frames)
+    drawn = spread_subset(evaluated, settings.evaluate.bev_frames)
+    result.inputs.update(config=config.name, config_spec=settings.config, checkpoint=str(checkpoint),
+                         dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
+                         verified_frames=verified, bev_frames=drawn)
+    log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
+    frames = [_points(dataset, i, config) for i in verified]
 
-        deploy_dir = out_dir / "deploy"
-        result.export = steps.run("Export ONNX", _export, config, checkpoint, deploy_dir, settings.export,
-                                  device, frames[0])
-        result.manifest = result.export.manifest
-        for name, diff in result.export.max_abs_diff.items():
-            log.print(f"  max |onnxruntime - pytorch| {name}: {diff:.3g}")
-        if build_engines:
-            result.manifest = steps.run("Build TensorRT engines", build_deploy_engines, deploy_dir,
-                                        precision=settings.export.tensorrt_precision,
-                                        workspace_bytes=int(settings.export.workspace_gb * (1 << 30)))
-        else:
-            steps.skip("Build TensorRT engines", no_engines_reason)
+    deploy_dir = out_dir / "deploy"
+    result.export = steps.run("Export ONNX", _export, config, checkpoint, deploy_dir, settings.export,
+                              device, frames[0])
+    result.manifest = result.export.manifest
+    for name, diff in result.export.max_abs_diff.items():
+        log.print(f"  max |onnxruntime - pytorch| {name}: {diff:.3g}")
+    if build_engines:
+        result.manifest = steps.run("Build TensorRT engines", build_deploy_engines, deploy_dir,
+                                    precision=settings.export.tensorrt_precision,
+                                    workspace_bytes=int(settings.export.workspace_gb * (1 << 30)))
+    else:
+        steps.skip("Build TensorRT engines", no_engines_reason)
 
-        pairs: dict[str, BackendPair] = {
-            REFERENCE: create_backends(REFERENCE, config, checkpoint=checkpoint, device=device),
-            **{kind: create_backends(kind, config, deploy_dir=deploy_dir, device=device) for kind in candidates},
-        }
-        for encoder, head, _ in pairs.values():
-            open_backends.callback(encoder.close)
-            open_backends.callback(head.close)
-        detectors = {kind: Detector(config, enc, head, rot_y_axis_reference=rot, device=device)
-                     for kind, (enc, head, rot) in pairs.items()}
+    pairs: dict[str, BackendPair] = {
+        REFERENCE: create_backends(REFERENCE, config, checkpoint=checkpoint, device=device),
+        **{kind: create_backends(kind, config, deploy_dir=deploy_dir, device=device) for kind in candidates},
+    }
+    for encoder, head, _ in pairs.values():
+        open_backends.callback(encoder.close)
+        open_backends.callback(head.close)
+    detectors = {kind: Detector(config, enc, head, rot_y_axis_reference=rot, device=device)
+                 for kind, (enc, head, rot) in pairs.items()}
 
-        if settings.verify.enabled:
-            bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} \
-                if settings.verify.bisect else None
-            for kind in candidates:
-                tolerances, precision = _tolerances(kind, result.manifest, settings.verify)
-                report = steps.run(f"Verify {kind} against PyTorch ({precision} tolerances)", verify_backends,
-                                   detectors[REFERENCE], {kind: pairs[kind]}, frames, tolerances,
-                                   DEFAULT_BOX_TOLERANCES[precision], bisect_onnx=bisect_onnx, bisect_device=device)
-                for target in log.consoles:
-                    print_report(report, target)
-                result.verification[kind] = report
-                result.verification_files[kind] = write_reports(report, out_dir / "verification" / kind)
-        else:
-            steps.skip("Verify", "disabled (verify.enabled: false)")
+    if settings.verify.enabled:
+        bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} \
+            if settings.verify.bisect else None
+        for kind in candidates:
+            tolerances, precision = _tolerances(kind, result.manifest, settings.verify)
+            report = steps.run(f"Verify {kind} against PyTorch ({precision} tolerances)", verify_backends,
+                               detectors[REFERENCE], {kind: pairs[kind]}, frames, tolerances,
+                               DEFAULT_BOX_TOLERANCES[precision], bisect_onnx=bisect_onnx, bisect_device=device)
+            for target in log.consoles:
+                print_report(report, target)
+            result.verification[kind] = report
+            result.verification_files[kind] = write_reports(report, out_dir / "verification" / kind)
+    else:
+        steps.skip("Verify", "disabled (verify.enabled: false)")
 
-        if settings.evaluate.enabled:
-            result.metric_config = job_metric_config(settings.evaluate.metric, settings.evaluate.class_range, config)
-            ranges = sorted(set(result.metric_config.class_range.values()))
-            log.print(f"metric {settings.evaluate.metric}: class range {', '.join(f'{r:g}' for r in ranges)} m "
-                      f"(the model's grid reaches ±{config.voxelization.point_cloud_range[3]:g} m)")
-            fingerprints = {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in pairs}
-            result.metrics = steps.run("Evaluate", evaluate_backends, dataset, detectors, out_dir / "evaluation",
-                                       result.metric_config, frames=evaluated, fingerprints=fingerprints,
-                                       render_frames=drawn,
-                                       console=log.console)
-        else:
-            steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
+    if settings.evaluate.enabled:
+        result.metric_config = job_metric_config(settings.evaluate.metric, settings.evaluate.class_range, config)
+        ranges = sorted(set(result.metric_config.class_range.values()))
+        log.print(f"metric {settings.evaluate.metric}: class range {', '.join(f'{r:g}' for r in ranges)} m "
+                  f"(the model's grid reaches {model_reach(config):g} m from the LiDAR)")
+        fingerprints = {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in pairs}
+        result.metrics = steps.run("Evaluate", evaluate_backends, dataset, detectors, out_dir / "evaluation",
+                                   result.metric_config, frames=evaluated, fingerprints=fingerprints,
+                                   render_frames=drawn, console=log.console)
+    else:
+        steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
 
-        if settings.benchmark.enabled:
-            result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, frames[0], out_dir / "benchmark",
-                                         warmup=settings.benchmark.warmup,
-                                         iterations=settings.benchmark.iterations, config_name=config.name)
-        else:
-            steps.skip("Benchmark", "disabled (benchmark.enabled: false)")
+    if settings.benchmark.enabled:
+        result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, frames[0], out_dir / "benchmark",
+                                     warmup=settings.benchmark.warmup,
+                                     iterations=settings.benchmark.iterations, config_name=config.name)
+    else:
+        steps.skip("Benchmark", "disabled (benchmark.enabled: false)")
 
-        result.files = steps.run("Write the report", write_job_report, result)
-        print_summary(result, log)
+    result.files = steps.run("Write the report", write_job_report, result)
+    print_summary(result, log)
     return result
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import centerpoint_deploy.job.run as job_run
 from centerpoint_deploy.cli.app import app
+from centerpoint_deploy.errors import ConfigError
 from centerpoint_deploy.job.report import fmt
 
 
@@ -106,3 +107,10 @@ def test_failed_verification_exits_nonzero_after_the_report(tmp_path: Path, tiny
     assert any("head reg" in line for line in failures)
     assert "### onnxruntime vs PyTorch: FAIL" in (out / "report.md").read_text()
     assert "verification FAILED" in output
+
+
+def test_input_errors_are_logged(tmp_path: Path, tiny_dataset: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["deploy", "--config", "tiny", "--dataset", str(tiny_dataset), "--out", str(out)])
+    assert isinstance(result.exception, ConfigError)
+    assert "error: config 'tiny' needs a checkpoint (--checkpoint PATH)" in (out / "deploy.log").read_text()
