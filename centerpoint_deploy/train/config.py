@@ -75,10 +75,12 @@ class TrainConfig:
         weight_decay: AdamW decoupled weight decay.
         schedule: one of :data:`SCHEDULES`.
         grad_clip: max L2 norm of all gradients (mmdet3d uses 35); ``None`` disables.
-        amp: one of :data:`AMP_MODES`; ignored on CPU except ``"bf16"``.
+        amp: one of :data:`AMP_MODES`; ``"fp16"`` needs CUDA.
         gaussian_overlap: ``min_overlap`` of the CornerNet radius rule.
         min_radius: smallest Gaussian radius, in feature-map cells.
         max_objs: regression slots per task and point cloud; boxes past it are dropped.
+        min_points_in_box: ground-truth boxes with fewer LiDAR points are left out of training
+            (mmdet3d drops boxes with ``num_lidar_pts == 0``); 0 keeps every box.
         code_weights: per-channel L1 weights, order reg(2), height, dim(3), rot(2), vel(2).
         heatmap_weight: weight of the Gaussian focal loss.
         bbox_weight: weight of the L1 regression loss.
@@ -99,6 +101,7 @@ class TrainConfig:
     gaussian_overlap: float = 0.1
     min_radius: int = 2
     max_objs: int = 500
+    min_points_in_box: int = 1
     code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
     heatmap_weight: float = 1.0
     bbox_weight: float = 0.25
@@ -126,6 +129,8 @@ class TrainConfig:
             _fail("amp", self.amp, f"one of {', '.join(AMP_MODES)}")
         if not 0 < self.gaussian_overlap < 1:
             _fail("gaussian_overlap", self.gaussian_overlap, "must lie in (0, 1)")
+        if self.min_points_in_box < 0:
+            _fail("min_points_in_box", self.min_points_in_box, "must be >= 0")
         if self.min_radius < 0:
             _fail("min_radius", self.min_radius, "must be >= 0")
         if len(self.code_weights) != CODE_SIZE or any(w < 0 for w in self.code_weights):

@@ -37,17 +37,20 @@ class TrainingSamples(Dataset):
         config: model configuration (``points.use_dim``, ``class_names``).
         augment: augmentation ranges (:meth:`AugmentConfig.disabled` for none).
         seed: base seed of the augmentation.
+        min_points_in_box: boxes with fewer ``num_lidar_pts`` are left out (0 keeps all).
 
     Set :attr:`epoch` before each pass so every epoch draws new augmentations.
     """
 
-    def __init__(self, frames: Sequence[Frame], config: ModelConfig, augment: AugmentConfig, seed: int) -> None:
+    def __init__(self, frames: Sequence[Frame], config: ModelConfig, augment: AugmentConfig, seed: int,
+                 min_points_in_box: int = 0) -> None:
         if len(frames) == 0:
-            raise DatasetError("the training dataset holds no frames")
+            raise DatasetError("the dataset holds no frames; training and validation need at least one")
         self.frames = frames
         self.config = config
         self.augment = augment
         self.seed = seed
+        self.min_points_in_box = min_points_in_box
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -64,10 +67,11 @@ class TrainingSamples(Dataset):
         if frame.points.ndim != 2 or frame.points.shape[1] <= max(use_dim):
             raise DatasetError(f"frame {frame.token!r}: points have shape {list(frame.points.shape)}, "
                                f"need columns {use_dim}")
+        gt = frame.gt.select(frame.gt.num_lidar_pts >= self.min_points_in_box)
         points = np.ascontiguousarray(frame.points[:, use_dim], dtype=np.float32)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        points, boxes = augment_scene(points, frame.gt.boxes.astype(np.float32), self.augment, rng)
-        return torch.from_numpy(points), torch.from_numpy(boxes), torch.from_numpy(frame.gt.labels.astype(np.int64))
+        points, boxes = augment_scene(points, gt.boxes.astype(np.float32), self.augment, rng)
+        return torch.from_numpy(points), torch.from_numpy(boxes), torch.from_numpy(gt.labels.astype(np.int64))
 
 
 def collate_samples(samples: list[Sample]) -> Batch:

@@ -72,7 +72,7 @@ def validation_loss(model: CenterPoint, frames: Sequence[Frame], config: ModelCo
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    samples = TrainingSamples(frames, config, AugmentConfig.disabled(), train_cfg.seed)
+    samples = TrainingSamples(frames, config, AugmentConfig.disabled(), train_cfg.seed, train_cfg.min_points_in_box)
     loader = make_loader(samples, train_cfg.batch_size, train_cfg.num_workers, shuffle=False,
                          seed=train_cfg.seed, pin_memory=device.type == "cuda")
     totals = torch.zeros(3, device=device)
@@ -124,7 +124,7 @@ def train(config: ModelConfig, dataset: Sequence[Frame], train_cfg: TrainConfig,
     out_dir.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _line: None)
 
-    samples = TrainingSamples(dataset, config, train_cfg.augment, train_cfg.seed)
+    samples = TrainingSamples(dataset, config, train_cfg.augment, train_cfg.seed, train_cfg.min_points_in_box)
     loader = make_loader(samples, train_cfg.batch_size, train_cfg.num_workers, shuffle=True,
                          seed=train_cfg.seed, pin_memory=device.type == "cuda")
     total_steps = train_cfg.epochs * len(loader)

@@ -121,3 +121,16 @@ def test_bad_inputs_raise(tiny_config: ModelConfig, tmp_path: Path) -> None:
     unlabelled.gt = None
     with pytest.raises(DatasetError, match="no annotations"):
         train(tiny_config, [unlabelled], cfg, tmp_path, log=None)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
+def test_cuda_training_with_amp(tiny_config: ModelConfig, tmp_path: Path, amp: str) -> None:
+    cfg = TrainConfig(epochs=1, max_steps=20, batch_size=2, lr=3e-3, amp=amp, num_workers=2, log_every=10,
+                      max_objs=16)
+    checkpoint = train(tiny_config, [make_frame(0), make_frame(1)] * 20, cfg, tmp_path, device="cuda", log=None)
+    records = [json.loads(line) for line in (tmp_path / LOG_FILE).read_text().splitlines()]
+    assert records[-1]["loss"] < records[0]["loss"]
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert all(v.device.type == "cpu" for v in saved["state_dict"].values())
