@@ -150,7 +150,7 @@ def plot_stages(report: BenchmarkReport, path: Path) -> Path:
 
     names = stage_names(report)
     variants = report.results
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(variants) + 1.8))
+    fig, ax = plt.subplots(figsize=(12, 0.5 * len(variants) + 2.2))
     colors = plt.get_cmap("tab10")
     for row, result in enumerate(variants):
         left = 0.0
@@ -164,7 +164,7 @@ def plot_stages(report: BenchmarkReport, path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("latency p50 (ms)")
     ax.set_title(f"{report.config}: {report.frame.get('num_points')} points")
-    ax.legend(loc="lower right", fontsize=7, ncol=2)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
