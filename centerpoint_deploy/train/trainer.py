@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
-from torch import Tensor
 
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.data.frame import Frame
@@ -117,7 +116,7 @@ def train(config: ModelConfig, dataset: Sequence[Frame], train_cfg: TrainConfig,
     train_cfg.validate()
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device} requested but CUDA is not available; use device='cpu'")
+        raise ConfigError(f"device '{device}' requested but CUDA is not available here; use device 'cpu' (--device cpu)")
     if train_cfg.amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"amp='fp16' needs a CUDA device, got device {device}; use amp='bf16' or 'off' on CPU")
     out_dir = Path(out_dir)
