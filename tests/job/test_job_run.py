@@ -24,11 +24,11 @@ def _deploy(args: list[str]) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def job_out(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, tiny_dataset: Path) -> tuple[Path, int, str]:
-    """One full run: a deploy-config YAML that the command line partly overrides."""
+    """One full run (AWML's rot_y_axis_reference export): a deploy-config YAML the command line partly overrides."""
     root = tmp_path_factory.mktemp("job")
     deploy_config = root / "deploy.yaml"
-    deploy_config.write_text("config: tiny\nverify: {frames: 3}\nevaluate: {bev_frames: 3, max_frames: 3}\n"
-                             "benchmark: {iterations: 3, warmup: 0}\n")
+    deploy_config.write_text("config: tiny\nexport: {rot_y_axis_reference: true}\nverify: {frames: 3}\n"
+                             "evaluate: {bev_frames: 3, max_frames: 3}\nbenchmark: {iterations: 3, warmup: 0}\n")
     code, output = _deploy(["--deploy-config", str(deploy_config), "--checkpoint", str(tiny_checkpoint),
                             "--dataset", str(tiny_dataset), "--out", str(root / "out"), "--verify-frames", "2",
                             "--bev-frames", "1", "--iterations", "2"])
@@ -66,6 +66,8 @@ def test_command_line_overrides_the_deploy_config(job_out: tuple[Path, int, str]
     results = json.loads((out / "results.json").read_text())
     settings = results["settings"]
     assert settings["config"] == "tiny" and settings["evaluate"]["max_frames"] == 3          # YAML
+    assert settings["export"]["rot_y_axis_reference"] is True                                # YAML
+    assert json.loads((out / "deploy" / "manifest.json").read_text())["rot_y_axis_reference"] is True
     assert settings["verify"]["frames"] == 2 and settings["evaluate"]["bev_frames"] == 1     # flags beat YAML
     assert (settings["benchmark"]["iterations"], settings["benchmark"]["warmup"]) == (2, 0)  # flag, YAML
     assert results["inputs"]["verified_frames"] == [0, 2] and results["inputs"]["evaluated_frames"] == [0, 1, 2]
