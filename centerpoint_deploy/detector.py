@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -19,10 +19,12 @@ from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
-from centerpoint_deploy.errors import BackendError
-from centerpoint_deploy.postprocess import postprocess
+from centerpoint_deploy.errors import BackendError, ConfigError
+from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress
 from centerpoint_deploy.postprocess.rot_reference import undo_rot_y_axis_reference
-from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
+from centerpoint_deploy.preprocess import (check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev,
+                                          voxelize, voxelize_padded)
+from centerpoint_deploy.preprocess.voxelize import check_voxel_counts
 from centerpoint_deploy.structures import Detections, Voxels
 
 
@@ -48,6 +50,22 @@ class StageOutputs:
     detections: list[Detections]
 
 
+#: The Detector's pipeline stages, in order (:meth:`Detector.stages`).
+STAGES = ("upload", "voxelize", "decorate", "encoder", "scatter", "backbone_neck_head", "decode", "nms", "output")
+
+#: A stage reads and writes the pipeline state: ``points`` in, ``detections`` out.
+Stage = Callable[[dict[str, Any]], None]
+
+
+def upload(cloud: Tensor, device: torch.device) -> Tensor:
+    """``cloud`` on ``device``; a host -> GPU copy goes through pinned memory without blocking the host."""
+    if cloud.device == device:
+        return cloud
+    if device.type == "cuda" and cloud.device.type == "cpu":
+        return (cloud if cloud.is_pinned() else cloud.pin_memory()).to(device, non_blocking=True)
+    return cloud.to(device)
+
+
 class Detector:
     """CenterPoint inference with shared pre/post-processing.
 
@@ -58,18 +76,31 @@ class Detector:
         rot_y_axis_reference: the head emits AWML's y-axis-reference ``dim``/``rot``; undone
             before decoding.
         device: where pre/post-processing run; defaults to the encoder's device.
+        static_shapes: the GPU-resident pipeline: fixed-size tensors from points to boxes
+            (``max_voxels`` pillars per cloud, padded box lists, a fixed NMS round budget), so
+            no stage reads anything on the host; input checks and NMS convergence are read
+            together with the boxes in one device -> host copy at the end, and the boxes are
+            returned on the CPU. Same boxes as the default path (an NMS budget too small for a
+            frame falls back to the exact iteration). Off by default: the default path trims
+            every tensor to its real size, which verification compares stage by stage.
+        nms_rounds: NMS round budget of the static path.
 
     Use as ``with Detector(...) as detector: detections = detector(points)``; calling it
     outside ``with`` loads the backends on first use.
     """
 
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *,
-                 rot_y_axis_reference: bool = False, device: torch.device | str | None = None) -> None:
+                 rot_y_axis_reference: bool = False, device: torch.device | str | None = None,
+                 static_shapes: bool = False, nms_rounds: int = 16) -> None:
+        if nms_rounds < 1:
+            raise ConfigError(f"nms_rounds = {nms_rounds} is invalid: must be >= 1")
         self.config = config
         self.encoder = encoder
         self.head = head
         self.rot_y_axis_reference = rot_y_axis_reference
         self.device = torch.device(device) if device is not None else encoder.device
+        self.static_shapes = static_shapes
+        self.nms_rounds = nms_rounds
 
     # ----- lifecycle -------------------------------------------------------------------
     def load(self) -> "Detector":
@@ -97,34 +128,91 @@ class Detector:
         Returns:
             :class:`Detections` for a single tensor, else one per cloud.
         """
-        detections = self.run_stages(points).detections
+        detections = self.run_pipeline(points)["detections"]
         return detections[0] if isinstance(points, Tensor) else detections
 
     def run_stages(self, points: Tensor | list[Tensor]) -> StageOutputs:
-        """Run the whole pipeline and keep every intermediate tensor."""
-        self.load()
-        clouds = [points] if isinstance(points, Tensor) else list(points)
-        clouds = [cloud.to(self.device) for cloud in clouds]
-        voxels, features = prepare_encoder_input(clouds, self.config)
-        encoded = self.encoder.infer({contract.ENCODER_INPUT: features.to(self.encoder.device)})
-        pillar_features = encoded[contract.ENCODER_OUTPUT].to(self.device)
-        spatial = scatter_to_bev(pillar_features, voxels.coords, voxels.batch_size, self.config.bev_shape)
-        head_outputs = self.head.infer({contract.HEAD_INPUT: spatial.to(self.head.device)})
+        """Run the whole pipeline and keep every intermediate tensor (padded ones with ``static_shapes``)."""
+        state = self.run_pipeline(points)
         return StageOutputs(
-            voxels=voxels,
-            features=features,
-            pillar_features=pillar_features,
-            spatial_features=spatial,
-            head_outputs=head_outputs,
-            detections=self.detect_from_head_outputs(head_outputs),
+            voxels=state["voxels"],
+            features=state["features"],
+            pillar_features=state["pillar_features"],
+            spatial_features=state["spatial_features"],
+            head_outputs=state["head_outputs"],
+            detections=state["detections"],
         )
 
-    def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
-        """Boxes from a head backend's flat outputs (``contract.head_output_names`` keys).
+    def run_pipeline(self, points: Tensor | list[Tensor]) -> dict[str, Any]:
+        """Run :meth:`stages` in order on ``points``; return the final pipeline state."""
+        state: dict[str, Any] = {"points": [points] if isinstance(points, Tensor) else list(points)}
+        for _, stage in self.stages():
+            stage(state)
+        return state
 
-        Undoes the y-axis-reference convention when the detector was built with it, splits
-        the outputs per task and post-processes them on the detector's device.
+    def stages(self) -> list[tuple[str, Stage]]:
+        """The pipeline as named steps over one state dict (:data:`STAGES` order).
+
+        Running them in order is exactly what a call does; the benchmark times them one by one.
+        Loads the backends.
         """
+        self.load()
+        return list(zip(STAGES, (self._upload, self._voxelize, self._decorate, self._encode, self._scatter,
+                                 self._dense, self._decode, self._nms, self._output)))
+
+    def _upload(self, state: dict[str, Any]) -> None:
+        check_points(state["points"], self.config, check_values=not self.static_shapes)
+        state["clouds"] = [upload(cloud, self.device) for cloud in state["points"]]
+        if self.static_shapes:
+            state["nonfinite"] = count_nonfinite(state["clouds"])  # read with the boxes
+
+    def _voxelize(self, state: dict[str, Any]) -> None:
+        if self.static_shapes:
+            state["voxels"], state["voxel_counts"] = voxelize_padded(state["clouds"], self.config.voxelization)
+        else:
+            state["voxels"] = voxelize(state["clouds"], self.config.voxelization)
+
+    def _decorate(self, state: dict[str, Any]) -> None:
+        state["features"] = decorate(state["voxels"], self.config)
+
+    def _encode(self, state: dict[str, Any]) -> None:
+        encoded = self.encoder.infer({contract.ENCODER_INPUT: state["features"].to(self.encoder.device)})
+        state["pillar_features"] = encoded[contract.ENCODER_OUTPUT].to(self.device)
+
+    def _scatter(self, state: dict[str, Any]) -> None:
+        voxels = state["voxels"]
+        # the coords come from voxelize, so the (synchronising) range check is not needed
+        state["spatial_features"] = scatter_to_bev(state["pillar_features"], voxels.coords, voxels.batch_size,
+                                                   self.config.bev_shape, check_coords=False)
+
+    def _dense(self, state: dict[str, Any]) -> None:
+        state["head_outputs"] = self.head.infer({contract.HEAD_INPUT: state["spatial_features"].to(self.head.device)})
+
+    def _decode(self, state: dict[str, Any]) -> None:
+        state["decoded"] = decode_tasks(self._task_maps(state["head_outputs"]), self.config)
+
+    def _nms(self, state: dict[str, Any]) -> None:
+        rounds = self.nms_rounds if self.static_shapes else None
+        state["keep"], state["nms_converged"] = suppress(state["decoded"], self.config, rounds)
+
+    def _output(self, state: dict[str, Any]) -> None:
+        padded = merge_tasks(state["decoded"], state["keep"], state["nms_converged"], self.config.nms.post_max_size)
+        if not self.static_shapes:
+            state["detections"] = padded.unpad()
+            return
+        checks = torch.cat([state["nonfinite"], state["voxel_counts"].table.flatten()])
+        detections, converged, values = padded.to_host(extra=checks)  # the one synchronisation
+        batch, num_points = len(state["clouds"]), [int(cloud.shape[0]) for cloud in state["clouds"]]
+        raise_nonfinite(values[:batch], num_points)
+        check_voxel_counts([values[batch + 3 * b: batch + 3 * b + 3] for b in range(batch)], self.config.voxelization,
+                           num_points, stacklevel=4)
+        if not all(converged):  # the round budget was too small for this frame: redo NMS exactly
+            keep, done = suppress(state["decoded"], self.config, None)
+            detections = merge_tasks(state["decoded"], keep, done, self.config.nms.post_max_size).unpad()
+            detections = [d.to("cpu") for d in detections]
+        state["detections"] = detections
+
+    def _task_maps(self, head_outputs: dict[str, Tensor]) -> list[dict[str, Tensor]]:
         num_tasks = len(self.config.head.tasks)
         missing = [name for name in contract.head_output_names(num_tasks) if name not in head_outputs]
         if missing:
@@ -133,7 +221,15 @@ class Detector:
         task_maps = contract.split_tasks(on_device, num_tasks)
         if self.rot_y_axis_reference:
             task_maps = [undo_rot_y_axis_reference(maps) for maps in task_maps]
-        return postprocess(task_maps, self.config)
+        return task_maps
+
+    def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
+        """Boxes from a head backend's flat outputs (``contract.head_output_names`` keys).
+
+        Undoes the y-axis-reference convention when the detector was built with it, splits
+        the outputs per task and post-processes them on the detector's device (exact NMS).
+        """
+        return postprocess(self._task_maps(head_outputs), self.config)
 
 
 def detect_point_files(detector: Detector, paths: Sequence[Path | str], *,

@@ -46,15 +46,27 @@ def resolve_device(device: torch.device | str) -> torch.device:
     return resolved
 
 
+#: PyTorch fast-path variants by kind name: ``pytorch-<precision>`` (fp16/bf16 with channels-last
+#: and folded BatchNorm). Each builds the ``pytorch`` backends with these
+#: :class:`~centerpoint_deploy.backends.pytorch.TorchOptions` keyword arguments.
+PYTORCH_VARIANTS: dict[str, dict[str, object]] = {
+    "pytorch-tf32": {"precision": "tf32"},
+    "pytorch-fp16": {"precision": "fp16", "channels_last": True, "fuse_batchnorm": True},
+    "pytorch-bf16": {"precision": "bf16", "channels_last": True, "fuse_batchnorm": True},
+}
+
+
 def _pytorch_backends(config: ModelConfig, checkpoint: Path | str | None, deploy_dir: Path | str | None,
-                      device: torch.device) -> BackendPair:
-    from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
+                      device: torch.device, options: dict[str, object] | None = None) -> BackendPair:
+    from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend, TorchOptions
     from centerpoint_deploy.model import build_model
 
     if deploy_dir is not None:
         raise BackendError("the pytorch backend runs a checkpoint; deploy_dir is for 'onnxruntime' / 'tensorrt'")
+    chosen = TorchOptions(**(options or {})).validate(device)  # fail before loading weights
     model = build_model(config, checkpoint=checkpoint, device=device)
-    return TorchEncoderBackend(model, config, device), TorchHeadBackend(model, config, device), False
+    return (TorchEncoderBackend(model, config, device, chosen), TorchHeadBackend(model, config, device, chosen),
+            False)
 
 
 def _deploy_manifest(kind: str, config: ModelConfig, checkpoint: Path | str | None,
@@ -110,7 +122,8 @@ def create_backends(kind: str, config: ModelConfig, *, checkpoint: Path | str | 
     """Build the encoder and head backends of one runtime (not yet loaded).
 
     Args:
-        kind: one of :data:`SUPPORTED_KINDS`.
+        kind: one of :data:`SUPPORTED_KINDS`, or a :data:`PYTORCH_VARIANTS` name (a checkpoint
+            run with PyTorch fast paths, e.g. ``"pytorch-fp16"``).
         config: the model.
         checkpoint: weights for ``"pytorch"`` (``None``: randomly initialised, for smoke tests).
         deploy_dir: exported artifacts for ``"onnxruntime"`` / ``"tensorrt"``.
@@ -123,7 +136,9 @@ def create_backends(kind: str, config: ModelConfig, *, checkpoint: Path | str | 
         BackendError: unknown ``kind`` or arguments that do not fit it.
         BackendUnavailableError: the runtime or the device is not usable here.
     """
+    if kind in PYTORCH_VARIANTS:
+        return _pytorch_backends(config, checkpoint, deploy_dir, resolve_device(device), PYTORCH_VARIANTS[kind])
     builder = _BUILDERS.get(kind)
     if builder is None:
-        raise BackendError(f"unknown backend '{kind}'; supported: {', '.join(SUPPORTED_KINDS)}")
+        raise BackendError(f"unknown backend '{kind}'; supported: {', '.join(SUPPORTED_KINDS + tuple(PYTORCH_VARIANTS))}")
     return builder(config, checkpoint, deploy_dir, resolve_device(device))

@@ -2,13 +2,21 @@
 
 Both backends may share one model. ``load()`` moves it to the device in eval mode;
 :meth:`Backend.infer` runs under ``torch.inference_mode`` and records the call's time
-(CUDA events on a GPU, ``perf_counter`` on the CPU).
+(CUDA events on a GPU, read lazily so that ``infer`` never waits for the GPU;
+``perf_counter`` on the CPU).
+
+Fast paths are opt-in through :class:`TorchOptions`; the default is strict float32 with TF32
+off, the reference for verification. Process-wide switches (TF32, cuDNN benchmark) are set
+only for the duration of each call and restored afterwards.
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from typing import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -16,36 +24,209 @@ from torch import Tensor, nn
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend, TensorSpec
 from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.errors import BackendError, BackendUnavailableError
+
+#: ``precision`` -> dtype the network computes in (fp32 and tf32 differ in the TF32 switch only).
+PRECISION_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """Speed switches of the PyTorch backends (all off: the deterministic fp32 reference).
+
+    Attributes:
+        precision: ``"fp32"`` (TF32 off), ``"tf32"`` (TF32 convolutions and matmuls on CUDA),
+            ``"fp16"`` or ``"bf16"`` (weights and activations in that type; inputs and
+            outputs stay float32).
+        channels_last: NHWC memory layout for the backbone-neck-head (tensor cores like it).
+        fuse_batchnorm: fold every eval-mode BatchNorm2d into the convolution before it.
+        cudnn_benchmark: let cuDNN time its algorithms per shape (not deterministic).
+        cuda_graph: capture the call in a CUDA graph and replay it (CUDA only; re-captured when
+            the input shape changes, so it pays off for fixed shapes: the head always, the
+            encoder with ``Detector(static_shapes=True)``).
+        compile: ``torch.compile`` the network (first calls compile; not with ``cuda_graph``).
+    """
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    fuse_batchnorm: bool = False
+    cudnn_benchmark: bool = False
+    cuda_graph: bool = False
+    compile: bool = False
+
+    def validate(self, device: torch.device) -> "TorchOptions":
+        if self.precision not in PRECISION_DTYPES:
+            raise BackendError(f"precision '{self.precision}' is not one of {sorted(PRECISION_DTYPES)}")
+        if self.cuda_graph and device.type != "cuda":
+            raise BackendError(f"cuda_graph needs a CUDA device; got '{device}'")
+        if self.cuda_graph and self.compile:
+            raise BackendError("cuda_graph and compile cannot be combined; pick one")
+        if self.precision == "fp16" and device.type == "cpu":
+            raise BackendError("precision 'fp16' runs on CUDA only; on the CPU use 'bf16'")
+        return self
+
+    @property
+    def is_reference(self) -> bool:
+        """True for the default: strict fp32, original module, no benchmarking or capture."""
+        return self == TorchOptions()
+
+    @property
+    def label(self) -> str:
+        """Short text for tables and backend names, e.g. ``fp16+channels_last+cuda_graph``."""
+        flags = [name for name in ("channels_last", "fuse_batchnorm", "cudnn_benchmark", "cuda_graph", "compile")
+                 if getattr(self, name)]
+        return "+".join([self.precision, *flags])
+
+
+@contextmanager
+def _backend_flags(tf32: bool, cudnn_benchmark: bool) -> Iterator[None]:
+    """Set TF32 and cuDNN benchmarking for one call; restore the caller's values afterwards."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold each eval-mode ``BatchNorm2d`` into the ``Conv2d`` / ``ConvTranspose2d`` it follows, in place.
+
+    A pair is folded where the convolution's output feeds only the norm: consecutive entries
+    of an ``nn.Sequential``, and modules holding ``conv`` then ``bn`` (mmcv ``ConvModule``
+    names, :class:`~centerpoint_deploy.model.head.ConvBNReLU`). The norm becomes ``Identity``.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for parent in list(module.modules()):
+        names = list(parent._modules)
+        if isinstance(parent, nn.Sequential):
+            pairs = list(zip(names, names[1:]))
+        elif "conv" in names and "bn" in names and names.index("bn") == names.index("conv") + 1:
+            pairs = [("conv", "bn")]
+        else:
+            continue
+        for conv_name, bn_name in pairs:
+            conv, bn = parent._modules[conv_name], parent._modules[bn_name]
+            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
+                fused = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
+                parent._modules[conv_name] = fused
+                parent._modules[bn_name] = nn.Identity()
+    return module
+
+
+class _CapturedCall:
+    """One CUDA graph of ``run`` for one input shape; outputs are cloned out of the graph's buffers."""
+
+    def __init__(self, run: Callable[[Tensor], dict[str, Tensor]], example: Tensor) -> None:
+        self.shape = tuple(example.shape)
+        self.input = example.clone()
+        side = torch.cuda.Stream(example.device)
+        side.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up outside the capture (cuDNN plans, allocator pools)
+                run(self.input)
+        torch.cuda.current_stream(example.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = run(self.input)
+
+    def __call__(self, tensor: Tensor) -> dict[str, Tensor]:
+        self.input.copy_(tensor)
+        self.graph.replay()
+        return {name: value.clone() for name, value in self.outputs.items()}
 
 
 class _TorchBackend(Backend):
-    """Shared lifecycle and timing of the two PyTorch graph parts."""
+    """Shared lifecycle, fast paths and timing of the two PyTorch graph parts."""
 
     kind = "pytorch"
 
-    def __init__(self, model: nn.Module, config: ModelConfig, device: torch.device | str = "cpu") -> None:
+    def __init__(self, model: nn.Module, config: ModelConfig, device: torch.device | str = "cpu",
+                 options: TorchOptions = TorchOptions()) -> None:
         super().__init__(device)
         self.model = model
         self.config = config
+        self.options = options.validate(self.device)
+        self._network: nn.Module = model
+        self._run: Callable[[Tensor], dict[str, Tensor]] = self._forward
+        self._captured: _CapturedCall | None = None
+        self._events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
 
+    @property
+    def name(self) -> str:
+        suffix = "" if self.options.is_reference else f"-{self.options.label}"
+        return f"{self.kind}-{self.device.type}{suffix}"
+
+    # ----- timing: CUDA events are read only when asked for -----------------------------------
+    @property
+    def last_inference_time(self) -> float | None:
+        """Seconds of the last ``infer`` (on CUDA this waits for that call to finish)."""
+        if self._events is not None:
+            start, end = self._events
+            end.synchronize()
+            self._host_time, self._events = start.elapsed_time(end) / 1000.0, None
+        return self._host_time
+
+    @last_inference_time.setter
+    def last_inference_time(self, seconds: float | None) -> None:
+        self._host_time, self._events = seconds, None
+
+    # ----- lifecycle ---------------------------------------------------------------------------
     def _load_impl(self) -> None:
         self.model.to(self.device).eval()
+        opts = self.options
+        network = self.model
+        if opts.precision in ("fp16", "bf16") or opts.channels_last or opts.fuse_batchnorm:
+            network = copy.deepcopy(self.model)  # the shared reference model stays untouched
+            if opts.fuse_batchnorm:
+                fold_batchnorm(network)
+            network.to(PRECISION_DTYPES[opts.precision])
+            if opts.channels_last:
+                network.to(memory_format=torch.channels_last)
+        self._network = network
+        self._run = self._forward
+        if opts.compile:
+            try:
+                self._run = torch.compile(self._forward, dynamic=False)
+            except RuntimeError as exc:  # no compiler toolchain / unsupported platform
+                raise BackendUnavailableError(f"torch.compile is not usable here: {exc}") from exc
 
-    def _timed(self, run: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
-        """Run ``run`` under inference mode and store its duration in seconds."""
-        with torch.inference_mode():
+    def _close_impl(self) -> None:
+        self._network, self._run, self._captured = self.model, self._forward, None
+
+    def _forward(self, tensor: Tensor) -> dict[str, Tensor]:
+        """The network on ``tensor`` (float32), outputs float32 by name."""
+        raise NotImplementedError
+
+    def _cast_input(self, tensor: Tensor) -> Tensor:
+        dtype = PRECISION_DTYPES[self.options.precision]
+        if self.options.channels_last and tensor.dim() == 4:
+            return tensor.to(dtype=dtype, memory_format=torch.channels_last)
+        return tensor.to(dtype)
+
+    def _call(self, tensor: Tensor) -> dict[str, Tensor]:
+        """Run under inference mode with this backend's flags; time it without waiting for the GPU."""
+        with torch.inference_mode(), _backend_flags(self.options.precision == "tf32", self.options.cudnn_benchmark):
             if self.device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                outputs = run()
+                outputs = self._replay(tensor) if self.options.cuda_graph else self._run(tensor)
                 end.record()
-                end.synchronize()
-                self.last_inference_time = start.elapsed_time(end) / 1000.0
+                self._events = (start, end)
             else:
                 begin = time.perf_counter()
-                outputs = run()
+                outputs = self._run(tensor)
                 self.last_inference_time = time.perf_counter() - begin
         return outputs
+
+    def _replay(self, tensor: Tensor) -> dict[str, Tensor]:
+        if self._captured is None or self._captured.shape != tuple(tensor.shape):
+            self._captured = _CapturedCall(self._run, tensor)
+        return self._captured(tensor)
 
 
 class TorchEncoderBackend(_TorchBackend):
@@ -60,9 +241,12 @@ class TorchEncoderBackend(_TorchBackend):
     def output_names(self) -> tuple[str, ...]:
         return (contract.ENCODER_OUTPUT,)
 
+    def _forward(self, features: Tensor) -> dict[str, Tensor]:
+        encoded = self._network.encode(self._cast_input(features))
+        return {contract.ENCODER_OUTPUT: encoded.float()}
+
     def _infer_impl(self, feed: dict[str, Tensor]) -> dict[str, Tensor]:
-        features = feed[contract.ENCODER_INPUT]
-        return self._timed(lambda: {contract.ENCODER_OUTPUT: self.model.encode(features)})
+        return self._call(feed[contract.ENCODER_INPUT])
 
 
 class TorchHeadBackend(_TorchBackend):
@@ -70,6 +254,7 @@ class TorchHeadBackend(_TorchBackend):
 
     Output names follow :func:`contract.head_output_names` (``heatmap``, ``reg``, ``height``,
     ``dim``, ``rot``, ``vel`` for one task); H and W may differ from the config's grid.
+    Outputs are float32 and contiguous (NCHW) whatever the fast path.
     """
 
     @property
@@ -80,12 +265,10 @@ class TorchHeadBackend(_TorchBackend):
     def output_names(self) -> tuple[str, ...]:
         return contract.head_output_names(len(self.config.head.tasks))
 
+    def _forward(self, bev: Tensor) -> dict[str, Tensor]:
+        task_maps = self._network.forward_dense(self._cast_input(bev))
+        flat = [maps[name] for maps in task_maps for name in contract.HEAD_OUTPUTS]
+        return {name: value.float().contiguous() for name, value in zip(self.output_names, flat)}
+
     def _infer_impl(self, feed: dict[str, Tensor]) -> dict[str, Tensor]:
-        bev = feed[contract.HEAD_INPUT]
-
-        def run() -> dict[str, Tensor]:
-            task_maps = self.model.forward_dense(bev)
-            flat = [maps[name] for maps in task_maps for name in contract.HEAD_OUTPUTS]
-            return dict(zip(self.output_names, flat))
-
-        return self._timed(run)
+        return self._call(feed[contract.HEAD_INPUT])

@@ -77,7 +77,7 @@ def decode_task(maps: dict[str, Tensor], config: ModelConfig) -> DecodedBoxes:
     yaw = torch.atan2(rot[..., 0], rot[..., 1])
     boxes = torch.cat([x[..., None], y[..., None], hei, dim, yaw[..., None], vel], dim=2)  # [B, K, 9]
 
-    limits = torch.tensor(dec.post_center_range, dtype=boxes.dtype, device=boxes.device)
+    limits = torch.tensor(dec.post_center_range, dtype=boxes.dtype).to(boxes.device, non_blocking=True)  # no host sync
     valid = ((boxes[..., :3] >= limits[:3]) & (boxes[..., :3] <= limits[3:])).all(dim=2)
     if dec.score_threshold > 0:
         valid &= scores > dec.score_threshold

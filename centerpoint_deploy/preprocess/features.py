@@ -3,7 +3,8 @@
 Feature order follows mmdet3d ``PillarFeatureNet`` (and AWML's backward variant) exactly:
 the raw point columns, then ``x - x̄, y - ȳ, z - z̄`` (cluster offsets), then
 ``x - xc, y - yc[, z - zc]`` (pillar-centre offsets), then ``||xyz||`` when
-``with_distance``. Padded point slots are zeroed after decoration, as the network expects.
+``with_distance``. Padded point slots are zeroed after decoration, as the network expects; so are
+the padding pillars of :func:`~centerpoint_deploy.preprocess.voxelize.voxelize_padded` (``num_points`` 0).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def decorate(voxels: Voxels, config: ModelConfig) -> Tensor:
     xyz = raw[:, :, :3]
     parts: list[Tensor] = []
     if enc.with_cluster_center:
-        mean = xyz.sum(dim=1, keepdim=True) / voxels.num_points.to(raw.dtype).view(-1, 1, 1)  # [V, 1, 3]
+        # clamp: padding rows of a padded voxelization hold no point (their features are zeroed below)
+        count = voxels.num_points.clamp(min=1).to(raw.dtype).view(-1, 1, 1)
+        mean = xyz.sum(dim=1, keepdim=True) / count  # [V, 1, 3]
         parts.append(xyz - mean)
     if enc.with_voxel_center:
         num_axes = 3 if enc.with_voxel_center_z else 2

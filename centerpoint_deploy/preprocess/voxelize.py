@@ -5,13 +5,21 @@ skipped; a point in a new pillar opens it unless ``max_voxels`` pillars are open
 (then the point is dropped); a point is stored in its pillar while the pillar holds fewer
 than ``max_num_points``. Hence pillars are ordered by the first point that lands in them,
 each keeps its first points in input order, and the pillars kept are the first-appearing
-ones. This module computes the same result with sorts and scatters (no loop over points), so
-CPU and CUDA give identical tensors.
+ones.
+
+:func:`voxelize_padded` computes the same result with fixed-size tensors and no host
+synchronisation: the first point of each BEV cell comes from a scatter-min over the dense
+cell grid, a pillar's rank is the running count of first points, and a stable sort by rank
+gives every point its slot. Its output has exactly ``max_voxels`` rows per cloud (padding at
+the end), so the whole pre-processing can stay on the GPU. :func:`voxelize` shares that
+assignment, reads the pillar counts (one synchronisation), checks and warns, and gathers
+exactly the pillars found. CPU and CUDA give identical tensors.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -21,23 +29,54 @@ from centerpoint_deploy.errors import PointCloudError
 from centerpoint_deploy.structures import Voxels
 
 
+@dataclass
+class VoxelCounts:
+    """Per-cloud sizes of a padded voxelization, on the device (reading them synchronises).
+
+    Attributes:
+        table: ``Tensor[B, 3]`` int64, per cloud: pillars kept (``min(pillars, max_voxels)``),
+            occupied pillars before the ``max_voxels`` cap, in-range points of the pillars
+            beyond the cap (dropped).
+    """
+
+    table: Tensor
+
+    @property
+    def num_voxels(self) -> Tensor:
+        return self.table[:, 0]
+
+    @property
+    def num_pillars(self) -> Tensor:
+        return self.table[:, 1]
+
+    @property
+    def num_dropped_points(self) -> Tensor:
+        return self.table[:, 2]
+
+
+def _device_constant(values: tuple[float, ...], device: torch.device) -> Tensor:
+    """Small float32 constant on ``device``, copied without synchronising the host."""
+    return torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True)
+
+
 def voxel_indices(xyz: Tensor, cfg: VoxelizationConfig) -> tuple[Tensor, Tensor]:
     """Grid cell of each point and whether it lies inside the grid.
 
     A point is inside when ``min <= p < max`` on every axis and its cell
     ``floor((p - min) / voxel_size)`` (float32, as mmcv computes it) lies in ``[0, grid)``.
+    Points holding NaN are outside.
 
     Args:
         xyz: ``Tensor[N, 3]`` float32 point coordinates (m).
 
     Returns:
-        ``(cells, inside)``: ``Tensor[N, 3]`` int64 ``(ix, iy, iz)`` (meaningful where inside),
+        ``(cells, inside)``: ``Tensor[N, 3]`` int64 ``(ix, iy, iz)`` (zero where outside),
         ``Tensor[N]`` bool.
     """
-    lower = torch.tensor(cfg.point_cloud_range[:3], dtype=torch.float32, device=xyz.device)
-    upper = torch.tensor(cfg.point_cloud_range[3:], dtype=torch.float32, device=xyz.device)
-    size = torch.tensor(cfg.voxel_size, dtype=torch.float32, device=xyz.device)
-    grid = torch.tensor(cfg.grid_size, dtype=torch.float32, device=xyz.device)
+    lower = _device_constant(cfg.point_cloud_range[:3], xyz.device)
+    upper = _device_constant(cfg.point_cloud_range[3:], xyz.device)
+    size = _device_constant(cfg.voxel_size, xyz.device)
+    grid = _device_constant(tuple(float(g) for g in cfg.grid_size), xyz.device)
     cells = torch.floor((xyz - lower) / size)  # [N, 3]
     inside = ((xyz >= lower) & (xyz < upper) & (cells >= 0) & (cells < grid)).all(dim=1)
     cells = torch.where(inside.unsqueeze(1), cells, torch.zeros_like(cells))
@@ -64,55 +103,120 @@ def voxelize(points: list[Tensor], cfg: VoxelizationConfig) -> Voxels:
         UserWarning: a cloud has more than ``max_voxels`` pillars (the later ones are dropped,
             as mmcv does; the message says how many pillars and points).
     """
-    voxel_points, num_points, coords = [], [], []
-    for index, cloud in enumerate(points):
-        cloud_points, cloud_counts, cloud_coords = _voxelize_one(cloud, cfg, index)
-        voxel_points.append(cloud_points)
-        num_points.append(cloud_counts)
-        coords.append(torch.nn.functional.pad(cloud_coords, (1, 0), value=index))  # prepend batch index
-    return Voxels(torch.cat(voxel_points), torch.cat(num_points), torch.cat(coords), batch_size=len(points))
+    assignments = [_assign_pillars(cloud, cfg) for cloud in points]
+    table = torch.stack([a.sizes for a in assignments]).tolist()  # the one synchronisation
+    check_voxel_counts(table, cfg, [int(cloud.shape[0]) for cloud in points], stacklevel=3)
+    return _gather_batch(points, assignments, [row[0] for row in table], cfg)
 
 
-def _voxelize_one(points: Tensor, cfg: VoxelizationConfig, index: int) -> tuple[Tensor, Tensor, Tensor]:
-    """One cloud ``Tensor[N, D]`` -> ``(points [V, P, D], num_points [V] int32, coords [V, 3] int32 (z, y, x))``."""
-    nx, ny, _ = cfg.grid_size
+def voxelize_padded(points: list[Tensor], cfg: VoxelizationConfig) -> tuple[Voxels, VoxelCounts]:
+    """:func:`voxelize` with fixed shapes and no host synchronisation.
+
+    Returns:
+        ``(voxels, counts)``: :class:`Voxels` with exactly ``max_voxels`` rows per cloud
+        (``points [B * max_voxels, P, D]``); cloud ``b`` owns rows ``[b * max_voxels,
+        b * max_voxels + counts.num_voxels[b])`` in first-appearance order, the rest are
+        padding with zero points, ``num_points`` 0 and ``coords`` ``(-1, -1, -1, -1)``.
+        Nothing is checked: a cloud without pillars yields only padding, and an overflow
+        shows in ``counts`` (see :func:`check_voxel_counts`).
+    """
+    assignments = [_assign_pillars(cloud, cfg) for cloud in points]
+    voxels = _gather_batch(points, assignments, [cfg.max_voxels] * len(points), cfg)
+    return voxels, VoxelCounts(torch.stack([a.sizes for a in assignments]))
+
+
+def check_voxel_counts(table: list[list[int]], cfg: VoxelizationConfig, num_points: list[int],
+                       stacklevel: int = 2) -> None:
+    """Raise for a cloud without pillars, warn for one over ``max_voxels``.
+
+    Args:
+        table: ``VoxelCounts.table.tolist()``.
+        num_points: points per cloud (for the message).
+    """
+    for index, (_, num_pillars, num_dropped) in enumerate(table):
+        if num_pillars == 0:
+            raise PointCloudError(f"point cloud {index} has no point inside point_cloud_range "
+                                  f"{list(cfg.point_cloud_range)} (it had {num_points[index]} points)")
+        if num_pillars > cfg.max_voxels:
+            warnings.warn(
+                f"point cloud {index}: {num_pillars} pillars exceed max_voxels={cfg.max_voxels}; "
+                f"dropped the last {num_pillars - cfg.max_voxels} pillars and their {num_dropped} points",
+                stacklevel=stacklevel + 1,
+            )
+
+
+@dataclass
+class _PillarAssignment:
+    """Where every point of one cloud goes (all ``Tensor[N]`` int64 unless noted).
+
+    ``voxel``: output pillar (``max_voxels`` for points outside the grid or beyond the cap);
+    ``slot``: rank inside its pillar in input order; ``first``: bool, the point opened its
+    pillar; ``cells``: ``[N, 3]`` ``(ix, iy, iz)``; ``sizes``: ``[3]`` as a row of
+    :attr:`VoxelCounts.table`.
+    """
+
+    voxel: Tensor
+    slot: Tensor
+    first: Tensor
+    cells: Tensor
+    sizes: Tensor
+
+
+def _assign_pillars(points: Tensor, cfg: VoxelizationConfig) -> _PillarAssignment:
+    """Pillar and slot of each point of ``points [N, D]``, with fixed shapes (no host sync)."""
+    nx, ny, nz = cfg.grid_size
+    count, device = points.shape[0], points.device
     cells, inside = voxel_indices(points[:, :3], cfg)
-    points, cells = points[inside], cells[inside]  # [M, D], [M, 3], input order kept
-    num_kept = points.shape[0]
-    if num_kept == 0:
-        raise PointCloudError(f"point cloud {index} has no point inside point_cloud_range "
-                              f"{list(cfg.point_cloud_range)} (it had {int(inside.numel())} points)")
-    device = points.device
-    linear = (cells[:, 2] * ny + cells[:, 1]) * nx + cells[:, 0]  # [M] cell id
-    unique_ids, cell_of_point = torch.unique(linear, return_inverse=True)  # ids sorted, [U], [M]
-    num_cells = unique_ids.shape[0]
-    point_index = torch.arange(num_kept, device=device)
-    first_point = torch.full((num_cells,), num_kept, dtype=torch.int64, device=device).scatter_reduce(
-        0, cell_of_point, point_index, reduce="amin", include_self=True
-    )  # [U] first point of each cell
-    order = torch.argsort(first_point)  # cells by first appearance
-    rank_of_cell = torch.empty_like(order)
-    rank_of_cell[order] = torch.arange(num_cells, device=device)
-    voxel_of_point = rank_of_cell[cell_of_point]  # [M] voxel index in output order
+    num_cells = nx * ny * nz
+    linear = torch.where(inside, (cells[:, 2] * ny + cells[:, 1]) * nx + cells[:, 0], num_cells)  # [N], outside -> spare
+    point_index = torch.arange(count, device=device)
+    first_point = torch.full((num_cells + 1,), count, dtype=torch.int64, device=device).scatter_reduce(
+        0, linear, point_index, reduce="amin", include_self=True)  # [cells + 1] first point of each cell
+    first_of_mine = first_point[linear]  # [N]
+    is_first = (first_of_mine == point_index) & inside  # [N] the point opens a pillar
+    opened = torch.cumsum(is_first.to(torch.int64), dim=0)  # [N] pillars opened up to each point
+    pillar = opened[first_of_mine] - 1  # [N] rank of the point's pillar by first appearance
+    kept = inside & (pillar < cfg.max_voxels)
+    voxel = torch.where(kept, pillar, cfg.max_voxels)
 
-    counts = torch.bincount(voxel_of_point, minlength=num_cells)  # [U] points per voxel
-    segment_start = torch.cumsum(counts, 0) - counts
-    by_voxel = torch.argsort(voxel_of_point, stable=True)  # input order within each voxel
-    slot = torch.empty_like(voxel_of_point)
-    slot[by_voxel] = point_index - segment_start[voxel_of_point[by_voxel]]  # [M] rank inside voxel
+    per_voxel = torch.zeros(cfg.max_voxels + 1, dtype=torch.int64, device=device).scatter_add_(
+        0, voxel, torch.ones_like(voxel))  # [max_voxels + 1] points per pillar, then the rest
+    segment_start = torch.cumsum(per_voxel, 0) - per_voxel
+    by_voxel = torch.argsort(voxel, stable=True)  # input order within each pillar
+    slot = torch.empty_like(voxel)
+    slot[by_voxel] = point_index - segment_start[voxel[by_voxel]]
 
-    num_voxels = min(num_cells, cfg.max_voxels)
-    if num_cells > num_voxels:
-        dropped_points = int(counts[num_voxels:].sum())
-        warnings.warn(
-            f"point cloud {index}: {num_cells} pillars exceed max_voxels={cfg.max_voxels}; "
-            f"dropped the last {num_cells - num_voxels} pillars and their {dropped_points} points",
-            stacklevel=3,
-        )
-    stored = (voxel_of_point < num_voxels) & (slot < cfg.max_num_points)
-    voxels = points.new_zeros((num_voxels, cfg.max_num_points, points.shape[1]))
-    voxels[voxel_of_point[stored], slot[stored]] = points[stored]
-    num_points = counts[:num_voxels].clamp(max=cfg.max_num_points).to(torch.int32)
-    first_cells = cells[first_point[order[:num_voxels]]]  # [V, 3] (ix, iy, iz)
-    coords = first_cells.flip(1).to(torch.int32)  # (z, y, x)
-    return voxels, num_points, coords
+    num_pillars = is_first.sum()
+    sizes = torch.stack([num_pillars.clamp(max=cfg.max_voxels), num_pillars, (inside & ~kept).sum()])
+    return _PillarAssignment(voxel, slot, is_first & kept, cells, sizes)
+
+
+def _gather_batch(points: list[Tensor], assignments: list[_PillarAssignment], rows: list[int],
+                  cfg: VoxelizationConfig) -> Voxels:
+    """Concatenate :func:`_gather_one` of every cloud, with the batch index prepended to coords."""
+    parts = [_gather_one(cloud, a, n, cfg) for cloud, a, n in zip(points, assignments, rows)]
+    coords = [torch.cat([torch.where(c[:, :1] >= 0, index, -1).to(torch.int32), c], dim=1)
+              for index, (_, _, c) in enumerate(parts)]
+    if len(parts) == 1:
+        return Voxels(parts[0][0], parts[0][1], coords[0], batch_size=1)
+    return Voxels(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), torch.cat(coords),
+                  batch_size=len(points))
+
+
+def _gather_one(points: Tensor, assignment: _PillarAssignment, rows: int,
+                cfg: VoxelizationConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """``rows`` pillars of one cloud: ``points [rows, P, D]``, ``num_points [rows]`` int32 and
+    ``coords [rows, 3]`` int32 ``(z, y, x)``; rows past the cloud's pillars are zero / 0 / -1."""
+    max_points, count = cfg.max_num_points, points.shape[0]
+    voxel, slot = assignment.voxel, assignment.slot
+    stored = (voxel < rows) & (slot < max_points)
+    target = torch.where(stored, voxel * max_points + slot, rows * max_points)  # others -> the spare row
+    flat = points.new_zeros((rows * max_points + 1, points.shape[1]))
+    flat[target] = points  # stored targets are distinct; the spare row collects the rest
+    voxels = flat[:-1].view(rows, max_points, points.shape[1])
+    num_points = torch.zeros(rows + 1, dtype=torch.int32, device=points.device).scatter_add_(
+        0, torch.where(voxel < rows, voxel, rows), torch.ones_like(voxel, dtype=torch.int32))[:-1].clamp_(max=max_points)
+    first_of_voxel = torch.full((rows + 1,), count, dtype=torch.int64, device=points.device)
+    first_of_voxel[torch.where(assignment.first & (voxel < rows), voxel, rows)] = torch.arange(count, device=points.device)
+    cells_zyx = torch.cat([assignment.cells.flip(1), assignment.cells.new_full((1, 3), -1)])  # [N + 1, 3], spare -1
+    return voxels, num_points, cells_zyx[first_of_voxel[:rows]].to(torch.int32)
