@@ -1,0 +1,106 @@
+"""Variant strings, the benchmark runner on the tiny model, reports and their JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns, random_cloud
+from centerpoint_deploy.benchmark.render import stage_names, to_markdown
+from centerpoint_deploy.benchmark.results import BenchmarkReport
+from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants, scaling_config
+from centerpoint_deploy.benchmark.timing import BenchmarkError
+from centerpoint_deploy.benchmark.variants import VariantSpec
+from centerpoint_deploy.config import load_config
+from centerpoint_deploy.detector import STAGES
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config("tiny")
+
+
+def test_variant_strings_parse_to_a_canonical_name() -> None:
+    spec = VariantSpec.parse("pytorch:fp16+static+cuda_graph+channels_last")
+    assert (spec.backend, spec.precision, spec.static, spec.flags) == ("pytorch", "fp16", True,
+                                                                       ("channels_last", "cuda_graph"))
+    assert spec.name == "pytorch:fp16+channels_last+cuda_graph+static"
+    assert VariantSpec.parse("onnxruntime").name == "onnxruntime:fp32"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("jax:fp32", "backend 'jax' is not one of"),
+    ("onnxruntime:bf16", "precision 'bf16' is not one of fp32, tf32, fp16 for onnxruntime"),
+    ("onnxruntime:fp32+cuda_graph", "must be distinct, from static"),
+    ("pytorch:fp32+static+static", "must be distinct"),
+])
+def test_bad_variant_strings_say_what_is_allowed(text: str, message: str) -> None:
+    with pytest.raises(BenchmarkError, match=message):
+        VariantSpec.parse(text)
+
+
+def test_inputs_have_the_model_columns(config) -> None:
+    cloud = random_cloud(1000, config, seed=3)
+    assert cloud.shape == (1000, 5) and cloud.dtype.name == "float32"
+    assert (cloud[:, 0] >= -12.8).all() and (cloud[:, 0] < 12.8).all() and (cloud[:, 4] < 0.1).all()
+    with pytest.raises(BenchmarkError, match="num_points = 0"):
+        random_cloud(0, config)
+    with pytest.raises(BenchmarkError, match="lack the columns"):
+        model_columns(cloud[:, :3], config)
+
+
+def test_scaling_config_keeps_voxel_size_and_checks_the_multiple(config) -> None:
+    scaled = scaling_config(config, 128)
+    assert scaled.bev_shape == (128, 128) and scaled.voxelization.voxel_size == config.voxelization.voxel_size
+    with pytest.raises(BenchmarkError, match="multiple of 4"):
+        scaling_config(config, 30)
+
+
+def test_benchmark_variants_measures_skips_scales_and_writes(config, tmp_path: Path) -> None:
+    points = torch.from_numpy(random_cloud(3000, config, seed=1))
+    point_file = tmp_path / "frame.bin"
+    points.numpy().tofile(point_file)
+    plan = ScalingPlan(points=(500, 2000), sweeps=(), grid=(32,), iterations=1, warmup=0)
+    report = benchmark_variants(config, ["pytorch:fp32", "pytorch:fp32+static", "onnxruntime:fp32"], points,
+                                device=torch.device("cpu"), warmup=1, iterations=2, point_file=point_file,
+                                scaling=plan, out_dir=tmp_path / "out", plots=False)
+    assert [r.name for r in report.results] == ["pytorch:fp32", "pytorch:fp32+static"]
+    assert "needs --deploy-dir" in report.skipped["onnxruntime:fp32"]
+    first = report.results[0]
+    assert list(first.stages) == ["read", *STAGES, "sum of stages"]
+    assert all(s.count == 2 for s in first.stages.values()) and first.end_to_end.count == 2
+    assert first.options == {"channels_last": False, "fuse_batchnorm": False, "cudnn_benchmark": False,
+                             "cuda_graph": False, "compile": False, "static_shapes": False}
+    assert report.results[1].num_voxels == first.num_voxels > 0  # padding not counted
+    assert report.results[1].num_boxes == first.num_boxes
+    assert [(p.axis, p.value) for p in report.scaling if p.variant == first.name] == [
+        ("points", 500), ("points", 2000), ("grid", 32)]
+    saved = json.loads((tmp_path / "out" / "benchmark.json").read_text())
+    assert BenchmarkReport.from_dict(saved).to_dict() == report.to_dict()
+    markdown = (tmp_path / "out" / "benchmark.md").read_text()
+    assert markdown == to_markdown(report)
+    assert "| pytorch:fp32 | pytorch | fp32 | - |" in markdown
+    assert "- onnxruntime:fp32: onnxruntime needs --deploy-dir" in markdown
+    assert stage_names(report) == ["read", *STAGES]
+
+
+def test_benchmark_cli_writes_reports(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from centerpoint_deploy.cli.app import app
+
+    result = CliRunner().invoke(app, ["benchmark", "-c", "tiny", "-n", "1", "--warmup", "0", "-v", "pytorch:fp32",
+                                      "--sweeps", "1", "--no-plots", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["frame"]["source"].startswith("synthetic 64-beam LiDAR") and report["frame"]["num_points"] > 50_000
+    assert report["results"][0]["stages"]["read"]["count"] == 1
+
+
+def test_synthetic_frame_merges_sweeps_with_time_lags() -> None:
+    frame = lidar_frame(seed=0, sweeps=2)
+    lags = sorted(set(frame[:, 4].round(3).tolist()))
+    assert lags == pytest.approx([0.0, 0.1]) and frame.shape[1] == 5
