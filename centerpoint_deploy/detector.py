@@ -233,11 +233,11 @@ class Detector:
 
 
 def detect_point_files(detector: Detector, paths: Sequence[Path | str], *,
-                       keep_time_lag: bool = False) -> dict[str, list[dict]]:
+                       keep_time_lag: bool = False, load_dim: int | None = None) -> dict[str, list[dict]]:
     """Run ``detector`` on point files one at a time (batch 1, as Autoware does).
 
-    Each file is read with ``config.points.load_dim`` floats per point and reduced to the
-    model's columns by :func:`~centerpoint_deploy.data.pointcloud.key_frame_points` (time lag
+    Each file is read with ``load_dim`` (default ``config.points.load_dim``) floats per point
+    and reduced to the model's columns by :func:`~centerpoint_deploy.data.pointcloud.key_frame_points` (time lag
     0 unless ``keep_time_lag``).
 
     Returns:
@@ -247,7 +247,7 @@ def detect_point_files(detector: Detector, paths: Sequence[Path | str], *,
     config = detector.config
     results: dict[str, list[dict]] = {}
     for path in paths:
-        raw = read_points(path, config.points.load_dim)
+        raw = read_points(path, load_dim or config.points.load_dim)
         points = torch.from_numpy(key_frame_points(raw, config.points, keep_time_lag=keep_time_lag))
         results[str(path)] = detector(points).to_records(config.class_names)
     return results

@@ -40,6 +40,8 @@ def detect(
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised model (smoke tests only)."),
     keep_time_lag: bool = typer.Option(False, "--keep-time-lag",
                                        help="Keep the file's time-lag column (sweeps already merged) instead of 0."),
+    load_dim: Optional[int] = typer.Option(None, "--load-dim", min=3,
+                                           help="Floats per point in the files (default: the config's; 4 for KITTI)."),
 ) -> None:
     """Detect 3D boxes in point files; writes {file: [{box, score, label}, ...]} as JSON.
 
@@ -52,7 +54,7 @@ def detect(
         encoder, head, rot_reference = create_backends(backend, model_config, checkpoint=checkpoint,
                                                        deploy_dir=deploy_dir, device=device)
     with Detector(model_config, encoder, head, rot_y_axis_reference=rot_reference) as detector:
-        results = detect_point_files(detector, point_files, keep_time_lag=keep_time_lag)
+        results = detect_point_files(detector, point_files, keep_time_lag=keep_time_lag, load_dim=load_dim)
     text = json.dumps(results, indent=1)
     if output is None:
         typer.echo(text)

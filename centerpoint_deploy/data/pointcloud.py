@@ -85,17 +85,19 @@ def key_frame_points(raw: np.ndarray, points_cfg: PointsConfig, *, keep_time_lag
     were already merged with their time lags.
 
     Args:
-        raw: ``np.ndarray[N, load_dim]`` from :func:`read_points`.
+        raw: ``np.ndarray[N, C]`` from :func:`read_points`; ``C`` may differ from
+            ``points_cfg.load_dim`` (a KITTI ``.bin`` has 4 floats) as long as it holds every
+            column the model reads besides the time lag.
         points_cfg: the model's point layout.
 
     Returns:
         ``np.ndarray[N, len(use_dim)]`` float32.
     """
-    if raw.ndim != 2 or raw.shape[1] != points_cfg.load_dim:
-        raise PointCloudError(f"points have shape {list(raw.shape)}, expected [N, load_dim={points_cfg.load_dim}]")
-    if keep_time_lag and TIME_LAG_COLUMN in points_cfg.use_dim and TIME_LAG_COLUMN >= raw.shape[1]:
-        raise PointCloudError(f"keep_time_lag needs a time-lag column {TIME_LAG_COLUMN} in the file, "
-                              f"but it has only {raw.shape[1]} columns")
+    needed = [d for d in points_cfg.use_dim if d != TIME_LAG_COLUMN or keep_time_lag]
+    if raw.ndim != 2 or raw.shape[1] <= max(needed):
+        raise PointCloudError(f"points have shape {list(raw.shape)}, but the model reads columns "
+                              f"{list(points_cfg.use_dim)} (column {TIME_LAG_COLUMN} is the time lag, set to 0 "
+                              "for a single frame); give the file's floats per point with --load-dim")
     width = max(raw.shape[1], TIME_LAG_COLUMN + 1)
     padded = np.zeros((raw.shape[0], width), dtype=np.float32)
     padded[:, : raw.shape[1]] = raw

@@ -103,5 +103,10 @@ def test_key_frame_points_select_use_dim_and_zero_the_time_lag() -> None:
     # A 4-column file for a model that reads x, y, z, time lag: the lag column is created.
     four = key_frame_points(CLOUD[:, :4], PointsConfig(load_dim=4, use_dim=(0, 1, 2, 4)))
     assert four.tolist() == [[1.0, 2.0, 3.0, 0.0], [-1.5, 0.25, -2.0, 0.0]]
-    with pytest.raises(PointCloudError, match="time-lag column 4"):
+    with pytest.raises(PointCloudError, match=r"reads columns \[0, 1, 2, 4\]"):
         key_frame_points(CLOUD[:, :4], PointsConfig(load_dim=4, use_dim=(0, 1, 2, 4)), keep_time_lag=True)
+    # A KITTI-style 4-float file for the 11-feature model: intensity kept, time lag 0.
+    kitti = key_frame_points(CLOUD[:, :4], PointsConfig(load_dim=5, use_dim=(0, 1, 2, 3, 4)))
+    assert kitti.tolist() == np.concatenate([CLOUD[:, :4], np.zeros((2, 1))], axis=1).tolist()
+    with pytest.raises(PointCloudError, match="--load-dim"):
+        key_frame_points(CLOUD[:, :3], PointsConfig(load_dim=5, use_dim=(0, 1, 2, 3, 4)))
