@@ -1,7 +1,7 @@
 """A synthetic LiDAR world written as T4 scenes: road, buildings, traffic, a spinning LiDAR.
 
 ``generate_dataset(out_dir, num_scenes, frames_per_scene, seed)`` is the entry point; the
-modules are the sensor (:mod:`.lidar`), the world (:mod:`.world`), ray casting
+modules are the sensor (:mod:`.lidar`), the world (:mod:`.world`), agent shapes (:mod:`.shapes`), ray casting
 (:mod:`.raycast`), scene simulation (:mod:`.generate`) and the T4 writer (:mod:`.writer`).
 """
 

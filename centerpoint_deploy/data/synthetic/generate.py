@@ -17,6 +17,7 @@ import numpy as np
 from centerpoint_deploy.data.geometry import count_points_in_boxes, invert_transform, matrix_yaw, transform_points
 from centerpoint_deploy.data.synthetic.lidar import LidarConfig, returns_to_points
 from centerpoint_deploy.data.synthetic.raycast import GROUND, cast
+from centerpoint_deploy.data.synthetic.shapes import agent_parts
 from centerpoint_deploy.data.synthetic.world import AGENT_CLASSES, LANE_WIDTH, World, WorldConfig, build_world
 from centerpoint_deploy.data.synthetic.writer import KeyFrameAnnotations, Scan, SceneRecording, write_scene
 from centerpoint_deploy.errors import DatasetError
@@ -62,9 +63,39 @@ def ground_reflectivity(road_xy: np.ndarray) -> np.ndarray:
     return np.where(solid | dashed, PAINT, refl)
 
 
+def count_points_in_agent_boxes(points: np.ndarray, boxes: np.ndarray, cell: float = 1.0) -> np.ndarray:
+    """``[M]`` points inside each box (faces included), as ``count_points_in_boxes`` counts them,
+    testing only the points that fall in grid cells the boxes' bounding squares touch.
+
+    Args:
+        points: ``[N, >=3]`` x, y, z (m).
+        boxes: ``[M, 7]`` ``[x, y, z, l, w, h, yaw]``, z at the centre.
+        cell: grid cell size (m).
+    """
+    if boxes.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    radius = 0.5 * np.hypot(boxes[:, 3], boxes[:, 4])[:, None]  # the footprint lies within this circle
+    lo = (boxes[:, :2] - radius).min(axis=0)
+    first = np.floor((boxes[:, :2] - radius - lo) / cell).astype(np.int64)  # [M, 2] cell ranges, inclusive
+    last = np.floor((boxes[:, :2] + radius - lo) / cell).astype(np.int64)
+    shape = last.max(axis=0) + 1
+    corners = np.zeros(shape + 1, dtype=np.int64)  # 2-D difference array of the covered rectangles
+    np.add.at(corners, (first[:, 0], first[:, 1]), 1)
+    np.add.at(corners, (last[:, 0] + 1, first[:, 1]), -1)
+    np.add.at(corners, (first[:, 0], last[:, 1] + 1), -1)
+    np.add.at(corners, (last[:, 0] + 1, last[:, 1] + 1), 1)
+    covered = corners.cumsum(axis=0).cumsum(axis=1)[:-1, :-1] > 0
+    index = np.floor((points[:, :2] - lo) / cell).astype(np.int64)
+    on_grid = np.all((index >= 0) & (index < shape), axis=1)
+    candidate = np.zeros(points.shape[0], dtype=bool)
+    candidate[on_grid] = covered[index[on_grid, 0], index[on_grid, 1]]
+    return count_points_in_boxes(points[candidate], boxes)
+
+
 def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, elevations: np.ndarray, t: float,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One sweep at time ``t`` (s).
+    """One sweep at time ``t`` (s). Agents are ray-cast as their parts (:mod:`.shapes`); their
+    annotated boxes are the tight boxes around the parts.
 
     Returns:
         ``(points [N, 5] float32 sensor frame, ego2global 4x4, agent boxes [A, 7] sensor frame,
@@ -73,17 +104,24 @@ def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, ele
     ego2road, _ = world.ego.pose_at(t)
     ego2global = world.road2global @ ego2road
     road2sensor = invert_transform(ego2road @ sensor.lidar2ego)
-    agent_boxes, _ = world.agents.state_at(t)
-    road_boxes = np.concatenate([world.static.boxes, agent_boxes])
-    boxes = road_boxes.copy()
-    boxes[:, :3] = transform_points(road2sensor, road_boxes[:, :3])
-    boxes[:, 6] = road_boxes[:, 6] + matrix_yaw(road2sensor[:3, :3])
-    hits = cast(directions, elevations, boxes, ground_z=-sensor.mount_height, max_range=sensor.max_range)
+    sensor_yaw = matrix_yaw(road2sensor[:3, :3])
+    road_agents, _ = world.agents.state_at(t)
+    agent_boxes = road_agents.copy()
+    agent_boxes[:, :3] = transform_points(road2sensor, road_agents[:, :3])
+    agent_boxes[:, 6] = road_agents[:, 6] + sensor_yaw
+    parts, part_owner, part_shine = agent_parts(agent_boxes, world.agents.shape_index())
+    static = world.static.boxes.copy()
+    static[:, :3] = transform_points(road2sensor, static[:, :3])
+    static[:, 6] = static[:, 6] + sensor_yaw
+    num_static = static.shape[0]
+    owners = np.concatenate([np.arange(num_static), num_static + part_owner])
+    hits = cast(directions, elevations, np.concatenate([static, parts]), ground_z=-sensor.mount_height,
+                max_range=sensor.max_range, owners=owners)
 
     flat_dirs = directions.reshape(-1, 3)
     ranges = hits.ranges.reshape(-1)
     surface = hits.surface.reshape(-1)
-    reflectivity = np.concatenate([world.static.reflectivity, world.agents.reflectivity])
+    reflectivity = np.concatenate([world.static.reflectivity, world.agents.reflectivity[part_owner] * part_shine])
     refl = np.zeros(ranges.shape[0])
     on_box = surface >= 0
     refl[on_box] = reflectivity[surface[on_box]]
@@ -92,9 +130,8 @@ def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, ele
     refl[on_ground] = ground_reflectivity(ground_road[:, :2])
     points = returns_to_points(sensor, flat_dirs, ranges, refl, hits.cos_incidence.reshape(-1), rng)
 
-    num_static = world.static.boxes.shape[0]
     visible = hits.box_first_hits[num_static:] / np.maximum(hits.box_rays[num_static:], 1)
-    return points, ego2global, boxes[num_static:], visible
+    return points, ego2global, agent_boxes, visible
 
 
 def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTiming, start_time: int,
@@ -120,7 +157,7 @@ def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTi
         velocity = np.column_stack([road_velocity[near], np.zeros(near.shape[0])]) @ world.road2global[:3, :3].T
         key_frames.append(KeyFrameAnnotations(
             instances=near, boxes=global_boxes, velocities=velocity,
-            num_lidar_pts=count_points_in_boxes(points, sensor_boxes[near]),
+            num_lidar_pts=count_points_in_agent_boxes(points, sensor_boxes[near]),
             visibility=visible[near], attributes=attributes[near].tolist()))
     categories = [AGENT_CLASSES[c].category for c in agents.class_index.tolist()]
     return SceneRecording(name, "synthetic road scene", sensor.channel, sensor.lidar2ego, scans, key_frames, categories)

@@ -28,8 +28,15 @@ class LidarConfig:
         rate_hz: revolutions per second; sweeps are ``1 / rate_hz`` apart.
         mount_translation: sensor origin in the ego frame (m); the ego frame sits on the ground.
         mount_yaw_deg: sensor heading in the ego frame (deg, about +z).
-        range_noise_std: Gaussian range noise (m).
-        dropout: probability that a return is lost.
+        range_noise_std: Gaussian range noise (m) of a strong return.
+        dark_range_noise_std: extra range noise std (m) of the weakest returns (see ``darkness``).
+        dropout: probability that a strong return is lost.
+        dark_dropout: extra loss probability of the weakest returns.
+        dark_threshold: returns weaker than this (reflectivity x incidence factor, 0..255 scale)
+            are "dark": ``darkness = clip(1 - strength / dark_threshold, 0, 1)`` scales the extras.
+        ghost_rate: share of rays that return a spurious point (dust, multipath) at a random
+            range before their first hit (anywhere up to ``max_range`` for rays that hit nothing).
+        intensity_noise: relative (multiplicative) Gaussian intensity noise.
         channel: T4 sensor channel name.
     """
 
@@ -44,7 +51,12 @@ class LidarConfig:
     mount_translation: tuple[float, float, float] = (0.9, 0.0, 1.9)
     mount_yaw_deg: float = 0.0
     range_noise_std: float = 0.02
+    dark_range_noise_std: float = 0.04
     dropout: float = 0.07
+    dark_dropout: float = 0.2
+    dark_threshold: float = 25.0
+    ghost_rate: float = 0.002
+    intensity_noise: float = 0.1
     channel: str = "LIDAR_CONCAT"
 
     def __post_init__(self) -> None:
@@ -58,8 +70,13 @@ class LidarConfig:
             (self.rate_hz > 0, ("rate_hz",), "must be > 0"),
             (len(self.mount_translation) == 3 and self.mount_translation[2] > 0, ("mount_translation",),
              "3 values, z (height above ground) > 0"),
-            (self.range_noise_std >= 0, ("range_noise_std",), "must be >= 0"),
-            (0 <= self.dropout < 1, ("dropout",), "must lie in [0, 1)"),
+            (self.range_noise_std >= 0 and self.dark_range_noise_std >= 0,
+             ("range_noise_std", "dark_range_noise_std"), "must be >= 0"),
+            (0 <= self.dropout and 0 <= self.dark_dropout and self.dropout + self.dark_dropout < 1,
+             ("dropout", "dark_dropout"), "need both >= 0 and dropout + dark_dropout < 1"),
+            (self.dark_threshold > 0, ("dark_threshold",), "must be > 0"),
+            (0 <= self.ghost_rate < 1, ("ghost_rate",), "must lie in [0, 1)"),
+            (self.intensity_noise >= 0, ("intensity_noise",), "must be >= 0"),
         )
         for ok, names, allowed in checks:
             if not ok:
@@ -102,23 +119,39 @@ def returns_to_points(config: LidarConfig, directions: np.ndarray, ranges: np.nd
                       cos_incidence: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Turn first-hit ranges into noisy points with intensities.
 
+    A share ``ghost_rate`` of the rays is replaced by a spurious return (uniform range between
+    ``min_range`` and the first hit, reflectivity 10-60 seen head-on). Each return's strength is
+    ``reflectivity * (0.35 + 0.65 cos)``; its darkness ``clip(1 - strength / dark_threshold, 0, 1)``
+    raises its loss probability to ``dropout + dark_dropout * darkness`` and its range noise std
+    to ``range_noise_std + dark_range_noise_std * darkness``.
+
     Args:
         directions: ``[R, 3]`` unit ray directions, sensor frame.
         ranges: ``[R]`` first-hit distance (m), inf for no hit.
         reflectivity: ``[R]`` surface reflectivity of the hit (0..255 scale).
         cos_incidence: ``[R]`` |cos| of the angle between ray and surface normal.
-        rng: randomness for dropout and noise.
+        rng: randomness for ghosts, dropout and noise.
 
     Returns:
         ``points [N, 5]`` float32: x, y, z, intensity 0..255, 0 (the kept returns in ray order). Intensity is
-        ``reflectivity * (0.35 + 0.65 cos) * (1 - 0.4 range / max_range)`` plus N(0, 1.5), rounded.
+        ``strength * (1 - 0.4 range / max_range) * (1 + N(0, intensity_noise)) + N(0, 1.5)``, rounded.
     """
     count = ranges.shape[0]
+    ghost = np.flatnonzero(rng.random(count) < config.ghost_rate)
+    ranges, reflectivity, cos_incidence = ranges.copy(), reflectivity.copy(), cos_incidence.copy()
+    ceiling = np.minimum(ranges[ghost], config.max_range)
+    ranges[ghost] = config.min_range + rng.random(ghost.shape[0]) * (ceiling - config.min_range)
+    reflectivity[ghost] = rng.uniform(10.0, 60.0, ghost.shape[0])
+    cos_incidence[ghost] = 1.0
+
+    strength = reflectivity * (0.35 + 0.65 * cos_incidence)
+    darkness = np.clip(1.0 - strength / config.dark_threshold, 0.0, 1.0)
     kept = np.isfinite(ranges) & (ranges >= config.min_range) & (ranges <= config.max_range)
-    kept &= rng.random(count) >= config.dropout
-    noisy = ranges[kept] + rng.normal(0.0, config.range_noise_std, int(kept.sum()))
+    kept &= rng.random(count) >= config.dropout + config.dark_dropout * darkness
+    noise_std = config.range_noise_std + config.dark_range_noise_std * darkness[kept]
+    noisy = ranges[kept] + rng.standard_normal(noise_std.shape[0]) * noise_std
     falloff = 1.0 - 0.4 * ranges[kept] / config.max_range
-    intensity = reflectivity[kept] * (0.35 + 0.65 * cos_incidence[kept]) * falloff
+    intensity = strength[kept] * falloff * (1.0 + rng.normal(0.0, config.intensity_noise, falloff.shape[0]))
     intensity = np.clip(np.round(intensity + rng.normal(0.0, 1.5, intensity.shape[0])), 0, 255)
     points = np.zeros((noisy.shape[0], 5), dtype=np.float32)
     points[:, :3] = directions[kept] * noisy[:, None]

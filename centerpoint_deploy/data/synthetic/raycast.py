@@ -31,8 +31,9 @@ class RayHits:
         ranges: ``[beams, columns]`` distance to the first hit (m), inf where nothing is hit.
         surface: ``[beams, columns]`` int64, index of the hit box, :data:`GROUND` or :data:`NOTHING`.
         cos_incidence: ``[beams, columns]`` |cos| between the ray and the hit surface's normal.
-        box_rays: ``[B]`` rays whose line of sight passes through each box, occluded or not.
-        box_first_hits: ``[B]`` rays for which each box is the first hit.
+        box_rays: ``[O]`` rays whose line of sight passes through each object (a box, or the
+            boxes one owner groups), occluded or not; each ray counted once per object.
+        box_first_hits: ``[O]`` rays for which each object is the first hit.
     """
 
     ranges: np.ndarray
@@ -114,7 +115,7 @@ def _slab(directions: np.ndarray, origin: np.ndarray, half: np.ndarray) -> tuple
 
 
 def cast(directions: np.ndarray, elevations: np.ndarray, boxes: np.ndarray, ground_z: float,
-         max_range: float) -> RayHits:
+         max_range: float, owners: np.ndarray | None = None) -> RayHits:
     """First hit of every ray of a (beam, column) grid.
 
     Args:
@@ -123,6 +124,8 @@ def cast(directions: np.ndarray, elevations: np.ndarray, boxes: np.ndarray, grou
         boxes: ``[B, 7]`` ``[x, y, z, l, w, h, yaw]`` upright boxes in the sensor frame.
         ground_z: height of the ground plane in the sensor frame (m, negative).
         max_range: hits beyond this distance (m) are ignored.
+        owners: ``[B]`` int64 object of each box (parts of one object share it), objects
+            numbered from 0; None: every box is its own object.
 
     Returns:
         :class:`RayHits`.
@@ -168,9 +171,18 @@ def cast(directions: np.ndarray, elevations: np.ndarray, boxes: np.ndarray, grou
     surface[ground] = GROUND
     cos_incidence[ground] = -dz[ground]
 
-    num_boxes = boxes.shape[0]
-    box_rays = np.bincount(box_of_pair[hit], minlength=num_boxes)
-    on_box = surface >= 0
-    box_first_hits = np.bincount(surface[on_box], minlength=num_boxes)
+    if owners is None:
+        num_objects = boxes.shape[0]
+        box_rays = np.bincount(box_of_pair[hit], minlength=num_objects)
+        first_owner = surface[surface >= 0]
+    else:
+        num_objects = int(owners.max()) + 1 if owners.shape[0] else 0
+        pair_owner = owners[box_of_pair[hit]]
+        shared = (np.bincount(owners, minlength=num_objects) > 1)[pair_owner]  # only these can repeat a ray
+        owner_ray = np.unique(pair_owner[shared] * (beams * columns) + ray_of_pair[hit][shared])
+        box_rays = (np.bincount(pair_owner[~shared], minlength=num_objects)
+                    + np.bincount(owner_ray // (beams * columns), minlength=num_objects))
+        first_owner = owners[surface[surface >= 0]]
+    box_first_hits = np.bincount(first_owner, minlength=num_objects)
     shape = (beams, columns)
     return RayHits(ranges.reshape(shape), surface.reshape(shape), cos_incidence.reshape(shape), box_rays, box_first_hits)

@@ -3,9 +3,10 @@
 Everything is laid out in a *road frame* (x along the road, y to the left, z up, ground at
 z = 0) that ``road2global`` places somewhere in the global frame. Lanes (3.5 m) run at
 ``y = -5.25, -1.75`` (towards +x, the ego in ``-1.75``) and ``y = 1.75, 5.25`` (towards -x);
-bicycles ride at ``|y| = 7.2``, cars park at ``|y| = 8.6``, poles stand at ``|y| = 9.6``,
-pedestrians walk on the sidewalks ``10.2 <= |y| <= 12``, clutter (bushes, bins) sits at
-``12.6 <= |y| <= 13.8`` and buildings start at ``|y| >= 14``.
+bicycles ride at ``|y| = 7.2``, cars park at ``|y| = 8.6`` (some with two wheels on the
+curb, ``|y| = 9.2``), poles and trees stand at the curb ``|y| = 9.6``, pedestrians walk on the
+sidewalks ``10.2 <= |y| <= 12``, bicycles are parked along the walls at ``|y| = 12.3``,
+clutter (bushes, bins) and hedges sit at ``12.6 <= |y| <= 13.8`` and buildings start at ``|y| >= 14``.
 
 Agents move with constant speed and constant yaw rate (straight for vehicles and bicycles,
 gently turning for walking pedestrians); vehicles in one lane share one speed, so they never
@@ -19,26 +20,45 @@ from dataclasses import dataclass
 import numpy as np
 
 from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
+from centerpoint_deploy.data.synthetic.shapes import (BUS_SHAPE, CAR_SHAPE, PARKED_BICYCLE_SHAPE,
+                                                      RIDDEN_BICYCLE_SHAPE, STANDER_SHAPE, TRUCK_SHAPE, WALKER_SHAPE)
 
 
 @dataclass(frozen=True)
 class AgentClass:
-    """One annotated category and its size distribution (metres, Gaussian, clipped at 70%)."""
+    """One annotated category: size distribution, look, attributes.
+
+    Attributes:
+        category: T4 category name.
+        mean_size, size_std: l, w, h (m), Gaussian, clipped at 70 % of the mean.
+        reflectivity: uniform range of the agent's reflectivity (0..255 scale).
+        moving_attribute, static_attribute: attribute when moving / not.
+        moving_shape, static_shape: index into :data:`~.shapes.SHAPES` when moving / not.
+        static_height_scale: height factor when not moving (a bicycle without its rider is lower).
+    """
 
     category: str
-    mean_size: tuple[float, float, float]  # l, w, h
+    mean_size: tuple[float, float, float]
     size_std: tuple[float, float, float]
-    reflectivity: tuple[float, float]  # uniform range
+    reflectivity: tuple[float, float]
     moving_attribute: str
     static_attribute: str
+    moving_shape: int
+    static_shape: int
+    static_height_scale: float = 1.0
 
 
 AGENT_CLASSES: tuple[AgentClass, ...] = (
-    AgentClass("vehicle.car", (4.5, 1.9, 1.6), (0.35, 0.1, 0.15), (20, 90), "vehicle.moving", "vehicle.parked"),
-    AgentClass("vehicle.truck", (8.0, 2.5, 3.2), (1.2, 0.15, 0.3), (30, 80), "vehicle.moving", "vehicle.parked"),
-    AgentClass("vehicle.bus", (11.0, 2.9, 3.3), (0.8, 0.08, 0.15), (30, 80), "vehicle.moving", "vehicle.stopped"),
-    AgentClass("vehicle.bicycle", (1.8, 0.6, 1.4), (0.1, 0.05, 0.1), (40, 60), "cycle.with_rider", "cycle.without_rider"),
-    AgentClass("pedestrian.adult", (0.6, 0.6, 1.7), (0.08, 0.08, 0.1), (10, 30), "pedestrian.moving", "pedestrian.standing"),
+    AgentClass("vehicle.car", (4.5, 1.85, 1.6), (0.45, 0.12, 0.18), (20, 90), "vehicle.moving", "vehicle.parked",
+               CAR_SHAPE, CAR_SHAPE),
+    AgentClass("vehicle.truck", (8.0, 2.5, 3.2), (1.5, 0.18, 0.35), (30, 80), "vehicle.moving", "vehicle.parked",
+               TRUCK_SHAPE, TRUCK_SHAPE),
+    AgentClass("vehicle.bus", (11.0, 2.9, 3.3), (0.9, 0.08, 0.15), (30, 80), "vehicle.moving", "vehicle.stopped",
+               BUS_SHAPE, BUS_SHAPE),
+    AgentClass("vehicle.bicycle", (1.8, 0.6, 1.7), (0.12, 0.06, 0.1), (40, 60), "cycle.with_rider",
+               "cycle.without_rider", RIDDEN_BICYCLE_SHAPE, PARKED_BICYCLE_SHAPE, static_height_scale=0.62),
+    AgentClass("pedestrian.adult", (0.65, 0.6, 1.7), (0.1, 0.08, 0.12), (10, 30), "pedestrian.moving",
+               "pedestrian.standing", WALKER_SHAPE, STANDER_SHAPE),
 )
 CAR, TRUCK, BUS, BICYCLE, PEDESTRIAN = range(5)
 
@@ -53,20 +73,26 @@ class WorldConfig:
 
     Attributes:
         ego_speed: range of the ego's speed (m/s).
-        traffic_per_lane, parked_per_side, bicycles_per_side, pedestrians_per_side,
-        clutter_per_side: objects per 100 m of lane / side.
-        poles_spacing: metres between street poles.
+        traffic_per_lane, parked_per_side, bicycles_per_side, parked_bicycles_per_side,
+        pedestrians_per_side, clutter_per_side, hedges_per_side: objects per 100 m of lane / side.
+        curb_parking_share: fraction of parked vehicles standing half on the sidewalk.
+        poles_spacing: metres between street poles; a tree stands halfway between two poles
+            with probability ``tree_share``.
         truck_share, bus_share: fractions of moving vehicles that are trucks / buses.
         margin: road laid out this far (m) beyond the sensor range around the ego's path.
     """
 
     ego_speed: tuple[float, float] = (6.0, 12.0)
     traffic_per_lane: float = 2.5
-    parked_per_side: float = 3.0
+    parked_per_side: float = 3.5
+    curb_parking_share: float = 0.25
     bicycles_per_side: float = 1.0
+    parked_bicycles_per_side: float = 2.0
     pedestrians_per_side: float = 5.0
     poles_spacing: float = 25.0
-    clutter_per_side: float = 12.0
+    tree_share: float = 0.6
+    clutter_per_side: float = 14.0
+    hedges_per_side: float = 4.0
     truck_share: float = 0.15
     bus_share: float = 0.1
     margin: float = 20.0
@@ -117,6 +143,12 @@ class Agents:
                                  self.sizes, yaw])
         velocity = self.speed[:, None] * np.column_stack([np.cos(yaw), np.sin(yaw)])
         return boxes, velocity
+
+    def shape_index(self) -> np.ndarray:
+        """``[A]`` index into :data:`~.shapes.SHAPES` of every agent (moving or static shape of its class)."""
+        moving = np.array([c.moving_shape for c in AGENT_CLASSES])[self.class_index]
+        static = np.array([c.static_shape for c in AGENT_CLASSES])[self.class_index]
+        return np.where(self.speed > 0, moving, static)
 
     def attributes(self) -> list[str]:
         """Attribute name of every agent (moving or static variant of its class)."""
@@ -208,7 +240,17 @@ def _lane_agents(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: 
     return groups
 
 
-def _side_agents(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float) -> list[dict[str, np.ndarray]]:
+def _clear_of(x: np.ndarray, half_length: np.ndarray, obstacle_x: np.ndarray, clearance: float) -> np.ndarray:
+    """``[n]`` bool: objects at ``x [n]`` with ``half_length [n]`` (m) stay ``clearance`` (m) away
+    along x from every obstacle at ``obstacle_x [k]``."""
+    gap = np.abs(x[:, None] - obstacle_x[None, :]) - half_length[:, None]
+    return np.all(gap > clearance, axis=1)
+
+
+def _side_agents(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float,
+                 curb_x: dict[float, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Parked vehicles (clear of the curb's poles and trees ``curb_x[side]``), riding and parked
+    bicycles, walking and standing pedestrians, on both sides of the road."""
     groups = []
     for side in (-1.0, 1.0):
         heading = 0.0 if side < 0 else np.pi  # right-hand traffic on each side
@@ -216,47 +258,85 @@ def _side_agents(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: 
         sizes = _sizes(rng, classes)
         xs = _row(rng, x_lo, x_hi, cfg.parked_per_side, sizes[:, 0], 1.5)
         n = xs.shape[0]
-        groups.append(_group(classes, sizes, xs, side * 8.6 + rng.uniform(-0.15, 0.15, n),
-                             heading + rng.uniform(-0.04, 0.04, n), 0.0))
+        lateral = np.where(rng.random(n) < cfg.curb_parking_share, 9.1, 8.6) + rng.uniform(-0.15, 0.15, n)
+        yaw = heading + rng.uniform(-0.04, 0.04, n) + np.where(rng.random(n) < 0.1, np.pi, 0.0)  # some park nose out
+        group = _group(classes, sizes, xs, side * lateral, yaw, 0.0)
+        clear = _clear_of(xs, 0.5 * group["sizes"][:, 0], curb_x[side], 0.4)
+        groups.append({k: v[clear] for k, v in group.items()})
         classes = np.full(_row_capacity(x_lo, x_hi, cfg.bicycles_per_side), BICYCLE)
         sizes = _sizes(rng, classes)
         xs = _row(rng, x_lo, x_hi, cfg.bicycles_per_side, sizes[:, 0], 4.0)
         groups.append(_group(classes, sizes, xs, side * 7.2, heading, rng.uniform(3.0, 6.0)))
+        classes = np.full(_row_capacity(x_lo, x_hi, cfg.parked_bicycles_per_side), BICYCLE)
+        sizes = _sizes(rng, classes)
+        xs = _row(rng, x_lo, x_hi, cfg.parked_bicycles_per_side, sizes[:, 0], 0.3)
+        n = xs.shape[0]
+        groups.append(_group(classes, sizes, xs, side * (12.0 + rng.uniform(-0.05, 0.05, n)),
+                             rng.choice([0.0, np.pi], n) + rng.normal(0, 0.05, n), 0.0))
         n = rng.poisson(cfg.pedestrians_per_side * (x_hi - x_lo) / 100.0)
         classes = np.full(n, PEDESTRIAN)
         walking = rng.random(n) < 0.75
         along = np.where(rng.random(n) < 0.5, 0.0, np.pi)
-        groups.append(_group(classes, _sizes(rng, classes), rng.uniform(x_lo, x_hi, n), side * rng.uniform(10.5, 11.7, n),
+        groups.append(_group(classes, _sizes(rng, classes), rng.uniform(x_lo, x_hi, n), side * rng.uniform(10.5, 11.3, n),
                              np.where(walking, along + rng.normal(0, 0.05, n), rng.uniform(-np.pi, np.pi, n)),
                              np.where(walking, rng.uniform(0.8, 1.6, n), 0.0),
                              np.where(walking, rng.uniform(-0.08, 0.08, n), 0.0)))
     return groups
 
 
-def _static_scene(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float) -> StaticScene:
+def _curb_positions(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float
+                    ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """Per side (-1, +1): ``(pole x [p], tree x [t])`` along the curb (m)."""
+    out = {}
+    for side in (-1.0, 1.0):
+        poles = np.arange(x_lo + rng.uniform(0, cfg.poles_spacing), x_hi, cfg.poles_spacing)
+        poles = poles + rng.uniform(-2, 2, poles.shape[0])
+        trees = poles[:-1] + 0.5 * cfg.poles_spacing + rng.uniform(-3, 3, max(poles.shape[0] - 1, 0))
+        out[side] = (poles, trees[rng.random(trees.shape[0]) < cfg.tree_share])
+    return out
+
+
+def _upright(x: np.ndarray, y: np.ndarray, bottom: np.ndarray | float, length: np.ndarray, width: np.ndarray,
+             height: np.ndarray, yaw: np.ndarray | float) -> np.ndarray:
+    """``[n, 7]`` boxes ``[x, y, z, l, w, h, yaw]`` (z at the centre) from their bottom heights."""
+    n = x.shape[0]
+    return np.column_stack([x, np.broadcast_to(y, (n,)), bottom + 0.5 * height, np.broadcast_to(length, (n,)),
+                            np.broadcast_to(width, (n,)), height, np.broadcast_to(yaw, (n,))])
+
+
+def _static_scene(rng: np.random.Generator, cfg: WorldConfig, x_lo: float, x_hi: float,
+                  curb: dict[float, tuple[np.ndarray, np.ndarray]]) -> StaticScene:
+    """Buildings, poles (0.25 m square), trees (trunk + canopy), clutter and hedges."""
     boxes, refl = [], []
     for side in (-1.0, 1.0):
         lengths = rng.uniform(10, 30, _row_capacity(x_lo, x_hi, 100.0 / 28.0))
         xs = _row(rng, x_lo, x_hi, 100.0 / 28.0, lengths, 3.0)
         n = xs.shape[0]
-        lengths = lengths[:n]
         depth, height = rng.uniform(8, 20, n), rng.uniform(4, 20, n)
         near = 14.0 + rng.uniform(0, 3, n)
-        boxes.append(np.column_stack([xs, side * (near + 0.5 * depth), 0.5 * height, lengths, depth, height,
-                                      rng.uniform(-0.03, 0.03, n)]))
+        boxes.append(_upright(xs, side * (near + 0.5 * depth), 0.0, lengths[:n], depth, height, rng.uniform(-0.03, 0.03, n)))
         refl.append(rng.uniform(30, 70, n))
-        xs = np.arange(x_lo + rng.uniform(0, cfg.poles_spacing), x_hi, cfg.poles_spacing)
-        xs = xs + rng.uniform(-2, 2, xs.shape[0])
-        height = rng.uniform(5, 8, xs.shape[0])
-        boxes.append(np.column_stack([xs, np.full(xs.shape, side * 9.6), 0.5 * height, np.full(xs.shape, 0.25),
-                                      np.full(xs.shape, 0.25), height, np.zeros(xs.shape)]))
-        refl.append(np.full(xs.shape, 80.0))
+        poles, trees = curb[side]
+        boxes.append(_upright(poles, side * 9.6, 0.0, 0.25, 0.25, rng.uniform(5, 8, poles.shape[0]), 0.0))
+        refl.append(np.full(poles.shape, 80.0))
+        n = trees.shape[0]
+        canopy_bottom, canopy_size = rng.uniform(4.3, 5.0, n), rng.uniform(2.5, 4.5, (n, 2))
+        trunk = rng.uniform(0.3, 0.5, n)
+        boxes.append(_upright(trees, side * 9.6, 0.0, trunk, trunk, canopy_bottom + 0.5, rng.uniform(-np.pi, np.pi, n)))
+        boxes.append(_upright(trees + rng.uniform(-0.5, 0.5, n), side * (9.6 + rng.uniform(-0.3, 1.0, n)), canopy_bottom,
+                              canopy_size[:, 0], canopy_size[:, 1], rng.uniform(2.0, 4.0, n), rng.uniform(-np.pi, np.pi, n)))
+        refl.extend([rng.uniform(25, 35, n), rng.uniform(15, 35, n)])
         n = rng.poisson(cfg.clutter_per_side * (x_hi - x_lo) / 100.0)
-        size = rng.uniform(0.4, 1.6, (n, 2))
-        height = rng.uniform(0.3, 2.5, n)
-        boxes.append(np.column_stack([rng.uniform(x_lo, x_hi, n), side * rng.uniform(12.6, 13.8, n), 0.5 * height,
-                                      size, height, rng.uniform(-np.pi, np.pi, n)]))
+        size = rng.uniform(0.4, 1.2, (n, 2))
+        boxes.append(_upright(rng.uniform(x_lo, x_hi, n), side * rng.uniform(13.2, 13.6, n), 0.0, size[:, 0], size[:, 1],
+                              rng.uniform(0.3, 2.5, n), rng.uniform(-np.pi, np.pi, n)))
         refl.append(rng.uniform(15, 40, n))
+        lengths = rng.uniform(2, 8, _row_capacity(x_lo, x_hi, cfg.hedges_per_side))
+        xs = _row(rng, x_lo, x_hi, cfg.hedges_per_side, lengths, 1.0)
+        n = xs.shape[0]
+        boxes.append(_upright(xs, side * rng.uniform(13.3, 13.5, n), 0.0, lengths[:n], rng.uniform(0.8, 1.2, n),
+                              rng.uniform(0.6, 1.5, n), rng.uniform(-0.05, 0.05, n)))
+        refl.append(rng.uniform(15, 30, n))
     return StaticScene(np.concatenate(boxes), np.concatenate(refl))
 
 
@@ -268,13 +348,17 @@ def build_world(rng: np.random.Generator, config: WorldConfig, duration: float, 
     static_lo, static_hi = -reach, ego.speed * duration + reach
     travel = 16.0 * duration  # the fastest agent's travel
     agent_lo, agent_hi = static_lo - travel, static_hi + travel
-    groups = _lane_agents(rng, config, agent_lo, agent_hi, ego) + _side_agents(rng, config, agent_lo, agent_hi)
+    curb = _curb_positions(rng, config, static_lo, static_hi)
+    curb_x = {side: np.concatenate(xs) for side, xs in curb.items()}
+    groups = _lane_agents(rng, config, agent_lo, agent_hi, ego) + _side_agents(rng, config, agent_lo, agent_hi, curb_x)
     cat = {k: np.concatenate([g[k] for g in groups]) for k in groups[0]}
     classes = cat["classes"].astype(np.int64)
+    height_scale = np.array([c.static_height_scale for c in AGENT_CLASSES])[classes]
+    sizes = cat["sizes"] * np.column_stack([np.ones((classes.shape[0], 2)), np.where(cat["speed"] > 0, 1.0, height_scale)])
     refl_range = np.array([AGENT_CLASSES[c].reflectivity for c in range(len(AGENT_CLASSES))])[classes]
-    agents = Agents(classes, cat["sizes"], np.column_stack([cat["x"], cat["y"]]), cat["yaw"], cat["speed"],
+    agents = Agents(classes, sizes, np.column_stack([cat["x"], cat["y"]]), cat["yaw"], cat["speed"],
                     cat["rate"], rng.uniform(refl_range[:, 0], refl_range[:, 1]))
     road_yaw = rng.uniform(-np.pi, np.pi)
     road2global = make_transform(yaw_to_quaternion(road_yaw),
                                  [rng.uniform(-3000, 3000), rng.uniform(-3000, 3000), rng.uniform(0, 40)])
-    return World(road2global, _static_scene(rng, config, static_lo, static_hi), agents, ego)
+    return World(road2global, _static_scene(rng, config, static_lo, static_hi, curb), agents, ego)
