@@ -45,7 +45,7 @@ class PeakModel(nn.Module):
         zeros = bev.new_zeros
         heatmap = zeros(batch, 5, height, width) - 20.0
         heatmap[:, 2] = bev[:, 0] * 10 - 5
-        dim = zeros(batch, 3, height, width) + torch.log(torch.tensor(LWH)).view(1, 3, 1, 1)
+        dim = zeros(batch, 3, height, width) + torch.log(torch.tensor(LWH, device=bev.device)).view(1, 3, 1, 1)
         rot = torch.stack([zeros(batch, height, width) + math.sin(YAW), zeros(batch, height, width) + math.cos(YAW)], 1)
         maps = {"heatmap": heatmap, "reg": zeros(batch, 2, height, width), "height": zeros(batch, 1, height, width) + 0.5,
                 "dim": dim, "rot": rot, "vel": zeros(batch, 2, height, width)}
