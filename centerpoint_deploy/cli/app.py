@@ -24,8 +24,8 @@ app = typer.Typer(
 
 # Each command module adds its command(s) to ``app`` when imported.
 from centerpoint_deploy.cli import detect  # noqa: E402,F401
-from centerpoint_deploy.cli import benchmark  # noqa: E402,F401
 from centerpoint_deploy.cli import train  # noqa: E402,F401
+from centerpoint_deploy.cli import benchmark  # noqa: E402,F401
 from centerpoint_deploy.cli import verify  # noqa: E402,F401
 from centerpoint_deploy.cli import config_cmd  # noqa: E402,F401
 from centerpoint_deploy.cli import evaluate  # noqa: E402,F401
