@@ -10,7 +10,8 @@
 # Optional environment: J6GEN2_CHECKPOINT / DEMO_CHECKPOINT (default random weights),
 # DEMO_DATASET (T4 folder / split for the accuracy run), ORT_GPU_WHEEL (an onnxruntime-gpu
 # wheel installed into a private folder when onnxruntime has no CUDA provider; default: the
-# first .device/ort/*.whl), ITERATIONS (default 100).
+# first .device/ort/*.whl), ITERATIONS (default 100), MODELS (default "j6gen2_base demo"),
+# RUN_TESTS / RUN_ACCURACY (1 = run the CUDA tests / the accuracy step; default 1).
 # Degrades cleanly: ORT-CUDA and TensorRT variants are listed as skipped, with the reason,
 # when their runtime is missing. Budget: about 5 minutes on an H100.
 set -uo pipefail
@@ -48,7 +49,7 @@ python3 -c "import tensorrt" 2>/dev/null && HAVE_TRT=1
 CLI=(python3 -m centerpoint_deploy)
 weights() { if [ -n "${1:-}" ]; then echo "--checkpoint $1"; else echo "--random-weights"; fi; }
 
-for model in j6gen2_base demo; do
+for model in ${MODELS:-j6gen2_base demo}; do
   key="${model%_base}"
   ckpt_var="$(echo "${key}" | tr a-z A-Z)_CHECKPOINT"
   ckpt="${!ckpt_var:-}"
@@ -76,10 +77,9 @@ for model in j6gen2_base demo; do
   [ -f "$WORK/bench_$key/benchmark.md" ] && { cat "$WORK/bench_$key/benchmark.md"; echo; } >> "$WORK/summary.md"
 done
 
-say "CUDA tests (sync-free pipeline, CUDA vs CPU)"
-run python3 -m pytest -q -m cuda tests/benchmark tests/preprocess tests/postprocess tests/test_detector.py -p no:cacheprovider
+[ "${RUN_TESTS:-1}" = 1 ] && say "CUDA tests (sync-free pipeline, CUDA vs CPU)" && run python3 -m pytest -q -m cuda tests/benchmark tests/preprocess tests/postprocess tests/test_detector.py -p no:cacheprovider
 
-if [ -n "${DEMO_CHECKPOINT:-}" ] && [ -n "${DEMO_DATASET:-}" ]; then
+if [ "${RUN_ACCURACY:-1}" = 1 ] && [ -n "${DEMO_CHECKPOINT:-}" ] && [ -n "${DEMO_DATASET:-}" ]; then
   say "demo: fp16 / bf16 mAP against fp32"
   run timeout 240 python3 benchmarks/fp16_accuracy.py --config demo --checkpoint "$DEMO_CHECKPOINT" \
       --dataset "$DEMO_DATASET" --out "$WORK/accuracy" --device cuda --variant pytorch-fp16 --variant pytorch-bf16

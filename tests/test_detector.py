@@ -148,4 +148,6 @@ def test_cuda_matches_cpu(config) -> None:
     on_gpu = gpu(CLOUD)
     assert on_gpu.boxes.device.type == "cuda"
     cpu = make_detector(config)(CLOUD)
-    assert torch.equal(on_gpu.boxes.cpu(), cpu.boxes) and torch.equal(on_gpu.labels.cpu(), cpu.labels)
+    # Same boxes; decode's exp/atan2 may round differently on the GPU in the last bit.
+    assert torch.equal(on_gpu.labels.cpu(), cpu.labels)
+    torch.testing.assert_close(on_gpu.boxes.cpu(), cpu.boxes, rtol=1e-6, atol=1e-5)

@@ -32,6 +32,7 @@ from centerpoint_deploy.export.graph_io import GraphPart, contract_problems, onn
 from centerpoint_deploy.export.graphs import EncoderGraph, HeadGraph
 from centerpoint_deploy.export.manifest import MANIFEST_FILE, ONNX_FILES, Manifest, sha256_file, write_manifest
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
+from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
 
 
@@ -244,15 +245,15 @@ def _check_graph(graph: onnx.ModelProto, part: GraphPart) -> None:
 
 def _compare_with_pytorch(encoder_graph: EncoderGraph, head_graph: HeadGraph, out_dir: Path, features: Tensor,
                           coords: Tensor, bev: Tensor, atol: float) -> dict[str, float]:
-    """ONNX Runtime (CPU) vs PyTorch on the saved files; raise ExportError above ``atol``."""
+    """ONNX Runtime (CPU) vs PyTorch (strict fp32: no TF32) on the saved files; raise ExportError above ``atol``."""
     diffs: dict[str, float] = {}
-    with OnnxRuntimeBackend(out_dir / contract.ENCODER_FILE, "cpu", part="encoder") as encoder:
+    with reproducible(), OnnxRuntimeBackend(out_dir / contract.ENCODER_FILE, "cpu", part="encoder") as encoder, \
+            OnnxRuntimeBackend(out_dir / contract.HEAD_FILE, "cpu", part="head") as head:
         for item in (0, 1):
             item_features = features[coords[:, 0] == item]
             expected = encoder_graph(item_features).cpu()
             got = encoder.infer({contract.ENCODER_INPUT: item_features.cpu()})[contract.ENCODER_OUTPUT]
             diffs[f"{contract.ENCODER_OUTPUT}@{item_features.shape[0]}"] = _max_abs_diff(got, expected)
-    with OnnxRuntimeBackend(out_dir / contract.HEAD_FILE, "cpu", part="head") as head:
         outputs = head.infer({contract.HEAD_INPUT: bev.cpu()})
         for name, expected in zip(head.output_names, head_graph(bev)):
             diffs[f"{name}@B2"] = _max_abs_diff(outputs[name], expected.cpu())

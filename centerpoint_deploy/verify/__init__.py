@@ -10,7 +10,8 @@ from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, BoxCompariso
 from centerpoint_deploy.verify.compare import (
     DEFAULT_TOLERANCES, TensorComparison, Tolerance, Tolerances, compare_tensors, default_tolerances)
 from centerpoint_deploy.verify.report import print_report, write_reports
-from centerpoint_deploy.verify.run import VerificationReport, reproducible, verify_backends
+from centerpoint_deploy.numerics import reproducible
+from centerpoint_deploy.verify.run import VerificationReport, verify_backends
 
 __all__ = [
     "DEFAULT_BOX_TOLERANCES", "DEFAULT_TOLERANCES", "BisectionReport", "BoxComparison", "BoxTolerance",

@@ -21,7 +21,7 @@ import contextlib
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import CenterPointError, VerificationError
+from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
 from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
@@ -40,25 +41,6 @@ from centerpoint_deploy.verify.compare import TensorComparison, Tolerances, comp
 BackendPair = tuple[Backend, Backend, bool]
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-
-
-@contextlib.contextmanager
-def reproducible() -> Iterator[dict[str, bool]]:
-    """Strict fp32, deterministic PyTorch kernels inside the block; previous values restored after.
-
-    Sets ``torch.backends.cuda.matmul.allow_tf32 = False``, ``torch.backends.cudnn.allow_tf32 =
-    False``, ``torch.backends.cudnn.deterministic = True`` and ``torch.backends.cudnn.benchmark
-    = False``, and yields those settings for the report. ONNX Runtime and TensorRT settings
-    belong to their backends (``deterministic``, ``tf32`` constructor arguments).
-    """
-    cuda_matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = (cuda_matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark)
-    cuda_matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = False, False, True, False
-    try:
-        yield {"torch.backends.cuda.matmul.allow_tf32": False, "torch.backends.cudnn.allow_tf32": False,
-               "torch.backends.cudnn.deterministic": True, "torch.backends.cudnn.benchmark": False}
-    finally:
-        cuda_matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved
 
 
 @dataclass(frozen=True)

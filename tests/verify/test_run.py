@@ -11,7 +11,8 @@ import torch
 from centerpoint_deploy.backends.base import Backend, TensorSpec
 from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.verify.compare import default_tolerances
-from centerpoint_deploy.verify.run import check_device, reproducible, verify_backends
+from centerpoint_deploy.numerics import reproducible
+from centerpoint_deploy.verify.run import check_device, verify_backends
 
 from tests.verify.conftest import ort_pair, scaled_initializer_copy
 
