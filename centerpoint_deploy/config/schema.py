@@ -379,7 +379,7 @@ class ModelConfig:
     # ----- (de)serialisation ----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples) suitable for YAML / JSON."""
-        return _to_plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
@@ -390,11 +390,12 @@ class ModelConfig:
         return _build(cls, data, "").validate()
 
 
-def _to_plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """Nested dicts/lists of plain values from ``dataclasses.asdict`` output (tuples become lists)."""
     if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
+        return {k: plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value
 
 

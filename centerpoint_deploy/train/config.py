@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from centerpoint_deploy.config.schema import plain_data
 from centerpoint_deploy.errors import ConfigError
 
 #: Learning-rate schedules :func:`centerpoint_deploy.train.trainer.train` knows.
@@ -144,12 +145,4 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples), stored in the checkpoint's ``meta``."""
-        return _to_plain(dataclasses.asdict(self))
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value
+        return plain_data(dataclasses.asdict(self))
