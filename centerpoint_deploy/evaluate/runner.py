@@ -193,11 +193,12 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     (out_dir / "comparison.json").write_text(json.dumps(table, indent=1, allow_nan=False))
     (out_dir / "comparison.md").write_text(comparison_markdown(table))
 
+    extent = max(metric_config.class_range.values()) + 5.0  # the evaluated region and a margin
     for i in render_frames:
         frame = dataset[i]
         shown = {name: p[frame.token].boxes[p[frame.token].scores >= BEV_MIN_SCORE] for name, p in predictions.items()}
         render_bev(frame.points, gts[frame.token].boxes, shown, out_dir / "bev" / f"{i:05d}_{frame.token}.png",
-                   title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
+                   extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
     return results
 
 
