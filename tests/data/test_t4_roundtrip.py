@@ -20,9 +20,8 @@ def truth(scene_index: int, key_index: int) -> tuple[np.ndarray, np.ndarray]:
     duration = (timing.num_sweeps - 1) / SMALL_SENSOR.rate_hz
     world = build_world(np.random.default_rng([SEED, scene_index]), WorldConfig(), duration, SMALL_SENSOR.max_range)
     t = np.flatnonzero(timing.is_key_frame())[key_index] / SMALL_SENSOR.rate_hz
-    ego2road, _ = world.ego.pose_at(t)
-    road2sensor = invert_transform(ego2road @ SMALL_SENSOR.lidar2ego)
-    boxes, velocity = world.agents.state_at(t)
+    road2sensor = invert_transform(world.ego_pose_at(t) @ SMALL_SENSOR.lidar2ego)
+    boxes, velocity = world.agent_state_at(t)
     centers = transform_points(road2sensor, boxes[:, :3])
     near = np.hypot(centers[:, 0], centers[:, 1]) <= 150.0
     yaw = boxes[:, 6] + matrix_yaw(road2sensor[:3, :3])
@@ -76,15 +75,16 @@ def test_static_pole_overlaps_across_sweeps(dataset, synth_root):
                         (SceneTiming(FRAMES, INTERVAL, 1).num_sweeps - 1) / SMALL_SENSOR.rate_hz,
                         SMALL_SENSOR.max_range)
     t = np.flatnonzero(SceneTiming(FRAMES, INTERVAL, 1).is_key_frame())[2] / SMALL_SENSOR.rate_hz
-    ego2road, _ = world.ego.pose_at(t)
-    road2sensor = invert_transform(ego2road @ SMALL_SENSOR.lidar2ego)
+    road2sensor = invert_transform(world.ego_pose_at(t) @ SMALL_SENSOR.lidar2ego)
     poles = world.static.boxes[world.static.boxes[:, 3] == 0.25]
     centers = transform_points(road2sensor, poles[:, :3])
     yaw = matrix_yaw(road2sensor[:3, :3])  # poles are axis-aligned in the road frame
     rotation = np.array([[np.cos(yaw), np.sin(yaw)], [-np.sin(yaw), np.cos(yaw)]])  # sensor -> pole axes
-    above_ground = frame.points[frame.points[:, 2] > 0.3 - SMALL_SENSOR.mount_height]  # pole returns only
     checked = 0
-    for center in centers[np.hypot(centers[:, 0], centers[:, 1]) < 25]:
+    for center, height in zip(centers, poles[:, 5]):
+        if np.hypot(center[0], center[1]) >= 25:
+            continue
+        above_ground = frame.points[frame.points[:, 2] > center[2] - 0.5 * height + 0.3]  # pole returns only
         local = (above_ground[:, :2] - center[:2]) @ rotation.T
         near = np.hypot(local[:, 0], local[:, 1]) < 0.4
         key_frame = above_ground[:, 4] == 0

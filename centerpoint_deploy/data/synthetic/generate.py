@@ -93,19 +93,22 @@ def count_points_in_agent_boxes(points: np.ndarray, boxes: np.ndarray, cell: flo
 
 
 def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, elevations: np.ndarray, t: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  rng: np.random.Generator, beam_range_bias: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One sweep at time ``t`` (s). Agents are ray-cast as their parts (:mod:`.shapes`); their
-    annotated boxes are the tight boxes around the parts.
+    annotated boxes are the tight boxes around the parts. ``directions [beams, columns, 3]`` and
+    ``elevations [beams]`` are the unit's rays; ``beam_range_bias [beams]`` (m) its range offsets.
 
     Returns:
         ``(points [N, 5] float32 sensor frame, ego2global 4x4, agent boxes [A, 7] sensor frame,
         agent visible fraction [A])``.
     """
-    ego2road, _ = world.ego.pose_at(t)
+    ego2road = world.ego_pose_at(t)
     ego2global = world.road2global @ ego2road
-    road2sensor = invert_transform(ego2road @ sensor.lidar2ego)
+    sensor2road = ego2road @ sensor.lidar2ego
+    road2sensor = invert_transform(sensor2road)
     sensor_yaw = matrix_yaw(road2sensor[:3, :3])
-    road_agents, _ = world.agents.state_at(t)
+    road_agents, _ = world.agent_state_at(t)
     agent_boxes = road_agents.copy()
     agent_boxes[:, :3] = transform_points(road2sensor, road_agents[:, :3])
     agent_boxes[:, 6] = road_agents[:, 6] + sensor_yaw
@@ -115,8 +118,11 @@ def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, ele
     static[:, 6] = static[:, 6] + sensor_yaw
     num_static = static.shape[0]
     owners = np.concatenate([np.arange(num_static), num_static + part_owner])
-    hits = cast(directions, elevations, np.concatenate([static, parts]), ground_z=-sensor.mount_height,
-                max_range=sensor.max_range, owners=owners)
+    # ground z = grade * x (road frame) seen from the level sensor: z = ground_z + sx x + sy y
+    origin = sensor2road[:3, 3]
+    hits = cast(directions, elevations, np.concatenate([static, parts]),
+                ground_z=world.grade * origin[0] - origin[2], max_range=sensor.max_range, owners=owners,
+                ground_slope=(world.grade * sensor2road[0, 0], world.grade * sensor2road[0, 1]))
 
     flat_dirs = directions.reshape(-1, 3)
     ranges = hits.ranges.reshape(-1)
@@ -128,7 +134,8 @@ def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, ele
     on_ground = surface == GROUND
     ground_road = transform_points(invert_transform(road2sensor), flat_dirs[on_ground] * ranges[on_ground, None])
     refl[on_ground] = ground_reflectivity(ground_road[:, :2])
-    points = returns_to_points(sensor, flat_dirs, ranges, refl, hits.cos_incidence.reshape(-1), rng)
+    bias = 0.0 if beam_range_bias is None else np.repeat(beam_range_bias, directions.shape[1])
+    points = returns_to_points(sensor, flat_dirs, ranges, refl, hits.cos_incidence.reshape(-1), rng, bias)
 
     visible = hits.box_first_hits[num_static:] / np.maximum(hits.box_rays[num_static:], 1)
     return points, ego2global, agent_boxes, visible
@@ -137,7 +144,8 @@ def simulate_scan(world: World, sensor: LidarConfig, directions: np.ndarray, ele
 def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTiming, start_time: int,
                    annotation_range: float, rng: np.random.Generator) -> SceneRecording:
     """Scan ``world`` along the ego path and collect the T4 records of one scene."""
-    directions, elevations = sensor.ray_directions(), sensor.elevations()
+    elevations, range_bias = sensor.beam_errors(rng)
+    directions = sensor.ray_directions(elevations)
     period_us = 1e6 / sensor.rate_hz
     agents = world.agents
     road_yaw = matrix_yaw(world.road2global[:3, :3])
@@ -145,12 +153,13 @@ def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTi
     scans, key_frames = [], []
     for k, is_key in enumerate(timing.is_key_frame().tolist()):
         t = k / sensor.rate_hz
-        points, ego2global, sensor_boxes, visible = simulate_scan(world, sensor, directions, elevations, t, rng)
+        points, ego2global, sensor_boxes, visible = simulate_scan(world, sensor, directions, elevations, t, rng,
+                                                                  range_bias)
         scans.append(Scan(start_time + int(round(k * period_us)), ego2global, points, is_key))
         if not is_key:
             continue
         near = np.flatnonzero(np.hypot(sensor_boxes[:, 0], sensor_boxes[:, 1]) <= annotation_range)
-        road_boxes, road_velocity = agents.state_at(t)
+        road_boxes, road_velocity = world.agent_state_at(t)
         global_boxes = road_boxes[near].copy()
         global_boxes[:, :3] = transform_points(world.road2global, road_boxes[near, :3])
         global_boxes[:, 6] = road_boxes[near, 6] + road_yaw

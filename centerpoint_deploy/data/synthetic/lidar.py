@@ -29,6 +29,9 @@ class LidarConfig:
         mount_translation: sensor origin in the ego frame (m); the ego frame sits on the ground.
         mount_yaw_deg: sensor heading in the ego frame (deg, about +z).
         range_noise_std: Gaussian range noise (m) of a strong return.
+        beam_elevation_std_deg: per-beam elevation calibration error (deg, Gaussian): each scene's
+            sensor fires its beams this far off their nominal elevations.
+        beam_range_bias_std: per-beam range offset (m, Gaussian), constant over a scene.
         dark_range_noise_std: extra range noise std (m) of the weakest returns (see ``darkness``).
         dropout: probability that a strong return is lost.
         dark_dropout: extra loss probability of the weakest returns.
@@ -50,7 +53,9 @@ class LidarConfig:
     rate_hz: float = 10.0
     mount_translation: tuple[float, float, float] = (0.9, 0.0, 1.9)
     mount_yaw_deg: float = 0.0
-    range_noise_std: float = 0.02
+    range_noise_std: float = 0.03
+    beam_elevation_std_deg: float = 0.05
+    beam_range_bias_std: float = 0.02
     dark_range_noise_std: float = 0.04
     dropout: float = 0.07
     dark_dropout: float = 0.2
@@ -72,6 +77,8 @@ class LidarConfig:
              "3 values, z (height above ground) > 0"),
             (self.range_noise_std >= 0 and self.dark_range_noise_std >= 0,
              ("range_noise_std", "dark_range_noise_std"), "must be >= 0"),
+            (self.beam_elevation_std_deg >= 0 and self.beam_range_bias_std >= 0,
+             ("beam_elevation_std_deg", "beam_range_bias_std"), "must be >= 0"),
             (0 <= self.dropout and 0 <= self.dark_dropout and self.dropout + self.dark_dropout < 1,
              ("dropout", "dark_dropout"), "need both >= 0 and dropout + dark_dropout < 1"),
             (self.dark_threshold > 0, ("dark_threshold",), "must be > 0"),
@@ -104,19 +111,28 @@ class LidarConfig:
                                   self.max_elevation_deg * s_above ** self.horizon_packing])
         return np.deg2rad(degrees)
 
+    def beam_errors(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One unit's calibration errors: ``(elevations [beams] rad ascending, range_bias [beams] m)``,
+        the nominal elevations moved by ``N(0, beam_elevation_std_deg)`` (then sorted: beams are
+        just labels) and a range offset ``N(0, beam_range_bias_std)`` per beam."""
+        offsets = np.deg2rad(rng.normal(0.0, self.beam_elevation_std_deg, self.beams))
+        return np.sort(self.elevations() + offsets), rng.normal(0.0, self.beam_range_bias_std, self.beams)
+
     def azimuths(self) -> np.ndarray:
         """``[columns]`` azimuths (rad) in [0, 2 pi), column 0 along +x, counter-clockwise."""
         return np.arange(self.columns) * (2 * np.pi / self.columns)
 
-    def ray_directions(self) -> np.ndarray:
-        """``[beams, columns, 3]`` unit ray directions in the sensor frame."""
-        el = self.elevations()[:, None]
+    def ray_directions(self, elevations: np.ndarray | None = None) -> np.ndarray:
+        """``[beams, columns, 3]`` unit ray directions in the sensor frame, for the nominal
+        elevations or the given ``elevations [beams]`` (rad)."""
+        el = (self.elevations() if elevations is None else elevations)[:, None]
         az = self.azimuths()[None, :]
         return np.stack(np.broadcast_arrays(np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)), axis=-1)
 
 
 def returns_to_points(config: LidarConfig, directions: np.ndarray, ranges: np.ndarray, reflectivity: np.ndarray,
-                      cos_incidence: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+                      cos_incidence: np.ndarray, rng: np.random.Generator,
+                      range_bias: np.ndarray | float = 0.0) -> np.ndarray:
     """Turn first-hit ranges into noisy points with intensities.
 
     A share ``ghost_rate`` of the rays is replaced by a spurious return (uniform range between
@@ -131,6 +147,7 @@ def returns_to_points(config: LidarConfig, directions: np.ndarray, ranges: np.nd
         reflectivity: ``[R]`` surface reflectivity of the hit (0..255 scale).
         cos_incidence: ``[R]`` |cos| of the angle between ray and surface normal.
         rng: randomness for ghosts, dropout and noise.
+        range_bias: ``[R]`` (or scalar) systematic range offset (m) of each ray's beam.
 
     Returns:
         ``points [N, 5]`` float32: x, y, z, intensity 0..255, 0 (the kept returns in ray order). Intensity is
@@ -149,7 +166,7 @@ def returns_to_points(config: LidarConfig, directions: np.ndarray, ranges: np.nd
     kept = np.isfinite(ranges) & (ranges >= config.min_range) & (ranges <= config.max_range)
     kept &= rng.random(count) >= config.dropout + config.dark_dropout * darkness
     noise_std = config.range_noise_std + config.dark_range_noise_std * darkness[kept]
-    noisy = ranges[kept] + rng.standard_normal(noise_std.shape[0]) * noise_std
+    noisy = (ranges + range_bias)[kept] + rng.standard_normal(noise_std.shape[0]) * noise_std
     falloff = 1.0 - 0.4 * ranges[kept] / config.max_range
     intensity = strength[kept] * falloff * (1.0 + rng.normal(0.0, config.intensity_noise, falloff.shape[0]))
     intensity = np.clip(np.round(intensity + rng.normal(0.0, 1.5, intensity.shape[0])), 0, 255)

@@ -1,4 +1,4 @@
-"""Vectorized first-hit ray casting against upright oriented boxes and a flat ground plane.
+"""Vectorized first-hit ray casting against upright oriented boxes and a (flat or gently sloped) ground plane.
 
 Rays form a regular (beam, column) grid from the sensor origin. Each box is first reduced to
 the window of beams and columns its footprint can cover (bearing of its footprint corners,
@@ -115,17 +115,19 @@ def _slab(directions: np.ndarray, origin: np.ndarray, half: np.ndarray) -> tuple
 
 
 def cast(directions: np.ndarray, elevations: np.ndarray, boxes: np.ndarray, ground_z: float,
-         max_range: float, owners: np.ndarray | None = None) -> RayHits:
+         max_range: float, owners: np.ndarray | None = None, ground_slope: tuple[float, float] = (0.0, 0.0)
+         ) -> RayHits:
     """First hit of every ray of a (beam, column) grid.
 
     Args:
         directions: ``[beams, columns, 3]`` unit rays from the sensor origin, sensor frame.
         elevations: ``[beams]`` ascending elevation of each beam (rad), matching ``directions``.
         boxes: ``[B, 7]`` ``[x, y, z, l, w, h, yaw]`` upright boxes in the sensor frame.
-        ground_z: height of the ground plane in the sensor frame (m, negative).
+        ground_z: height of the ground plane below the sensor origin, in the sensor frame (m, negative).
         max_range: hits beyond this distance (m) are ignored.
         owners: ``[B]`` int64 object of each box (parts of one object share it), objects
             numbered from 0; None: every box is its own object.
+        ground_slope: ``(sx, sy)``: the ground plane is ``z = ground_z + sx x + sy y`` (sensor frame).
 
     Returns:
         :class:`RayHits`.
@@ -163,9 +165,11 @@ def cast(directions: np.ndarray, elevations: np.ndarray, boxes: np.ndarray, grou
     surface[ray_of_pair[first]] = box_of_pair[first]
     cos_incidence[ray_of_pair[first]] = cos_pair[first]
 
-    dz = flat_dirs[:, 2]
+    normal = np.array([-ground_slope[0], -ground_slope[1], 1.0])
+    normal /= np.linalg.norm(normal)
+    dz = flat_dirs @ normal  # ray's climb towards the plane's upward normal
     with np.errstate(divide="ignore"):
-        t_ground = np.where(dz < 0, ground_z / dz, np.inf)
+        t_ground = np.where(dz < 0, ground_z * normal[2] / dz, np.inf)
     ground = (t_ground < ranges) & (t_ground <= max_range)
     ranges[ground] = t_ground[ground]
     surface[ground] = GROUND
