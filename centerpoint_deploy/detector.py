@@ -8,6 +8,7 @@ change with the backend, so backends can be compared stage by stage
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,7 +21,8 @@ from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
 from centerpoint_deploy.errors import BackendError, ConfigError
-from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress
+from centerpoint_deploy.pipeline_graph import PipelineGraph, PointBuffer
+from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress, unpack_host
 from centerpoint_deploy.postprocess.rot_reference import undo_rot_y_axis_reference
 from centerpoint_deploy.preprocess import (check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev,
                                           voxelize, voxelize_padded)
@@ -84,6 +86,15 @@ class Detector:
             frame falls back to the exact iteration). Off by default: the default path trims
             every tensor to its real size, which verification compares stage by stage.
         nms_rounds: NMS round budget of the static path.
+        graph: run the static path as one CUDA graph per batch size (captured on the first call
+            with that many clouds): each call copies the clouds into a device buffer of
+            ``max_points`` rows per cloud, replays the graph (voxelize to NMS) and copies the
+            packed boxes and checks back; same boxes, checks and errors as the static path.
+            Needs ``static_shapes``, a CUDA device and PyTorch backends (their networks are
+            captured through ``forward_in_capture``). :meth:`stages` and :meth:`run_stages`
+            still run the uncaptured static path, stage by stage.
+        max_points: rows per cloud of the graph's point buffer. A call with a larger cloud runs
+            the uncaptured static path instead (same results, slower) and warns.
 
     Use as ``with Detector(...) as detector: detections = detector(points)``; calling it
     outside ``with`` loads the backends on first use.
@@ -91,7 +102,8 @@ class Detector:
 
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *,
                  rot_y_axis_reference: bool = False, device: torch.device | str | None = None,
-                 static_shapes: bool = False, nms_rounds: int = 16) -> None:
+                 static_shapes: bool = False, nms_rounds: int = 16, graph: bool = False,
+                 max_points: int = 400_000) -> None:
         if nms_rounds < 1:
             raise ConfigError(f"nms_rounds = {nms_rounds} is invalid: must be >= 1")
         self.config = config
@@ -101,6 +113,23 @@ class Detector:
         self.device = torch.device(device) if device is not None else encoder.device
         self.static_shapes = static_shapes
         self.nms_rounds = nms_rounds
+        self.graph = graph
+        self.max_points = max_points
+        self._graphs: dict[int, PipelineGraph] = {}  # batch size -> captured pipeline
+        if graph:
+            self._check_graph_support()
+
+    def _check_graph_support(self) -> None:
+        if not self.static_shapes:
+            raise ConfigError("graph=True captures the fixed-shape pipeline; set static_shapes=True as well")
+        if self.device.type != "cuda":
+            raise ConfigError(f"graph=True needs a CUDA device; this detector runs on '{self.device}'")
+        if self.max_points < 1:
+            raise ConfigError(f"max_points = {self.max_points} is invalid: must be >= 1")
+        for part, backend in (("encoder", self.encoder), ("head", self.head)):
+            if not callable(getattr(backend, "forward_in_capture", None)):
+                raise BackendError(f"graph=True captures PyTorch backends only; the {part} is '{backend.name}' "
+                                   f"(use static_shapes=True without graph for it)")
 
     # ----- lifecycle -------------------------------------------------------------------
     def load(self) -> "Detector":
@@ -109,6 +138,7 @@ class Detector:
         return self
 
     def close(self) -> None:
+        self._graphs.clear()
         self.encoder.close()
         self.head.close()
 
@@ -128,7 +158,11 @@ class Detector:
         Returns:
             :class:`Detections` for a single tensor, else one per cloud.
         """
-        detections = self.run_pipeline(points)["detections"]
+        clouds = [points] if isinstance(points, Tensor) else list(points)
+        if self.graph and self._fits_graph(clouds):
+            detections = self._replay(clouds)
+        else:
+            detections = self.run_pipeline(clouds)["detections"]
         return detections[0] if isinstance(points, Tensor) else detections
 
     def run_stages(self, points: Tensor | list[Tensor]) -> StageOutputs:
@@ -160,6 +194,45 @@ class Detector:
         return list(zip(STAGES, (self._upload, self._voxelize, self._decorate, self._encode, self._scatter,
                                  self._dense, self._decode, self._nms, self._output)))
 
+    # ----- the captured pipeline ----------------------------------------------------------
+    def _fits_graph(self, clouds: list[Tensor]) -> bool:
+        """Check types and shapes; False (with a warning) when a cloud exceeds ``max_points``."""
+        check_points(clouds, self.config, check_values=False)
+        sizes = [int(cloud.shape[0]) for cloud in clouds]
+        if max(sizes) <= self.max_points:
+            return True
+        warnings.warn(f"point clouds of {sizes} points exceed the CUDA graph's max_points={self.max_points}; "
+                      f"running the uncaptured static pipeline (raise max_points to capture such clouds)",
+                      stacklevel=3)
+        return False
+
+    def _replay(self, clouds: list[Tensor]) -> list[Detections]:
+        """The static pipeline by graph replay: one copy in, one replay, one copy out, then the checks."""
+        self.load()
+        graph = self._graphs.get(len(clouds))
+        if graph is None:
+            buffer = PointBuffer(len(clouds), self.max_points, len(self.config.points.use_dim),
+                                 self.config.voxelization, self.device)
+            graph = self._graphs[len(clouds)] = PipelineGraph(self._captured_body, buffer)
+        host = graph(clouds)
+        return self._finish(graph.state, host, [int(cloud.shape[0]) for cloud in clouds], stacklevel=5)
+
+    def _captured_body(self, clouds: list[Tensor]) -> dict[str, Any]:
+        """What the graph records: the static stages from voxelize to NMS, then the packed result."""
+        state: dict[str, Any] = {"clouds": clouds, "nonfinite": count_nonfinite(clouds), "capturing": True}
+        for stage in (self._voxelize, self._decorate, self._encode, self._scatter, self._dense, self._decode,
+                      self._nms):
+            stage(state)
+        state["packed"] = self._pack(state)
+        return state
+
+    def _infer(self, backend: Backend, name: str, tensor: Tensor, state: dict[str, Any]) -> dict[str, Tensor]:
+        """``backend`` on ``{name: tensor}``; inside a capture its bare network (no checks, timing or own graph)."""
+        if state.get("capturing"):
+            return backend.forward_in_capture(tensor)  # type: ignore[attr-defined]
+        return backend.infer({name: tensor.to(backend.device)})
+
+    # ----- stages -----------------------------------------------------------------------
     def _upload(self, state: dict[str, Any]) -> None:
         check_points(state["points"], self.config, check_values=not self.static_shapes)
         state["clouds"] = [upload(cloud, self.device) for cloud in state["points"]]
@@ -176,7 +249,7 @@ class Detector:
         state["features"] = decorate(state["voxels"], self.config)
 
     def _encode(self, state: dict[str, Any]) -> None:
-        encoded = self.encoder.infer({contract.ENCODER_INPUT: state["features"].to(self.encoder.device)})
+        encoded = self._infer(self.encoder, contract.ENCODER_INPUT, state["features"], state)
         state["pillar_features"] = encoded[contract.ENCODER_OUTPUT].to(self.device)
 
     def _scatter(self, state: dict[str, Any]) -> None:
@@ -186,7 +259,7 @@ class Detector:
                                                    self.config.bev_shape, check_coords=False)
 
     def _dense(self, state: dict[str, Any]) -> None:
-        state["head_outputs"] = self.head.infer({contract.HEAD_INPUT: state["spatial_features"].to(self.head.device)})
+        state["head_outputs"] = self._infer(self.head, contract.HEAD_INPUT, state["spatial_features"], state)
 
     def _decode(self, state: dict[str, Any]) -> None:
         state["decoded"] = decode_tasks(self._task_maps(state["head_outputs"]), self.config)
@@ -196,21 +269,38 @@ class Detector:
         state["keep"], state["nms_converged"] = suppress(state["decoded"], self.config, rounds)
 
     def _output(self, state: dict[str, Any]) -> None:
-        padded = merge_tasks(state["decoded"], state["keep"], state["nms_converged"], self.config.nms.post_max_size)
         if not self.static_shapes:
+            padded = merge_tasks(state["decoded"], state["keep"], state["nms_converged"], self.config.nms.post_max_size)
             state["detections"] = padded.unpad()
             return
+        host = self._pack(state).cpu()  # the one synchronisation
+        state["detections"] = self._finish(state, host, [int(cloud.shape[0]) for cloud in state["clouds"]],
+                                           stacklevel=6)
+
+    def _pack(self, state: dict[str, Any]) -> Tensor:
+        """Merged boxes, NMS convergence and the deferred input checks in one device tensor (see ``_finish``)."""
+        padded = merge_tasks(state["decoded"], state["keep"], state["nms_converged"], self.config.nms.post_max_size)
+        state["rows"] = padded.scores.shape[1]
         checks = torch.cat([state["nonfinite"], state["voxel_counts"].table.flatten()])
-        detections, converged, values = padded.to_host(extra=checks)  # the one synchronisation
-        batch, num_points = len(state["clouds"]), [int(cloud.shape[0]) for cloud in state["clouds"]]
+        return padded.pack(extra=checks)
+
+    def _finish(self, state: dict[str, Any], host: Tensor, num_points: list[int], stacklevel: int) -> list[Detections]:
+        """Boxes on the host from ``_pack``'s tensor copied there, after the input checks.
+
+        Raises for non-finite points or a cloud without pillars, warns for a ``max_voxels``
+        overflow (``stacklevel`` frames up, the caller), and redoes NMS exactly where the round
+        budget was too small.
+        """
+        batch = len(num_points)
+        detections, converged, values = unpack_host(host, batch, state["rows"])
         raise_nonfinite(values[:batch], num_points)
         check_voxel_counts([values[batch + 3 * b: batch + 3 * b + 3] for b in range(batch)], self.config.voxelization,
-                           num_points, stacklevel=4)
+                           num_points, stacklevel=stacklevel)
         if not all(converged):  # the round budget was too small for this frame: redo NMS exactly
             keep, done = suppress(state["decoded"], self.config, None)
             detections = merge_tasks(state["decoded"], keep, done, self.config.nms.post_max_size).unpad()
             detections = [d.to("cpu") for d in detections]
-        state["detections"] = detections
+        return detections
 
     def _task_maps(self, head_outputs: dict[str, Tensor]) -> list[dict[str, Tensor]]:
         num_tasks = len(self.config.head.tasks)

@@ -40,19 +40,27 @@ class TorchOptions:
             outputs stay float32).
         channels_last: NHWC memory layout for the backbone-neck-head (tensor cores like it).
         fuse_batchnorm: fold every eval-mode BatchNorm2d into the convolution before it.
+        fuse_relu: run each ``Conv2d`` followed by a ReLU as one cuDNN convolution + bias + ReLU
+            kernel (:class:`ConvReLU2d`; needs ``fuse_batchnorm``, so that the two are adjacent).
+            Without it, a CUDA convolution with bias is three kernels: the convolution, the
+            bias add and the ReLU.
         cudnn_benchmark: let cuDNN time its algorithms per shape (not deterministic).
         cuda_graph: capture the call in a CUDA graph and replay it (CUDA only; re-captured when
             the input shape changes, so it pays off for fixed shapes: the head always, the
             encoder with ``Detector(static_shapes=True)``).
         compile: ``torch.compile`` the network (first calls compile; not with ``cuda_graph``).
+        max_autotune: compile with mode ``"max-autotune-no-cudagraphs"`` (Triton and cuDNN
+            kernels timed per shape; slow to compile; needs ``compile``).
     """
 
     precision: str = "fp32"
     channels_last: bool = False
     fuse_batchnorm: bool = False
+    fuse_relu: bool = False
     cudnn_benchmark: bool = False
     cuda_graph: bool = False
     compile: bool = False
+    max_autotune: bool = False
 
     def validate(self, device: torch.device) -> "TorchOptions":
         if self.precision not in PRECISION_DTYPES:
@@ -63,6 +71,10 @@ class TorchOptions:
             raise BackendError("cuda_graph and compile cannot be combined; pick one")
         if self.precision == "fp16" and device.type == "cpu":
             raise BackendError("precision 'fp16' runs on CUDA only; on the CPU use 'bf16'")
+        if self.fuse_relu and not self.fuse_batchnorm:
+            raise BackendError("fuse_relu needs fuse_batchnorm (a BatchNorm sits between each convolution and its ReLU)")
+        if self.max_autotune and not self.compile:
+            raise BackendError("max_autotune is a torch.compile mode; set compile too")
         return self
 
     @property
@@ -73,8 +85,8 @@ class TorchOptions:
     @property
     def label(self) -> str:
         """Short text for tables and backend names, e.g. ``fp16+channels_last+cuda_graph``."""
-        flags = [name for name in ("channels_last", "fuse_batchnorm", "cudnn_benchmark", "cuda_graph", "compile")
-                 if getattr(self, name)]
+        flags = [name for name in ("channels_last", "fuse_batchnorm", "fuse_relu", "cudnn_benchmark", "cuda_graph",
+                                   "compile", "max_autotune") if getattr(self, name)]
         return "+".join([self.precision, *flags])
 
 
@@ -115,6 +127,50 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
                 fused = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
                 parent._modules[conv_name] = fused
                 parent._modules[bn_name] = nn.Identity()
+    return module
+
+
+class ConvReLU2d(nn.Module):
+    """``relu(conv(x))`` of one ``Conv2d``; on CUDA a single cuDNN convolution + bias + ReLU kernel.
+
+    On other devices (and for convolutions cuDNN's fused call does not take: non-zero padding
+    modes, string padding) it runs the two modules one after the other.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+        self._fusable = conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (Tensor[B, C_in, H, W]) -> Tensor[B, C_out, H', W'], never negative."""
+        conv = self.conv
+        if x.is_cuda and self._fusable:
+            return torch.cudnn_convolution_relu(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+                                                conv.groups)
+        return torch.relu(conv(x))
+
+
+def fuse_conv_relu(module: nn.Module) -> nn.Module:
+    """Replace each ``Conv2d`` directly followed by ``ReLU`` with :class:`ConvReLU2d`, in place.
+
+    Pairs are found as :func:`fold_batchnorm` finds them (after folding, the norm is an
+    ``Identity`` and is skipped): consecutive entries of an ``nn.Sequential``, and modules
+    holding ``conv``, ``bn``, ``activate``. The ReLU becomes ``Identity``.
+    """
+    for parent in list(module.modules()):
+        names = [name for name in parent._modules if not isinstance(parent._modules[name], nn.Identity)]
+        if isinstance(parent, nn.Sequential):
+            pairs = list(zip(names, names[1:]))
+        elif "conv" in names and "activate" in names and names.index("activate") == names.index("conv") + 1:
+            pairs = [("conv", "activate")]
+        else:
+            continue
+        for conv_name, relu_name in pairs:
+            conv, relu = parent._modules[conv_name], parent._modules[relu_name]
+            if type(conv) is nn.Conv2d and isinstance(relu, nn.ReLU):
+                parent._modules[conv_name] = ConvReLU2d(conv)
+                parent._modules[relu_name] = nn.Identity()
     return module
 
 
@@ -180,10 +236,12 @@ class _TorchBackend(Backend):
         self.model.to(self.device).eval()
         opts = self.options
         network = self.model
-        if opts.precision in ("fp16", "bf16") or opts.channels_last or opts.fuse_batchnorm:
+        if opts.precision in ("fp16", "bf16") or opts.channels_last or opts.fuse_batchnorm or opts.fuse_relu:
             network = copy.deepcopy(self.model)  # the shared reference model stays untouched
             if opts.fuse_batchnorm:
                 fold_batchnorm(network)
+            if opts.fuse_relu:
+                fuse_conv_relu(network)
             network.to(PRECISION_DTYPES[opts.precision])
             if opts.channels_last:
                 network.to(memory_format=torch.channels_last)
@@ -191,7 +249,8 @@ class _TorchBackend(Backend):
         self._run = self._forward
         if opts.compile:
             try:
-                self._run = torch.compile(self._forward, dynamic=False)
+                mode = "max-autotune-no-cudagraphs" if opts.max_autotune else None
+                self._run = torch.compile(self._forward, dynamic=False, mode=mode)
             except RuntimeError as exc:  # no compiler toolchain / unsupported platform
                 raise BackendUnavailableError(f"torch.compile is not usable here: {exc}") from exc
 
@@ -222,6 +281,18 @@ class _TorchBackend(Backend):
                 outputs = self._run(tensor)
                 self.last_inference_time = time.perf_counter() - begin
         return outputs
+
+    def forward_in_capture(self, tensor: Tensor) -> dict[str, Tensor]:
+        """The network (compiled when ``compile``) on ``tensor``, for a caller's own CUDA graph capture.
+
+        No feed checks, no timing events and no graph of this backend (``cuda_graph`` is
+        ignored: captures do not nest); the precision switches apply. Outputs live in the
+        caller's graph memory. Load the backend first.
+        """
+        if not self._loaded:
+            raise BackendError(f"{self.name}: call load() before forward_in_capture()")
+        with torch.inference_mode(), _backend_flags(self.options.precision == "tf32", self.options.cudnn_benchmark):
+            return self._run(tensor)
 
     def _replay(self, tensor: Tensor) -> dict[str, Tensor]:
         if self._captured is None or self._captured.shape != tuple(tensor.shape):

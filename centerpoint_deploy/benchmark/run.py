@@ -44,7 +44,7 @@ from centerpoint_deploy.structures import Detections
 def describe(detector: Detector) -> tuple[str, str, dict[str, Any]]:
     """``(backend kind, precision, options)`` of a detector, read off its head backend."""
     head = detector.head
-    options: dict[str, Any] = {"static_shapes": detector.static_shapes}
+    options: dict[str, Any] = {"static_shapes": detector.static_shapes, "pipeline_graph": detector.graph}
     torch_options = getattr(head, "options", None)
     if torch_options is not None:  # PyTorch: TorchOptions
         flags = dataclasses.asdict(torch_options)

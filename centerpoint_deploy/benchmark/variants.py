@@ -7,9 +7,11 @@ Syntax: ``<backend>:<precision>[+<flag>...]``, e.g. ``pytorch:fp16+channels_last
 - precision: ``fp32`` (TF32 off), ``tf32``, ``fp16``, ``bf16`` (PyTorch); ``fp32``, ``tf32``,
   ``fp16`` (ONNX Runtime; fp16 converts a copy of the graphs); TensorRT runs its engines'
   precision (write the one they were built with);
-- flags: ``static`` (the GPU-resident fixed-shape pipeline, any backend), and for PyTorch the
-  :class:`~centerpoint_deploy.backends.pytorch.TorchOptions` switches ``channels_last``,
-  ``fuse_batchnorm``, ``cudnn_benchmark``, ``cuda_graph``, ``compile``.
+- flags: ``static`` (the GPU-resident fixed-shape pipeline, any backend), and for PyTorch
+  ``pipeline_graph`` (that pipeline captured whole in one CUDA graph, ``Detector(graph=True)``;
+  implies ``static``) and the :class:`~centerpoint_deploy.backends.pytorch.TorchOptions`
+  switches ``channels_last``, ``fuse_batchnorm``, ``fuse_relu``, ``cudnn_benchmark``,
+  ``cuda_graph``, ``compile``, ``max_autotune``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendUnavailableError
 
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
-TORCH_FLAGS = ("channels_last", "fuse_batchnorm", "cudnn_benchmark", "cuda_graph", "compile")
+TORCH_FLAGS = ("channels_last", "fuse_batchnorm", "fuse_relu", "cudnn_benchmark", "cuda_graph", "compile",
+               "max_autotune")
 PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32", "tf32", "fp16"),
               "tensorrt": ("fp32", "tf32", "fp16", "bf16", "int8", "best")}
 
@@ -52,6 +55,7 @@ class VariantSpec:
     precision: str = "fp32"
     static: bool = False
     flags: tuple[str, ...] = ()
+    pipeline_graph: bool = False
 
     @classmethod
     def parse(cls, text: str) -> "VariantSpec":
@@ -62,16 +66,18 @@ class VariantSpec:
         if precision not in PRECISIONS[backend]:
             raise BenchmarkError(f"variant '{text}': precision '{precision}' is not one of "
                                  f"{', '.join(PRECISIONS[backend])} for {backend}")
-        allowed = ("static", *TORCH_FLAGS) if backend == "pytorch" else ("static",)
+        allowed = ("static", "pipeline_graph", *TORCH_FLAGS) if backend == "pytorch" else ("static",)
         unknown = [f for f in flags if f not in allowed]
         if unknown or len(set(flags)) != len(flags):
             raise BenchmarkError(f"variant '{text}': flags {flags} must be distinct, from {', '.join(allowed)}")
         torch_flags = tuple(f for f in TORCH_FLAGS if f in flags)  # canonical order
-        return cls(backend, precision, "static" in flags, torch_flags)
+        graph = "pipeline_graph" in flags
+        return cls(backend, precision, graph or "static" in flags, torch_flags, graph)
 
     @property
     def name(self) -> str:
-        return f"{self.backend}:" + "+".join([self.precision, *self.flags, *(["static"] if self.static else [])])
+        pipeline = ["pipeline_graph"] if self.pipeline_graph else ["static"] if self.static else []
+        return f"{self.backend}:" + "+".join([self.precision, *self.flags, *pipeline])
 
     def torch_options(self) -> TorchOptions:
         return TorchOptions(precision=self.precision, **{flag: True for flag in self.flags})
@@ -99,7 +105,10 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, device: torch.devi
         encoder, head, rot = _onnxruntime(spec, config, device, deploy_dir, work_dir or deploy_dir / "fp16")
     else:
         encoder, head, rot = _tensorrt(spec, config, device, deploy_dir)
-    return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, static_shapes=spec.static)
+    if spec.pipeline_graph and device.type != "cuda":
+        raise BackendUnavailableError(f"variant '{spec.name}': pipeline_graph needs a CUDA device, not '{device}'")
+    return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, static_shapes=spec.static,
+                    graph=spec.pipeline_graph)
 
 
 def _pytorch(spec: VariantSpec, config: ModelConfig, device: torch.device,

@@ -20,7 +20,7 @@ from centerpoint_deploy.structures import Detections
 __all__ = [
     "DecodedBoxes", "PaddedDetections", "apply_rot_y_axis_reference", "circle_nms", "circle_nms_fixed_rounds",
     "decode_task", "decode_tasks", "merge_tasks", "postprocess", "postprocess_padded", "suppress",
-    "undo_rot_y_axis_reference",
+    "undo_rot_y_axis_reference", "unpack_host",
 ]
 
 
@@ -49,28 +49,45 @@ class PaddedDetections:
         return [Detections(self.boxes[b, :n], self.scores[b, :n], self.labels[b, :n])
                 for b, n in enumerate(self.num_boxes.tolist())]
 
-    def to_host(self, extra: Tensor | None = None) -> tuple[list[Detections], list[bool], list[int]]:
-        """Copy everything to the host in one transfer and unpad there.
+    def pack(self, extra: Tensor | None = None) -> Tensor:
+        """Everything in one flat ``Tensor[B * M * 11 + 2 * B + E]`` on the device (read it with :func:`unpack_host`).
 
         Args:
             extra: ``Tensor[E]`` of small integers (< 2**24) on the same device to bring along
                 (e.g. deferred input checks).
 
-        Returns:
-            ``(detections on the CPU, nms_converged per item, extra as ints ([] without extra))``.
+        Layout: per box ``[9 box columns, score, label]``, then ``num_boxes [B]``,
+        ``nms_converged [B]`` and ``extra``, all in the boxes' dtype.
         """
-        batch, rows = self.scores.shape
         packed = torch.cat([self.boxes, self.scores[..., None], self.labels[..., None].to(self.boxes.dtype)], dim=2)
         tail = [self.num_boxes.to(self.boxes.dtype), self.nms_converged.to(self.boxes.dtype)]
         if extra is not None:
             tail.append(extra.to(self.boxes.dtype))
-        host = torch.cat([packed.reshape(-1), *tail]).cpu()  # the one device -> host copy
-        table = host[: batch * rows * 11].view(batch, rows, 11)
-        counts = host[batch * rows * 11: batch * rows * 11 + batch].to(torch.int64).tolist()
-        detections = [Detections(table[b, :n, :9].contiguous(), table[b, :n, 9].contiguous(),
-                                 table[b, :n, 10].to(torch.int64)) for b, n in enumerate(counts)]
-        converged = host[batch * rows * 11 + batch: batch * rows * 11 + 2 * batch].bool().tolist()
-        return detections, converged, host[batch * rows * 11 + 2 * batch:].to(torch.int64).tolist()
+        return torch.cat([packed.reshape(-1), *tail])
+
+    def to_host(self, extra: Tensor | None = None) -> tuple[list[Detections], list[bool], list[int]]:
+        """Copy everything to the host in one transfer and unpad there.
+
+        Returns:
+            ``(detections on the CPU, nms_converged per item, extra as ints ([] without extra))``.
+        """
+        batch, rows = self.scores.shape
+        return unpack_host(self.pack(extra).cpu(), batch, rows)  # the one device -> host copy
+
+
+def unpack_host(host: Tensor, batch: int, rows: int) -> tuple[list[Detections], list[bool], list[int]]:
+    """Read :meth:`PaddedDetections.pack` ``(B = batch, M = rows)`` after its copy to the host.
+
+    Returns:
+        ``(one Detections per item, nms_converged per item, the extra values as ints)``.
+    """
+    boxes_end = batch * rows * 11
+    table = host[:boxes_end].view(batch, rows, 11)
+    counts = host[boxes_end: boxes_end + batch].to(torch.int64).tolist()
+    detections = [Detections(table[b, :n, :9].contiguous(), table[b, :n, 9].contiguous(),
+                             table[b, :n, 10].to(torch.int64)) for b, n in enumerate(counts)]
+    converged = host[boxes_end + batch: boxes_end + 2 * batch].bool().tolist()
+    return detections, converged, host[boxes_end + 2 * batch:].to(torch.int64).tolist()
 
 
 def decode_tasks(task_maps: list[dict[str, Tensor]], config: ModelConfig) -> list[DecodedBoxes]:

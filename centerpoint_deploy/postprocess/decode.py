@@ -13,6 +13,7 @@ from torch import Tensor
 
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendError
+from centerpoint_deploy.pipeline_graph import device_constant
 
 #: Channels of each head map of one task.
 MAP_CHANNELS = {"reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
@@ -77,7 +78,7 @@ def decode_task(maps: dict[str, Tensor], config: ModelConfig) -> DecodedBoxes:
     yaw = torch.atan2(rot[..., 0], rot[..., 1])
     boxes = torch.cat([x[..., None], y[..., None], hei, dim, yaw[..., None], vel], dim=2)  # [B, K, 9]
 
-    limits = torch.tensor(dec.post_center_range, dtype=boxes.dtype).to(boxes.device, non_blocking=True)  # no host sync
+    limits = device_constant(dec.post_center_range, boxes.device).to(boxes.dtype)  # no host sync
     valid = ((boxes[..., :3] >= limits[:3]) & (boxes[..., :3] <= limits[3:])).all(dim=2)
     if dec.score_threshold > 0:
         valid &= scores > dec.score_threshold

@@ -10,7 +10,9 @@ ones.
 :func:`voxelize_padded` computes the same result with fixed-size tensors and no host
 synchronisation: the first point of each BEV cell comes from a scatter-min over the dense
 cell grid, a pillar's rank is the running count of first points, and a stable sort by rank
-gives every point its slot. Its output has exactly ``max_voxels`` rows per cloud (padding at
+lists every pillar's points in input order; each output slot gathers its point from that
+list (no scatter with colliding writes, which serialise on a GPU when many points lie
+outside the grid, e.g. the padding rows of a fixed-size point buffer). Its output has exactly ``max_voxels`` rows per cloud (padding at
 the end), so the whole pre-processing can stay on the GPU. :func:`voxelize` shares that
 assignment, reads the pillar counts (one synchronisation), checks and warns, and gathers
 exactly the pillars found. CPU and CUDA give identical tensors.
@@ -26,7 +28,11 @@ from torch import Tensor
 
 from centerpoint_deploy.config.schema import VoxelizationConfig
 from centerpoint_deploy.errors import PointCloudError
+from centerpoint_deploy.pipeline_graph import device_constant
 from centerpoint_deploy.structures import Voxels
+
+#: Spare cells of the first-point grid that points outside the grid spread over (fewer colliding atomics).
+_SPARE_CELLS = 1024
 
 
 @dataclass
@@ -54,11 +60,6 @@ class VoxelCounts:
         return self.table[:, 2]
 
 
-def _device_constant(values: tuple[float, ...], device: torch.device) -> Tensor:
-    """Small float32 constant on ``device``, copied without synchronising the host."""
-    return torch.tensor(values, dtype=torch.float32).to(device, non_blocking=True)
-
-
 def voxel_indices(xyz: Tensor, cfg: VoxelizationConfig) -> tuple[Tensor, Tensor]:
     """Grid cell of each point and whether it lies inside the grid.
 
@@ -73,10 +74,10 @@ def voxel_indices(xyz: Tensor, cfg: VoxelizationConfig) -> tuple[Tensor, Tensor]
         ``(cells, inside)``: ``Tensor[N, 3]`` int64 ``(ix, iy, iz)`` (zero where outside),
         ``Tensor[N]`` bool.
     """
-    lower = _device_constant(cfg.point_cloud_range[:3], xyz.device)
-    upper = _device_constant(cfg.point_cloud_range[3:], xyz.device)
-    size = _device_constant(cfg.voxel_size, xyz.device)
-    grid = _device_constant(tuple(float(g) for g in cfg.grid_size), xyz.device)
+    lower = device_constant(cfg.point_cloud_range[:3], xyz.device)
+    upper = device_constant(cfg.point_cloud_range[3:], xyz.device)
+    size = device_constant(cfg.voxel_size, xyz.device)
+    grid = device_constant(tuple(float(g) for g in cfg.grid_size), xyz.device)
     cells = torch.floor((xyz - lower) / size)  # [N, 3]
     inside = ((xyz >= lower) & (xyz < upper) & (cells >= 0) & (cells < grid)).all(dim=1)
     cells = torch.where(inside.unsqueeze(1), cells, torch.zeros_like(cells))
@@ -147,48 +148,45 @@ def check_voxel_counts(table: list[list[int]], cfg: VoxelizationConfig, num_poin
 
 @dataclass
 class _PillarAssignment:
-    """Where every point of one cloud goes (all ``Tensor[N]`` int64 unless noted).
+    """Where the points of one cloud go.
 
-    ``voxel``: output pillar (``max_voxels`` for points outside the grid or beyond the cap);
-    ``slot``: rank inside its pillar in input order; ``first``: bool, the point opened its
-    pillar; ``cells``: ``[N, 3]`` ``(ix, iy, iz)``; ``sizes``: ``[3]`` as a row of
-    :attr:`VoxelCounts.table`.
+    ``order``: ``Tensor[N]`` int64, point indices sorted by output pillar (stable, so each
+    pillar's points are in input order; points outside the grid or beyond the cap come last);
+    ``starts``, ``counts``: ``Tensor[max_voxels]`` int64, position in ``order`` of each pillar's
+    first point and its number of points (0: pillar not opened); ``cells``: ``Tensor[N, 3]``
+    int64 ``(ix, iy, iz)``; ``sizes``: ``Tensor[3]`` as a row of :attr:`VoxelCounts.table`.
     """
 
-    voxel: Tensor
-    slot: Tensor
-    first: Tensor
+    order: Tensor
+    starts: Tensor
+    counts: Tensor
     cells: Tensor
     sizes: Tensor
 
 
 def _assign_pillars(points: Tensor, cfg: VoxelizationConfig) -> _PillarAssignment:
-    """Pillar and slot of each point of ``points [N, D]``, with fixed shapes (no host sync)."""
+    """Pillar of each point of ``points [N, D]``, with fixed shapes (no host sync)."""
     nx, ny, nz = cfg.grid_size
     count, device = points.shape[0], points.device
     cells, inside = voxel_indices(points[:, :3], cfg)
     num_cells = nx * ny * nz
-    linear = torch.where(inside, (cells[:, 2] * ny + cells[:, 1]) * nx + cells[:, 0], num_cells)  # [N], outside -> spare
     point_index = torch.arange(count, device=device)
-    first_point = torch.full((num_cells + 1,), count, dtype=torch.int64, device=device).scatter_reduce(
-        0, linear, point_index, reduce="amin", include_self=True)  # [cells + 1] first point of each cell
+    spare = num_cells + point_index % _SPARE_CELLS  # [N] where points outside the grid go
+    linear = torch.where(inside, (cells[:, 2] * ny + cells[:, 1]) * nx + cells[:, 0], spare)  # [N]
+    first_point = torch.full((num_cells + _SPARE_CELLS,), count, dtype=torch.int64, device=device).scatter_reduce(
+        0, linear, point_index, reduce="amin", include_self=True)  # [cells + spare] first point of each cell
     first_of_mine = first_point[linear]  # [N]
     is_first = (first_of_mine == point_index) & inside  # [N] the point opens a pillar
     opened = torch.cumsum(is_first.to(torch.int64), dim=0)  # [N] pillars opened up to each point
     pillar = opened[first_of_mine] - 1  # [N] rank of the point's pillar by first appearance
     kept = inside & (pillar < cfg.max_voxels)
-    voxel = torch.where(kept, pillar, cfg.max_voxels)
+    voxel = torch.where(kept, pillar, cfg.max_voxels)  # [N]
 
-    per_voxel = torch.zeros(cfg.max_voxels + 1, dtype=torch.int64, device=device).scatter_add_(
-        0, voxel, torch.ones_like(voxel))  # [max_voxels + 1] points per pillar, then the rest
-    segment_start = torch.cumsum(per_voxel, 0) - per_voxel
-    by_voxel = torch.argsort(voxel, stable=True)  # input order within each pillar
-    slot = torch.empty_like(voxel)
-    slot[by_voxel] = point_index - segment_start[voxel[by_voxel]]
-
+    order = torch.argsort(voxel, stable=True)  # input order within each pillar
+    bounds = torch.searchsorted(voxel[order], torch.arange(cfg.max_voxels + 1, device=device))  # [max_voxels + 1]
     num_pillars = is_first.sum()
     sizes = torch.stack([num_pillars.clamp(max=cfg.max_voxels), num_pillars, (inside & ~kept).sum()])
-    return _PillarAssignment(voxel, slot, is_first & kept, cells, sizes)
+    return _PillarAssignment(order, bounds[:-1], bounds[1:] - bounds[:-1], cells, sizes)
 
 
 def _gather_batch(points: list[Tensor], assignments: list[_PillarAssignment], rows: list[int],
@@ -207,16 +205,12 @@ def _gather_one(points: Tensor, assignment: _PillarAssignment, rows: int,
                 cfg: VoxelizationConfig) -> tuple[Tensor, Tensor, Tensor]:
     """``rows`` pillars of one cloud: ``points [rows, P, D]``, ``num_points [rows]`` int32 and
     ``coords [rows, 3]`` int32 ``(z, y, x)``; rows past the cloud's pillars are zero / 0 / -1."""
-    max_points, count = cfg.max_num_points, points.shape[0]
-    voxel, slot = assignment.voxel, assignment.slot
-    stored = (voxel < rows) & (slot < max_points)
-    target = torch.where(stored, voxel * max_points + slot, rows * max_points)  # others -> the spare row
-    flat = points.new_zeros((rows * max_points + 1, points.shape[1]))
-    flat[target] = points  # stored targets are distinct; the spare row collects the rest
-    voxels = flat[:-1].view(rows, max_points, points.shape[1])
-    num_points = torch.zeros(rows + 1, dtype=torch.int32, device=points.device).scatter_add_(
-        0, torch.where(voxel < rows, voxel, rows), torch.ones_like(voxel, dtype=torch.int32))[:-1].clamp_(max=max_points)
-    first_of_voxel = torch.full((rows + 1,), count, dtype=torch.int64, device=points.device)
-    first_of_voxel[torch.where(assignment.first & (voxel < rows), voxel, rows)] = torch.arange(count, device=points.device)
-    cells_zyx = torch.cat([assignment.cells.flip(1), assignment.cells.new_full((1, 3), -1)])  # [N + 1, 3], spare -1
-    return voxels, num_points, cells_zyx[first_of_voxel[:rows]].to(torch.int32)
+    last = points.shape[0] - 1
+    starts, counts = assignment.starts[:rows], assignment.counts[:rows]  # [rows]
+    slots = torch.arange(cfg.max_num_points, device=points.device)
+    filled = slots < counts.unsqueeze(1)  # [rows, P]
+    source = assignment.order[(starts.unsqueeze(1) + slots).clamp_(max=last)]  # [rows, P] point of each slot
+    voxels = torch.where(filled.unsqueeze(2), points[source], 0.0)  # [rows, P, D]
+    opener = assignment.order[starts.clamp(max=last)]  # [rows] first point of each pillar
+    coords = torch.where(counts.unsqueeze(1) > 0, assignment.cells[opener].flip(1), -1)
+    return voxels, counts.clamp(max=cfg.max_num_points).to(torch.int32), coords.to(torch.int32)

@@ -29,6 +29,10 @@ def test_variant_strings_parse_to_a_canonical_name() -> None:
                                                                        ("channels_last", "cuda_graph"))
     assert spec.name == "pytorch:fp16+channels_last+cuda_graph+static"
     assert VariantSpec.parse("onnxruntime").name == "onnxruntime:fp32"
+    graph = VariantSpec.parse("pytorch:fp16+pipeline_graph+fuse_relu+fuse_batchnorm")
+    assert graph.static and graph.pipeline_graph and graph.flags == ("fuse_batchnorm", "fuse_relu")
+    assert graph.name == "pytorch:fp16+fuse_batchnorm+fuse_relu+pipeline_graph"
+    assert VariantSpec.parse(graph.name + "+static") == graph
 
 
 @pytest.mark.parametrize("text, message", [
@@ -72,8 +76,9 @@ def test_benchmark_variants_measures_skips_scales_and_writes(config, tmp_path: P
     first = report.results[0]
     assert list(first.stages) == ["read", *STAGES, "sum of stages"]
     assert all(s.count == 2 for s in first.stages.values()) and first.end_to_end.count == 2
-    assert first.options == {"channels_last": False, "fuse_batchnorm": False, "cudnn_benchmark": False,
-                             "cuda_graph": False, "compile": False, "static_shapes": False}
+    assert first.options == {"channels_last": False, "fuse_batchnorm": False, "fuse_relu": False,
+                             "cudnn_benchmark": False, "cuda_graph": False, "compile": False, "max_autotune": False,
+                             "static_shapes": False, "pipeline_graph": False}
     assert report.results[1].num_voxels == first.num_voxels > 0  # padding not counted
     assert report.results[1].num_boxes == first.num_boxes
     assert [(p.axis, p.value) for p in report.scaling if p.variant == first.name] == [

@@ -16,7 +16,8 @@ from torch import nn
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.factory import PYTORCH_VARIANTS, create_backends
-from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend, TorchOptions, fold_batchnorm
+from centerpoint_deploy.backends.pytorch import (ConvReLU2d, TorchEncoderBackend, TorchHeadBackend, TorchOptions,
+                                                 fold_batchnorm, fuse_conv_relu)
 from centerpoint_deploy.benchmark.onnx_fp16 import convert_onnx_to_fp16
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.errors import BackendError, ExportError
@@ -98,11 +99,29 @@ def test_fold_batchnorm_replaces_every_norm_after_a_conv(model) -> None:
     assert any(isinstance(m, nn.BatchNorm1d) for m in folded.pts_voxel_encoder.modules())  # PFN keeps BN1d
 
 
+def test_fuse_conv_relu_pairs_every_conv_with_its_relu(model, config, bev, reference) -> None:
+    import copy
+
+    relus = sum(isinstance(m, nn.ReLU) for m in model.modules())
+    deconvs = sum(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
+    fused = fuse_conv_relu(fold_batchnorm(copy.deepcopy(model)))
+    # every ReLU after a Conv2d is folded in; those after a transposed convolution stay
+    assert sum(isinstance(m, ConvReLU2d) for m in fused.modules()) == relus - deconvs > 0
+    assert sum(isinstance(m, nn.ReLU) for m in fused.modules()) == deconvs
+    got = head_outputs(model, config, TorchOptions(fuse_batchnorm=True, fuse_relu=True), bev)
+    folded = head_outputs(model, config, TorchOptions(fuse_batchnorm=True), bev)
+    for name in contract.HEAD_OUTPUTS:  # on the CPU the pair runs as conv then relu: no change at all
+        assert torch.equal(got[name], folded[name]), name
+        assert (got[name] - reference[name]).abs().max() <= 1e-4, name
+
+
 @pytest.mark.parametrize("options, message", [
     (TorchOptions(precision="fp8"), "precision 'fp8' is not one of"),
     (TorchOptions(cuda_graph=True), "cuda_graph needs a CUDA device"),
     (TorchOptions(precision="fp16"), "'fp16' runs on CUDA only"),
     (TorchOptions(cuda_graph=True, compile=True), "needs a CUDA device"),
+    (TorchOptions(fuse_relu=True), "fuse_relu needs fuse_batchnorm"),
+    (TorchOptions(max_autotune=True), "max_autotune is a torch.compile mode; set compile too"),
 ])
 def test_bad_options_are_refused(model, config, options, message) -> None:
     with pytest.raises(BackendError, match=message):

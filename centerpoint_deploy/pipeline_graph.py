@@ -1,0 +1,113 @@
+"""The whole fixed-shape pipeline as one CUDA graph: points in, one packed result tensor out.
+
+A frame then costs one host -> device copy of the points into a pre-allocated buffer, one
+graph replay (every kernel from voxelization to NMS, launched by the driver at once instead of
+one by one from Python) and one device -> host copy of the packed result. The buffer has
+``max_points`` rows per cloud; the rows after a cloud's points hold :func:`padding_point`,
+which lies outside ``point_cloud_range`` and so is dropped by voxelization like any point out
+of range (it is finite, so the deferred non-finite check does not count it).
+
+:class:`~centerpoint_deploy.detector.Detector` builds these (``graph=True``); nothing here knows
+the pipeline's stages.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from centerpoint_deploy.config.schema import VoxelizationConfig
+
+#: The captured computation: device clouds (views of the buffer) -> a state dict holding ``"packed"``.
+GraphBody = Callable[[list[Tensor]], dict[str, Any]]
+
+
+def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
+    """``Tensor[len(values)]`` float32 on ``device`` without synchronising the host.
+
+    Outside a capture: one non-blocking copy. Inside a CUDA graph capture the values are
+    written by fill kernels instead: a captured host -> device copy would replay from a
+    temporary host buffer that is gone by then.
+    """
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        constant = torch.empty(len(values), dtype=torch.float32, device=device)
+        for index, value in enumerate(values):
+            constant[index] = value
+        return constant
+    return torch.tensor(tuple(values), dtype=torch.float32).to(device, non_blocking=True)
+
+
+def padding_point(cfg: VoxelizationConfig, num_dims: int) -> Tensor:
+    """``Tensor[num_dims]`` float32: x one voxel beyond ``point_cloud_range``'s upper x bound, other columns 0."""
+    point = torch.zeros(num_dims, dtype=torch.float32)
+    point[0] = cfg.point_cloud_range[3] + cfg.voxel_size[0]
+    return point
+
+
+class PointBuffer:
+    """Fixed-size device copies of a batch of clouds.
+
+    Args:
+        batch: clouds per call (B).
+        max_points: rows per cloud (N_max).
+        num_dims: columns per point (D).
+        cfg: the grid (for :func:`padding_point`).
+        device: where the buffer lives.
+
+    Attributes:
+        points: ``Tensor[B, N_max, D]``; cloud ``b``'s points, then padding points.
+    """
+
+    def __init__(self, batch: int, max_points: int, num_dims: int, cfg: VoxelizationConfig,
+                 device: torch.device) -> None:
+        self.padding = padding_point(cfg, num_dims).to(device)
+        self.points = self.padding.expand(batch, max_points, num_dims).clone()
+        self._rows_in_use = [0] * batch  # rows holding points of the last load, per cloud
+
+    @property
+    def clouds(self) -> list[Tensor]:
+        """One ``Tensor[N_max, D]`` view per cloud (what the graph reads)."""
+        return list(self.points.unbind(0))
+
+    def load(self, clouds: Sequence[Tensor]) -> None:
+        """Copy ``clouds`` (``Tensor[N_b, D]``, ``N_b <= N_max``, B of them) in; re-pad rows the last load used.
+
+        From pinned host memory the copy does not block the host (keep the clouds alive until
+        the result is read).
+        """
+        for index, cloud in enumerate(clouds):
+            rows = int(cloud.shape[0])
+            self.points[index, :rows].copy_(cloud, non_blocking=True)
+            if rows < self._rows_in_use[index]:
+                self.points[index, rows: self._rows_in_use[index]] = self.padding
+            self._rows_in_use[index] = rows
+
+
+class PipelineGraph:
+    """``body`` on ``buffer``'s clouds, captured once and replayed per call.
+
+    Capturing runs ``body`` a few times on a side stream first (cuDNN plans, compilation,
+    allocator pools), then records it. The state ``body`` returned at capture time is
+    :attr:`state`; every replay rewrites its tensors in place.
+    """
+
+    def __init__(self, body: GraphBody, buffer: PointBuffer, warmup: int = 3) -> None:
+        self.buffer = buffer
+        device = buffer.points.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                body(buffer.clouds)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.state = body(buffer.clouds)
+
+    def __call__(self, clouds: Sequence[Tensor]) -> Tensor:
+        """Load ``clouds``, replay, and return ``state["packed"]`` copied to the host (the one synchronisation)."""
+        self.buffer.load(clouds)
+        self.graph.replay()
+        return self.state["packed"].cpu()

@@ -1,0 +1,138 @@
+"""The whole-pipeline CUDA graph (``Detector(graph=True)``): its inputs and body on the CPU, the replay on CUDA.
+
+On the CPU the captured body (static stages on the padded point buffer, bare networks, packed
+result) is run directly and must give the static path's boxes; the option itself is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from centerpoint_deploy.backends.base import Backend
+from centerpoint_deploy.backends.factory import create_backends
+from centerpoint_deploy.config import load_config
+from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.errors import BackendError, ConfigError, PointCloudError
+from centerpoint_deploy.pipeline_graph import PointBuffer, device_constant, padding_point
+from centerpoint_deploy.postprocess import unpack_host
+from centerpoint_deploy.preprocess import voxelize
+
+from .test_static_pipeline import make_detector, random_clouds
+
+
+@pytest.fixture(scope="module")
+def config():
+    tiny = load_config("tiny")
+    return replace(tiny, head=replace(tiny.head, init_bias=0.0))
+
+
+def test_padding_point_lies_just_beyond_the_grid(config) -> None:
+    cfg = config.voxelization
+    point = padding_point(cfg, 5)
+    assert point.tolist() == [pytest.approx(cfg.point_cloud_range[3] + cfg.voxel_size[0]), 0.0, 0.0, 0.0, 0.0]
+    assert device_constant((1.5, -2.0), torch.device("cpu")).tolist() == [1.5, -2.0]
+
+
+def test_point_buffer_pads_and_repads(config) -> None:
+    buffer = PointBuffer(2, 8, 5, config.voxelization, torch.device("cpu"))
+    pad = padding_point(config.voxelization, 5)
+    first, second = torch.ones(5, 5), torch.full((2, 5), 2.0)
+    buffer.load([first, second])
+    assert torch.equal(buffer.points[0, :5], first) and torch.equal(buffer.points[1, :2], second)
+    assert torch.equal(buffer.points[0, 5:], pad.expand(3, 5)) and torch.equal(buffer.points[1, 2:], pad.expand(6, 5))
+    buffer.load([torch.zeros(3, 5), torch.zeros(4, 5)])  # fewer rows in cloud 0: rows 3, 4 are padding again
+    assert torch.equal(buffer.points[0, :3], torch.zeros(3, 5)) and torch.equal(buffer.points[0, 3:], pad.expand(5, 5))
+    assert torch.equal(buffer.points[1, :4], torch.zeros(4, 5)) and torch.equal(buffer.points[1, 4:], pad.expand(4, 5))
+    assert [c.shape for c in buffer.clouds] == [torch.Size([8, 5])] * 2
+
+
+def test_padded_clouds_voxelize_like_the_clouds(config) -> None:
+    clouds = random_clouds((700, 300))
+    buffer = PointBuffer(2, 1000, 5, config.voxelization, torch.device("cpu"))
+    buffer.load(clouds)
+    expected, got = voxelize(clouds, config.voxelization), voxelize(buffer.clouds, config.voxelization)
+    for field in ("points", "num_points", "coords"):
+        assert torch.equal(getattr(got, field), getattr(expected, field)), field
+
+
+def test_captured_body_gives_the_static_boxes(config) -> None:
+    clouds = random_clouds((1500, 700))
+    detector = make_detector(config, static=True).load()
+    expected = detector(clouds)
+    buffer = PointBuffer(2, 2000, 5, config.voxelization, torch.device("cpu"))
+    buffer.load(clouds)
+    state = detector._captured_body(buffer.clouds)  # what the graph records, run eagerly
+    detections, converged, checks = unpack_host(state["packed"], 2, state["rows"])
+    assert converged == [True, True] and checks[:2] == [0, 0]  # no non-finite point: padding is finite
+    assert [len(d) for d in detections] == [len(d) for d in expected] and len(expected[0]) > 5
+    for g, e in zip(detections, expected):
+        assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
+
+
+class _OtherRuntime(Backend):
+    """A non-PyTorch backend (no ``forward_in_capture``)."""
+
+    kind = "other"
+    input_specs = ()
+    output_names = ()
+
+    def _load_impl(self) -> None: ...
+
+    def _infer_impl(self, feed):
+        return {}
+
+
+def test_graph_option_is_refused_where_it_cannot_run(config) -> None:
+    with pytest.raises(ConfigError, match="needs a CUDA device; this detector runs on 'cpu'"):
+        make_detector(config, static=True, graph=True)
+    with pytest.raises(ConfigError, match="set static_shapes=True as well"):
+        make_detector(config, static=False, graph=True)
+    encoder, head, _ = create_backends("pytorch", config)
+    with pytest.raises(BackendError, match="PyTorch backends only; the encoder is 'other-cuda'"):
+        Detector(config, _OtherRuntime("cuda"), head, device="cuda", static_shapes=True, graph=True)
+    with pytest.raises(ConfigError, match="max_points = 0 is invalid"):
+        Detector(config, encoder, head, device="cuda", static_shapes=True, graph=True, max_points=0)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("kind", ["pytorch", "pytorch-fp16"])
+def test_graph_replay_equals_the_static_path(config, kind: str) -> None:
+    eager = make_detector(config, static=True, kind=kind, device="cuda").load()
+    graphed = make_detector(config, static=True, kind=kind, device="cuda", graph=True, max_points=2500).load()
+    frames = [random_clouds((2000, 900), seed=3), random_clouds((1200, 2400), seed=4),  # fewer rows: re-padding
+              random_clouds((2000, 900), seed=3)]
+    for clouds in frames:
+        expected, got = eager(clouds), graphed([c.pin_memory() for c in clouds])
+        assert [len(d) for d in got] == [len(d) for d in expected] and len(expected[0]) > 5
+        for g, e in zip(got, expected):
+            assert g.boxes.device.type == "cpu"
+            assert torch.allclose(g.boxes, e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels, e.labels.cpu())
+    assert list(graphed._graphs) == [2]
+    single = graphed(frames[0][0])  # batch 1: a second graph
+    assert torch.allclose(single.boxes, eager(frames[0][0]).boxes.cpu(), atol=1e-5) and list(graphed._graphs) == [2, 1]
+
+
+@pytest.mark.cuda
+@cuda
+def test_graph_checks_inputs_and_falls_back_for_large_clouds(config) -> None:
+    detector = make_detector(config, static=True, device="cuda", graph=True, max_points=1000, nms_rounds=1)
+    bad = random_clouds((50,))[0]
+    bad[7, 1] = float("nan")
+    with pytest.raises(PointCloudError, match="point cloud 0: 1 of 50 points hold NaN"):
+        detector(bad)
+    with pytest.raises(PointCloudError, match="no point inside point_cloud_range"):
+        detector(torch.full((3, 5), 40.0))
+    big = random_clouds((1500,))[0]
+    with pytest.warns(UserWarning, match=r"\[1500\] points exceed the CUDA graph's max_points=1000"):
+        got = detector(big)
+    expected = make_detector(config, static=False)(big)  # nms_rounds=1 also exercises the exact NMS redo
+    assert torch.allclose(got.boxes, expected.boxes, atol=1e-4)
+    small = detector(big[:900])
+    assert torch.allclose(small.boxes, make_detector(config, static=False)(big[:900]).boxes, atol=1e-4)
