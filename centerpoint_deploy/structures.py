@@ -15,10 +15,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-#: Names of the nine box columns.
-BOX_COLUMNS = ("x", "y", "z", "l", "w", "h", "yaw", "vx", "vy")
-
-
 @dataclass
 class Voxels:
     """Hard-voxelized pillars of a batch of point clouds.
