@@ -34,7 +34,7 @@ def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         constant = torch.empty(len(values), dtype=torch.float32, device=device)
         for index, value in enumerate(values):
-            constant[index] = value
+            constant[index].fill_(value)  # a fill kernel: no host tensor involved
         return constant
     return torch.tensor(tuple(values), dtype=torch.float32).to(device, non_blocking=True)
 

@@ -39,7 +39,8 @@ class TorchOptions:
             ``"fp16"`` or ``"bf16"`` (weights and activations in that type; inputs and
             outputs stay float32).
         channels_last: NHWC memory layout for the backbone-neck-head (tensor cores like it).
-        fuse_batchnorm: fold every eval-mode BatchNorm2d into the convolution before it.
+        fuse_batchnorm: fold every eval-mode BatchNorm into the convolution (or the PFN's
+            linear layer) before it.
         fuse_relu: run each ``Conv2d`` followed by a ReLU as one cuDNN convolution + bias + ReLU
             kernel (:class:`ConvReLU2d`; needs ``fuse_batchnorm``, so that the two are adjacent).
             Without it, a CUDA convolution with bias is three kernels: the convolution, the
@@ -110,10 +111,17 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     A pair is folded where the convolution's output feeds only the norm: consecutive entries
     of an ``nn.Sequential``, and modules holding ``conv`` then ``bn`` (mmcv ``ConvModule``
     names, :class:`~centerpoint_deploy.model.head.ConvBNReLU`). The norm becomes ``Identity``.
+    The ``BatchNorm1d`` of each :class:`~centerpoint_deploy.model.voxel_encoder.PFNLayer`
+    (``linear`` then ``norm``) is folded into its linear layer the same way.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
     for parent in list(module.modules()):
+        linear, norm = parent._modules.get("linear"), parent._modules.get("norm")
+        if isinstance(linear, nn.Linear) and isinstance(norm, nn.BatchNorm1d):
+            parent._modules["linear"] = fuse_linear_bn_eval(linear.eval(), norm.eval())
+            parent._modules["norm"] = nn.Identity()
+            continue
         names = list(parent._modules)
         if isinstance(parent, nn.Sequential):
             pairs = list(zip(names, names[1:]))
