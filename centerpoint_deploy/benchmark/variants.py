@@ -42,6 +42,7 @@ DEFAULT_VARIANTS = {
         "pytorch:fp32", "pytorch:tf32", "pytorch:fp16+channels_last+fuse_batchnorm",
         "pytorch:fp16+channels_last+fuse_batchnorm+cuda_graph+static",
         "pytorch:bf16+channels_last+fuse_batchnorm+cuda_graph+static",
+        "pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph",
         "onnxruntime:fp32", "onnxruntime:fp16", "onnxruntime:fp16+static", "tensorrt:fp16",
     ),
 }
