@@ -94,12 +94,22 @@ def load_info_pickle(path: str | Path) -> dict[str, Any]:
     return data
 
 
+#: Folders mmdet3d's nuScenes dataset prepends (``data_prefix``) to the bare file names its
+#: v1.x info pickles store; tried after ``data_root / lidar_path`` itself.
+NUSCENES_PREFIXES = ("samples/LIDAR_TOP", "sweeps/LIDAR_TOP")
+
+
 def _resolve(data_root: Path, relative: str, what: str, source: Path) -> str:
     path = Path(relative)
-    path = path if path.is_absolute() else data_root / path
-    if not path.is_file():
-        raise DatasetError(f"{source}: {what} {path} does not exist (paths are resolved against data_root={data_root})")
-    return str(path)
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        candidates = [data_root / path, *(data_root / prefix / path for prefix in NUSCENES_PREFIXES)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise DatasetError(f"{source}: {what} {relative} does not exist (tried {', '.join(map(str, candidates))}; "
+                       f"paths are resolved against data_root={data_root})")
 
 
 def _matrix(value: Any, what: str) -> np.ndarray:

@@ -134,3 +134,15 @@ def test_missing_point_file_named(tmp_path):
     path.write_bytes(pickle.dumps({"metainfo": {"classes": ["car"]}, "data_list": [item]}))
     with pytest.raises(DatasetError, match="nowhere/0.pcd.bin does not exist"):
         read_info_pickle(path, class_names=CLASSES)
+
+
+def test_bare_file_names_resolve_under_the_nuscenes_prefixes(tmp_path):
+    """mmdet3d v1.x nuScenes infos store bare names; the files live in samples/ and sweeps/."""
+    key = tmp_path / "samples" / "LIDAR_TOP" / "k__LIDAR_TOP__1.pcd.bin"
+    key.parent.mkdir(parents=True)
+    np.arange(10, dtype=np.float32).tofile(key)
+    item = {"token": "x", "timestamp": 1.0, "lidar_points": {"lidar_path": key.name}}
+    path = tmp_path / "nus.pkl"
+    path.write_bytes(pickle.dumps({"metainfo": {"classes": ["car"]}, "data_list": [item]}))
+    frame = open_dataset(path, class_names=CLASSES)[0]
+    assert frame.lidar_path == str(key) and frame.points[1, 0] == 5.0  # the key frame comes first
