@@ -105,6 +105,20 @@ def _backend_flags(tf32: bool, cudnn_benchmark: bool) -> Iterator[None]:
          torch.backends.cudnn.benchmark) = saved
 
 
+def _adjacent_children(parent: nn.Module, follower: str) -> list[tuple[str, str]]:
+    """Names of child pairs where the first feeds only the second, ``Identity`` children skipped.
+
+    Consecutive entries of an ``nn.Sequential``, or ``("conv", follower)`` in a module holding
+    both one after the other (mmcv ``ConvModule`` names: ``conv``, ``bn``, ``activate``).
+    """
+    names = [name for name, child in parent._modules.items() if not isinstance(child, nn.Identity)]
+    if isinstance(parent, nn.Sequential):
+        return list(zip(names, names[1:]))
+    if "conv" in names and follower in names and names.index(follower) == names.index("conv") + 1:
+        return [("conv", follower)]
+    return []
+
+
 def fold_batchnorm(module: nn.Module) -> nn.Module:
     """Fold each eval-mode ``BatchNorm2d`` into the ``Conv2d`` / ``ConvTranspose2d`` it follows, in place.
 
@@ -122,14 +136,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
             parent._modules["linear"] = fuse_linear_bn_eval(linear.eval(), norm.eval())
             parent._modules["norm"] = nn.Identity()
             continue
-        names = list(parent._modules)
-        if isinstance(parent, nn.Sequential):
-            pairs = list(zip(names, names[1:]))
-        elif "conv" in names and "bn" in names and names.index("bn") == names.index("conv") + 1:
-            pairs = [("conv", "bn")]
-        else:
-            continue
-        for conv_name, bn_name in pairs:
+        for conv_name, bn_name in _adjacent_children(parent, "bn"):
             conv, bn = parent._modules[conv_name], parent._modules[bn_name]
             if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
                 fused = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
@@ -167,14 +174,7 @@ def fuse_conv_relu(module: nn.Module) -> nn.Module:
     holding ``conv``, ``bn``, ``activate``. The ReLU becomes ``Identity``.
     """
     for parent in list(module.modules()):
-        names = [name for name in parent._modules if not isinstance(parent._modules[name], nn.Identity)]
-        if isinstance(parent, nn.Sequential):
-            pairs = list(zip(names, names[1:]))
-        elif "conv" in names and "activate" in names and names.index("activate") == names.index("conv") + 1:
-            pairs = [("conv", "activate")]
-        else:
-            continue
-        for conv_name, relu_name in pairs:
+        for conv_name, relu_name in _adjacent_children(parent, "activate"):
             conv, relu = parent._modules[conv_name], parent._modules[relu_name]
             if type(conv) is nn.Conv2d and isinstance(relu, nn.ReLU):
                 parent._modules[conv_name] = ConvReLU2d(conv)
