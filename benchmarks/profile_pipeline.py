@@ -1,12 +1,16 @@
 """Where the GPU time of one frame goes: a torch.profiler run of the whole detector.
 
-    python3 benchmarks/profile_pipeline.py --config j6gen2_base --variant pytorch-fp16 --out prof.md
+    python3 benchmarks/profile_pipeline.py --config j6gen2_base \
+        --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph --out prof.md
 
-Runs the GPU-resident pipeline (``static_shapes=True``) on a synthetic 64-beam frame,
-profiles ``--iterations`` frames after warm-up and writes a Markdown table: the CUDA kernels
-that take the most device time, the device time per pipeline stage (record_function ranges)
-and the host (CPU) time per frame, which shows whether kernel launches or kernels bound the
-frame. Random weights unless ``--checkpoint`` is given (timing does not depend on them).
+Runs a benchmark variant (``centerpoint_deploy.benchmark.variants``; it must be ``static`` or
+``pipeline_graph``) on a synthetic 64-beam frame, profiles ``--iterations`` frames after
+warm-up and writes a Markdown table: the CUDA kernels that take the most device time and the
+host (CPU) time per frame, which shows whether kernel launches or kernels bound the frame.
+A ``static`` variant runs stage by stage, so the table also gives the device time per stage
+(record_function ranges); a ``pipeline_graph`` variant runs as a normal call (graph replays,
+whose kernels the profiler lists one by one). Random weights unless ``--checkpoint`` is given
+(timing does not depend on them).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
+from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector
 
@@ -32,6 +36,10 @@ def _profile(detector: Detector, points: torch.Tensor, iterations: int) -> tuple
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         start.record()
         for _ in range(iterations):
+            if detector.graph:
+                with record_function("stage:replay"):
+                    detector([points])
+                continue
             state = {"points": [points]}
             for name, stage in stages:
                 with record_function(f"stage:{name}"):
@@ -50,7 +58,9 @@ def _table(rows: list[tuple[str, float, int]], header: tuple[str, str, str]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="j6gen2_base")
-    parser.add_argument("--variant", default="pytorch-fp16", help="backend kind for create_backends")
+    parser.add_argument("--variant", default="pytorch:fp16+channels_last+fuse_batchnorm+static",
+                        help="a benchmark variant string, static or pipeline_graph")
+    parser.add_argument("--max-points", type=int, default=400_000, help="graph point buffer cap")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--top", type=int, default=15)
@@ -59,8 +69,11 @@ def main() -> None:
 
     config = load_config(args.config)
     torch.manual_seed(0)
-    encoder, head, rot = create_backends(args.variant, config, checkpoint=args.checkpoint, device="cuda")
-    detector = Detector(config, encoder, head, rot_y_axis_reference=rot, static_shapes=True).load()
+    spec = VariantSpec.parse(args.variant)
+    if not spec.static:
+        parser.error(f"variant '{args.variant}' is neither static nor pipeline_graph")
+    detector = build_detector(spec, config, device=torch.device("cuda"), checkpoint=args.checkpoint,
+                              max_points=args.max_points).load()
     points = torch.from_numpy(model_columns(lidar_frame(seed=0), config)).pin_memory()
     prof, frame_ms = _profile(detector, points, args.iterations)
 

@@ -21,7 +21,7 @@ from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
 from centerpoint_deploy.errors import BackendError, ConfigError
-from centerpoint_deploy.pipeline_graph import PipelineGraph, PointBuffer
+from centerpoint_deploy.pipeline_graph import PipelineGraph, PointBuffer, point_capacity
 from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress, unpack_host
 from centerpoint_deploy.postprocess.rot_reference import undo_rot_y_axis_reference
 from centerpoint_deploy.preprocess import (check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev,
@@ -86,15 +86,18 @@ class Detector:
             frame falls back to the exact iteration). Off by default: the default path trims
             every tensor to its real size, which verification compares stage by stage.
         nms_rounds: NMS round budget of the static path.
-        graph: run the static path as one CUDA graph per batch size (captured on the first call
-            with that many clouds): each call copies the clouds into a device buffer of
-            ``max_points`` rows per cloud, replays the graph (voxelize to NMS) and copies the
-            packed boxes and checks back; same boxes, checks and errors as the static path.
+        graph: run the static path as CUDA graphs: each call copies the clouds into a device
+            buffer, replays the graph (voxelize to NMS) and copies the packed boxes and checks
+            back; same boxes, checks and errors as the static path. One graph is captured per
+            batch size and buffer size, on the first call that needs it; the buffer holds
+            :func:`~centerpoint_deploy.pipeline_graph.point_capacity` rows per cloud (the next
+            power of two of the largest cloud, at most ``max_points``), so a sensor's frames
+            share one or two graphs and small clouds do not pay for a large buffer.
             Needs ``static_shapes``, a CUDA device and PyTorch backends (their networks are
             captured through ``forward_in_capture``). :meth:`stages` and :meth:`run_stages`
             still run the uncaptured static path, stage by stage.
-        max_points: rows per cloud of the graph's point buffer. A call with a larger cloud runs
-            the uncaptured static path instead (same results, slower) and warns.
+        max_points: the most rows per cloud of a graph's point buffer. A call with a larger
+            cloud runs the uncaptured static path instead (same results, slower) and warns.
 
     Use as ``with Detector(...) as detector: detections = detector(points)``; calling it
     outside ``with`` loads the backends on first use.
@@ -115,7 +118,7 @@ class Detector:
         self.nms_rounds = nms_rounds
         self.graph = graph
         self.max_points = max_points
-        self._graphs: dict[int, PipelineGraph] = {}  # batch size -> captured pipeline
+        self._graphs: dict[tuple[int, int], PipelineGraph] = {}  # (clouds, buffer rows) -> captured pipeline
         if graph:
             self._check_graph_support()
 
@@ -209,21 +212,38 @@ class Detector:
     def _replay(self, clouds: list[Tensor]) -> list[Detections]:
         """The static pipeline by graph replay: one copy in, one replay, one copy out, then the checks."""
         self.load()
-        graph = self._graphs.get(len(clouds))
+        key = (len(clouds), self._buffer_rows(clouds))
+        graph = self._graphs.get(key)
         if graph is None:
-            buffer = PointBuffer(len(clouds), self.max_points, len(self.config.points.use_dim),
-                                 self.config.voxelization, self.device)
-            graph = self._graphs[len(clouds)] = PipelineGraph(self._captured_body, buffer)
+            graph = self._graphs[key] = PipelineGraph(self._captured_body, self.point_buffer(clouds))
         host = graph(clouds)
         return self._finish(graph.state, host, [int(cloud.shape[0]) for cloud in clouds], stacklevel=5)
 
+    def captured_stages(self) -> list[tuple[str, Stage]]:
+        """What ``graph=True`` records, as named steps over a state dict that starts as ``{"clouds": [...]}``.
+
+        The static stages from voxelize to NMS, plus ``upload`` (here only the deferred
+        non-finite count: the copy into the point buffer precedes the replay) and ``output``
+        (``state["packed"]``, the tensor the one device -> host copy reads). The benchmark
+        captures them one by one to time each stage inside a graph. Loads the backends.
+        """
+        self.load()
+        return [("upload", self._count_nonfinite), ("voxelize", self._voxelize), ("decorate", self._decorate),
+                ("encoder", self._encode), ("scatter", self._scatter), ("backbone_neck_head", self._dense),
+                ("decode", self._decode), ("nms", self._nms), ("output", self._pack_state)]
+
+    def point_buffer(self, clouds: Sequence[Tensor]) -> PointBuffer:
+        """A device buffer for a graph of ``clouds``: ``len(clouds)`` clouds of :func:`point_capacity` rows."""
+        return PointBuffer(len(clouds), self._buffer_rows(clouds), len(self.config.points.use_dim), self.config.voxelization, self.device)
+
+    def _buffer_rows(self, clouds: Sequence[Tensor]) -> int:
+        return point_capacity(max(int(cloud.shape[0]) for cloud in clouds), self.max_points)
+
     def _captured_body(self, clouds: list[Tensor]) -> dict[str, Any]:
-        """What the graph records: the static stages from voxelize to NMS, then the packed result."""
-        state: dict[str, Any] = {"clouds": clouds, "nonfinite": count_nonfinite(clouds), "capturing": True}
-        for stage in (self._voxelize, self._decorate, self._encode, self._scatter, self._dense, self._decode,
-                      self._nms):
+        """What the graph records: :meth:`captured_stages` in order."""
+        state: dict[str, Any] = {"clouds": clouds, "capturing": True}
+        for _, stage in self.captured_stages():
             stage(state)
-        state["packed"] = self._pack(state)
         return state
 
     def _infer(self, backend: Backend, name: str, tensor: Tensor, state: dict[str, Any]) -> dict[str, Tensor]:
@@ -237,7 +257,10 @@ class Detector:
         check_points(state["points"], self.config, check_values=not self.static_shapes)
         state["clouds"] = [upload(cloud, self.device) for cloud in state["points"]]
         if self.static_shapes:
-            state["nonfinite"] = count_nonfinite(state["clouds"])  # read with the boxes
+            self._count_nonfinite(state)
+
+    def _count_nonfinite(self, state: dict[str, Any]) -> None:
+        state["nonfinite"] = count_nonfinite(state["clouds"])  # read with the boxes
 
     def _voxelize(self, state: dict[str, Any]) -> None:
         if self.static_shapes:
@@ -276,6 +299,9 @@ class Detector:
         host = self._pack(state).cpu()  # the one synchronisation
         state["detections"] = self._finish(state, host, [int(cloud.shape[0]) for cloud in state["clouds"]],
                                            stacklevel=6)
+
+    def _pack_state(self, state: dict[str, Any]) -> None:
+        state["packed"] = self._pack(state)
 
     def _pack(self, state: dict[str, Any]) -> Tensor:
         """Merged boxes, NMS convergence and the deferred input checks in one device tensor (see ``_finish``)."""

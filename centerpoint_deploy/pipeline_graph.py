@@ -3,7 +3,7 @@
 A frame then costs one host -> device copy of the points into a pre-allocated buffer, one
 graph replay (every kernel from voxelization to NMS, launched by the driver at once instead of
 one by one from Python) and one device -> host copy of the packed result. The buffer has
-``max_points`` rows per cloud; the rows after a cloud's points hold :func:`padding_point`,
+:func:`point_capacity` rows per cloud; the rows after a cloud's points hold :func:`padding_point`,
 which lies outside ``point_cloud_range`` and so is dropped by voxelization like any point out
 of range (it is finite, so the deferred non-finite check does not count it).
 
@@ -37,6 +37,20 @@ def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
             constant[index].fill_(value)  # a fill kernel: no host tensor involved
         return constant
     return torch.tensor(tuple(values), dtype=torch.float32).to(device, non_blocking=True)
+
+
+#: The smallest point buffer a graph gets (rows per cloud).
+MIN_CAPACITY = 1 << 14
+
+
+def point_capacity(num_points: int, max_points: int) -> int:
+    """Rows per cloud of the point buffer for clouds of up to ``num_points`` points.
+
+    The next power of two (at least :data:`MIN_CAPACITY`), capped at ``max_points``: frames of
+    one sensor, whose sizes vary by a few percent, land in one or two sizes, each captured
+    once, and voxelization (which sorts every buffer row) works on at most twice the points.
+    """
+    return min(max(MIN_CAPACITY, 1 << max(num_points - 1, 0).bit_length()), max_points)
 
 
 def padding_point(cfg: VoxelizationConfig, num_dims: int) -> Tensor:

@@ -99,7 +99,8 @@ def to_markdown(report: BenchmarkReport) -> str:
         "",
         _markdown_table(SUMMARY_HEADER, summary_rows(report)),
         "",
-        "Per-stage p50 (ms), staged run (marks between stages, one synchronisation per frame):",
+        "Per-stage p50 (ms), staged run (marks between stages, one synchronisation per frame; "
+        "`pipeline_graph` variants: each stage captured as its own CUDA graph and replayed):",
         "",
         _markdown_table(*stage_rows(report)),
     ]

@@ -4,7 +4,8 @@ Two separate runs per detector, so that stage timing never distorts the end-to-e
 
 1. staged: :meth:`Detector.stages` one by one (plus reading the point file when one is
    given), a mark between stages (CUDA events on a GPU: no synchronisation between stages),
-   one synchronisation per frame;
+   one synchronisation per frame; for a whole-pipeline graph (``graph=True``), each stage
+   captured and replayed alone (:mod:`~centerpoint_deploy.benchmark.captured`);
 2. end to end: ``detector(points)`` from host points to boxes on the host, wall-clock time
    with nothing inserted, after a synchronisation (a caller's view, including launch
    overhead and the final copy).
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from centerpoint_deploy.benchmark.captured import time_captured_stages
 from centerpoint_deploy.benchmark.inputs import random_cloud
 from centerpoint_deploy.benchmark.render import write_report
 from centerpoint_deploy.benchmark.results import BenchmarkReport, ScalingPoint, VariantResult, machine_info
@@ -89,8 +91,13 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
     else:
         def make_state() -> dict[str, Any]:
             return {"points": [points]}
-    stages += detector.stages()
-    stage_samples = time_stages(stages, make_state, stage_clock(device), warmup=warmup, iterations=iterations)
+    if detector.graph:  # each stage inside a graph of its own: kernel time, no launch overhead
+        stage_samples = time_stages(stages, make_state, stage_clock("cpu"), warmup=warmup, iterations=iterations) \
+            if stages else {}
+        stage_samples |= time_captured_stages(detector, points, warmup=warmup, iterations=iterations)
+    else:
+        stages += detector.stages()
+        stage_samples = time_stages(stages, make_state, stage_clock(device), warmup=warmup, iterations=iterations)
 
     def end_to_end() -> list[Detections]:
         return _host(detector(points))

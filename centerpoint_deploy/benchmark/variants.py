@@ -85,13 +85,15 @@ class VariantSpec:
 
 
 def build_detector(spec: VariantSpec, config: ModelConfig, *, device: torch.device, checkpoint: Path | None = None,
-                   deploy_dir: Path | None = None, work_dir: Path | None = None) -> Detector:
+                   deploy_dir: Path | None = None, work_dir: Path | None = None,
+                   max_points: int = 400_000) -> Detector:
     """A detector for ``spec`` (not loaded).
 
     Args:
         checkpoint: weights for PyTorch (None: random weights, seeded).
         deploy_dir: exported graphs / engines for ONNX Runtime and TensorRT.
         work_dir: where fp16 copies of the ONNX files go (default: ``deploy_dir/fp16``).
+        max_points: the largest cloud a ``pipeline_graph`` variant captures (``Detector``).
 
     Raises:
         BackendUnavailableError: the runtime, device, or artifacts for it are missing here
@@ -109,7 +111,7 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, device: torch.devi
     if spec.pipeline_graph and device.type != "cuda":
         raise BackendUnavailableError(f"variant '{spec.name}': pipeline_graph needs a CUDA device, not '{device}'")
     return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, static_shapes=spec.static,
-                    graph=spec.pipeline_graph)
+                    graph=spec.pipeline_graph, max_points=max_points)
 
 
 def _pytorch(spec: VariantSpec, config: ModelConfig, device: torch.device,

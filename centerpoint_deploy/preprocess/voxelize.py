@@ -180,10 +180,11 @@ def _assign_pillars(points: Tensor, cfg: VoxelizationConfig) -> _PillarAssignmen
     opened = torch.cumsum(is_first.to(torch.int64), dim=0)  # [N] pillars opened up to each point
     pillar = opened[first_of_mine] - 1  # [N] rank of the point's pillar by first appearance
     kept = inside & (pillar < cfg.max_voxels)
-    voxel = torch.where(kept, pillar, cfg.max_voxels)  # [N]
+    voxel = torch.where(kept, pillar, cfg.max_voxels).to(torch.int32)  # [N]; 32-bit keys sort in half the passes
 
     order = torch.argsort(voxel, stable=True)  # input order within each pillar
-    bounds = torch.searchsorted(voxel[order], torch.arange(cfg.max_voxels + 1, device=device))  # [max_voxels + 1]
+    targets = torch.arange(cfg.max_voxels + 1, dtype=torch.int32, device=device)
+    bounds = torch.searchsorted(voxel[order], targets).to(torch.int64)  # [max_voxels + 1]
     num_pillars = is_first.sum()
     sizes = torch.stack([num_pillars.clamp(max=cfg.max_voxels), num_pillars, (inside & ~kept).sum()])
     return _PillarAssignment(order, bounds[:-1], bounds[1:] - bounds[:-1], cells, sizes)

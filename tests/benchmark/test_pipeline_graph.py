@@ -16,7 +16,7 @@ from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError, ConfigError, PointCloudError
-from centerpoint_deploy.pipeline_graph import PointBuffer, device_constant, padding_point
+from centerpoint_deploy.pipeline_graph import MIN_CAPACITY, PointBuffer, device_constant, padding_point, point_capacity
 from centerpoint_deploy.postprocess import unpack_host
 from centerpoint_deploy.preprocess import voxelize
 
@@ -27,6 +27,13 @@ from .test_static_pipeline import make_detector, random_clouds
 def config():
     tiny = load_config("tiny")
     return replace(tiny, head=replace(tiny.head, init_bias=0.0))
+
+
+def test_point_capacity_is_the_next_power_of_two_within_bounds() -> None:
+    assert point_capacity(1, 400_000) == MIN_CAPACITY == 16_384
+    assert point_capacity(16_384, 400_000) == 16_384 and point_capacity(16_385, 400_000) == 32_768
+    assert point_capacity(96_508, 400_000) == 131_072
+    assert point_capacity(300_000, 400_000) == 400_000 and point_capacity(5_000, 2_500) == 2_500
 
 
 def test_padding_point_lies_just_beyond_the_grid(config) -> None:
@@ -114,9 +121,22 @@ def test_graph_replay_equals_the_static_path(config, kind: str) -> None:
         for g, e in zip(got, expected):
             assert g.boxes.device.type == "cpu"
             assert torch.allclose(g.boxes, e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels, e.labels.cpu())
-    assert list(graphed._graphs) == [2]
+    assert list(graphed._graphs) == [(2, 2500)]  # buffer rows: the next power of two, capped at max_points
     single = graphed(frames[0][0])  # batch 1: a second graph
-    assert torch.allclose(single.boxes, eager(frames[0][0]).boxes.cpu(), atol=1e-5) and list(graphed._graphs) == [2, 1]
+    assert torch.allclose(single.boxes, eager(frames[0][0]).boxes.cpu(), atol=1e-5)
+    assert list(graphed._graphs) == [(2, 2500), (1, 2500)]
+
+
+@pytest.mark.cuda
+@cuda
+def test_larger_clouds_get_a_larger_buffer_and_graph(config) -> None:
+    eager = make_detector(config, static=True, device="cuda").load()
+    graphed = make_detector(config, static=True, device="cuda", graph=True, max_points=40_000).load()
+    for size, seed in ((1000, 1), (20_000, 2), (16_384, 3), (30_000, 4)):
+        cloud = random_clouds((size,), seed=seed)[0]
+        got, expected = graphed(cloud), eager(cloud)
+        assert torch.allclose(got.boxes, expected.boxes.cpu(), atol=1e-5) and torch.equal(got.labels, expected.labels.cpu())
+    assert list(graphed._graphs) == [(1, 16_384), (1, 32_768)]
 
 
 @pytest.mark.cuda
