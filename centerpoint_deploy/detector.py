@@ -279,7 +279,8 @@ class Detector:
         voxels = state["voxels"]
         # the coords come from voxelize, so the (synchronising) range check is not needed
         state["spatial_features"] = scatter_to_bev(state["pillar_features"], voxels.coords, voxels.batch_size,
-                                                   self.config.bev_shape, check_coords=False)
+                                                   self.config.bev_shape, check_coords=False,
+                                                   channels_last=self.head.channels_last_input)
 
     def _dense(self, state: dict[str, Any]) -> None:
         state["head_outputs"] = self._infer(self.head, contract.HEAD_INPUT, state["spatial_features"], state)

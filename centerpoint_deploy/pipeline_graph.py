@@ -78,6 +78,8 @@ class PointBuffer:
                  device: torch.device) -> None:
         self.padding = padding_point(cfg, num_dims).to(device)
         self.points = self.padding.expand(batch, max_points, num_dims).clone()
+        # pageable host clouds go through pinned memory: an asynchronous DMA copy, not a staged one
+        self._staging = torch.empty(batch, max_points, num_dims, pin_memory=True) if device.type == "cuda" else None
         self._rows_in_use = [0] * batch  # rows holding points of the last load, per cloud
 
     @property
@@ -88,11 +90,14 @@ class PointBuffer:
     def load(self, clouds: Sequence[Tensor]) -> None:
         """Copy ``clouds`` (``Tensor[N_b, D]``, ``N_b <= N_max``, B of them) in; re-pad rows the last load used.
 
-        From pinned host memory the copy does not block the host (keep the clouds alive until
-        the result is read).
+        The device copy does not block the host: a pinned cloud is copied directly (keep it
+        unchanged until the result is read), a pageable one through the buffer's pinned staging
+        rows (reused by the next load, which callers make after reading the last result).
         """
         for index, cloud in enumerate(clouds):
             rows = int(cloud.shape[0])
+            if self._staging is not None and cloud.device.type == "cpu" and not cloud.is_pinned():
+                cloud = self._staging[index, :rows].copy_(cloud)
             self.points[index, :rows].copy_(cloud, non_blocking=True)
             if rows < self._rows_in_use[index]:
                 self.points[index, rows: self._rows_in_use[index]] = self.padding

@@ -43,6 +43,8 @@ class Backend(ABC):
 
     #: Short identifier, e.g. ``"pytorch"``, ``"onnxruntime"``, ``"tensorrt"``.
     kind: str = "backend"
+    #: The network runs channels-last (NHWC): a 4-D input laid out so saves a transposing copy.
+    channels_last_input: bool = False
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)

@@ -215,6 +215,7 @@ class _TorchBackend(Backend):
         self.model = model
         self.config = config
         self.options = options.validate(self.device)
+        self.channels_last_input = options.channels_last
         self._network: nn.Module = model
         self._run: Callable[[Tensor], dict[str, Tensor]] = self._forward
         self._captured: _CapturedCall | None = None
@@ -271,9 +272,10 @@ class _TorchBackend(Backend):
 
     def _cast_input(self, tensor: Tensor) -> Tensor:
         dtype = PRECISION_DTYPES[self.options.precision]
-        if self.options.channels_last and tensor.dim() == 4:
-            return tensor.to(dtype=dtype, memory_format=torch.channels_last)
-        return tensor.to(dtype)
+        if tensor.dim() != 4:
+            return tensor.to(dtype)
+        layout = torch.channels_last if self.options.channels_last else torch.contiguous_format
+        return tensor.to(dtype=dtype, memory_format=layout)
 
     def _call(self, tensor: Tensor) -> dict[str, Tensor]:
         """Run under inference mode with this backend's flags; time it without waiting for the GPU."""

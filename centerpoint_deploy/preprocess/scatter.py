@@ -9,7 +9,7 @@ from centerpoint_deploy.errors import PointCloudError
 
 
 def scatter_to_bev(pillar_features: Tensor, coords: Tensor, batch_size: int, bev_shape: tuple[int, int], *,
-                   check_coords: bool = True) -> Tensor:
+                   check_coords: bool = True, channels_last: bool = False) -> Tensor:
     """Place each pillar's feature vector at its cell of an all-zero canvas.
 
     Args:
@@ -21,10 +21,12 @@ def scatter_to_bev(pillar_features: Tensor, coords: Tensor, batch_size: int, bev
         bev_shape: ``(H, W)`` = ``(ny, nx)``.
         check_coords: raise for coords outside the canvas. Reading them synchronises a GPU;
             pass False for coords that come from this package's voxelization.
+        channels_last: lay the canvas out in memory as ``[B, H, W, C]`` (``torch.channels_last``),
+            for a network that runs channels-last; else contiguous NCHW.
 
     Returns:
-        ``Tensor[B, C, H, W]`` (NCHW) with ``out[b, :, y, x] = pillar_features[v]`` for the
-        pillar ``v`` at ``(b, 0, y, x)`` and zeros elsewhere.
+        ``Tensor[B, C, H, W]`` with ``out[b, :, y, x] = pillar_features[v]`` for the pillar
+        ``v`` at ``(b, 0, y, x)`` and zeros elsewhere.
     """
     if pillar_features.dim() == 3 and pillar_features.shape[1] == 1:
         pillar_features = pillar_features[:, 0]
@@ -42,8 +44,16 @@ def scatter_to_bev(pillar_features: Tensor, coords: Tensor, batch_size: int, bev
         if int(low.min()) < 0 or int(high[0]) >= batch_size or int(high[2]) >= height or int(high[3]) >= width:
             raise PointCloudError(f"coords span batch/y/x up to {high[[0, 2, 3]].tolist()} (min {low.tolist()}), "
                                   f"outside batch_size={batch_size}, bev_shape={tuple(bev_shape)}")
-    spare = batch_size * height * width
-    cell = torch.where(padding, spare, (coords[:, 0] * height + coords[:, 2]) * width + coords[:, 3])  # [V]
-    canvas = pillar_features.new_zeros((spare + 1, num_channels))  # the last row collects the padding
-    canvas[cell] = pillar_features
-    return canvas[:spare].view(batch_size, height, width, num_channels).permute(0, 3, 1, 2).contiguous()
+    # Gather, not scatter: a [B*H*W] map holds each cell's pillar (V: none), and the canvas is
+    # read off the pillar features with one zero row appended. Every canvas value is written
+    # once, already in the output layout: no zero fill of the canvas and no transposing copy.
+    cells = batch_size * height * width
+    cell = torch.where(padding, cells, (coords[:, 0] * height + coords[:, 2]) * width + coords[:, 3])  # [V]
+    pillar_of_cell = torch.full((cells + 1,), pillar_features.shape[0], dtype=torch.int64,
+                                device=pillar_features.device)  # the last entry collects the padding rows
+    pillar_of_cell[cell] = torch.arange(pillar_features.shape[0], device=pillar_features.device)
+    table = torch.cat([pillar_features, pillar_features.new_zeros((1, num_channels))])  # [V + 1, C]
+    if channels_last:  # [B, H, W, C] memory, seen as NCHW
+        return table[pillar_of_cell[:cells]].view(batch_size, height, width, num_channels).permute(0, 3, 1, 2)
+    canvas = table.t().contiguous()[:, pillar_of_cell[:cells]]  # [C, B*H*W]
+    return canvas.view(num_channels, batch_size, height, width).transpose(0, 1).contiguous()

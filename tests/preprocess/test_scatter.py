@@ -19,6 +19,18 @@ def test_rows_are_y_columns_are_x_per_batch_item() -> None:
     assert bev[0, :, 0, 0].tolist() == [5.0, 6.0]
     assert bev.abs().sum().item() == 21.0  # nothing else written
     assert bev.is_contiguous()
+    last = scatter_to_bev(features, coords, batch_size=2, bev_shape=(3, 4), channels_last=True)
+    assert torch.equal(last, bev) and last.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_padding_rows_are_skipped_and_gradients_reach_the_pillars() -> None:
+    features = torch.tensor([[1.0, 2.0], [9.0, 9.0], [3.0, 4.0]], requires_grad=True)
+    coords = torch.tensor([[0, 0, 0, 1], [-1, -1, -1, -1], [0, 0, 1, 0]])
+    bev = scatter_to_bev(features, coords, 1, (2, 2), check_coords=False)
+    assert bev[0, :, 0, 1].tolist() == [1.0, 2.0] and bev[0, :, 1, 0].tolist() == [3.0, 4.0]
+    assert bev.abs().sum().item() == 10.0
+    (bev * torch.arange(8.0).view(1, 2, 2, 2)).sum().backward()
+    assert features.grad.tolist() == [[1.0, 5.0], [0.0, 0.0], [2.0, 6.0]]
 
 
 def test_accepts_two_dimensional_features() -> None:
