@@ -98,6 +98,9 @@ class Detector:
             still run the uncaptured static path, stage by stage.
         max_points: the most rows per cloud of a graph's point buffer. A call with a larger
             cloud runs the uncaptured static path instead (same results, slower) and warns.
+        compile: ``torch.compile`` the elementwise-heavy pipeline steps, decoration and the
+            fixed-round NMS (each then a few fused kernels instead of dozens); needs
+            ``static_shapes`` (fixed shapes compile once). The first calls compile.
 
     Use as ``with Detector(...) as detector: detections = detector(points)``; calling it
     outside ``with`` loads the backends on first use.
@@ -106,9 +109,11 @@ class Detector:
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *,
                  rot_y_axis_reference: bool = False, device: torch.device | str | None = None,
                  static_shapes: bool = False, nms_rounds: int = 16, graph: bool = False,
-                 max_points: int = 400_000) -> None:
+                 max_points: int = 400_000, compile: bool = False) -> None:
         if nms_rounds < 1:
             raise ConfigError(f"nms_rounds = {nms_rounds} is invalid: must be >= 1")
+        if compile and not static_shapes:
+            raise ConfigError("compile=True compiles the fixed-shape pipeline; set static_shapes=True as well")
         self.config = config
         self.encoder = encoder
         self.head = head
@@ -118,6 +123,9 @@ class Detector:
         self.nms_rounds = nms_rounds
         self.graph = graph
         self.max_points = max_points
+        self.compile = compile
+        self._decorate_fn = torch.compile(decorate, dynamic=False) if compile else decorate
+        self._suppress_fn = torch.compile(suppress, dynamic=False) if compile else suppress
         self._graphs: dict[tuple[int, int], PipelineGraph] = {}  # (clouds, buffer rows) -> captured pipeline
         if graph:
             self._check_graph_support()
@@ -269,7 +277,7 @@ class Detector:
             state["voxels"] = voxelize(state["clouds"], self.config.voxelization)
 
     def _decorate(self, state: dict[str, Any]) -> None:
-        state["features"] = decorate(state["voxels"], self.config)
+        state["features"] = self._decorate_fn(state["voxels"], self.config)
 
     def _encode(self, state: dict[str, Any]) -> None:
         encoded = self._infer(self.encoder, contract.ENCODER_INPUT, state["features"], state)
@@ -290,7 +298,7 @@ class Detector:
 
     def _nms(self, state: dict[str, Any]) -> None:
         rounds = self.nms_rounds if self.static_shapes else None
-        state["keep"], state["nms_converged"] = suppress(state["decoded"], self.config, rounds)
+        state["keep"], state["nms_converged"] = self._suppress_fn(state["decoded"], self.config, rounds)
 
     def _output(self, state: dict[str, Any]) -> None:
         if not self.static_shapes:

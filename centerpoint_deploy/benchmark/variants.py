@@ -11,7 +11,8 @@ Syntax: ``<backend>:<precision>[+<flag>...]``, e.g. ``pytorch:fp16+channels_last
   ``pipeline_graph`` (that pipeline captured whole in one CUDA graph, ``Detector(graph=True)``;
   implies ``static``) and the :class:`~centerpoint_deploy.backends.pytorch.TorchOptions`
   switches ``channels_last``, ``fuse_batchnorm``, ``fuse_relu``, ``cudnn_benchmark``,
-  ``cuda_graph``, ``compile``, ``max_autotune``.
+  ``cuda_graph``, ``compile``, ``max_autotune`` (``compile`` with ``static`` also compiles the
+  detector's decoration and NMS: ``Detector(compile=True)``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, device: torch.devi
     if spec.pipeline_graph and device.type != "cuda":
         raise BackendUnavailableError(f"variant '{spec.name}': pipeline_graph needs a CUDA device, not '{device}'")
     return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, static_shapes=spec.static,
-                    graph=spec.pipeline_graph, max_points=max_points)
+                    graph=spec.pipeline_graph, max_points=max_points, compile=spec.static and "compile" in spec.flags)
 
 
 def _pytorch(spec: VariantSpec, config: ModelConfig, device: torch.device,

@@ -100,6 +100,8 @@ def test_graph_option_is_refused_where_it_cannot_run(config) -> None:
     encoder, head, _ = create_backends("pytorch", config)
     with pytest.raises(BackendError, match="PyTorch backends only; the encoder is 'other-cuda'"):
         Detector(config, _OtherRuntime("cuda"), head, device="cuda", static_shapes=True, graph=True)
+    with pytest.raises(ConfigError, match="compile=True compiles the fixed-shape pipeline"):
+        make_detector(config, static=False, compile=True)
     with pytest.raises(ConfigError, match="max_points = 0 is invalid"):
         Detector(config, encoder, head, device="cuda", static_shapes=True, graph=True, max_points=0)
 
@@ -156,3 +158,15 @@ def test_graph_checks_inputs_and_falls_back_for_large_clouds(config) -> None:
     assert torch.allclose(got.boxes, expected.boxes, atol=1e-4)
     small = detector(big[:900])
     assert torch.allclose(small.boxes, make_detector(config, static=False)(big[:900]).boxes, atol=1e-4)
+
+
+@pytest.mark.cuda
+@cuda
+def test_compiled_pipeline_graph_equals_the_static_path(config) -> None:
+    eager = make_detector(config, static=True, kind="pytorch-fp16", device="cuda").load()
+    compiled = make_detector(config, static=True, kind="pytorch-fp16", device="cuda", graph=True, compile=True).load()
+    for seed in (5, 6):
+        clouds = random_clouds((2000, 900), seed=seed)
+        for got, expected in zip(compiled(clouds), eager(clouds)):
+            assert len(got) == len(expected) > 5
+            assert torch.allclose(got.boxes, expected.boxes.cpu(), atol=1e-3) and torch.equal(got.labels, expected.labels.cpu())
