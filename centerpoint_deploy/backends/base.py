@@ -48,8 +48,27 @@ class Backend(ABC):
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
-        self.last_inference_time: float | None = None  # seconds of the last infer()
+        self._events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
+        self._last_time: float | None = None
         self._loaded = False
+
+    # ----- timing: a CUDA run is timed by events, read only when asked for ----------------
+    @property
+    def last_inference_time(self) -> float | None:
+        """Seconds of the last :meth:`infer`; for GPU work timed by events, reading waits for it to finish."""
+        if self._events is not None:
+            start, end = self._events
+            end.synchronize()
+            self._last_time, self._events = start.elapsed_time(end) / 1000.0, None
+        return self._last_time
+
+    @last_inference_time.setter
+    def last_inference_time(self, seconds: float | None) -> None:
+        self._last_time, self._events = seconds, None
+
+    def _timed_by(self, start: torch.cuda.Event, end: torch.cuda.Event) -> None:
+        """The last inference ran between these two recorded events (nothing waits for them now)."""
+        self._events = (start, end)
 
     # ----- description -----------------------------------------------------------------
     @property

@@ -219,26 +219,11 @@ class _TorchBackend(Backend):
         self._network: nn.Module = model
         self._run: Callable[[Tensor], dict[str, Tensor]] = self._forward
         self._captured: _CapturedCall | None = None
-        self._events: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
 
     @property
     def name(self) -> str:
         suffix = "" if self.options.is_reference else f"-{self.options.label}"
         return f"{self.kind}-{self.device.type}{suffix}"
-
-    # ----- timing: CUDA events are read only when asked for -----------------------------------
-    @property
-    def last_inference_time(self) -> float | None:
-        """Seconds of the last ``infer`` (on CUDA this waits for that call to finish)."""
-        if self._events is not None:
-            start, end = self._events
-            end.synchronize()
-            self._host_time, self._events = start.elapsed_time(end) / 1000.0, None
-        return self._host_time
-
-    @last_inference_time.setter
-    def last_inference_time(self, seconds: float | None) -> None:
-        self._host_time, self._events = seconds, None
 
     # ----- lifecycle ---------------------------------------------------------------------------
     def _load_impl(self) -> None:
@@ -285,7 +270,7 @@ class _TorchBackend(Backend):
                 start.record()
                 outputs = self._replay(tensor) if self.options.cuda_graph else self._run(tensor)
                 end.record()
-                self._events = (start, end)
+                self._timed_by(start, end)
             else:
                 begin = time.perf_counter()
                 outputs = self._run(tensor)
