@@ -7,6 +7,9 @@ from torch import Tensor
 
 from centerpoint_deploy.errors import PointCloudError
 
+#: Entries after the canvas cells where padding pillars are written (and never read).
+_SPARE_ENTRIES = 1024
+
 
 def scatter_to_bev(pillar_features: Tensor, coords: Tensor, batch_size: int, bev_shape: tuple[int, int], *,
                    check_coords: bool = True, channels_last: bool = False) -> Tensor:
@@ -47,11 +50,14 @@ def scatter_to_bev(pillar_features: Tensor, coords: Tensor, batch_size: int, bev
     # Gather, not scatter: a [B*H*W] map holds each cell's pillar (V: none), and the canvas is
     # read off the pillar features with one zero row appended. Every canvas value is written
     # once, already in the output layout: no zero fill of the canvas and no transposing copy.
-    cells = batch_size * height * width
-    cell = torch.where(padding, cells, (coords[:, 0] * height + coords[:, 2]) * width + coords[:, 3])  # [V]
-    pillar_of_cell = torch.full((cells + 1,), pillar_features.shape[0], dtype=torch.int64,
-                                device=pillar_features.device)  # the last entry collects the padding rows
-    pillar_of_cell[cell] = torch.arange(pillar_features.shape[0], device=pillar_features.device)
+    # Padding rows go to spare entries after the cells, spread out: tens of thousands of writes
+    # to one address would serialise on a GPU.
+    cells, num_pillars, device = batch_size * height * width, pillar_features.shape[0], pillar_features.device
+    pillar = torch.arange(num_pillars, device=device)  # [V]
+    cell = torch.where(padding, cells + pillar % _SPARE_ENTRIES,
+                       (coords[:, 0] * height + coords[:, 2]) * width + coords[:, 3])  # [V]
+    pillar_of_cell = torch.full((cells + _SPARE_ENTRIES,), num_pillars, dtype=torch.int64, device=device)
+    pillar_of_cell[cell] = pillar
     table = torch.cat([pillar_features, pillar_features.new_zeros((1, num_channels))])  # [V + 1, C]
     if channels_last:  # [B, H, W, C] memory, seen as NCHW
         return table[pillar_of_cell[:cells]].view(batch_size, height, width, num_channels).permute(0, 3, 1, 2)
