@@ -7,7 +7,8 @@ Syntax: ``<backend>:<precision>[+<flag>...]``, e.g. ``pytorch:fp16+channels_last
 - precision: ``fp32`` (TF32 off), ``tf32``, ``fp16``, ``bf16`` (PyTorch); ``fp32``, ``tf32``,
   ``fp16`` (ONNX Runtime; fp16 converts a copy of the graphs); TensorRT runs its engines'
   precision (write the one they were built with);
-- flags: ``static`` (the GPU-resident fixed-shape pipeline, any backend), and for PyTorch
+- flags: ``static`` (the GPU-resident fixed-shape pipeline, any backend), ``cudnn_benchmark``
+  for ONNX Runtime (``cudnn_conv_algo_search="EXHAUSTIVE"``), and for PyTorch
   ``pipeline_graph`` (that pipeline captured whole in one CUDA graph, ``Detector(graph=True)``;
   implies ``static``) and the :class:`~centerpoint_deploy.backends.pytorch.TorchOptions`
   switches ``channels_last``, ``fuse_batchnorm``, ``fuse_relu``, ``cudnn_benchmark``,
@@ -69,7 +70,8 @@ class VariantSpec:
         if precision not in PRECISIONS[backend]:
             raise BenchmarkError(f"variant '{text}': precision '{precision}' is not one of "
                                  f"{', '.join(PRECISIONS[backend])} for {backend}")
-        allowed = ("static", "pipeline_graph", *TORCH_FLAGS) if backend == "pytorch" else ("static",)
+        allowed = {"pytorch": ("static", "pipeline_graph", *TORCH_FLAGS), "onnxruntime": ("static", "cudnn_benchmark"),
+                   "tensorrt": ("static",)}[backend]
         unknown = [f for f in flags if f not in allowed]
         if unknown or len(set(flags)) != len(flags):
             raise BenchmarkError(f"variant '{text}': flags {flags} must be distinct, from {', '.join(allowed)}")
@@ -141,8 +143,8 @@ def _onnxruntime(spec: VariantSpec, config: ModelConfig, device: torch.device, d
     if spec.precision == "fp16":
         paths = {part: convert_onnx_to_fp16(path, work_dir / path.name.replace(".onnx", ".fp16.onnx"))
                  for part, path in paths.items()}
-    backends = [OnnxRuntimeBackend(paths[part], device, part=part, deterministic=False,
-                                   tf32=spec.precision == "tf32") for part in ("encoder", "head")]
+    backends = [OnnxRuntimeBackend(paths[part], device, part=part, deterministic=False, tf32=spec.precision == "tf32",
+                                   cudnn_benchmark="cudnn_benchmark" in spec.flags) for part in ("encoder", "head")]
     return backends[0], backends[1], rot
 
 

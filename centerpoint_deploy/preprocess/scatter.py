@@ -60,6 +60,7 @@ def scatter_to_bev(pillar_features: Tensor, coords: Tensor, batch_size: int, bev
     pillar_of_cell[cell] = pillar
     table = torch.cat([pillar_features, pillar_features.new_zeros((1, num_channels))])  # [V + 1, C]
     if channels_last:  # [B, H, W, C] memory, seen as NCHW
-        return table[pillar_of_cell[:cells]].view(batch_size, height, width, num_channels).permute(0, 3, 1, 2)
-    canvas = table.t().contiguous()[:, pillar_of_cell[:cells]]  # [C, B*H*W]
+        canvas = torch.index_select(table, 0, pillar_of_cell[:cells])  # [B*H*W, C]: whole rows per cell
+        return canvas.view(batch_size, height, width, num_channels).permute(0, 3, 1, 2)
+    canvas = torch.index_select(table.t().contiguous(), 1, pillar_of_cell[:cells])  # [C, B*H*W]
     return canvas.view(num_channels, batch_size, height, width).transpose(0, 1).contiguous()

@@ -83,6 +83,8 @@ def test_bad_arguments() -> None:
         OnnxRuntimeBackend("x.onnx", device="mps")
     with pytest.raises(BackendError, match="intra_op_threads = 0"):
         OnnxRuntimeBackend("x.onnx", intra_op_threads=0)
+    with pytest.raises(BackendError, match="pass deterministic=False with it"):
+        OnnxRuntimeBackend("x.onnx", cudnn_benchmark=True)
 
 
 def test_missing_onnxruntime_is_backend_unavailable(encoder_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,10 +118,13 @@ def test_cuda_iobinding_keeps_tensors_on_gpu(encoder_onnx: Path, head_onnx: Path
     for path, name, value in ((encoder_onnx, contract.ENCODER_INPUT, features), (head_onnx, contract.HEAD_INPUT, bev)):
         with OnnxRuntimeBackend(path, "cpu") as cpu, OnnxRuntimeBackend(path, "cuda") as gpu:
             expected = cpu.infer({name: value})
-            got = gpu.infer({name: value.cuda()})
+            got = gpu.infer({name: value.cuda() * 1.0})  # the input is written by queued torch work
+            doubled = {key: (tensor * 2).cpu() for key, tensor in got.items()}  # torch work queued after ORT's
+            assert gpu.last_inference_time > 0
         for key, tensor in got.items():
             assert tensor.device.type == "cuda"
             torch.testing.assert_close(tensor.cpu(), expected[key], atol=1e-4, rtol=0)
+            torch.testing.assert_close(doubled[key], 2 * expected[key], atol=2e-4, rtol=0)
 
 
 def test_output_shapes_for_io_binding(tmp_path: Path, toy_head: torch.nn.Module, head_onnx: Path) -> None:

@@ -33,12 +33,14 @@ def test_variant_strings_parse_to_a_canonical_name() -> None:
     assert graph.static and graph.pipeline_graph and graph.flags == ("fuse_batchnorm", "fuse_relu")
     assert graph.name == "pytorch:fp16+fuse_batchnorm+fuse_relu+pipeline_graph"
     assert VariantSpec.parse(graph.name + "+static") == graph
+    assert VariantSpec.parse("onnxruntime:fp32+cudnn_benchmark").flags == ("cudnn_benchmark",)
 
 
 @pytest.mark.parametrize("text, message", [
     ("jax:fp32", "backend 'jax' is not one of"),
     ("onnxruntime:bf16", "precision 'bf16' is not one of fp32, tf32, fp16 for onnxruntime"),
-    ("onnxruntime:fp32+cuda_graph", "must be distinct, from static"),
+    ("onnxruntime:fp32+cuda_graph", "must be distinct, from static, cudnn_benchmark"),
+    ("tensorrt:fp16+cudnn_benchmark", "must be distinct, from static$"),
     ("pytorch:fp32+static+static", "must be distinct"),
 ])
 def test_bad_variant_strings_say_what_is_allowed(text: str, message: str) -> None:
