@@ -14,10 +14,13 @@ Reproducibility settings (all explicit constructor arguments):
 
 On CUDA, inputs and outputs stay on the GPU: torch tensors are bound with ``IOBinding``
 by their device pointers, and ONNX Runtime runs on a CUDA stream of the backend's own
-(``user_compute_stream``) that waits for the caller's torch stream and is waited for by it,
-without any host synchronisation (ONNX Runtime's own end-of-run synchronisation is switched
-off): the host only queues work, as with the PyTorch backends. ``onnxruntime`` is imported
-only when a backend is loaded.
+(``user_compute_stream``) that waits for the caller's torch stream (no host synchronisation
+before a run) and is waited for by it. A run still returns only when its kernels are done:
+ONNX Runtime's end-of-run synchronisation stays on, because with it off (run option
+``disable_synchronize_execution_providers``) onnxruntime-gpu 1.31 aborted the process when a
+session whose convolution had taken cuDNN's fallback path was destroyed (``cudaFreeHost``
+failing in its allocator; seen on an H100). ``onnxruntime`` is imported only when a backend
+is loaded.
 """
 
 from __future__ import annotations
@@ -104,7 +107,6 @@ class OnnxRuntimeBackend(Backend):
         self._graph: onnx.ModelProto | None = None
         self._io: tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]] | None = None
         self._session: Any = None
-        self._run_options: Any = None
         self._stream: torch.cuda.Stream | None = None
         self._shape_cache: dict[tuple[tuple[int, ...], ...], dict[str, tuple[int, ...]]] = {}
 
@@ -171,13 +173,11 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError(f"onnxruntime did not enable CUDA for {self.onnx_path} "
                                           f"(session providers: {session.get_providers()})")
         self._session = session
-        self._run_options = ort.RunOptions()
-        self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
 
     def _close_impl(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()  # queued runs still use the session's memory
-        self._session = self._run_options = self._stream = None
+        self._session = self._stream = None
         self._shape_cache.clear()
 
     # ----- inference -------------------------------------------------------------------
@@ -204,14 +204,14 @@ class OnnxRuntimeBackend(Backend):
             bind = binding.bind_input if name in inputs else binding.bind_output
             bind(name, "cuda", index, _numpy_dtype(tensor.dtype), list(tensor.shape), tensor.data_ptr())
         # ORT runs on self._stream: it starts after the caller's queued work (which writes the
-        # inputs), and the caller's later work waits for it; the host never waits.
+        # inputs), and the caller's later work waits for it.
         caller, stream = torch.cuda.current_stream(self.device), self._stream
         stream.wait_stream(caller)
         for tensor in (*inputs.values(), *outputs.values()):
             tensor.record_stream(stream)  # the allocator must not hand their memory out before ORT is done
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(stream)
-        self._session.run_with_iobinding(binding, self._run_options)
+        self._session.run_with_iobinding(binding)  # returns once ORT's stream is done
         end.record(stream)
         self._timed_by(start, end)
         caller.wait_stream(stream)
