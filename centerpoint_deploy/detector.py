@@ -242,7 +242,8 @@ class Detector:
 
     def point_buffer(self, clouds: Sequence[Tensor]) -> PointBuffer:
         """A device buffer for a graph of ``clouds``: ``len(clouds)`` clouds of :func:`point_capacity` rows."""
-        return PointBuffer(len(clouds), self._buffer_rows(clouds), len(self.config.points.use_dim), self.config.voxelization, self.device)
+        return PointBuffer(len(clouds), self._buffer_rows(clouds), len(self.config.points.use_dim),
+                           self.config.voxelization, self.device)
 
     def _buffer_rows(self, clouds: Sequence[Tensor]) -> int:
         return point_capacity(max(int(cloud.shape[0]) for cloud in clouds), self.max_points)

@@ -6,7 +6,7 @@ Reproducibility settings (all explicit constructor arguments):
   ``cudnn_conv_algo_search="DEFAULT"`` (a fixed algorithm); ``False`` picks cuDNN's
   heuristic choice (``"HEURISTIC"``), or with ``cudnn_benchmark=True`` times every algorithm
   per shape at the first run (``"EXHAUSTIVE"``; faster for the fp32 j6gen2 head on an H100,
-  slower in fp16: measure).
+  much slower in fp16 on an H200 trial: measure).
 - ``optimization="all"`` (``ORT_ENABLE_ALL``, what a deployment uses) by default; graph
   fusions move results by float rounding only (well inside 1e-4 on CenterPoint). Pass
   ``"disable"`` to run the graph node by node.

@@ -106,14 +106,19 @@ def test_static_detector_gives_the_reference_boxes(config, nms_rounds: int) -> N
         assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
 
 
-def test_static_detector_checks_inputs_at_the_end(config) -> None:
-    detector = make_detector(config, static=True)
+def assert_deferred_checks_raise(detector: Detector) -> None:
+    """A NaN point and a cloud without pillars raise after the GPU-resident run."""
     bad = random_clouds((50,))[0]
     bad[7, 1] = float("nan")
     with pytest.raises(PointCloudError, match="point cloud 0: 1 of 50 points hold NaN"):
         detector(bad)
     with pytest.raises(PointCloudError, match="no point inside point_cloud_range"):
         detector(torch.full((3, 5), 40.0))
+
+
+def test_static_detector_checks_inputs_at_the_end(config) -> None:
+    detector = make_detector(config, static=True)
+    assert_deferred_checks_raise(detector)
     with pytest.raises(PointCloudError, match=r"expected \[N, 5\]"):
         detector(torch.zeros(3, 4))
     many = replace(config, voxelization=replace(config.voxelization, max_voxels=10))
