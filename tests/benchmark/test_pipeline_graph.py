@@ -15,7 +15,7 @@ from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector
-from centerpoint_deploy.errors import BackendError, ConfigError, PointCloudError
+from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.pipeline_graph import MIN_CAPACITY, PointBuffer, device_constant, padding_point, point_capacity
 from centerpoint_deploy.postprocess import unpack_host
 from centerpoint_deploy.preprocess import voxelize
