@@ -15,12 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-from centerpoint_deploy.backends.factory import PYTORCH_VARIANTS, create_backends
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import open_dataset
-from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.evaluate.io import load_metric_config
 from centerpoint_deploy.evaluate.runner import evaluate_backends
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
 def main() -> None:
@@ -32,18 +31,16 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--metric", default="t4")
     parser.add_argument("--max-frames", type=int, default=None)
-    parser.add_argument("--variant", action="append", choices=sorted(PYTORCH_VARIANTS))
+    parser.add_argument("--variant", action="append", help="a PyTorch variant, e.g. pytorch:fp16+channels_last")
     args = parser.parse_args()
 
     config = load_config(args.config)
     dataset = open_dataset(args.dataset, class_names=config.class_names, sweeps_num=config.points.sweeps_num,
                            load_dim=config.points.load_dim)
     frames = list(range(min(len(dataset), args.max_frames or len(dataset))))
-    kinds = ["pytorch", *(args.variant or ["pytorch-fp16"])]
-    detectors = {}
-    for kind in kinds:
-        encoder, head, rot = create_backends(kind, config, checkpoint=args.checkpoint, device=args.device)
-        detectors[kind] = Detector(config, encoder, head, rot_y_axis_reference=rot)
+    kinds = ["pytorch", *(args.variant or ["pytorch:fp16+channels_last+fuse_batchnorm"])]
+    detectors = {kind: build_detector(VariantSpec.parse(kind, device=args.device), config, checkpoint=args.checkpoint)
+                 for kind in kinds}
     metrics = evaluate_backends(dataset, detectors, args.out, load_metric_config(args.metric, config.class_names),
                                 frames=frames, plots=False, cache=False)
     reference = metrics["pytorch"].mean_ap

@@ -3,7 +3,7 @@
     python3 benchmarks/profile_pipeline.py --config j6gen2_base \
         --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph --out prof.md
 
-Runs a benchmark variant (``centerpoint_deploy.benchmark.variants``; it must be ``static`` or
+Runs a benchmark variant (``centerpoint_deploy.variant``; it must be ``static`` or
 ``pipeline_graph``) on a synthetic 64-beam frame, profiles ``--iterations`` frames after
 warm-up and writes a Markdown table: the CUDA kernels that take the most device time and the
 host (CPU) time per frame, which shows whether kernel launches or kernels bound the frame.
@@ -22,7 +22,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
-from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
+from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector
 
@@ -69,10 +69,10 @@ def main() -> None:
 
     config = load_config(args.config)
     torch.manual_seed(0)
-    spec = VariantSpec.parse(args.variant)
+    spec = VariantSpec.parse(args.variant, device="cuda")
     if not spec.static:
         parser.error(f"variant '{args.variant}' is neither static nor pipeline_graph")
-    detector = build_detector(spec, config, device=torch.device("cuda"), checkpoint=args.checkpoint,
+    detector = build_detector(spec, config, checkpoint=args.checkpoint,
                               max_points=args.max_points).load()
     points = torch.from_numpy(model_columns(lidar_frame(seed=0), config)).pin_memory()
     prof, frame_ms = _profile(detector, points, args.iterations)

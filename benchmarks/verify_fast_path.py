@@ -15,13 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
-from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
+from centerpoint_deploy.clouds import frame_cloud
+from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.sample import default_sample_dir
 from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, compare_boxes
+from centerpoint_deploy.verify.tolerances import tolerance_class
 
 
 def main() -> int:
@@ -35,17 +36,17 @@ def main() -> int:
     args = parser.parse_args()
 
     config = load_config(args.config)
-    variant = VariantSpec.parse(args.variant)
-    device, checkpoint = torch.device(args.device), Path(args.checkpoint)
-    reference = build_detector(VariantSpec.parse("pytorch:fp32"), config, device=device, checkpoint=checkpoint)
-    fast = build_detector(variant, config, device=device, checkpoint=checkpoint)
+    variant = VariantSpec.parse(args.variant, device=args.device)
+    checkpoint = Path(args.checkpoint)
+    reference = build_detector(VariantSpec.parse("pytorch:fp32", device=args.device), config, checkpoint=checkpoint)
+    fast = build_detector(variant, config, checkpoint=checkpoint)
     frames = open_dataset(args.dataset or default_sample_dir(), class_names=config.class_names)
-    tolerance = DEFAULT_BOX_TOLERANCES["fp32" if variant.precision in ("fp32", "tf32") else "fp16"]
+    tolerance = DEFAULT_BOX_TOLERANCES[tolerance_class(variant.precision)]
     worst = {"center": 0.0, "size": 0.0, "yaw": 0.0, "score": 0.0}
     passed = boxes = 0
     count = min(args.frames, len(frames))
     for index in range(count):
-        points = torch.from_numpy(frames[index].points[:, list(config.points.use_dim)]).contiguous()
+        points = frame_cloud(frames[index], config)
         ref, test = reference(points).to("cpu"), fast(points).to("cpu")
         result = compare_boxes(ref, test, tolerance, config.decode.score_threshold)
         passed += bool(result)

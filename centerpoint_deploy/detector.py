@@ -19,7 +19,7 @@ from torch import Tensor
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
-from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
+from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.pipeline_graph import PipelineGraph, PointBuffer, point_capacity
 from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress, unpack_host
@@ -57,6 +57,10 @@ STAGES = ("upload", "voxelize", "decorate", "encoder", "scatter", "backbone_neck
 
 #: A stage reads and writes the pipeline state: ``points`` in, ``detections`` out.
 Stage = Callable[[dict[str, Any]], None]
+
+#: Head maps of every task (plain mmdet3d convention, ``{"heatmap": Tensor[B, C_t, h, w], ...}``)
+#: -> one :class:`Detections` per batch item.
+PostProcessor = Callable[[list[dict[str, Tensor]]], list[Detections]]
 
 
 def upload(cloud: Tensor, device: torch.device) -> Tensor:
@@ -109,7 +113,11 @@ class Detector:
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *,
                  rot_y_axis_reference: bool = False, device: torch.device | str | None = None,
                  static_shapes: bool = False, nms_rounds: int = 16, graph: bool = False,
-                 max_points: int = 400_000, compile: bool = False) -> None:
+                 max_points: int = 400_000, compile: bool = False,
+                 postprocess: PostProcessor | None = None) -> None:
+        if postprocess is not None and static_shapes:
+            raise ConfigError("the fixed-shape pipeline runs its own decode and NMS; a postprocess callable "
+                              "needs static_shapes=False")
         if nms_rounds < 1:
             raise ConfigError(f"nms_rounds = {nms_rounds} is invalid: must be >= 1")
         if compile and not static_shapes:
@@ -124,6 +132,7 @@ class Detector:
         self.graph = graph
         self.max_points = max_points
         self.compile = compile
+        self.postprocess = postprocess
         self._decorate_fn = torch.compile(decorate, dynamic=False) if compile else decorate
         self._suppress_fn = torch.compile(suppress, dynamic=False) if compile else suppress
         self._graphs: dict[tuple[int, int], PipelineGraph] = {}  # (clouds, buffer rows) -> captured pipeline
@@ -141,6 +150,13 @@ class Detector:
             if not callable(getattr(backend, "forward_in_capture", None)):
                 raise BackendError(f"graph=True captures PyTorch backends only; the {part} is '{backend.name}' "
                                    f"(use static_shapes=True without graph for it)")
+
+    def with_config(self, config: ModelConfig) -> "Detector":
+        """The same pipeline (same backends and every setting) for another model config, e.g. another grid."""
+        return Detector(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
+                        device=self.device, static_shapes=self.static_shapes, nms_rounds=self.nms_rounds,
+                        graph=self.graph, max_points=self.max_points, compile=self.compile,
+                        postprocess=self.postprocess)
 
     # ----- lifecycle -------------------------------------------------------------------
     def load(self) -> "Detector":
@@ -295,13 +311,20 @@ class Detector:
         state["head_outputs"] = self._infer(self.head, contract.HEAD_INPUT, state["spatial_features"], state)
 
     def _decode(self, state: dict[str, Any]) -> None:
+        if self.postprocess is not None:  # decode and NMS in one call
+            state["detections"] = self.postprocess(self._task_maps(state["head_outputs"]))
+            return
         state["decoded"] = decode_tasks(self._task_maps(state["head_outputs"]), self.config)
 
     def _nms(self, state: dict[str, Any]) -> None:
+        if self.postprocess is not None:
+            return
         rounds = self.nms_rounds if self.static_shapes else None
         state["keep"], state["nms_converged"] = self._suppress_fn(state["decoded"], self.config, rounds)
 
     def _output(self, state: dict[str, Any]) -> None:
+        if self.postprocess is not None:
+            return
         if not self.static_shapes:
             padded = merge_tasks(state["decoded"], state["keep"], state["nms_converged"], self.config.nms.post_max_size)
             state["detections"] = padded.unpad()
@@ -355,6 +378,8 @@ class Detector:
         Undoes the y-axis-reference convention when the detector was built with it, splits
         the outputs per task and post-processes them on the detector's device (exact NMS).
         """
+        if self.postprocess is not None:
+            return self.postprocess(self._task_maps(head_outputs))
         return postprocess(self._task_maps(head_outputs), self.config)
 
 
@@ -371,9 +396,5 @@ def detect_point_files(detector: Detector, paths: Sequence[Path | str], *,
         in the order of ``paths``, boxes by descending score.
     """
     config = detector.config
-    results: dict[str, list[dict]] = {}
-    for path in paths:
-        raw = read_points(path, load_dim or config.points.load_dim)
-        points = torch.from_numpy(key_frame_points(raw, config.points, keep_time_lag=keep_time_lag))
-        results[str(path)] = detector(points).to_records(config.class_names)
-    return results
+    return {str(path): detector(file_cloud(path, config, load_dim=load_dim, keep_time_lag=keep_time_lag))
+            .to_records(config.class_names) for path in paths}

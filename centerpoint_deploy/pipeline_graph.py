@@ -24,21 +24,6 @@ from centerpoint_deploy.config.schema import VoxelizationConfig
 GraphBody = Callable[[list[Tensor]], dict[str, Any]]
 
 
-def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
-    """``Tensor[len(values)]`` float32 on ``device`` without synchronising the host.
-
-    Outside a capture: one non-blocking copy. Inside a CUDA graph capture the values are
-    written by fill kernels instead: a captured host -> device copy would replay from a
-    temporary host buffer that is gone by then.
-    """
-    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        constant = torch.empty(len(values), dtype=torch.float32, device=device)
-        for index, value in enumerate(values):
-            constant[index].fill_(value)  # a fill kernel: no host tensor involved
-        return constant
-    return torch.tensor(tuple(values), dtype=torch.float32).to(device, non_blocking=True)
-
-
 #: The smallest point buffer a graph gets (rows per cloud).
 MIN_CAPACITY = 1 << 14
 

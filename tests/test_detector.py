@@ -16,12 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError, PointCloudError
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 YAW = 0.3
 LWH = (2.0, 1.0, 1.5)
@@ -121,10 +121,8 @@ def test_bad_points_and_head_outputs_raise(config) -> None:
 def test_random_weight_model_end_to_end(config) -> None:
     """The real tiny network: stages agree with the model called directly; batching changes nothing."""
     config = replace(config, head=replace(config.head, init_bias=0.0))  # random scores near 0.5: many boxes
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        encoder, head, rot_reference = create_backends("pytorch", config)
-    detector = Detector(config, encoder, head, rot_y_axis_reference=rot_reference)
+    detector = build_detector(VariantSpec.parse("pytorch"), config)
+    encoder = detector.encoder
     generator = torch.Generator().manual_seed(1)
     clouds = [torch.rand(n, 5, generator=generator) * torch.tensor([26.0, 26.0, 8.0, 255.0, 0.0]) - torch.tensor(
         [13.0, 13.0, 3.0, 0.0, 0.0]) for n in (800, 300)]

@@ -77,6 +77,11 @@ class Backend(ABC):
         return f"{self.kind}-{self.device.type}"
 
     @property
+    def providers(self) -> tuple[str, ...] | None:
+        """The runtime's execution providers in priority order, where it has them (ONNX Runtime), once loaded."""
+        return None
+
+    @property
     @abstractmethod
     def input_specs(self) -> tuple[TensorSpec, ...]:
         """The inputs :meth:`infer` accepts."""

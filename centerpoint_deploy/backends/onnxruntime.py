@@ -132,6 +132,11 @@ class OnnxRuntimeBackend(Backend):
         return self._io
 
     @property
+    def providers(self) -> tuple[str, ...] | None:
+        """The session's execution providers, first the one that runs the graph (None before :meth:`load`)."""
+        return tuple(self._session.get_providers()) if self._session is not None else None
+
+    @property
     def input_specs(self) -> tuple[TensorSpec, ...]:
         return self._graph_io()[0]
 

@@ -2,7 +2,6 @@
 
 - :mod:`.timing`: clocks (CUDA events / perf_counter), repeated measurement, percentiles;
 - :mod:`.inputs`: a synthetic 64-beam LiDAR frame and random clouds;
-- :mod:`.variants`: ``"<backend>:<precision>+flags"`` strings -> detectors;
 - :mod:`.run`: staged and end-to-end runs, scaling, :func:`~.run.benchmark_variants`;
 - :mod:`.results`, :mod:`.render`: JSON records, Markdown, rich tables, plots;
 - :mod:`.onnx_fp16`: fp16 copies of the exported graphs for ONNX Runtime.

@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,38 +35,47 @@ from centerpoint_deploy.benchmark.timing import (
     time_stages,
 )
 from centerpoint_deploy.config.schema import ModelConfig
-from centerpoint_deploy.data.pointcloud import read_points
+from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.detector import Detector
-from centerpoint_deploy.errors import BackendUnavailableError
+from centerpoint_deploy.errors import BackendError, BackendUnavailableError
 from centerpoint_deploy.model.centerpoint import input_multiple
 from centerpoint_deploy.structures import Detections
+from centerpoint_deploy.variant import TORCH_FLAGS, VariantSpec, build_detector
 
 
-def describe(detector: Detector) -> tuple[str, str, dict[str, Any]]:
-    """``(backend kind, precision, options)`` of a detector, read off its head backend."""
-    head = detector.head
-    options: dict[str, Any] = {"static_shapes": detector.static_shapes, "pipeline_graph": detector.graph}
-    torch_options = getattr(head, "options", None)
-    if torch_options is not None:  # PyTorch: TorchOptions
-        flags = dataclasses.asdict(torch_options)
-        precision = flags.pop("precision")
-        return head.kind, precision, {**flags, **options}
-    if head.kind == "onnxruntime":
-        fp16 = "fp16" in Path(str(getattr(head, "onnx_path", ""))).stem
-        return head.kind, "fp16" if fp16 else ("tf32" if getattr(head, "tf32", False) else "fp32"), options
-    return head.kind, str(getattr(head, "precision", "engine")), options
+#: The variants ``benchmark`` runs when none are named, per device type.
+DEFAULT_VARIANTS = {
+    "cpu": ("pytorch:fp32", "pytorch:fp32+static", "pytorch:bf16+fuse_batchnorm", "onnxruntime:fp32"),
+    "cuda": (
+        "pytorch:fp32", "pytorch:tf32", "pytorch:fp16+channels_last+fuse_batchnorm",
+        "pytorch:fp16+channels_last+fuse_batchnorm+cuda_graph+static",
+        "pytorch:bf16+channels_last+fuse_batchnorm+cuda_graph+static",
+        "pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph",
+        "pytorch:fp16+channels_last+fuse_batchnorm+compile+max_autotune+pipeline_graph",
+        "onnxruntime:fp32", "onnxruntime:fp16", "onnxruntime:fp16+static", "tensorrt:fp16",
+    ),
+}
+
+
+def describe(spec: VariantSpec) -> tuple[str, str, dict[str, Any]]:
+    """``(backend kind, precision, options)`` of a variant for the report (every PyTorch switch listed)."""
+    options: dict[str, Any] = {"static_shapes": spec.static, "pipeline_graph": spec.pipeline_graph}
+    if spec.backend == "pytorch":
+        options = {**{flag: flag in spec.flags for flag in TORCH_FLAGS}, **options}
+    return spec.backend, spec.precision, options
 
 
 def _host(detections: Detections | list[Detections]) -> list[Detections]:
     return [d.to("cpu") for d in (detections if isinstance(detections, list) else [detections])]
 
 
-def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup: int, iterations: int,
-                       point_file: Path | None = None, load_dim: int | None = None) -> VariantResult:
+def benchmark_detector(name: str, spec: VariantSpec, detector: Detector, points: Tensor, *, warmup: int,
+                       iterations: int, point_file: Path | None = None, load_dim: int | None = None) -> VariantResult:
     """Time one detector on one cloud.
 
     Args:
         name: label of the variant.
+        spec: the variant ``detector`` was built from (for the report).
         detector: loaded or not (it is loaded here).
         points: ``Tensor[N, D]`` float32 on the host, the model's columns.
         warmup, iterations: untimed and timed runs of each of the two measurements.
@@ -79,12 +87,10 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
     """
     detector.load()
     device = detector.device
-    use_dim = list(detector.config.points.use_dim)
     stages: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
     if point_file is not None:
         def read(state: dict[str, Any]) -> None:
-            raw = read_points(point_file, load_dim or detector.config.points.load_dim)
-            state["points"] = [torch.from_numpy(np.ascontiguousarray(raw[:, use_dim]))]
+            state["points"] = [file_cloud(point_file, detector.config, load_dim=load_dim)]
 
         stages.append(("read", read))
         make_state: Callable[[], dict[str, Any]] = dict
@@ -111,21 +117,22 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
 
     state = detector.run_pipeline(points)
     num_voxels = _num_voxels(state)
-    backend, precision, options = describe(detector)
+    backend, precision, options = describe(spec)
     return VariantResult(name=name, backend=backend, precision=precision, options=options, device=device.type,
                          stages=summarize_stages(stage_samples), end_to_end=LatencyStats.from_seconds(e2e),
                          peak_memory_mb=peak, num_points=int(points.shape[0]), num_voxels=num_voxels,
                          num_boxes=len(state["detections"][0]))
 
 
-def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_dir: Path | str | None, *,
-                       warmup: int, iterations: int, config_name: str, frame: dict[str, Any] | None = None,
-                       plots: bool = True) -> BenchmarkReport:
+def benchmark_backends(detectors: Mapping[str, Detector], specs: Mapping[str, VariantSpec], points: Tensor,
+                       out_dir: Path | str | None, *, warmup: int, iterations: int, config_name: str,
+                       frame: dict[str, Any] | None = None, plots: bool = True) -> BenchmarkReport:
     """Benchmark each detector on ``points`` and write the report into ``out_dir``.
 
     Args:
         detectors: variant name -> detector (the name is the row label; for the main job it is
             the backend kind).
+        specs: variant name -> the spec its detector was built from.
         points: ``Tensor[N, D]`` float32 on the host.
         out_dir: where ``benchmark.json``, ``benchmark.md`` and ``stages.png`` go (None: nothing written).
         frame: description of the input for the report (default: its point count).
@@ -139,7 +146,8 @@ def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_di
     report = BenchmarkReport(config=config_name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
     for name, detector in detectors.items():
-        report.results.append(benchmark_detector(name, detector, points, warmup=warmup, iterations=iterations))
+        report.results.append(benchmark_detector(name, specs[name], detector, points, warmup=warmup,
+                                                 iterations=iterations))
     if out_dir is not None:
         write_report(report, out_dir, plots=plots)
     return report
@@ -190,9 +198,7 @@ def _scale_one(name: str, detector: Detector, axis: str, value: int, warmup: int
         cloud = clouds[value] if clouds and value in clouds else torch.from_numpy(
             random_cloud(value, detector.config, seed))
     else:
-        run = Detector(scaling_config(detector.config, value), detector.encoder, detector.head,
-                       rot_y_axis_reference=detector.rot_y_axis_reference, device=detector.device,
-                       static_shapes=detector.static_shapes, nms_rounds=detector.nms_rounds)
+        run = detector.with_config(scaling_config(detector.config, value))
         cloud = torch.from_numpy(random_cloud(points_per_frame, run.config, seed))
     samples = time_calls(lambda: _host(run(cloud)), WallClock(detector.device), warmup=warmup, iterations=iterations)
     return ScalingPoint(name, axis, int(value), LatencyStats.from_seconds(samples), _num_voxels(run.run_pipeline(cloud)))
@@ -231,7 +237,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
                        frame: dict[str, Any] | None = None, point_file: Path | None = None,
                        scaling: ScalingPlan | None = None, out_dir: Path | None = None, plots: bool = True,
                        log: Callable[[str], None] = lambda _: None) -> BenchmarkReport:
-    """Benchmark named variants (:mod:`~centerpoint_deploy.benchmark.variants`) on one cloud, then scale.
+    """Benchmark named variants (:mod:`~centerpoint_deploy.variant`) on one cloud, then scale.
 
     A variant whose runtime, device or artifacts are missing here is listed in
     ``report.skipped`` with the reason; bad variant strings raise :class:`BenchmarkError`.
@@ -243,18 +249,19 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         out_dir: where the report files go (None: not written).
         log: progress messages.
     """
-    from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
-    from centerpoint_deploy.errors import BackendError
-
-    specs = [VariantSpec.parse(v) for v in variants]  # all parse errors before any run
+    try:
+        specs = [VariantSpec.parse(v, device=device) for v in variants]  # all parse errors before any run
+    except BackendError as exc:
+        raise BenchmarkError(str(exc)) from None
     report = BenchmarkReport(config=config.name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
     detectors: dict[str, Detector] = {}
     for spec in specs:
         try:
-            detector = build_detector(spec, config, device=device, checkpoint=checkpoint, deploy_dir=deploy_dir)
+            detector = build_detector(spec, config, checkpoint=checkpoint if spec.runs_checkpoint else None,
+                                      deploy_dir=None if spec.runs_checkpoint else deploy_dir, reproducible=False)
             log(f"{spec.name}: measuring")
-            report.results.append(benchmark_detector(spec.name, detector, points, warmup=warmup,
+            report.results.append(benchmark_detector(spec.name, spec, detector, points, warmup=warmup,
                                                      iterations=iterations, point_file=point_file))
             detectors[spec.name] = detector
         except (BackendUnavailableError, BackendError, BenchmarkError) as exc:

@@ -20,14 +20,13 @@ import torch
 import typer
 from rich.console import Console
 
-from centerpoint_deploy.backends.factory import resolve_device
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
 from centerpoint_deploy.benchmark.render import rich_tables
-from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants
-from centerpoint_deploy.benchmark.variants import DEFAULT_VARIANTS
+from centerpoint_deploy.benchmark.run import DEFAULT_VARIANTS, ScalingPlan, benchmark_variants
 from centerpoint_deploy.cli.app import app
+from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.data.pointcloud import read_points
+from centerpoint_deploy.device import resolve_device
 
 
 @app.command("benchmark")
@@ -70,8 +69,7 @@ def benchmark(
             point_file = Path(scratch) / "frame.bin"  # for the 'read' stage
             np.pad(cloud, ((0, 0), (0, model_config.points.load_dim - cloud.shape[1]))).astype(np.float32).tofile(point_file)
         else:
-            raw = read_points(points, model_config.points.load_dim)
-            cloud = np.ascontiguousarray(raw[:, list(model_config.points.use_dim)], dtype=np.float32)
+            cloud = file_cloud(points, model_config).numpy()
             frame, point_file = {"source": str(points)}, points
         plan = None
         if scaling:

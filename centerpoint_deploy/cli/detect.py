@@ -3,8 +3,7 @@
 Python equivalent::
 
     config = load_config("demo")
-    encoder, head, rot_ref = create_backends("pytorch", config, checkpoint="epoch_50.pth")
-    with Detector(config, encoder, head, rot_y_axis_reference=rot_ref) as detector:
+    with build_detector(VariantSpec.parse("pytorch"), config, checkpoint="epoch_50.pth") as detector:
         boxes = detect_point_files(detector, ["0.pcd.bin"])
 """
 
@@ -14,15 +13,14 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.console import Console
 
-from centerpoint_deploy.backends.factory import SUPPORTED_KINDS, create_backends
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.detector import Detector, detect_point_files
+from centerpoint_deploy.detector import detect_point_files
 from centerpoint_deploy.errors import BackendError
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 #: Seed of ``--random-weights`` models, so smoke tests are reproducible.
 RANDOM_WEIGHTS_SEED = 0
@@ -33,7 +31,8 @@ def detect(
     point_files: list[Path] = typer.Argument(..., help="Point files: .bin / .pcd.bin (load_dim float32 per point), .pcd, .npy."),
     config: str = typer.Option(..., "--config", "-c", help="Preset name, project .yaml or AWML/mmdet3d .py config."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="mmdet3d/AWML checkpoint (pytorch backend)."),
-    backend: str = typer.Option("pytorch", "--backend", help=f"One of: {', '.join(SUPPORTED_KINDS)}."),
+    backend: str = typer.Option("pytorch", "--backend", help="pytorch, onnxruntime, tensorrt or "
+                                                             "'<backend>:<precision>[+flag...]'."),
     deploy_dir: Optional[Path] = typer.Option(None, "--deploy-dir", help="Exported ONNX/engines (onnxruntime, tensorrt)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON here instead of stdout."),
@@ -48,12 +47,10 @@ def detect(
     Boxes are [x, y, z, l, w, h, yaw, vx, vy] in the LiDAR frame, z at the box centre.
     """
     model_config = load_config(config)
-    _check_weights(backend, checkpoint, deploy_dir, random_weights)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_WEIGHTS_SEED)
-        encoder, head, rot_reference = create_backends(backend, model_config, checkpoint=checkpoint,
-                                                       deploy_dir=deploy_dir, device=device)
-    with Detector(model_config, encoder, head, rot_y_axis_reference=rot_reference) as detector:
+    spec = VariantSpec.parse(backend, device=device)
+    _check_weights(spec, checkpoint, deploy_dir, random_weights)
+    with build_detector(spec, model_config, checkpoint=checkpoint, deploy_dir=deploy_dir,
+                        seed=RANDOM_WEIGHTS_SEED) as detector:
         results = detect_point_files(detector, point_files, keep_time_lag=keep_time_lag, load_dim=load_dim)
     text = json.dumps(results, indent=1)
     if output is None:
@@ -65,13 +62,13 @@ def detect(
     Console(stderr=True).print(f"wrote {total} boxes for {len(results)} file(s) to {output}", highlight=False)
 
 
-def _check_weights(backend: str, checkpoint: Path | None, deploy_dir: Path | None, random_weights: bool) -> None:
+def _check_weights(spec: VariantSpec, checkpoint: Path | None, deploy_dir: Path | None, random_weights: bool) -> None:
     """Exactly one source of weights must fit the backend."""
-    if backend == "pytorch":
+    if spec.runs_checkpoint:
         if checkpoint is None and not random_weights:
             raise BackendError("the pytorch backend needs --checkpoint PATH (or --random-weights for a smoke test)")
         if checkpoint is not None and random_weights:
             raise BackendError("pass either --checkpoint or --random-weights, not both")
     elif checkpoint is not None or random_weights:
         raise BackendError(f"--checkpoint/--random-weights are for the pytorch backend; "
-                           f"'{backend}' runs the artifacts in --deploy-dir")
+                           f"'{spec.backend}' runs the artifacts in --deploy-dir")

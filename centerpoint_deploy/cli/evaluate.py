@@ -5,8 +5,7 @@ Python equivalent of ``evaluate``::
 
     config = load_config("demo")
     frames = open_dataset("data/t4", class_names=config.class_names, sweeps_num=config.points.sweeps_num)
-    encoder, head, rot = create_backends("onnxruntime", config, deploy_dir="deploy/")
-    detectors = {"onnxruntime": Detector(config, encoder, head, rot_y_axis_reference=rot)}
+    detectors = {"onnxruntime": build_detector(VariantSpec.parse("onnxruntime"), config, deploy_dir="deploy/")}
     metrics = evaluate_backends(frames, detectors, "eval/", t4_metric_config(config.class_names))
 
 and of ``score``::
@@ -22,12 +21,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Mapping, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from centerpoint_deploy.backends.factory import SUPPORTED_KINDS, create_backends
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.cli.detect import RANDOM_WEIGHTS_SEED
 from centerpoint_deploy.config import load_config
@@ -39,6 +36,7 @@ from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
 from centerpoint_deploy.evaluate.io import METRIC_PRESETS, load_boxes, load_metric_config
 from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files, write_metrics
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 _METRIC_HELP = f"Metric preset ({', '.join(METRIC_PRESETS)}: 121 m for every class + distance buckets / devkit " \
                "cvpr_2019) or a metric-config .json."
@@ -58,24 +56,23 @@ def _print_summary(results: Mapping[str, DetectionMetrics], out: Path) -> None:
 
 def _build_detectors(kinds: list[str], config: ModelConfig, checkpoint: Path | None, deploy_dir: Path | None,
                      device: str, random_weights: bool) -> tuple[dict[str, Detector], dict[str, str]]:
-    """One detector per backend kind, and a fingerprint of the weights each one runs."""
+    """One detector per backend variant, and a fingerprint of the weights each one runs."""
     if len(set(kinds)) != len(kinds):
         raise BackendError(f"--backend values must be distinct, got {kinds}")
-    if "pytorch" in kinds and (checkpoint is None) == (not random_weights):
+    specs = {kind: VariantSpec.parse(kind, device=device) for kind in kinds}
+    runs_checkpoint = any(spec.runs_checkpoint for spec in specs.values())
+    if runs_checkpoint and (checkpoint is None) == (not random_weights):
         raise BackendError("the pytorch backend needs exactly one of --checkpoint PATH or --random-weights")
-    if "pytorch" not in kinds and (checkpoint is not None or random_weights):
+    if not runs_checkpoint and (checkpoint is not None or random_weights):
         raise BackendError("--checkpoint/--random-weights are for the pytorch backend, which is not requested")
-    if any(k != "pytorch" for k in kinds) and deploy_dir is None:
+    if not all(spec.runs_checkpoint for spec in specs.values()) and deploy_dir is None:
         raise BackendError("the onnxruntime/tensorrt backends need --deploy-dir (from 'centerpoint-deploy export')")
     detectors, fingerprints = {}, {}
-    for kind in kinds:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            encoder, head, rot = create_backends(kind, config, device=device,
-                                                 checkpoint=checkpoint if kind == "pytorch" else None,
-                                                 deploy_dir=None if kind == "pytorch" else deploy_dir)
-        detectors[kind] = Detector(config, encoder, head, rot_y_axis_reference=rot)
-        if kind == "pytorch":
+    for kind, spec in specs.items():
+        detectors[kind] = build_detector(spec, config, checkpoint=checkpoint if spec.runs_checkpoint else None,
+                                         deploy_dir=None if spec.runs_checkpoint else deploy_dir,
+                                         seed=RANDOM_WEIGHTS_SEED)
+        if spec.runs_checkpoint:
             fingerprints[kind] = fingerprint_files(checkpoint) if checkpoint else f"random-seed-{RANDOM_WEIGHTS_SEED}"
         else:
             fingerprints[kind] = fingerprint_files(deploy_dir)
@@ -88,7 +85,8 @@ def evaluate(
     config: str = typer.Option(..., "--config", "-c", help="Preset name, project .yaml or AWML/mmdet3d .py config."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for predictions, metrics and plots."),
     backend: list[str] = typer.Option(["pytorch"], "--backend", "-b",
-                                      help=f"Repeat for several; one of {', '.join(SUPPORTED_KINDS)}. The first is the reference."),
+                                      help="Repeat for several: pytorch, onnxruntime, tensorrt or "
+                                           "'<backend>:<precision>[+flag...]'. The first is the reference."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="mmdet3d/AWML checkpoint (pytorch backend)."),
     deploy_dir: Optional[Path] = typer.Option(None, "--deploy-dir", help="Exported ONNX/engines (onnxruntime, tensorrt)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),

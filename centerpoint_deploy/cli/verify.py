@@ -5,11 +5,11 @@ Exit status 0 only when every backend passed every check; the reports are writte
 Python equivalent::
 
     config = load_config("demo")
-    reference = Detector(config, *create_backends("pytorch", config, checkpoint="epoch_50.pth")[:2])
-    candidates = {"onnxruntime": create_backends("onnxruntime", config, deploy_dir="deploy")}
-    frames = [torch.from_numpy(key_frame_points(read_points("0.pcd.bin", 5), config.points))]
-    report = verify_backends(reference, candidates, frames, default_tolerances("fp32"),
-                             DEFAULT_BOX_TOLERANCES["fp32"],
+    reference = build_detector(VariantSpec.parse("pytorch"), config, checkpoint="epoch_50.pth")
+    candidates = {"onnxruntime": build_detector(VariantSpec.parse("onnxruntime"), config, deploy_dir="deploy")}
+    frames = [file_cloud("0.pcd.bin", config)]
+    tolerances, box_tolerance = verification_tolerances("fp32")
+    report = verify_backends(reference, candidates, frames, tolerances, box_tolerance,
                              bisect_onnx={"encoder": "deploy/pts_voxel_encoder.onnx",
                                           "head": "deploy/pts_backbone_neck_head.onnx"})
     print_report(report)
@@ -21,24 +21,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-import torch
 import typer
 from rich.console import Console
 from torch import Tensor
 
-from centerpoint_deploy.backends.factory import SUPPORTED_KINDS, create_backends
 from centerpoint_deploy.cli.app import app
+from centerpoint_deploy.clouds import file_cloud, frame_cloud
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
-from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
-from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import VerificationError
-from centerpoint_deploy.export.manifest import ONNX_FILES, load_manifest, sha256_file
-from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
-from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances, parse_tolerance_override
+from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest, load_manifest, sha256_file
+from centerpoint_deploy.variant import VariantSpec, build_detector
+from centerpoint_deploy.verify.compare import parse_tolerance_override
 from centerpoint_deploy.verify.report import print_report, write_reports
 from centerpoint_deploy.verify.run import verify_backends
+from centerpoint_deploy.verify.tolerances import judged_precision, verification_tolerances
 
 
 def _frames(config: ModelConfig, points: list[Path], dataset: str | None, num_frames: int) -> list[Tensor]:
@@ -47,26 +44,20 @@ def _frames(config: ModelConfig, points: list[Path], dataset: str | None, num_fr
         raise VerificationError("give the frames either as --points FILE (repeatable) or as --dataset SPEC, "
                                 f"not {'both' if points else 'neither'}")
     if points:
-        return [torch.from_numpy(key_frame_points(read_points(p, config.points.load_dim), config.points))
-                for p in points]
+        return [file_cloud(p, config) for p in points]
     frames = open_dataset(dataset, class_names=config.class_names, sweeps_num=config.points.sweeps_num,
                           load_dim=config.points.load_dim)
     if len(frames) == 0:
         raise VerificationError(f"dataset '{dataset}' has no frames")
-    use_dim = list(config.points.use_dim)
-    return [torch.from_numpy(np.ascontiguousarray(frames[i].points[:, use_dim], dtype=np.float32))
-            for i in range(min(num_frames, len(frames)))]
+    return [frame_cloud(frames[i], config) for i in range(min(num_frames, len(frames)))]
 
 
-def _precision(precision: str | None, backends: list[str], deploy_dir: Path) -> tuple[str, str]:
-    """The precision to judge by, and why: as asked, else fp16 for fp16 TensorRT engines, else fp32."""
+def _precision(precision: str | None, specs: list[VariantSpec], manifest: Manifest) -> tuple[str, str]:
+    """The tolerance class to judge by, and why: as asked, else the candidates' run precision."""
     if precision is not None:
         return precision, "--precision"
-    if "tensorrt" in backends:
-        engines = load_manifest(deploy_dir).engines
-        if any(record.precision == "fp16" for record in engines.values()):
-            return "fp16", "the TensorRT engines in the manifest are fp16"
-    return "fp32", "default"
+    chosen = judged_precision(specs, manifest)
+    return chosen, "default" if chosen == "fp32" else "a backend runs in reduced precision"
 
 
 @app.command("verify")
@@ -75,7 +66,8 @@ def verify(
     config: str = typer.Option(..., "--config", "-c", help="Preset name, project .yaml or AWML/mmdet3d .py config."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="The checkpoint the deploy directory was exported from."),
     backend: list[str] = typer.Option(["onnxruntime"], "--backend", "-b",
-                                      help=f"Backend to check (repeatable): {', '.join(k for k in SUPPORTED_KINDS if k != 'pytorch')}."),
+                                      help="Backend variant to check (repeatable): onnxruntime, tensorrt, or "
+                                           "'<backend>:<precision>[+flag...]' (docs/benchmarks.md)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (reference and backends)."),
     points: list[Path] = typer.Option([], "--points", help="Point file to verify on (repeatable)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="T4 scene(s), split file or info .pkl instead of --points."),
@@ -90,35 +82,35 @@ def verify(
 ) -> None:
     """Verify exported backends against PyTorch on the same inputs, stage by stage and box by box."""
     model_config = load_config(config)
-    if "pytorch" in backend or len(set(backend)) != len(backend):
-        raise VerificationError(f"--backend must be distinct non-reference kinds (the reference is PyTorch), got {backend}")
+    specs = [VariantSpec.parse(text, device=device) for text in backend]
+    reference_spec = VariantSpec.parse("pytorch", device=device)
+    if reference_spec in specs or len(set(specs)) != len(specs):
+        raise VerificationError(f"--backend must be distinct variants other than the reference "
+                                f"(the reference is PyTorch fp32), got {backend}")
     manifest = load_manifest(deploy_dir)
     if manifest.checkpoint_sha256 is not None and sha256_file(checkpoint) != manifest.checkpoint_sha256:
         raise VerificationError(f"{deploy_dir} was exported from a checkpoint with sha256 {manifest.checkpoint_sha256[:12]}..., "
                                 f"but {checkpoint} has {sha256_file(checkpoint)[:12]}...; verify against the exported checkpoint")
-    chosen, why = _precision(precision, backend, deploy_dir)
-    tolerances = default_tolerances(chosen)
-    if atol is not None or rtol is not None:
-        base = tolerances.default
-        tolerances = Tolerances(Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol))
-    tolerances = tolerances.with_overrides(dict(parse_tolerance_override(t) for t in tol))
+    chosen, why = _precision(precision, specs, manifest)
+    tolerances, box_tolerance = verification_tolerances(chosen, atol=atol, rtol=rtol,
+                                                        overrides=dict(parse_tolerance_override(t) for t in tol))
     frames = _frames(model_config, points, dataset, num_frames)
 
-    encoder, head, _ = create_backends("pytorch", model_config, checkpoint=checkpoint, device=device)
-    reference = Detector(model_config, encoder, head)
-    candidates = {kind: create_backends(kind, model_config, deploy_dir=deploy_dir, device=device) for kind in backend}
+    reference = build_detector(reference_spec, model_config, checkpoint=checkpoint)
+    candidates = {text: build_detector(spec, model_config, checkpoint=checkpoint if spec.runs_checkpoint else None,
+                                       deploy_dir=None if spec.runs_checkpoint else deploy_dir)
+                  for text, spec in zip(backend, specs)}
     bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} if bisect else None
     console = Console(width=max(Console().width, 150))
     console.print(f"verifying {', '.join(backend)} against PyTorch on {len(frames)} frame(s), "
                   f"{chosen} tolerances ({why})", highlight=False)
     try:
-        report = verify_backends(reference, candidates, frames, tolerances, DEFAULT_BOX_TOLERANCES[chosen],
+        report = verify_backends(reference, candidates, frames, tolerances, box_tolerance,
                                  bisect_onnx=bisect_onnx, bisect_device=device)
     finally:
         reference.close()
-        for enc, hd, _ in candidates.values():
-            enc.close()
-            hd.close()
+        for candidate in candidates.values():
+            candidate.close()
     print_report(report, console)
     written = write_reports(report, out)
     console.print(f"reports: {', '.join(str(p) for p in written.values())}", highlight=False)

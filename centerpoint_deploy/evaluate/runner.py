@@ -25,11 +25,11 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from centerpoint_deploy.clouds import frame_cloud
 from centerpoint_deploy.data.dataset import FrameDataset
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import EvaluationError
@@ -117,9 +117,7 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
         for i in indices:
             frame = dataset[i]
             for name, detector in detectors.items():
-                use_dim = list(detector.config.points.use_dim)
-                points = torch.from_numpy(np.ascontiguousarray(frame.points[:, use_dim], dtype=np.float32))
-                detections = detector(points)
+                detections = detector(frame_cloud(frame, detector.config))
                 results[name][frame.token] = SampleBoxes.from_detections(detections, detector.config.class_names)
             progress.advance(task)
     return results

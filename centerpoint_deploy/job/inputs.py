@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from centerpoint_deploy.backends.factory import resolve_device
+from centerpoint_deploy.device import resolve_device
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendUnavailableError, CheckpointError, ConfigError
 from centerpoint_deploy.evaluate.data_classes import MetricConfig

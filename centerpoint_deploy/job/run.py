@@ -27,20 +27,18 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-import numpy as np
 import torch
 from rich.console import Console
 from torch import Tensor
 
-from centerpoint_deploy.backends.factory import BackendPair, create_backends
 from centerpoint_deploy.benchmark.run import benchmark_backends
+from centerpoint_deploy.clouds import frame_cloud
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
-from centerpoint_deploy.data.dataset import FrameDataset
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import CenterPointError
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
-from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest
+from centerpoint_deploy.export.manifest import ONNX_FILES
 from centerpoint_deploy.export.onnx_export import ExportResult, export_onnx
 from centerpoint_deploy.export.tensorrt_build import build_deploy_engines
 from centerpoint_deploy.job.inputs import (job_checkpoint, job_dataset, job_device, job_metric_config, job_out_dir,
@@ -48,12 +46,12 @@ from centerpoint_deploy.job.inputs import (job_checkpoint, job_dataset, job_devi
 from centerpoint_deploy.job.log import JobLog
 from centerpoint_deploy.job.report import print_summary, write_job_report
 from centerpoint_deploy.job.result import REFERENCE, JobResult, StepRecord
-from centerpoint_deploy.job.settings import DeploySettings, ExportSettings, VerifySettings
+from centerpoint_deploy.job.settings import DeploySettings, ExportSettings
 from centerpoint_deploy.model import build_model
-from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
-from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances
+from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.verify.report import print_report, write_reports
 from centerpoint_deploy.verify.run import verify_backends
+from centerpoint_deploy.verify.tolerances import judged_precision, verification_tolerances
 
 LOG_FILE = "deploy.log"
 _T = TypeVar("_T")
@@ -105,28 +103,11 @@ def _plan(settings: DeploySettings, candidates: list[str]) -> int:
     return 4 + verify_steps + 3
 
 
-def _points(dataset: FrameDataset, index: int, config: ModelConfig) -> Tensor:
-    """``Tensor[N, len(use_dim)]`` float32 of one frame, the model's columns."""
-    points = dataset[index].points[:, list(config.points.use_dim)]
-    return torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
-
-
 def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: ExportSettings,
             device: torch.device, sample: Tensor) -> ExportResult:
     model = build_model(config, checkpoint=checkpoint, device=device)
     return export_onnx(model, config, deploy_dir, opset=export.opset, rot_y_axis_reference=export.rot_y_axis_reference,
                        simplify=export.simplify, check_sample=sample, atol=export.atol, checkpoint=checkpoint)
-
-
-def _tolerances(kind: str, manifest: Manifest, verify: VerifySettings) -> tuple[Tolerances, str]:
-    """The tolerances a backend is judged by and its precision: fp32 (strict) unless it runs
-    reduced-precision TensorRT engines; ``verify.atol``/``rtol`` override the default."""
-    reduced = kind == "tensorrt" and any(e.precision != "fp32" for e in manifest.engines.values())
-    precision = "fp16" if reduced else "fp32"
-    default = default_tolerances(precision).default
-    tolerance = Tolerance(default.atol if verify.atol is None else verify.atol,
-                          default.rtol if verify.rtol is None else verify.rtol)
-    return Tolerances(tolerance), precision
 
 
 def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> JobResult:
@@ -178,7 +159,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
                          dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
                          verified_frames=verified, bev_frames=drawn)
     log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
-    frames = [_points(dataset, i, config) for i in verified]
+    frames = [frame_cloud(dataset[i], config) for i in verified]
 
     deploy_dir = out_dir / "deploy"
     result.export = steps.run("Export ONNX", _export, config, checkpoint, deploy_dir, settings.export,
@@ -193,24 +174,23 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     else:
         steps.skip("Build TensorRT engines", no_engines_reason)
 
-    pairs: dict[str, BackendPair] = {
-        REFERENCE: create_backends(REFERENCE, config, checkpoint=checkpoint, device=device),
-        **{kind: create_backends(kind, config, deploy_dir=deploy_dir, device=device) for kind in candidates},
-    }
-    for encoder, head, _ in pairs.values():
-        open_backends.callback(encoder.close)
-        open_backends.callback(head.close)
-    detectors = {kind: Detector(config, enc, head, rot_y_axis_reference=rot, device=device)
-                 for kind, (enc, head, rot) in pairs.items()}
+    specs = {kind: VariantSpec.parse(kind, device=device) for kind in [REFERENCE, *candidates]}
+    detectors: dict[str, Detector] = {}
+    for kind, spec in specs.items():
+        detectors[kind] = build_detector(spec, config, checkpoint=checkpoint if spec.runs_checkpoint else None,
+                                         deploy_dir=None if spec.runs_checkpoint else deploy_dir)
+        open_backends.callback(detectors[kind].close)
 
     if settings.verify.enabled:
         bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} \
             if settings.verify.bisect else None
         for kind in candidates:
-            tolerances, precision = _tolerances(kind, result.manifest, settings.verify)
+            precision = judged_precision([specs[kind]], result.manifest)
+            tolerances, box_tolerance = verification_tolerances(precision, atol=settings.verify.atol,
+                                                                rtol=settings.verify.rtol)
             report = steps.run(f"Verify {kind} against PyTorch ({precision} tolerances)", verify_backends,
-                               detectors[REFERENCE], {kind: pairs[kind]}, frames, tolerances,
-                               DEFAULT_BOX_TOLERANCES[precision], bisect_onnx=bisect_onnx, bisect_device=device)
+                               detectors[REFERENCE], {kind: detectors[kind]}, frames, tolerances,
+                               box_tolerance, bisect_onnx=bisect_onnx, bisect_device=device)
             for target in log.consoles:
                 print_report(report, target)
             result.verification[kind] = report
@@ -223,7 +203,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
         ranges = sorted(set(result.metric_config.class_range.values()))
         log.print(f"metric {settings.evaluate.metric}: class range {', '.join(f'{r:g}' for r in ranges)} m "
                   f"(the model's grid reaches {model_reach(config):g} m from the LiDAR)")
-        fingerprints = {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in pairs}
+        fingerprints = {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in detectors}
         result.metrics = steps.run("Evaluate", evaluate_backends, dataset, detectors, out_dir / "evaluation",
                                    result.metric_config, frames=evaluated, fingerprints=fingerprints,
                                    render_frames=drawn, console=log.console)
@@ -231,7 +211,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
         steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
 
     if settings.benchmark.enabled:
-        result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, frames[0], out_dir / "benchmark",
+        result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, specs, frames[0], out_dir / "benchmark",
                                      warmup=settings.benchmark.warmup,
                                      iterations=settings.benchmark.iterations, config_name=config.name)
     else:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendError
-from centerpoint_deploy.pipeline_graph import device_constant
+from centerpoint_deploy.device import device_constant
 
 #: Channels of each head map of one task.
 MAP_CHANNELS = {"reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from centerpoint_deploy.config.schema import VoxelizationConfig
 from centerpoint_deploy.errors import PointCloudError
-from centerpoint_deploy.pipeline_graph import device_constant
+from centerpoint_deploy.device import device_constant
 from centerpoint_deploy.structures import Voxels
 
 #: Spare cells of the first-point grid that points outside the grid spread over (fewer colliding atomics).

@@ -11,8 +11,8 @@ comparison. Finally each candidate also runs the full pipeline end to end (its o
 output feeding its own head), and those boxes are compared as well: that is what a user of
 the deployed files gets.
 
-Each backend's outputs must also be on the device it claims, and an ONNX Runtime backend
-that exposes its session providers must have the provider of that device first.
+Each backend's outputs must also be on the device it claims, and an ONNX Runtime backend's
+session must have the provider of that device first (:attr:`Backend.providers`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,6 @@ from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_refere
 from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
 from centerpoint_deploy.verify.compare import TensorComparison, Tolerances, compare_tensors
-
-#: ``(encoder, head, rot_y_axis_reference)``, as ``backends.factory.create_backends`` returns.
-BackendPair = tuple[Backend, Backend, bool]
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -66,8 +63,7 @@ def check_device(backend: Backend, outputs: Mapping[str, Tensor]) -> DeviceCheck
     observed = tuple(sorted({str(t.device) for t in outputs.values()}))
     wrong = [str(t.device) for t in outputs.values()
              if t.device.type != claimed.type or (claimed.index is not None and t.device.index != claimed.index)]
-    providers = getattr(backend, "providers", None)
-    providers = tuple(providers) if providers is not None else None
+    providers = backend.providers
     reasons = []
     if wrong:
         reasons.append(f"outputs on {sorted(set(wrong))}, backend claims {claimed}")
@@ -218,10 +214,10 @@ def _violation(c: TensorComparison) -> float:
     return abs(c.worst_test - c.worst_ref) / max(allowed, 1e-300)
 
 
-def _verify_frame(reference: Detector, stages: Any, name: str, pair: BackendPair, index: int,
+def _verify_frame(reference: Detector, stages: Any, name: str, candidate: Detector, index: int,
                   points: Tensor, tolerances: Tolerances, box_tolerance: BoxTolerance,
                   result: BackendResult) -> FrameResult:
-    encoder, head, rot = pair
+    encoder, head, rot = candidate.encoder, candidate.head, candidate.rot_y_axis_reference
     config = reference.config
     num_tasks = len(config.head.tasks)
     encoded = encoder.infer({contract.ENCODER_INPUT: stages.features.to(encoder.device)})
@@ -247,12 +243,11 @@ def _verify_frame(reference: Detector, stages: Any, name: str, pair: BackendPair
     threshold = config.decode.score_threshold
     ref_dets = stages.detections[0]
     boxes = compare_boxes(ref_dets, reference.detect_from_head_outputs(head_out)[0], box_tolerance, threshold)
-    own = Detector(config, encoder, head, rot_y_axis_reference=rot, device=reference.device)
-    end_to_end = compare_boxes(ref_dets, own(points), box_tolerance, threshold)
+    end_to_end = compare_boxes(ref_dets, candidate(points), box_tolerance, threshold)
     return FrameResult(index, int(points.shape[0]), stages.voxels.num_voxels, encoder_cmp, head_cmp, boxes, end_to_end)
 
 
-def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], frames: Sequence[Tensor],
+def verify_backends(reference: Detector, candidates: Mapping[str, Detector], frames: Sequence[Tensor],
                     tolerances: Tolerances, box_tolerance: BoxTolerance | None = None, *,
                     bisect_onnx: Mapping[str, Path | str] | None = None,
                     bisect_device: torch.device | str = "cpu") -> VerificationReport:
@@ -260,7 +255,7 @@ def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], 
 
     Args:
         reference: the reference detector (PyTorch on the chosen device).
-        candidates: name -> ``(encoder, head, rot_y_axis_reference)`` backends to check.
+        candidates: name -> detector whose backends are checked (its own pipeline gives the end-to-end boxes).
         frames: point clouds ``Tensor[N, len(use_dim)]`` float32, one frame each.
         tolerances: per-output tensor tolerances (``pillar_features``, ``heatmap``, ...).
         box_tolerance: box-level tolerances; fp32 defaults when ``None``.
@@ -277,24 +272,24 @@ def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], 
     if not candidates:
         raise VerificationError("no candidate backends to verify against the reference")
     box_tolerance = box_tolerance or BoxTolerance()
-    results = {name: BackendResult(name, enc.name, head.name, rot) for name, (enc, head, rot) in candidates.items()}
+    results = {name: BackendResult(name, c.encoder.name, c.head.name, c.rot_y_axis_reference)
+               for name, c in candidates.items()}
     reference_checks: list[DeviceCheck] = []
     with reproducible() as settings:
         reference.load()
-        for pair in candidates.values():
-            for backend in pair[:2]:
-                backend.load()
+        for candidate in candidates.values():
+            candidate.load()
         for index, points in enumerate(frames):
             stages = reference.run_stages(points)
             if index == 0:
                 reference_checks = [check_device(reference.encoder, {"pillar_features": stages.pillar_features}),
                                     check_device(reference.head, stages.head_outputs)]
-            for name, pair in candidates.items():
+            for name, candidate in candidates.items():
                 result = results[name]
                 if result.errors:
                     continue
                 try:
-                    frame = _verify_frame(reference, stages, name, pair, index, points, tolerances,
+                    frame = _verify_frame(reference, stages, name, candidate, index, points, tolerances,
                                           box_tolerance, result)
                 except CenterPointError as exc:
                     result.errors.append(f"frame {index}: {exc}")

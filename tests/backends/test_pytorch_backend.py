@@ -9,11 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.factory import SUPPORTED_KINDS, create_backends, resolve_device
+from centerpoint_deploy.device import resolve_device
 from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.config.schema import HeadTaskConfig
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
 class TwoTaskModel(nn.Module):
@@ -64,9 +65,8 @@ def test_head_of_two_tasks_suffixes_names(config) -> None:
 
 
 def test_factory_rejects_unknown_kinds_and_devices(config) -> None:
-    assert SUPPORTED_KINDS[0] == "pytorch"
-    with pytest.raises(BackendError, match="unknown backend 'openvino'; supported: pytorch, onnxruntime, tensorrt"):
-        create_backends("openvino", config)
+    with pytest.raises(BackendError, match="unknown backend 'openvino'; use one of pytorch, onnxruntime, tensorrt"):
+        VariantSpec.parse("openvino")
     with pytest.raises(BackendError, match="device 'tpu' is not"):
         resolve_device("tpu")
     assert resolve_device("cpu") == torch.device("cpu")
@@ -75,4 +75,4 @@ def test_factory_rejects_unknown_kinds_and_devices(config) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 def test_cuda_without_cuda_is_unavailable(config) -> None:
     with pytest.raises(BackendUnavailableError, match="CUDA is not available"):
-        create_backends("pytorch", config, device="cuda")
+        build_detector(VariantSpec.parse("pytorch", device="cuda"), config)

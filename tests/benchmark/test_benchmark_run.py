@@ -15,9 +15,10 @@ from centerpoint_deploy.benchmark import run as run_module
 from centerpoint_deploy.benchmark.captured import time_captured_stages
 from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants, scaling_config
 from centerpoint_deploy.benchmark.timing import BenchmarkError
-from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import STAGES
+from centerpoint_deploy.errors import BackendError
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
 @pytest.fixture(scope="module")
@@ -28,25 +29,25 @@ def config():
 def test_variant_strings_parse_to_a_canonical_name() -> None:
     spec = VariantSpec.parse("pytorch:fp16+static+cuda_graph+channels_last")
     assert (spec.backend, spec.precision, spec.static, spec.flags) == ("pytorch", "fp16", True,
-                                                                       ("channels_last", "cuda_graph"))
+                                                                       ("channels_last", "cuda_graph", "static"))
     assert spec.name == "pytorch:fp16+channels_last+cuda_graph+static"
     assert VariantSpec.parse("onnxruntime").name == "onnxruntime:fp32"
     graph = VariantSpec.parse("pytorch:fp16+pipeline_graph+fuse_relu+fuse_batchnorm")
-    assert graph.static and graph.pipeline_graph and graph.flags == ("fuse_batchnorm", "fuse_relu")
+    assert graph.static and graph.pipeline_graph and graph.flags == ("fuse_batchnorm", "fuse_relu", "pipeline_graph")
     assert graph.name == "pytorch:fp16+fuse_batchnorm+fuse_relu+pipeline_graph"
     assert VariantSpec.parse(graph.name + "+static") == graph
     assert VariantSpec.parse("onnxruntime:fp32+cudnn_benchmark").flags == ("cudnn_benchmark",)
 
 
 @pytest.mark.parametrize("text, message", [
-    ("jax:fp32", "backend 'jax' is not one of"),
+    ("jax:fp32", "unknown backend 'jax'; use one of"),
     ("onnxruntime:bf16", "precision 'bf16' is not one of fp32, tf32, fp16 for onnxruntime"),
     ("onnxruntime:fp32+cuda_graph", "must be distinct, from static, cudnn_benchmark"),
     ("tensorrt:fp16+cudnn_benchmark", "must be distinct, from static$"),
     ("pytorch:fp32+static+static", "must be distinct"),
 ])
 def test_bad_variant_strings_say_what_is_allowed(text: str, message: str) -> None:
-    with pytest.raises(BenchmarkError, match=message):
+    with pytest.raises(BackendError, match=message):
         VariantSpec.parse(text)
 
 
@@ -76,7 +77,7 @@ def test_benchmark_variants_measures_skips_scales_and_writes(config, tmp_path: P
                                 device=torch.device("cpu"), warmup=1, iterations=2, point_file=point_file,
                                 scaling=plan, out_dir=tmp_path / "out", plots=False)
     assert [r.name for r in report.results] == ["pytorch:fp32", "pytorch:fp32+static"]
-    assert "needs --deploy-dir" in report.skipped["onnxruntime:fp32"]
+    assert "needs deploy_dir (--deploy-dir" in report.skipped["onnxruntime:fp32"]
     first = report.results[0]
     assert list(first.stages) == ["read", *STAGES, "sum of stages"]
     assert all(s.count == 2 for s in first.stages.values()) and first.end_to_end.count == 2
@@ -92,7 +93,7 @@ def test_benchmark_variants_measures_skips_scales_and_writes(config, tmp_path: P
     markdown = (tmp_path / "out" / "benchmark.md").read_text()
     assert markdown == to_markdown(report)
     assert "| pytorch:fp32 | pytorch | fp32 | - |" in markdown
-    assert "- onnxruntime:fp32: onnxruntime needs --deploy-dir" in markdown
+    assert "- onnxruntime:fp32: the onnxruntime backend needs deploy_dir (--deploy-dir" in markdown
     assert stage_names(report) == ["read", *STAGES]
 
 
@@ -119,8 +120,8 @@ def test_synthetic_frame_merges_sweeps_with_time_lags() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_graph_variants_time_each_captured_stage(config, monkeypatch: pytest.MonkeyPatch) -> None:
     points = torch.from_numpy(random_cloud(3000, config, seed=1))
-    spec = VariantSpec.parse("pytorch:fp32+pipeline_graph")
-    detector = build_detector(spec, config, device=torch.device("cuda")).load()
+    spec = VariantSpec.parse("pytorch:fp32+pipeline_graph", device="cuda")
+    detector = build_detector(spec, config).load()
     samples = time_captured_stages(detector, points, warmup=1, iterations=3)
     assert list(samples) == list(STAGES) and all(len(s) == 3 and min(s) > 0 for s in samples.values())
 

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.factory import PYTORCH_VARIANTS, create_backends
 from centerpoint_deploy.backends.pytorch import (ConvReLU2d, TorchEncoderBackend, TorchHeadBackend, TorchOptions,
                                                  fold_batchnorm, fuse_conv_relu)
 from centerpoint_deploy.benchmark.onnx_fp16 import convert_onnx_to_fp16
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.errors import BackendError, ExportError
 from centerpoint_deploy.model import build_model
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +137,17 @@ def test_options_label_and_backend_name(model, config) -> None:
     assert TorchHeadBackend(model, config, options=options).name == "pytorch-cpu-bf16+channels_last+fuse_batchnorm"
 
 
-def test_factory_variant_kinds(config) -> None:
-    encoder, head, rot = create_backends("pytorch-bf16", config)
-    assert rot is False and head.options == TorchOptions(**PYTORCH_VARIANTS["pytorch-bf16"])
-    assert encoder.options == head.options
-    with pytest.raises(BackendError, match="'fp16' runs on CUDA only"):
-        create_backends("pytorch-fp16", config)
+def test_old_short_names_build_the_variant_they_meant(config) -> None:
+    with pytest.warns(FutureWarning, match="'pytorch-bf16' is deprecated; write 'pytorch:bf16\\+channels_last"):
+        spec = VariantSpec.parse("pytorch-bf16")
+    detector = build_detector(spec, config)
+    assert detector.rot_y_axis_reference is False
+    assert detector.head.options == TorchOptions(precision="bf16", channels_last=True, fuse_batchnorm=True)
+    assert detector.encoder.options == detector.head.options
+    with pytest.warns(FutureWarning), pytest.raises(BackendError, match="'fp16' runs on CUDA only"):
+        build_detector(VariantSpec.parse("pytorch-fp16"), config)
     with pytest.raises(BackendError, match="pytorch-tf32"):
-        create_backends("pytorch-fp64", config)
+        VariantSpec.parse("pytorch-fp64")
 
 
 def test_fp16_onnx_copy_keeps_float32_io(tmp_path: Path) -> None:

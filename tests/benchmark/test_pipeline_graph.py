@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from centerpoint_deploy.backends.base import Backend
-from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError, ConfigError
-from centerpoint_deploy.pipeline_graph import MIN_CAPACITY, PointBuffer, device_constant, padding_point, point_capacity
+from centerpoint_deploy.device import device_constant
+from centerpoint_deploy.pipeline_graph import MIN_CAPACITY, PointBuffer, padding_point, point_capacity
 from centerpoint_deploy.postprocess import unpack_host
 from centerpoint_deploy.preprocess import voxelize
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 from .test_static_pipeline import assert_deferred_checks_raise, make_detector, random_clouds
 
@@ -97,7 +98,8 @@ def test_graph_option_is_refused_where_it_cannot_run(config) -> None:
         make_detector(config, static=True, graph=True)
     with pytest.raises(ConfigError, match="set static_shapes=True as well"):
         make_detector(config, static=False, graph=True)
-    encoder, head, _ = create_backends("pytorch", config)
+    built = build_detector(VariantSpec.parse("pytorch"), config)
+    encoder, head = built.encoder, built.head
     with pytest.raises(BackendError, match="PyTorch backends only; the encoder is 'other-cuda'"):
         Detector(config, _OtherRuntime("cuda"), head, device="cuda", static_shapes=True, graph=True)
     with pytest.raises(ConfigError, match="compile=True compiles the fixed-shape pipeline"):

@@ -11,12 +11,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import STAGES, Detector
 from centerpoint_deploy.errors import ConfigError, PointCloudError
 from centerpoint_deploy.postprocess import circle_nms, circle_nms_fixed_rounds
 from centerpoint_deploy.preprocess import decorate, scatter_to_bev, voxelize, voxelize_padded
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,9 @@ def random_clouds(sizes: tuple[int, ...], seed: int = 1) -> list[torch.Tensor]:
 
 
 def make_detector(config, static: bool, kind: str = "pytorch", device: str = "cpu", **kwargs) -> Detector:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        encoder, head, rot = create_backends(kind, config, device=device)
-    return Detector(config, encoder, head, rot_y_axis_reference=rot, static_shapes=static, **kwargs)
+    built = build_detector(VariantSpec.parse(kind, device=device), config)
+    return Detector(config, built.encoder, built.head, rot_y_axis_reference=built.rot_y_axis_reference,
+                    static_shapes=static, **kwargs)
 
 
 def test_padded_voxelization_holds_the_reference_pillars_then_padding(config) -> None:
@@ -141,13 +140,10 @@ def test_stages_are_the_pipeline(config) -> None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("kind", ["pytorch", "pytorch-fp16"])
+@pytest.mark.parametrize("kind", ["pytorch", "pytorch:fp16+channels_last+fuse_batchnorm"])
 def test_static_cuda_pipeline_never_synchronises_before_the_result(config, kind: str) -> None:
     clouds = [c.pin_memory() for c in random_clouds((3000,))]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        encoder, head, rot = create_backends(kind, config, device="cuda")
-    detector = Detector(config, encoder, head, rot_y_axis_reference=rot, static_shapes=True).load()
+    detector = make_detector(config, static=True, kind=kind, device="cuda").load()
     detector(clouds)  # warm-up: allocator, cuDNN plans
     state = {"points": clouds}
     stages = detector.stages()

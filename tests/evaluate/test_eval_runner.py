@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.data.dataset import FrameDataset, FrameRecord
@@ -22,6 +21,7 @@ from centerpoint_deploy.evaluate.data_classes import t4_metric_config
 from centerpoint_deploy.evaluate.io import load_boxes, load_metrics
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
 from centerpoint_deploy.structures import Detections
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 CLASSES = ("car", "truck", "bus", "bicycle", "pedestrian")
 
@@ -64,9 +64,7 @@ class GroundTruthDetector:
 
 
 def _tiny_detector(config: ModelConfig) -> Detector:
-    torch.manual_seed(0)
-    encoder, head, rot = create_backends("pytorch", config, device="cpu")
-    return Detector(config, encoder, head, rot_y_axis_reference=rot)
+    return build_detector(VariantSpec.parse("pytorch"), config)
 
 
 def test_reports_cache_and_comparison(tmp_path: Path, dataset: FrameDataset, config: ModelConfig) -> None:

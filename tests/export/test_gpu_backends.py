@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.detector import Detector
@@ -20,6 +19,7 @@ from centerpoint_deploy.export.manifest import load_manifest
 from centerpoint_deploy.export.onnx_export import ExportResult, random_points
 from centerpoint_deploy.export.tensorrt_build import build_deploy_engines, derive_profiles
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
 def _has_tensorrt() -> bool:
@@ -59,6 +59,12 @@ def _compare_parts(config: ModelConfig, reference, candidate, atol: float) -> No
             assert candidate[1].last_inference_time is not None
 
 
+def _pair(kind: str, config: ModelConfig, deploy_dir: Path, device: str = "cpu"):
+    """``(encoder, head, rot_y_axis_reference)`` of the ``kind`` detector of ``deploy_dir``."""
+    detector = build_detector(VariantSpec.parse(kind, device=device), config, deploy_dir=deploy_dir)
+    return detector.encoder, detector.head, detector.rot_y_axis_reference
+
+
 def _boxes(config: ModelConfig, backends, points: torch.Tensor):
     encoder, head, rot_reference = backends
     with Detector(config, encoder, head, rot_y_axis_reference=rot_reference, device=encoder.device) as detector:
@@ -69,8 +75,8 @@ def _boxes(config: ModelConfig, backends, points: torch.Tensor):
 @needs_ort_cuda
 def test_onnxruntime_cuda_matches_cpu(plain_export: ExportResult, tiny_config: ModelConfig) -> None:
     deploy_dir = plain_export.manifest.deploy_dir
-    cpu = create_backends("onnxruntime", tiny_config, deploy_dir=deploy_dir)
-    gpu = create_backends("onnxruntime", tiny_config, deploy_dir=deploy_dir, device="cuda")
+    cpu = _pair("onnxruntime", tiny_config, deploy_dir)
+    gpu = _pair("onnxruntime", tiny_config, deploy_dir, "cuda")
     _compare_parts(tiny_config, cpu, gpu, atol=1e-4)
 
 
@@ -94,8 +100,8 @@ def test_fp32_engines_match_onnxruntime(engine_dirs, tiny_config: ModelConfig) -
     manifest = load_manifest(fp32)
     assert {part: record.precision for part, record in manifest.engines.items()} == {"encoder": "fp32", "head": "fp32"}
     assert manifest.engines["encoder"].profile == {"input_features": [[1000, 32, 11], [1000, 32, 11], [4000, 32, 11]]}
-    reference = create_backends("onnxruntime", tiny_config, deploy_dir=fp32)
-    engines = create_backends("tensorrt", tiny_config, deploy_dir=fp32, device="cuda")
+    reference = _pair("onnxruntime", tiny_config, fp32)
+    engines = _pair("tensorrt", tiny_config, fp32, "cuda")
     _compare_parts(tiny_config, reference, engines, atol=1e-3)
 
 
@@ -106,12 +112,12 @@ def test_engines_give_the_pytorch_boxes(engine_dirs, tiny_model, tiny_config: Mo
     points = random_points(tiny_config, seed=13)[:2500]
     reference = _boxes(tiny_config, (TorchEncoderBackend(tiny_model, tiny_config),
                                      TorchHeadBackend(tiny_model, tiny_config), False), points)
-    got = _boxes(tiny_config, create_backends("tensorrt", tiny_config, deploy_dir=fp32, device="cuda"), points)
+    got = _boxes(tiny_config, _pair("tensorrt", tiny_config, fp32, "cuda"), points)
     assert len(reference) > 10 and torch.equal(got.labels, reference.labels)
     torch.testing.assert_close(got.boxes, reference.boxes, atol=1e-3, rtol=0)
     # fp16 + rot_y_axis_reference + static encoder profile: the pipeline pads nothing, so a
     # cloud must have exactly max_voxels pillars; a smaller one is refused with the range.
-    encoder, head, rot_reference = create_backends("tensorrt", tiny_config, deploy_dir=fp16, device="cuda")
+    encoder, head, rot_reference = _pair("tensorrt", tiny_config, fp16, "cuda")
     assert rot_reference is True
     with encoder:
         with pytest.raises(BackendError, match=r"axis 0 is \d+, the engine's profile allows 4000\.\.4000"):
@@ -126,4 +132,4 @@ def test_changed_engine_is_refused(engine_dirs, tiny_config: ModelConfig, tmp_pa
     copy = shutil.copytree(engine_dirs[0], tmp_path / "copy")
     (copy / "pts_voxel_encoder.engine").write_bytes(b"garbage")
     with pytest.raises(BackendError, match="pts_voxel_encoder.engine changed after export"):
-        create_backends("tensorrt", tiny_config, deploy_dir=copy, device="cuda")
+        _pair("tensorrt", tiny_config, copy, "cuda")

@@ -12,7 +12,6 @@ import torch
 import yaml
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.factory import create_backends
 from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.detector import Detector
@@ -22,6 +21,7 @@ from centerpoint_deploy.export.manifest import load_manifest, sha256_file
 from centerpoint_deploy.export.onnx_export import ExportResult, export_onnx, random_points
 from centerpoint_deploy.export.trt_ops import tensorrt_op_problems
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
+from centerpoint_deploy.variant import VariantSpec, build_detector
 
 FLOAT = onnx.TensorProto.FLOAT
 
@@ -64,7 +64,7 @@ def _voxels(config: ModelConfig, seed: int, count: int):
 
 def test_onnxruntime_matches_pytorch_at_two_voxel_counts(plain_export: ExportResult, tiny_model,
                                                          tiny_config: ModelConfig) -> None:
-    encoder, head, rot_reference = create_backends("onnxruntime", tiny_config, deploy_dir=plain_export.manifest.deploy_dir)
+    encoder, head, rot_reference = _pair(tiny_config, plain_export.manifest.deploy_dir)
     assert rot_reference is False
     with encoder, head, torch.no_grad():
         for seed, count in ((5, 3000), (6, 300)):
@@ -77,6 +77,12 @@ def test_onnxruntime_matches_pytorch_at_two_voxel_counts(plain_export: ExportRes
             maps = head.infer({"spatial_features": bev})
             for name, reference in tiny_model.forward_dense(bev)[0].items():
                 torch.testing.assert_close(maps[name], reference, atol=1e-4, rtol=0)
+
+
+def _pair(config: ModelConfig, deploy_dir: Path, **kwargs):
+    """``(encoder, head, rot_y_axis_reference)`` of the ONNX Runtime detector of ``deploy_dir``."""
+    detector = build_detector(VariantSpec.parse("onnxruntime"), config, deploy_dir=deploy_dir, **kwargs)
+    return detector.encoder, detector.head, detector.rot_y_axis_reference
 
 
 def _detect(config: ModelConfig, encoder, head, rot_reference: bool, points: torch.Tensor):
@@ -92,7 +98,7 @@ def test_same_boxes_through_the_detector_in_both_conventions(plain_export: Expor
     assert len(reference) > 10
     results = {}
     for name, result in (("plain", plain_export), ("rot", rot_export)):
-        backends = create_backends("onnxruntime", tiny_config, deploy_dir=result.manifest.deploy_dir)
+        backends = _pair(tiny_config, result.manifest.deploy_dir)
         assert backends[2] is (name == "rot")
         results[name] = _detect(tiny_config, *backends, points)
     for got in results.values():
@@ -108,7 +114,7 @@ def test_rot_convention_of_raw_head_outputs(plain_export: ExportResult, rot_expo
     bev = torch.randn(1, 32, 64, 64).relu()
     outputs = []
     for result in (plain_export, rot_export):
-        _, head, _ = create_backends("onnxruntime", tiny_config, deploy_dir=result.manifest.deploy_dir)
+        _, head, _ = _pair(tiny_config, result.manifest.deploy_dir)
         with head:
             outputs.append(head.infer({"spatial_features": bev}))
     plain, rot = outputs
@@ -120,7 +126,7 @@ def test_rot_convention_of_raw_head_outputs(plain_export: ExportResult, rot_expo
 def test_head_runs_at_another_bev_size(plain_export: ExportResult, tiny_model, tiny_config: ModelConfig) -> None:
     """Axes 2 and 3 of the head are dynamic: a 32 x 48 map (traced at 64 x 64) still matches PyTorch."""
     bev = torch.randn(1, 32, 32, 48).relu()
-    _, head, _ = create_backends("onnxruntime", tiny_config, deploy_dir=plain_export.manifest.deploy_dir)
+    _, head, _ = _pair(tiny_config, plain_export.manifest.deploy_dir)
     with head, torch.no_grad():
         got = head.infer({"spatial_features": bev})
         for name, expected in tiny_model.forward_dense(bev)[0].items():
@@ -168,17 +174,17 @@ def test_factory_refuses_other_configs_and_broken_dirs(plain_export: ExportResul
     deploy_dir = plain_export.manifest.deploy_dir
     other = replace(tiny_config, voxelization=replace(tiny_config.voxelization, max_voxels=2000))
     with pytest.raises(BackendError, match="exported from a different config: voxelization.max_voxels: exported 4000, given 2000"):
-        create_backends("onnxruntime", other, deploy_dir=deploy_dir)
+        _pair(other, deploy_dir)
     with pytest.raises(BackendError, match="needs deploy_dir"):
-        create_backends("onnxruntime", tiny_config)
+        _pair(tiny_config, None)
     with pytest.raises(BackendError, match="not a checkpoint"):
-        create_backends("onnxruntime", tiny_config, deploy_dir=deploy_dir, checkpoint="x.pth")
+        _pair(tiny_config, deploy_dir, checkpoint="x.pth")
     with pytest.raises(BackendError, match="is not a deploy directory"):
-        create_backends("onnxruntime", tiny_config, deploy_dir=tmp_path)
+        _pair(tiny_config, tmp_path)
     broken = shutil.copytree(deploy_dir, tmp_path / "copy")
     (broken / contract.HEAD_FILE).unlink()
     with pytest.raises(BackendError, match="pts_backbone_neck_head.onnx is listed in the manifest but missing"):
-        create_backends("onnxruntime", tiny_config, deploy_dir=broken)
+        _pair(tiny_config, broken)
     with pytest.raises(BackendError, match="has no TensorRT engine for the encoder"):
         load_manifest(deploy_dir).engine_path("encoder")
 

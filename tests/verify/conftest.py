@@ -86,10 +86,11 @@ def reference(model: CenterPoint, config: ModelConfig) -> Detector:
     return Detector(config, TorchEncoderBackend(model, config), TorchHeadBackend(model, config))
 
 
-def ort_pair(directory: Path, rot: bool, head_file: Path | None = None) -> tuple:
-    """ONNX Runtime CPU backends of ``directory`` (optionally another head file), claiming ``rot``."""
-    return (OnnxRuntimeBackend(directory / "pts_voxel_encoder.onnx", "cpu", part="encoder"),
-            OnnxRuntimeBackend(head_file or directory / "pts_backbone_neck_head.onnx", "cpu", part="head"), rot)
+def ort_detector(config: ModelConfig, directory: Path, rot: bool, head_file: Path | None = None) -> Detector:
+    """A detector on the ONNX Runtime CPU backends of ``directory`` (optionally another head file), claiming ``rot``."""
+    return Detector(config, OnnxRuntimeBackend(directory / "pts_voxel_encoder.onnx", "cpu", part="encoder"),
+                    OnnxRuntimeBackend(head_file or directory / "pts_backbone_neck_head.onnx", "cpu", part="head"),
+                    rot_y_axis_reference=rot)
 
 
 def scaled_initializer_copy(source: Path, target: Path, node_name: str, factor: float) -> Path:

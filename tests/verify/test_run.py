@@ -14,13 +14,13 @@ from centerpoint_deploy.verify.compare import default_tolerances
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.verify.run import check_device, verify_backends
 
-from tests.verify.conftest import ort_pair, scaled_initializer_copy
+from tests.verify.conftest import ort_detector, scaled_initializer_copy
 
 FP32 = default_tolerances("fp32")
 
 
 def test_onnxruntime_cpu_matches_pytorch_cpu_at_fp32_defaults(reference, deploy_dir, frames):
-    report = verify_backends(reference, {"onnxruntime": ort_pair(deploy_dir, False)}, frames, FP32)
+    report = verify_backends(reference, {"onnxruntime": ort_detector(reference.config, deploy_dir, False)}, frames, FP32)
     result = report.backends["onnxruntime"]
     assert report, result.failures()
     assert len(result.frames) == 2
@@ -35,7 +35,7 @@ def test_onnxruntime_cpu_matches_pytorch_cpu_at_fp32_defaults(reference, deploy_
 
 
 def test_rot_export_with_its_flag_gives_the_same_boxes(reference, rot_deploy_dir, frames):
-    report = verify_backends(reference, {"ort-rot": ort_pair(rot_deploy_dir, True)}, frames[:1], FP32)
+    report = verify_backends(reference, {"ort-rot": ort_detector(reference.config, rot_deploy_dir, True)}, frames[:1], FP32)
     assert report, report.backends["ort-rot"].failures()
 
 
@@ -44,7 +44,7 @@ def test_rot_export_with_its_flag_gives_the_same_boxes(reference, rot_deploy_dir
 def test_rot_convention_mismatch_fails_on_dim_rot_and_boxes(request, reference, frames, directory, claimed):
     path: Path = request.getfixturevalue(directory)
     onnx_files = {"encoder": path / "pts_voxel_encoder.onnx", "head": path / "pts_backbone_neck_head.onnx"}
-    report = verify_backends(reference, {"bad": ort_pair(path, claimed)}, frames[:1], FP32, bisect_onnx=onnx_files)
+    report = verify_backends(reference, {"bad": ort_detector(reference.config, path, claimed)}, frames[:1], FP32, bisect_onnx=onnx_files)
     result = report.backends["bad"]
     assert not report
     frame = result.frames[0]
@@ -61,7 +61,7 @@ def test_rot_convention_mismatch_fails_on_dim_rot_and_boxes(request, reference, 
 def test_perturbed_head_weight_fails_and_is_bisected_to_its_layer(reference, deploy_dir, frames, tmp_path):
     broken = scaled_initializer_copy(deploy_dir / "pts_backbone_neck_head.onnx", tmp_path / "head.onnx",
                                      "/pts_bbox_head/shared_conv/conv/Conv", 1.05)
-    report = verify_backends(reference, {"broken": ort_pair(deploy_dir, False, broken)}, frames[:1], FP32,
+    report = verify_backends(reference, {"broken": ort_detector(reference.config, deploy_dir, False, broken)}, frames[:1], FP32,
                              bisect_onnx={"head": broken})
     result = report.backends["broken"]
     assert not report
@@ -79,8 +79,11 @@ class _Lying(Backend):
 
     def __init__(self, device: str, providers: list[str] | None = None) -> None:
         super().__init__(device)
-        if providers is not None:
-            self.providers = providers
+        self._providers = None if providers is None else tuple(providers)
+
+    @property
+    def providers(self) -> tuple[str, ...] | None:
+        return self._providers
 
     @property
     def input_specs(self) -> tuple[TensorSpec, ...]:
@@ -106,6 +109,20 @@ def test_device_check_catches_outputs_and_providers_of_another_device():
     assert not wrong_provider.passed and "CPUExecutionProvider" in wrong_provider.reason
 
 
+def test_device_check_reads_the_real_onnxruntime_session(reference, deploy_dir, frames, monkeypatch):
+    """The check read ``backend.providers``, which only the fake above had: it never ran on a real backend."""
+    report = verify_backends(reference, {"ort": ort_detector(reference.config, deploy_dir, False)}, frames[:1], FP32)
+    checks = report.backends["ort"].device_checks
+    assert [c.providers for c in checks] == [("CPUExecutionProvider",)] * 2 and all(checks)
+    candidate = ort_detector(reference.config, deploy_dir, False)
+    head = candidate.head.load()
+    outputs = head.infer({"spatial_features": torch.zeros(1, 32, 64, 64)})
+    session = head._session
+    monkeypatch.setattr(session, "get_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    check = check_device(head, outputs)
+    assert not check.passed and "do not start with CPUExecutionProvider" in check.reason
+
+
 def test_reproducible_sets_and_restores_switches():
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     before = (matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark)
@@ -121,6 +138,6 @@ def test_reproducible_sets_and_restores_switches():
 
 def test_no_frames_or_no_candidates_is_an_error(reference, deploy_dir, frames):
     with pytest.raises(VerificationError, match="no frames"):
-        verify_backends(reference, {"ort": ort_pair(deploy_dir, False)}, [], FP32)
+        verify_backends(reference, {"ort": ort_detector(reference.config, deploy_dir, False)}, [], FP32)
     with pytest.raises(VerificationError, match="no candidate"):
         verify_backends(reference, {}, frames, FP32)
