@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from centerpoint_deploy.errors import EvaluationError
+from centerpoint_deploy.outputs import replacing
 from centerpoint_deploy.evaluate.data_classes import (
     DetectionMetrics,
     MetricConfig,
@@ -88,17 +87,11 @@ def _read_json(path: str | Path, what: str) -> Any:
 
 
 def _write_json(path: str | Path, content: Any) -> None:
-    """Write ``content`` to a unique temporary file beside ``path``, then move it into place."""
+    """Write ``content`` atomically (a unique temporary file beside ``path``, then moved into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as temporary, temporary.open("w") as f:
+        json.dump(content, f, allow_nan=False)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -122,4 +122,4 @@ def test_evaluate_render_keeps_a_hostile_sample_token_inside_out(scene: Path, tm
     assert result.exit_code == 0, result.output
     written = [p for p in tmp_path.rglob("*.png")]
     assert len(written) == 1 and written[0].parent == out / "bev", written
-    assert written[0].name.startswith("00000_x_.._.._.._PWNED-")
+    assert written[0].name == "00000_x_.._.._.._PWNED.png"
