@@ -24,11 +24,27 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.stages import STAGES
+from centerpoint_deploy.static_pipeline import StaticPipeline
 
 
-def _profile(detector: Detector, points: torch.Tensor, iterations: int) -> tuple[profile, float]:
-    stages = detector.stages()
+def _run_in_ranges(detector: StaticPipeline, points: torch.Tensor) -> None:
+    """One staged run, each stage inside a profiler range ``stage:<name>``."""
+    ranges = iter(STAGES)
+    current = [record_function(f"stage:{next(ranges)}")]
+    current[0].__enter__()
+
+    def hook(name: str) -> None:
+        current.pop().__exit__(None, None, None)
+        following = next(ranges, None)
+        if following is not None:
+            current.append(record_function(f"stage:{following}"))
+            current[0].__enter__()
+
+    detector.run_stages([points], hook)
+
+
+def _profile(detector: StaticPipeline, points: torch.Tensor, iterations: int) -> tuple[profile, float]:
     for _ in range(10):  # warm-up: allocator, cuDNN plans, CUDA graph capture
         detector([points])
     torch.cuda.synchronize()
@@ -36,14 +52,11 @@ def _profile(detector: Detector, points: torch.Tensor, iterations: int) -> tuple
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         start.record()
         for _ in range(iterations):
-            if detector.graph:
+            if detector.settings.graph:
                 with record_function("stage:replay"):
                     detector([points])
                 continue
-            state = {"points": [points]}
-            for name, stage in stages:
-                with record_function(f"stage:{name}"):
-                    stage(state)
+            _run_in_ranges(detector, points)
         end.record()
         torch.cuda.synchronize()
     return prof, start.elapsed_time(end) / iterations

@@ -30,9 +30,11 @@ import torch
 
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
-from centerpoint_deploy.detector import Detector, PostProcessor
+from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.device import resolve_device
-from centerpoint_deploy.errors import BackendError, BackendUnavailableError
+from centerpoint_deploy.errors import BackendError, BackendUnavailableError, ConfigError
+from centerpoint_deploy.stages import PostProcessor
+from centerpoint_deploy.static_pipeline import StaticPipeline, StaticSettings
 
 if TYPE_CHECKING:
     from centerpoint_deploy.export.manifest import Manifest
@@ -136,15 +138,17 @@ class VariantSpec:
 def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path | str | None = None,
                    deploy_dir: Path | str | None = None, postprocess: PostProcessor | None = None,
                    max_points: int = 400_000, nms_rounds: int = 16, work_dir: Path | None = None,
-                   seed: int = 0, reproducible: bool = True) -> Detector:
-    """The detector ``spec`` names (not loaded).
+                   seed: int = 0, reproducible: bool = True) -> Detector | StaticPipeline:
+    """The detector ``spec`` names (not loaded): a :class:`Detector`, or for ``static`` / ``pipeline_graph``
+    the :class:`StaticPipeline` (same interface).
 
     Args:
         spec: the variant (its device included).
         config: the model.
         checkpoint: weights of a ``pytorch`` variant (``None``: random weights seeded with ``seed``).
         deploy_dir: exported graphs / engines of ``onnxruntime`` and ``tensorrt`` variants.
-        postprocess: task maps -> boxes (default: mmdet3d decode + circle NMS).
+        postprocess: task maps -> boxes (default: mmdet3d decode + circle NMS; the fixed-shape
+            pipeline runs its own).
         max_points: the largest cloud a ``pipeline_graph`` variant captures.
         nms_rounds: NMS round budget of the fixed-shape pipeline.
         work_dir: where fp16 copies of the ONNX files go (default ``deploy_dir/fp16``).
@@ -158,13 +162,18 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path |
         BackendUnavailableError: the runtime, the device or the artifacts are missing here.
     """
     device = resolve_device(spec.device)
+    if spec.static and postprocess is not None:
+        raise ConfigError(f"variant '{spec.name}': the fixed-shape pipeline runs its own decode and NMS; "
+                          "a postprocess callable needs a variant without static / pipeline_graph")
     if spec.pipeline_graph and device.type != "cuda":
         raise BackendUnavailableError(f"variant '{spec.name}': pipeline_graph needs a CUDA device, not '{device}'")
     encoder, head, rot = create_backends(spec, config, device, checkpoint=checkpoint, deploy_dir=deploy_dir,
                                          work_dir=work_dir, seed=seed, reproducible=reproducible)
-    return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, postprocess=postprocess,
-                    static_shapes=spec.static, nms_rounds=nms_rounds, graph=spec.pipeline_graph,
-                    max_points=max_points, compile=spec.static and "compile" in spec.flags)
+    if not spec.static:
+        return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, postprocess=postprocess)
+    settings = StaticSettings(nms_rounds=nms_rounds, graph=spec.pipeline_graph, max_points=max_points,
+                              compile="compile" in spec.flags)
+    return StaticPipeline(config, encoder, head, rot_y_axis_reference=rot, device=device, settings=settings)
 
 
 #: ``(encoder, head, rot_y_axis_reference)``: the head's outputs need

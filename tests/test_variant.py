@@ -17,9 +17,9 @@ from centerpoint_deploy.cli import benchmark as benchmark_cli
 from centerpoint_deploy.cli import verify as verify_cli
 from centerpoint_deploy.cli.evaluate import _build_detectors
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError
 from centerpoint_deploy.export.manifest import EngineRecord
+from centerpoint_deploy.static_pipeline import StaticPipeline, StaticSettings
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.verify.tolerances import judged_precision, run_precision, tolerance_class
 
@@ -57,7 +57,7 @@ def test_old_short_names_are_read_with_a_note(old: str, new: str) -> None:
 
 def test_build_detector_builds_what_the_spec_names(config) -> None:
     detector = build_detector(VariantSpec.parse("pytorch:bf16+fuse_batchnorm+static"), config, max_points=1234)
-    assert isinstance(detector, Detector) and detector.static_shapes and detector.max_points == 1234
+    assert isinstance(detector, StaticPipeline) and detector.settings == StaticSettings(max_points=1234)
     assert detector.head.options.precision == "bf16" and detector.head.options.fuse_batchnorm
     with pytest.raises(BackendError, match="pipeline_graph needs a CUDA device"):
         build_detector(VariantSpec.parse("pytorch:fp32+pipeline_graph"), config)
@@ -121,18 +121,17 @@ def test_grid_scaling_rows_time_the_variant_they_name(config, monkeypatch: pytes
     """The grid rows rebuilt the detector without graph/compile/max_points: another path was timed."""
     detector = build_detector(VariantSpec.parse("pytorch:fp32+static"), config, max_points=4321, nms_rounds=5)
     timed = []
-    original = Detector.__call__
+    original = StaticPipeline.__call__
 
     def spy(self, points):
         timed.append(self)
         return original(self, points)
 
-    monkeypatch.setattr(Detector, "__call__", spy)
+    monkeypatch.setattr(StaticPipeline, "__call__", spy)
     points = run_module.scale("v", detector.load(), "grid", [32], warmup=0, iterations=1, points_per_frame=300)
     assert [p.value for p in points] == [32]
     grid_runs = [d for d in timed if d.config.bev_shape == (32, 32)]
-    assert grid_runs and all((d.static_shapes, d.max_points, d.nms_rounds, d.graph, d.compile)
-                             == (True, 4321, 5, False, False) for d in grid_runs)
+    assert grid_runs and all(d.settings == StaticSettings(nms_rounds=5, max_points=4321) for d in grid_runs)
     assert {id(d.encoder) for d in grid_runs} == {id(detector.encoder)}
 
 
@@ -141,10 +140,10 @@ def test_one_construction_site(config) -> None:
     import ast
 
     package = Path(__file__).resolve().parents[1] / "centerpoint_deploy"
-    builders = {"Detector", "TorchEncoderBackend", "TorchHeadBackend", "OnnxRuntimeBackend", "TensorRTBackend"}
+    builders = {"Detector", "StaticPipeline", "TorchEncoderBackend", "TorchHeadBackend", "OnnxRuntimeBackend", "TensorRTBackend"}
     sites = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in builders:
                 sites.add(path.relative_to(package).as_posix())
-    assert sites <= {"variant.py", "detector.py", "export/onnx_export.py"}, sites
+    assert sites <= {"variant.py", "detector.py", "static_pipeline.py", "export/onnx_export.py"}, sites

@@ -45,6 +45,8 @@ class Backend(ABC):
     kind: str = "backend"
     #: The network runs channels-last (NHWC): a 4-D input laid out so saves a transposing copy.
     channels_last_input: bool = False
+    #: :meth:`forward_in_capture` works: the network can be recorded in a caller's CUDA graph.
+    capturable: bool = False
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
@@ -121,6 +123,10 @@ class Backend(ABC):
         for spec in self.input_specs:
             spec.check(feed[spec.name], self.name)
         return self._infer_impl(feed)
+
+    def forward_in_capture(self, tensor: Tensor) -> dict[str, Tensor]:
+        """The bare network on its one input, for a caller's CUDA graph capture (only where :attr:`capturable`)."""
+        raise BackendError(f"{self.name} cannot run inside a CUDA graph capture (only PyTorch backends can)")
 
     @abstractmethod
     def _load_impl(self) -> None: ...

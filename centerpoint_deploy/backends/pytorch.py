@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ContextManager
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +23,10 @@ from torch import Tensor, nn
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend, TensorSpec
 from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.cuda_graphs import capture
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
+from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu
+from centerpoint_deploy.numerics import torch_switches
 
 #: ``precision`` -> dtype the network computes in (fp32 and tf32 differ in the TF32 switch only).
 PRECISION_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -42,13 +44,14 @@ class TorchOptions:
         fuse_batchnorm: fold every eval-mode BatchNorm into the convolution (or the PFN's
             linear layer) before it.
         fuse_relu: run each ``Conv2d`` followed by a ReLU as one cuDNN convolution + bias + ReLU
-            kernel (:class:`ConvReLU2d`; needs ``fuse_batchnorm``, so that the two are adjacent).
+            kernel (:class:`~centerpoint_deploy.model.surgery.ConvReLU2d`; needs ``fuse_batchnorm``,
+            so that the two are adjacent).
             Without it, a CUDA convolution with bias is three kernels: the convolution, the
             bias add and the ReLU.
         cudnn_benchmark: let cuDNN time its algorithms per shape (not deterministic).
         cuda_graph: capture the call in a CUDA graph and replay it (CUDA only; re-captured when
             the input shape changes, so it pays off for fixed shapes: the head always, the
-            encoder with ``Detector(static_shapes=True)``).
+            encoder in the fixed-shape pipeline).
         compile: ``torch.compile`` the network (first calls compile; not with ``cuda_graph``).
         max_autotune: compile with mode ``"max-autotune-no-cudagraphs"`` (Triton and cuDNN
             kernels timed per shape; slow to compile; needs ``compile``).
@@ -91,123 +94,25 @@ class TorchOptions:
         return "+".join([self.precision, *flags])
 
 
-@contextmanager
-def _backend_flags(tf32: bool, cudnn_benchmark: bool) -> Iterator[None]:
-    """Set TF32 and cuDNN benchmarking for one call; restore the caller's values afterwards."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    try:
-        yield
-    finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.cudnn.benchmark) = saved
-
-
-def _adjacent_children(parent: nn.Module, follower: str) -> list[tuple[str, str]]:
-    """Names of child pairs where the first feeds only the second, ``Identity`` children skipped.
-
-    Consecutive entries of an ``nn.Sequential``, or ``("conv", follower)`` in a module holding
-    both one after the other (mmcv ``ConvModule`` names: ``conv``, ``bn``, ``activate``).
-    """
-    names = [name for name, child in parent._modules.items() if not isinstance(child, nn.Identity)]
-    if isinstance(parent, nn.Sequential):
-        return list(zip(names, names[1:]))
-    if "conv" in names and follower in names and names.index(follower) == names.index("conv") + 1:
-        return [("conv", follower)]
-    return []
-
-
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold each eval-mode ``BatchNorm2d`` into the ``Conv2d`` / ``ConvTranspose2d`` it follows, in place.
-
-    A pair is folded where the convolution's output feeds only the norm: consecutive entries
-    of an ``nn.Sequential``, and modules holding ``conv`` then ``bn`` (mmcv ``ConvModule``
-    names, :class:`~centerpoint_deploy.model.head.ConvBNReLU`). The norm becomes ``Identity``.
-    The ``BatchNorm1d`` of each :class:`~centerpoint_deploy.model.voxel_encoder.PFNLayer`
-    (``linear`` then ``norm``) is folded into its linear layer the same way.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
-
-    for parent in list(module.modules()):
-        linear, norm = parent._modules.get("linear"), parent._modules.get("norm")
-        if isinstance(linear, nn.Linear) and isinstance(norm, nn.BatchNorm1d):
-            parent._modules["linear"] = fuse_linear_bn_eval(linear.eval(), norm.eval())
-            parent._modules["norm"] = nn.Identity()
-            continue
-        for conv_name, bn_name in _adjacent_children(parent, "bn"):
-            conv, bn = parent._modules[conv_name], parent._modules[bn_name]
-            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
-                fused = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
-                parent._modules[conv_name] = fused
-                parent._modules[bn_name] = nn.Identity()
-    return module
-
-
-class ConvReLU2d(nn.Module):
-    """``relu(conv(x))`` of one ``Conv2d``; on CUDA a single cuDNN convolution + bias + ReLU kernel.
-
-    On other devices (and for convolutions cuDNN's fused call does not take: non-zero padding
-    modes, string padding) it runs the two modules one after the other.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.conv = conv
-        self._fusable = conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x (Tensor[B, C_in, H, W]) -> Tensor[B, C_out, H', W'], never negative."""
-        conv = self.conv
-        if x.is_cuda and self._fusable:
-            return torch.cudnn_convolution_relu(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
-                                                conv.groups)
-        return torch.relu(conv(x))
-
-
-def fuse_conv_relu(module: nn.Module) -> nn.Module:
-    """Replace each ``Conv2d`` directly followed by ``ReLU`` with :class:`ConvReLU2d`, in place.
-
-    Pairs are found as :func:`fold_batchnorm` finds them (after folding, the norm is an
-    ``Identity`` and is skipped): consecutive entries of an ``nn.Sequential``, and modules
-    holding ``conv``, ``bn``, ``activate``. The ReLU becomes ``Identity``.
-    """
-    for parent in list(module.modules()):
-        for conv_name, relu_name in _adjacent_children(parent, "activate"):
-            conv, relu = parent._modules[conv_name], parent._modules[relu_name]
-            if type(conv) is nn.Conv2d and isinstance(relu, nn.ReLU):
-                parent._modules[conv_name] = ConvReLU2d(conv)
-                parent._modules[relu_name] = nn.Identity()
-    return module
-
-
 class _CapturedCall:
     """One CUDA graph of ``run`` for one input shape; outputs are cloned out of the graph's buffers."""
 
     def __init__(self, run: Callable[[Tensor], dict[str, Tensor]], example: Tensor) -> None:
         self.shape = tuple(example.shape)
         self.input = example.clone()
-        side = torch.cuda.Stream(example.device)
-        side.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # warm-up outside the capture (cuDNN plans, allocator pools)
-                run(self.input)
-        torch.cuda.current_stream(example.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = run(self.input)
+        self.captured = capture(lambda _: run(self.input), example.device)
 
     def __call__(self, tensor: Tensor) -> dict[str, Tensor]:
         self.input.copy_(tensor)
-        self.graph.replay()
-        return {name: value.clone() for name, value in self.outputs.items()}
+        self.captured.replay()
+        return {name: value.clone() for name, value in self.captured.result.items()}
 
 
 class _TorchBackend(Backend):
     """Shared lifecycle, fast paths and timing of the two PyTorch graph parts."""
 
     kind = "pytorch"
+    capturable = True
 
     def __init__(self, model: nn.Module, config: ModelConfig, device: torch.device | str = "cpu",
                  options: TorchOptions = TorchOptions()) -> None:
@@ -264,7 +169,7 @@ class _TorchBackend(Backend):
 
     def _call(self, tensor: Tensor) -> dict[str, Tensor]:
         """Run under inference mode with this backend's flags; time it without waiting for the GPU."""
-        with torch.inference_mode(), _backend_flags(self.options.precision == "tf32", self.options.cudnn_benchmark):
+        with torch.inference_mode(), self._switches():
             if self.device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
@@ -286,8 +191,12 @@ class _TorchBackend(Backend):
         """
         if not self._loaded:
             raise BackendError(f"{self.name}: call load() before forward_in_capture()")
-        with torch.inference_mode(), _backend_flags(self.options.precision == "tf32", self.options.cudnn_benchmark):
+        with torch.inference_mode(), self._switches():
             return self._run(tensor)
+
+    def _switches(self) -> ContextManager[None]:
+        """TF32 and cuDNN benchmarking as this backend's options say, for one call."""
+        return torch_switches(tf32=self.options.precision == "tf32", cudnn_benchmark=self.options.cudnn_benchmark)
 
     def _replay(self, tensor: Tensor) -> dict[str, Tensor]:
         if self._captured is None or self._captured.shape != tuple(tensor.shape):

@@ -2,9 +2,9 @@
 
 Two separate runs per detector, so that stage timing never distorts the end-to-end figure:
 
-1. staged: :meth:`Detector.stages` one by one (plus reading the point file when one is
-   given), a mark between stages (CUDA events on a GPU: no synchronisation between stages),
-   one synchronisation per frame; for a whole-pipeline graph (``graph=True``), each stage
+1. staged: ``run_stages`` with a hook that marks the end of each stage (plus reading the
+   point file when one is given; CUDA events on a GPU: no synchronisation between stages),
+   one synchronisation per frame; for a whole-pipeline graph (``pipeline_graph``), each stage
    captured and replayed alone (:mod:`~centerpoint_deploy.benchmark.captured`);
 2. end to end: ``detector(points)`` from host points to boxes on the host, wall-clock time
    with nothing inserted, after a synchronisation (a caller's view, including launch
@@ -36,7 +36,7 @@ from centerpoint_deploy.benchmark.timing import (
 )
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.clouds import file_cloud
-from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.stages import Pipeline, StageHook
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
 from centerpoint_deploy.model.centerpoint import input_multiple
 from centerpoint_deploy.structures import Detections
@@ -69,7 +69,7 @@ def _host(detections: Detections | list[Detections]) -> list[Detections]:
     return [d.to("cpu") for d in (detections if isinstance(detections, list) else [detections])]
 
 
-def benchmark_detector(name: str, spec: VariantSpec, detector: Detector, points: Tensor, *, warmup: int,
+def benchmark_detector(name: str, spec: VariantSpec, detector: Pipeline, points: Tensor, *, warmup: int,
                        iterations: int, point_file: Path | None = None, load_dim: int | None = None) -> VariantResult:
     """Time one detector on one cloud.
 
@@ -87,24 +87,21 @@ def benchmark_detector(name: str, spec: VariantSpec, detector: Detector, points:
     """
     detector.load()
     device = detector.device
-    stages: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
-    if point_file is not None:
-        def read(state: dict[str, Any]) -> None:
-            state["points"] = [file_cloud(point_file, detector.config, load_dim=load_dim)]
 
-        stages.append(("read", read))
-        make_state: Callable[[], dict[str, Any]] = dict
-    else:
-        def make_state() -> dict[str, Any]:
-            return {"points": [points]}
-    if detector.graph:  # each stage inside a graph of its own: kernel time, no launch overhead
+    def read(hook: StageHook) -> Tensor:
+        cloud = file_cloud(point_file, detector.config, load_dim=load_dim) if point_file is not None else points
+        if point_file is not None:
+            hook("read")
+        return cloud
+
+    if spec.pipeline_graph:  # each stage inside a graph of its own: kernel time, no launch overhead
         stage_samples = {}
-        if stages:  # reading the point file: host work
-            stage_samples = time_stages(stages, make_state, stage_clock("cpu"), warmup=warmup, iterations=iterations)
+        if point_file is not None:  # reading the point file: host work
+            stage_samples = time_stages(read, stage_clock("cpu"), warmup=warmup, iterations=iterations)
         stage_samples |= time_captured_stages(detector, points, warmup=warmup, iterations=iterations)
     else:
-        stages += detector.stages()
-        stage_samples = time_stages(stages, make_state, stage_clock(device), warmup=warmup, iterations=iterations)
+        stage_samples = time_stages(lambda hook: detector.run_stages(read(hook), hook), stage_clock(device),
+                                    warmup=warmup, iterations=iterations)
 
     def end_to_end() -> list[Detections]:
         return _host(detector(points))
@@ -115,16 +112,15 @@ def benchmark_detector(name: str, spec: VariantSpec, detector: Detector, points:
     e2e = time_calls(end_to_end, WallClock(device), warmup=warmup, iterations=iterations)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
-    state = detector.run_pipeline(points)
-    num_voxels = _num_voxels(state)
+    outputs = detector.run_stages(points)
     backend, precision, options = describe(spec)
     return VariantResult(name=name, backend=backend, precision=precision, options=options, device=device.type,
                          stages=summarize_stages(stage_samples), end_to_end=LatencyStats.from_seconds(e2e),
-                         peak_memory_mb=peak, num_points=int(points.shape[0]), num_voxels=num_voxels,
-                         num_boxes=len(state["detections"][0]))
+                         peak_memory_mb=peak, num_points=int(points.shape[0]), num_voxels=outputs.num_voxels,
+                         num_boxes=len(outputs.detections[0]))
 
 
-def benchmark_backends(detectors: Mapping[str, Detector], specs: Mapping[str, VariantSpec], points: Tensor,
+def benchmark_backends(detectors: Mapping[str, Pipeline], specs: Mapping[str, VariantSpec], points: Tensor,
                        out_dir: Path | str | None, *, warmup: int, iterations: int, config_name: str,
                        frame: dict[str, Any] | None = None, plots: bool = True) -> BenchmarkReport:
     """Benchmark each detector on ``points`` and write the report into ``out_dir``.
@@ -170,7 +166,7 @@ def scaling_config(config: ModelConfig, grid_side: int) -> ModelConfig:
     return dataclasses.replace(config, voxelization=voxelization)
 
 
-def scale(name: str, detector: Detector, axis: str, values: Sequence[int], *, warmup: int, iterations: int,
+def scale(name: str, detector: Pipeline, axis: str, values: Sequence[int], *, warmup: int, iterations: int,
           points_per_frame: int = 100_000, clouds: Mapping[int, Tensor] | None = None,
           seed: int = 0) -> list[ScalingPoint]:
     """End-to-end latency of ``detector`` along one axis.
@@ -191,7 +187,7 @@ def scale(name: str, detector: Detector, axis: str, values: Sequence[int], *, wa
     return results
 
 
-def _scale_one(name: str, detector: Detector, axis: str, value: int, warmup: int, iterations: int,
+def _scale_one(name: str, detector: Pipeline, axis: str, value: int, warmup: int, iterations: int,
                points_per_frame: int, clouds: Mapping[int, Tensor] | None, seed: int) -> ScalingPoint:
     if axis == "points":
         run = detector
@@ -201,14 +197,7 @@ def _scale_one(name: str, detector: Detector, axis: str, value: int, warmup: int
         run = detector.with_config(scaling_config(detector.config, value))
         cloud = torch.from_numpy(random_cloud(points_per_frame, run.config, seed))
     samples = time_calls(lambda: _host(run(cloud)), WallClock(detector.device), warmup=warmup, iterations=iterations)
-    return ScalingPoint(name, axis, int(value), LatencyStats.from_seconds(samples), _num_voxels(run.run_pipeline(cloud)))
-
-
-def _num_voxels(state: dict[str, Any]) -> int:
-    """Pillars of one pipeline run (the real ones, also for the padded static path)."""
-    if "voxel_counts" in state:
-        return int(state["voxel_counts"].num_voxels.sum())
-    return state["voxels"].num_voxels
+    return ScalingPoint(name, axis, int(value), LatencyStats.from_seconds(samples), run.run_stages(cloud).num_voxels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +244,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         raise BenchmarkError(str(exc)) from None
     report = BenchmarkReport(config=config.name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
-    detectors: dict[str, Detector] = {}
+    detectors: dict[str, Pipeline] = {}
     for spec in specs:
         try:
             detector = build_detector(spec, config, checkpoint=checkpoint if spec.runs_checkpoint else None,
@@ -278,7 +267,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
     return report
 
 
-def _run_scaling(config: ModelConfig, detectors: dict[str, Detector], report: BenchmarkReport, plan: ScalingPlan,
+def _run_scaling(config: ModelConfig, detectors: dict[str, Pipeline], report: BenchmarkReport, plan: ScalingPlan,
                  log: Callable[[str], None]) -> list[ScalingPoint]:
     from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
 

@@ -160,41 +160,36 @@ def time_calls(run: Callable[[], object], clock: Clock, *, warmup: int, iteratio
     return durations
 
 
-StageFn = Callable[[dict[str, Any]], None]
-
-
-def time_stages(stages: Sequence[tuple[str, StageFn]], make_state: Callable[[], dict[str, Any]], clock: Clock, *,
-                warmup: int, iterations: int) -> dict[str, list[float]]:
+def time_stages(run: Callable[[Callable[[str], None]], object], clock: Clock, *, warmup: int,
+                iterations: int) -> dict[str, list[float]]:
     """Time a pipeline stage by stage.
 
-    Each iteration starts from a fresh ``make_state()`` (untimed) and runs the stages in order;
-    a stage reads and writes the shared state dict. A mark is taken between consecutive stages
-    (no synchronisation there with :class:`CudaClock`), and the clock is synchronised once per
-    iteration before the durations are read.
+    ``run(hook)`` runs the pipeline once and calls ``hook(name)`` as each stage ends; a mark is
+    taken there (no synchronisation with :class:`CudaClock`), and the clock is synchronised once
+    per iteration before the durations are read. A stage lasts from the previous mark (the
+    iteration's start for the first) to its own.
 
     Returns:
         ``{stage name: [seconds per iteration]}`` in stage order.
+
+    Raises:
+        BenchmarkError: bad counts, no stages, or a stage name reported twice in one run.
     """
     check_counts(warmup, iterations)
-    names = [name for name, _ in stages]
-    if not names or len(set(names)) != len(names):
-        raise BenchmarkError(f"stage names must be distinct and non-empty, got {names}")
     for _ in range(warmup):
-        state = make_state()
-        for _, stage in stages:
-            stage(state)
+        run(lambda _: None)
     clock.synchronize()
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    samples: dict[str, list[float]] = {}
     for _ in range(iterations):
-        state = make_state()
         clock.synchronize()
-        marks = [clock.mark()]
-        for _, stage in stages:
-            stage(state)
-            marks.append(clock.mark())
+        marks: list[tuple[str, Any]] = [("", clock.mark())]
+        run(lambda name: marks.append((name, clock.mark())))
         clock.synchronize()
-        for index, name in enumerate(names):
-            samples[name].append(clock.seconds(marks[index], marks[index + 1]))
+        names = [name for name, _ in marks[1:]]
+        if not names or len(set(names)) != len(names) or (samples and names != list(samples)):
+            raise BenchmarkError(f"stage names must be distinct, non-empty and the same every run, got {names}")
+        for (_, start), (name, end) in zip(marks, marks[1:]):
+            samples.setdefault(name, []).append(clock.seconds(start, end))
     return samples
 
 

@@ -30,7 +30,7 @@ from centerpoint_deploy.cli.detect import RANDOM_WEIGHTS_SEED
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.data import open_dataset
-from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.stages import Pipeline
 from centerpoint_deploy.errors import BackendError, EvaluationError
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
 from centerpoint_deploy.evaluate.io import METRIC_PRESETS, load_boxes, load_metric_config
@@ -55,7 +55,7 @@ def _print_summary(results: Mapping[str, DetectionMetrics], out: Path) -> None:
 
 
 def _build_detectors(kinds: list[str], config: ModelConfig, checkpoint: Path | None, deploy_dir: Path | None,
-                     device: str, random_weights: bool) -> tuple[dict[str, Detector], dict[str, str]]:
+                     device: str, random_weights: bool) -> tuple[dict[str, Pipeline], dict[str, str]]:
     """One detector per backend variant, and a fingerprint of the weights each one runs."""
     if len(set(kinds)) != len(kinds):
         raise BackendError(f"--backend values must be distinct, got {kinds}")

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from centerpoint_deploy.clouds import frame_cloud
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.stages import Pipeline
 from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics, MetricConfig, SampleBoxes
 from centerpoint_deploy.evaluate.io import load_boxes, save_boxes
@@ -88,7 +88,7 @@ def ground_truth_boxes(dataset: FrameDataset, indices: Sequence[int]) -> dict[st
     return out
 
 
-def _cache_key(name: str, detector: Detector, dataset: FrameDataset, indices: Sequence[int], fingerprint: str) -> str:
+def _cache_key(name: str, detector: Pipeline, dataset: FrameDataset, indices: Sequence[int], fingerprint: str) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([name, repr(detector.config), fingerprint]).encode())
     for i in indices:
@@ -108,7 +108,7 @@ def _cached_predictions(path: Path, key: str, tokens: Sequence[str]) -> dict[str
     return predictions if meta.get("cache_key") == key and list(predictions) == list(tokens) else None
 
 
-def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Detector],
+def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Pipeline],
                    console: Console) -> dict[str, dict[str, SampleBoxes]]:
     """Each detector's predictions per sample token; every frame's points are read once."""
     results: dict[str, dict[str, SampleBoxes]] = {name: {} for name in detectors}
@@ -124,7 +124,7 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
     return results
 
 
-def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], out_dir: str | Path,
+def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], out_dir: str | Path,
                       metric_config: MetricConfig, *, cache: bool = True, frames: Sequence[int] | None = None,
                       fingerprints: Mapping[str, str] | None = None, render_frames: Sequence[int] = (),
                       plots: bool = True, console: Console | None = None) -> dict[str, DetectionMetrics]:

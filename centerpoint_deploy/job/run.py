@@ -35,7 +35,7 @@ from centerpoint_deploy.benchmark.run import benchmark_backends
 from centerpoint_deploy.clouds import frame_cloud
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
-from centerpoint_deploy.detector import Detector
+from centerpoint_deploy.stages import Pipeline
 from centerpoint_deploy.errors import CenterPointError
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
 from centerpoint_deploy.export.manifest import ONNX_FILES
@@ -175,7 +175,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
         steps.skip("Build TensorRT engines", no_engines_reason)
 
     specs = {kind: VariantSpec.parse(kind, device=device) for kind in [REFERENCE, *candidates]}
-    detectors: dict[str, Detector] = {}
+    detectors: dict[str, Pipeline] = {}
     for kind, spec in specs.items():
         detectors[kind] = build_detector(spec, config, checkpoint=checkpoint if spec.runs_checkpoint else None,
                                          deploy_dir=None if spec.runs_checkpoint else deploy_dir)

@@ -65,15 +65,6 @@ class PaddedDetections:
             tail.append(extra.to(self.boxes.dtype))
         return torch.cat([packed.reshape(-1), *tail])
 
-    def to_host(self, extra: Tensor | None = None) -> tuple[list[Detections], list[bool], list[int]]:
-        """Copy everything to the host in one transfer and unpad there.
-
-        Returns:
-            ``(detections on the CPU, nms_converged per item, extra as ints ([] without extra))``.
-        """
-        batch, rows = self.scores.shape
-        return unpack_host(self.pack(extra).cpu(), batch, rows)  # the one device -> host copy
-
 
 def unpack_host(host: Tensor, batch: int, rows: int) -> tuple[list[Detections], list[bool], list[int]]:
     """Read :meth:`PaddedDetections.pack` ``(B = batch, M = rows)`` after its copy to the host.

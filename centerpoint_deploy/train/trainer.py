@@ -8,7 +8,6 @@ learning-rate schedule. The checkpoint is written after every epoch and at the e
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -21,6 +20,7 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.data.frame import Frame
 from centerpoint_deploy.errors import ConfigError
 from centerpoint_deploy.model import CenterPoint, build_model, save_checkpoint
+from centerpoint_deploy.numerics import torch_switches
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
 from centerpoint_deploy.train.config import AugmentConfig, TrainConfig
 from centerpoint_deploy.train.losses import LossTerms, centerpoint_loss
@@ -142,7 +142,9 @@ def train(config: ModelConfig, dataset: Sequence[Frame], train_cfg: TrainConfig,
         f"({len(loader)} per epoch, batch {train_cfg.batch_size}), amp={train_cfg.amp}")
 
     step = 0
-    with _cudnn_benchmark(cudnn_benchmark and device.type == "cuda"), open(out_dir / LOG_FILE, "w") as log_file:
+    # cuDNN benchmarking on for training on CUDA (never turned off here if the caller had it on)
+    benchmark = True if cudnn_benchmark and device.type == "cuda" else None
+    with torch_switches(cudnn_benchmark=benchmark), open(out_dir / LOG_FILE, "w") as log_file:
         window = _LossWindow(device)
         for epoch in range(1, train_cfg.epochs + 1):
             samples.epoch = epoch
@@ -229,17 +231,6 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, train_cfg: TrainConfig,
     if train_cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=train_cfg.lr * 1e-3)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
-    """Scope ``torch.backends.cudnn.benchmark`` to the training loop."""
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled or previous
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
 
 
 def _checkpoint_meta(config: ModelConfig, train_cfg: TrainConfig, epoch: int, step: int,

@@ -16,7 +16,7 @@ from centerpoint_deploy.benchmark.captured import time_captured_stages
 from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants, scaling_config
 from centerpoint_deploy.benchmark.timing import BenchmarkError
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.detector import STAGES
+from centerpoint_deploy.stages import STAGES
 from centerpoint_deploy.errors import BackendError
 from centerpoint_deploy.variant import VariantSpec, build_detector
 
@@ -134,5 +134,5 @@ def test_graph_variants_time_each_captured_stage(config, monkeypatch: pytest.Mon
     monkeypatch.setattr(run_module, "time_captured_stages", spy)
     report = benchmark_variants(config, [spec.name, "pytorch:fp32+static"], points, device=torch.device("cuda"),
                                 warmup=1, iterations=3)
-    assert [d.graph for d in calls] == [True]  # the graph variant only; the static one runs staged
+    assert [d.settings.graph for d in calls] == [True]  # the graph variant only; the static one runs staged
     assert [list(r.stages) for r in report.results] == [[*STAGES, "sum of stages"]] * 2

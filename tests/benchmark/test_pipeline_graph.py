@@ -1,4 +1,4 @@
-"""The whole-pipeline CUDA graph (``Detector(graph=True)``): its inputs and body on the CPU, the replay on CUDA.
+"""The whole-pipeline CUDA graph (``StaticSettings(graph=True)``): its inputs and body on the CPU, the replay on CUDA.
 
 On the CPU the captured body (static stages on the padded point buffer, bare networks, packed
 result) is run directly and must give the static path's boxes; the option itself is refused.
@@ -13,12 +13,13 @@ import torch
 
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.device import device_constant
-from centerpoint_deploy.pipeline_graph import MIN_CAPACITY, PointBuffer, padding_point, point_capacity
+from centerpoint_deploy.point_buffer import MIN_CAPACITY, PointBuffer, padding_point, point_capacity
 from centerpoint_deploy.postprocess import unpack_host
 from centerpoint_deploy.preprocess import voxelize
+from centerpoint_deploy.stages import no_hook
+from centerpoint_deploy.static_pipeline import StaticPipeline, StaticSettings
 from centerpoint_deploy.variant import VariantSpec, build_detector
 
 from .test_static_pipeline import assert_deferred_checks_raise, make_detector, random_clouds
@@ -72,16 +73,17 @@ def test_captured_body_gives_the_static_boxes(config) -> None:
     expected = detector(clouds)
     buffer = PointBuffer(2, 2000, 5, config.voxelization, torch.device("cpu"))
     buffer.load(clouds)
-    state = detector._captured_body(buffer.clouds)  # what the graph records, run eagerly
-    detections, converged, checks = unpack_host(state["packed"], 2, state["rows"])
+    run = detector._body(buffer.clouds, no_hook, capturing=True)  # what the graph records, run eagerly
+    detections, converged, checks = unpack_host(run.packed, 2, run.rows)
     assert converged == [True, True] and checks[:2] == [0, 0]  # no non-finite point: padding is finite
+    assert checks[8:] == [0] * 6  # nor a non-finite head output
     assert [len(d) for d in detections] == [len(d) for d in expected] and len(expected[0]) > 5
     for g, e in zip(detections, expected):
         assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
 
 
 class _OtherRuntime(Backend):
-    """A non-PyTorch backend (no ``forward_in_capture``)."""
+    """A non-PyTorch backend (not ``capturable``)."""
 
     kind = "other"
     input_specs = ()
@@ -94,18 +96,18 @@ class _OtherRuntime(Backend):
 
 
 def test_graph_option_is_refused_where_it_cannot_run(config) -> None:
-    with pytest.raises(ConfigError, match="needs a CUDA device; this detector runs on 'cpu'"):
+    with pytest.raises(ConfigError, match="needs a CUDA device; this pipeline runs on 'cpu'"):
         make_detector(config, static=True, graph=True)
-    with pytest.raises(ConfigError, match="set static_shapes=True as well"):
-        make_detector(config, static=False, graph=True)
     built = build_detector(VariantSpec.parse("pytorch"), config)
     encoder, head = built.encoder, built.head
     with pytest.raises(BackendError, match="PyTorch backends only; the encoder is 'other-cuda'"):
-        Detector(config, _OtherRuntime("cuda"), head, device="cuda", static_shapes=True, graph=True)
-    with pytest.raises(ConfigError, match="compile=True compiles the fixed-shape pipeline"):
-        make_detector(config, static=False, compile=True)
+        StaticPipeline(config, _OtherRuntime("cuda"), head, device="cuda", settings=StaticSettings(graph=True))
+    with pytest.raises(BackendError, match="other-cuda cannot run inside a CUDA graph capture"):
+        _OtherRuntime("cuda").forward_in_capture(torch.zeros(1))
     with pytest.raises(ConfigError, match="max_points = 0 is invalid"):
-        Detector(config, encoder, head, device="cuda", static_shapes=True, graph=True, max_points=0)
+        StaticPipeline(config, encoder, head, device="cuda", settings=StaticSettings(graph=True, max_points=0))
+    with pytest.raises(ConfigError, match="runs its own decode and NMS"):
+        build_detector(VariantSpec.parse("pytorch:fp32+static"), config, postprocess=lambda maps: [])
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -113,7 +115,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @pytest.mark.cuda
 @cuda
-@pytest.mark.parametrize("kind", ["pytorch", "pytorch-fp16"])
+@pytest.mark.parametrize("kind", ["pytorch", "pytorch:fp16+channels_last+fuse_batchnorm"])
 def test_graph_replay_equals_the_static_path(config, kind: str) -> None:
     eager = make_detector(config, static=True, kind=kind, device="cuda").load()
     graphed = make_detector(config, static=True, kind=kind, device="cuda", graph=True, max_points=2500).load()
@@ -160,8 +162,8 @@ def test_graph_checks_inputs_and_falls_back_for_large_clouds(config) -> None:
 @pytest.mark.cuda
 @cuda
 def test_compiled_pipeline_graph_equals_the_static_path(config) -> None:
-    eager = make_detector(config, static=True, kind="pytorch-fp16", device="cuda").load()
-    compiled = make_detector(config, static=True, kind="pytorch-fp16", device="cuda", graph=True, compile=True).load()
+    eager = make_detector(config, static=True, kind="pytorch:fp16+channels_last+fuse_batchnorm", device="cuda").load()
+    compiled = make_detector(config, static=True, kind="pytorch:fp16+channels_last+fuse_batchnorm", device="cuda", graph=True, compile=True).load()
     for seed in (5, 6):
         clouds = random_clouds((2000, 900), seed=seed)
         for got, expected in zip(compiled(clouds), eager(clouds)):

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.detector import STAGES, Detector
-from centerpoint_deploy.errors import ConfigError, PointCloudError
+from centerpoint_deploy.errors import BackendError, ConfigError, PointCloudError
 from centerpoint_deploy.postprocess import circle_nms, circle_nms_fixed_rounds
 from centerpoint_deploy.preprocess import decorate, scatter_to_bev, voxelize, voxelize_padded
+from centerpoint_deploy.stages import NMS, STAGES
+from centerpoint_deploy.static_pipeline import StaticPipeline, StaticSettings
 from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
@@ -32,10 +33,13 @@ def random_clouds(sizes: tuple[int, ...], seed: int = 1) -> list[torch.Tensor]:
     return [torch.rand(n, 5, generator=generator) * scale - shift for n in sizes]  # some points out of range
 
 
-def make_detector(config, static: bool, kind: str = "pytorch", device: str = "cpu", **kwargs) -> Detector:
+def make_detector(config, static: bool, kind: str = "pytorch", device: str = "cpu", **settings):
+    """The dynamic detector of ``kind``, or the fixed-shape pipeline on its backends with ``settings``."""
     built = build_detector(VariantSpec.parse(kind, device=device), config)
-    return Detector(config, built.encoder, built.head, rot_y_axis_reference=built.rot_y_axis_reference,
-                    static_shapes=static, **kwargs)
+    if not static:
+        return built
+    return StaticPipeline(config, built.encoder, built.head, rot_y_axis_reference=built.rot_y_axis_reference,
+                          settings=StaticSettings(**settings))
 
 
 def test_padded_voxelization_holds_the_reference_pillars_then_padding(config) -> None:
@@ -105,7 +109,7 @@ def test_static_detector_gives_the_reference_boxes(config, nms_rounds: int) -> N
         assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
 
 
-def assert_deferred_checks_raise(detector: Detector) -> None:
+def assert_deferred_checks_raise(detector: StaticPipeline) -> None:
     """A NaN point and a cloud without pillars raise after the GPU-resident run."""
     bad = random_clouds((50,))[0]
     bad[7, 1] = float("nan")
@@ -125,17 +129,42 @@ def test_static_detector_checks_inputs_at_the_end(config) -> None:
         make_detector(many, static=True)(random_clouds((400,))[0])
 
 
-def test_stages_are_the_pipeline(config) -> None:
-    detector = make_detector(config, static=False)
-    assert [name for name, _ in detector.stages()] == list(STAGES)
+@pytest.mark.parametrize("static", [False, True])
+def test_stages_are_the_pipeline(config, static: bool) -> None:
+    detector = make_detector(config, static=static)
     cloud = random_clouds((600,))[0]
-    state = {"points": [cloud]}
-    for _, stage in detector.stages():
-        stage(state)
-    direct = detector(cloud)
-    assert torch.equal(state["detections"][0].boxes, direct.boxes)
+    ended = []
+    outputs = detector.run_stages(cloud, ended.append)
+    assert ended == list(STAGES)
+    assert torch.equal(outputs.detections[0].boxes, detector(cloud).boxes)
+    assert outputs.num_voxels == make_detector(config, static=False).run_stages(cloud).num_voxels  # padding not counted
     with pytest.raises(ConfigError, match="nms_rounds = 0"):
         make_detector(config, static=True, nms_rounds=0)
+
+
+def _poison_heatmap(detector) -> None:
+    """Make the head backend's network return one NaN in ``heatmap`` (a broken engine or graph)."""
+    head = detector.load().head
+    network = head._run
+
+    def broken(tensor):
+        outputs = dict(network(tensor))
+        outputs["heatmap"] = outputs["heatmap"].clone()
+        outputs["heatmap"].view(-1)[5] = float("nan")
+        return outputs
+
+    head._run = broken
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_non_finite_head_outputs_are_refused_with_the_tensor_named(config, static: bool) -> None:
+    """A NaN in the head's outputs used to give boxes (or none) without a word."""
+    detector = make_detector(config, static=static)
+    cloud = random_clouds((600,))[0]
+    assert len(detector(cloud)) > 0
+    _poison_heatmap(detector)
+    with pytest.raises(BackendError, match="output 'heatmap' holds 1 NaN or inf values"):
+        detector(cloud)
 
 
 @pytest.mark.cuda
@@ -145,18 +174,19 @@ def test_static_cuda_pipeline_never_synchronises_before_the_result(config, kind:
     clouds = [c.pin_memory() for c in random_clouds((3000,))]
     detector = make_detector(config, static=True, kind=kind, device="cuda").load()
     detector(clouds)  # warm-up: allocator, cuDNN plans
-    state = {"points": clouds}
-    stages = detector.stages()
+
+    def hook(stage: str) -> None:
+        if stage == NMS:  # what follows is the one copy of the result
+            torch.cuda.set_sync_debug_mode("default")
+
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for _, stage in stages[:-1]:  # everything but the final copy
-            stage(state)
+        outputs = detector.run_stages(clouds, hook)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    stages[-1][1](state)
     # fp16 runs on CUDA only: its reference is the dynamic-shape pipeline on the same device.
     reference_device = "cpu" if kind == "pytorch" else "cuda"
     expected = make_detector(config, static=False, kind=kind, device=reference_device)(random_clouds((3000,)))
     if kind == "pytorch":
-        assert torch.allclose(state["detections"][0].boxes, expected[0].boxes, atol=1e-4)
+        assert torch.allclose(outputs.detections[0].boxes, expected[0].boxes, atol=1e-4)

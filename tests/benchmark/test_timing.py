@@ -66,25 +66,21 @@ def test_bad_counts_are_rejected(warmup: int, iterations: int) -> None:
         time_calls(lambda: None, FakeClock(), warmup=warmup, iterations=iterations)
 
 
-def test_time_stages_marks_between_stages_and_rebuilds_state() -> None:
+def test_time_stages_marks_where_the_run_says_a_stage_ended() -> None:
     clock = FakeClock()
-    made = []
+    runs = []
 
-    def make_state() -> dict:
-        clock.now += 100.0  # state building is never timed
-        made.append(1)
-        return {"x": 1}
-
-    def double(state: dict) -> None:
-        state["x"] *= 2
+    def run(hook) -> None:
+        runs.append(1)
+        x = 1 * 2
         clock.now += 0.002
+        hook("double")
+        x += 1
+        clock.now += 0.003 * x  # depends on the value of the earlier stage
+        hook("add")
 
-    def add(state: dict) -> None:
-        state["x"] += 1
-        clock.now += 0.003 * state["x"]  # depends on the state built by the earlier stage
-
-    samples = time_stages([("double", double), ("add", add)], make_state, clock, warmup=1, iterations=2)
-    assert len(made) == 3
+    samples = time_stages(run, clock, warmup=1, iterations=2)
+    assert len(runs) == 3
     assert samples["double"] == pytest.approx([0.002, 0.002])
     assert samples["add"] == pytest.approx([0.009, 0.009])  # x = 1 * 2 + 1 = 3 -> 3 ms each
     stats = summarize_stages(samples)
@@ -94,7 +90,7 @@ def test_time_stages_marks_between_stages_and_rebuilds_state() -> None:
 
 def test_stage_names_must_be_distinct() -> None:
     with pytest.raises(BenchmarkError, match="distinct"):
-        time_stages([("a", lambda s: None), ("a", lambda s: None)], dict, FakeClock(), warmup=0, iterations=1)
+        time_stages(lambda hook: (hook("a"), hook("a")), FakeClock(), warmup=0, iterations=1)
 
 
 def test_summaries_need_equal_sample_counts() -> None:

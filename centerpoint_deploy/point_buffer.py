@@ -1,4 +1,4 @@
-"""The whole fixed-shape pipeline as one CUDA graph: points in, one packed result tensor out.
+"""The point buffer of the captured fixed-shape pipeline: points in, padded to a few fixed sizes.
 
 A frame then costs one host -> device copy of the points into a pre-allocated buffer, one
 graph replay (every kernel from voxelization to NMS, launched by the driver at once instead of
@@ -7,22 +7,18 @@ one by one from Python) and one device -> host copy of the packed result. The bu
 which lies outside ``point_cloud_range`` and so is dropped by voxelization like any point out
 of range (it is finite, so the deferred non-finite check does not count it).
 
-:class:`~centerpoint_deploy.detector.Detector` builds these (``graph=True``); nothing here knows
-the pipeline's stages.
+:class:`~centerpoint_deploy.static_pipeline.StaticPipeline` builds these (``graph=True``);
+nothing here knows the pipeline's stages.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from centerpoint_deploy.config.schema import VoxelizationConfig
-
-#: The captured computation: device clouds (views of the buffer) -> a state dict holding ``"packed"``.
-GraphBody = Callable[[list[Tensor]], dict[str, Any]]
-
 
 #: The smallest point buffer a graph gets (rows per cloud).
 MIN_CAPACITY = 1 << 14
@@ -87,31 +83,3 @@ class PointBuffer:
             if rows < self._rows_in_use[index]:
                 self.points[index, rows: self._rows_in_use[index]] = self.padding
             self._rows_in_use[index] = rows
-
-
-class PipelineGraph:
-    """``body`` on ``buffer``'s clouds, captured once and replayed per call.
-
-    Capturing runs ``body`` a few times on a side stream first (cuDNN plans, compilation,
-    allocator pools), then records it. The state ``body`` returned at capture time is
-    :attr:`state`; every replay rewrites its tensors in place.
-    """
-
-    def __init__(self, body: GraphBody, buffer: PointBuffer, warmup: int = 3) -> None:
-        self.buffer = buffer
-        device = buffer.points.device
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                body(buffer.clouds)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.state = body(buffer.clouds)
-
-    def __call__(self, clouds: Sequence[Tensor]) -> Tensor:
-        """Load ``clouds``, replay, and return ``state["packed"]`` copied to the host (the one synchronisation)."""
-        self.buffer.load(clouds)
-        self.graph.replay()
-        return self.state["packed"].cpu()
