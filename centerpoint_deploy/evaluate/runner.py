@@ -10,7 +10,7 @@ Output folder::
       <backend>/pr_curves.png          precision-recall per class and threshold
       comparison.json, comparison.md   mAP / NDS / TP errors and per-class AP, deltas vs the first backend,
                                        and the loop's throughput (frames/s, read vs. compute time)
-      bev/<index>_<token>.png          bird's-eye views of the frames asked for
+      bev/<index>_<token>.png          bird's-eye views of the frames asked for (outputs.safe_name)
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of what the predictions are made from, by content (the point files' bytes, poses,
@@ -26,7 +26,6 @@ rank 0 gathers the predictions, scores them and writes every file.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distanc
 from centerpoint_deploy.evaluate.distributed import RankGroup
 from centerpoint_deploy.evaluate.render import render_bev, render_pr_curves
 from centerpoint_deploy.evaluate.report import comparison, comparison_markdown, metrics_markdown
+from centerpoint_deploy.outputs import inside, safe_name, write_text
 from centerpoint_deploy.evaluate.throughput import RankTiming, Throughput, process_age
 
 __all__ = ["evaluate_backends", "fingerprint_files", "ground_truth_boxes", "write_metrics"]
@@ -225,24 +225,17 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
         side_by_side[name] = (metrics, buckets)
     table = comparison(side_by_side)
     table["throughput"] = {**throughput.to_dict(), "cached": sorted(cached)}
-    _write_text(out_dir / "comparison.json", json.dumps(table, indent=1, allow_nan=False))
-    _write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(throughput.markdown()))
+    write_text(out_dir / "comparison.json", json.dumps(table, indent=1, allow_nan=False))
+    write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(throughput.markdown()))
 
     extent = max(metric_config.class_range.values()) + 5.0  # the evaluated region and a margin
     for i in render_frames:
         frame = dataset[i]
         shown = {name: p[frame.token].boxes[p[frame.token].scores >= BEV_MIN_SCORE] for name, p in predictions.items()}
-        render_bev(frame.points, gts[frame.token].boxes, shown, out_dir / "bev" / f"{i:05d}_{frame.token}.png",
+        png = inside(out_dir, out_dir / "bev" / f"{safe_name(f'{i:05d}_{frame.token}')}.png")
+        render_bev(frame.points, gts[frame.token].boxes, shown, png,
                    extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
     return results
-
-
-def _write_text(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a unique temporary name (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def write_metrics(folder: str | Path, title: str, metrics: DetectionMetrics,
