@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 
-from centerpoint_deploy.clouds import frame_cloud
+from centerpoint_deploy.data.loader import load_clouds
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import open_dataset
@@ -46,7 +46,7 @@ def main() -> int:
     passed = boxes = 0
     count = min(args.frames, len(frames))
     for index in range(count):
-        points = frame_cloud(frames[index], config)
+        points = load_clouds(frames, [index], config.points.use_dim)[0]
         ref, test = reference(points).to("cpu"), fast(points).to("cpu")
         result = compare_boxes(ref, test, tolerance, config.decode.score_threshold)
         passed += bool(result)

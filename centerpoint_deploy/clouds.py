@@ -4,19 +4,18 @@ A point file holds one sweep: its time-lag column is 0 (the frame is its own key
 :func:`~centerpoint_deploy.data.pointcloud.key_frame_points` sets it, so a T4 / nuScenes
 file's fifth column (the ring index) never reaches the model as a time lag. A dataset frame
 (:class:`~centerpoint_deploy.data.frame.Frame`) already holds its merged sweeps with their time
-lags, so its columns ``points.use_dim`` are taken as they are.
+lags, so its columns ``points.use_dim`` are taken as they are
+(:func:`~centerpoint_deploy.data.loader.load_clouds`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from centerpoint_deploy.config.schema import ModelConfig
-from centerpoint_deploy.data.frame import Frame
 from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
 
 
@@ -26,8 +25,3 @@ def file_cloud(path: Path | str, config: ModelConfig, *, load_dim: int | None = 
     floats per point; time lag 0 unless ``keep_time_lag`` (sweeps merged in the file already)."""
     raw = read_points(path, load_dim or config.points.load_dim)
     return torch.from_numpy(key_frame_points(raw, config.points, keep_time_lag=keep_time_lag))
-
-
-def frame_cloud(frame: Frame, config: ModelConfig) -> Tensor:
-    """``Tensor[N, len(use_dim)]`` float32 of a dataset frame (sweeps merged, time lags kept)."""
-    return torch.from_numpy(np.ascontiguousarray(frame.points[:, list(config.points.use_dim)], dtype=np.float32))

@@ -26,9 +26,10 @@ from rich.console import Console
 from torch import Tensor
 
 from centerpoint_deploy.cli.app import app
-from centerpoint_deploy.clouds import file_cloud, frame_cloud
+from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data.loader import load_clouds
 from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest, load_manifest, sha256_file
 from centerpoint_deploy.variant import VariantSpec, build_detector
@@ -49,7 +50,7 @@ def _frames(config: ModelConfig, points: list[Path], dataset: str | None, num_fr
                           load_dim=config.points.load_dim)
     if len(frames) == 0:
         raise VerificationError(f"dataset '{dataset}' has no frames")
-    return [frame_cloud(frames[i], config) for i in range(min(num_frames, len(frames)))]
+    return load_clouds(frames, range(min(num_frames, len(frames))), config.points.use_dim)
 
 
 def _precision(precision: str | None, specs: list[VariantSpec], manifest: Manifest) -> tuple[str, str]:
