@@ -1,11 +1,11 @@
 """mAP of the PyTorch fast paths against fp32 on one dataset (the "fp16 within 0.005 mAP" target).
 
     python benchmarks/fp16_accuracy.py --config demo --checkpoint demo.pth --dataset data/synth \
-        --out results/accuracy --device cuda [--variant pytorch-fp16 --variant pytorch-bf16]
+        --out results/accuracy --device cuda [--variant pytorch:fp16+channels_last+fuse_batchnorm --variant pytorch:bf16+channels_last+fuse_batchnorm]
 
 Runs :func:`centerpoint_deploy.evaluate.runner.evaluate_backends` with the reference
 ``pytorch`` (fp32, TF32 off) first, then every fast-path kind of
-``backends.factory.PYTORCH_VARIANTS``; prints and writes ``accuracy.json`` with each
+``centerpoint_deploy.variant`` (PyTorch variants); prints and writes ``accuracy.json`` with each
 variant's mAP, NDS and mAP difference to fp32.
 """
 

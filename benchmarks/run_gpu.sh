@@ -82,7 +82,7 @@ done
 if [ "${RUN_ACCURACY:-1}" = 1 ] && [ -n "${DEMO_CHECKPOINT:-}" ] && [ -n "${DEMO_DATASET:-}" ]; then
   say "demo: fp16 / bf16 mAP against fp32"
   run timeout 240 python3 benchmarks/fp16_accuracy.py --config demo --checkpoint "$DEMO_CHECKPOINT" \
-      --dataset "$DEMO_DATASET" --out "$WORK/accuracy" --device cuda --variant pytorch-fp16 --variant pytorch-bf16
+      --dataset "$DEMO_DATASET" --out "$WORK/accuracy" --device cuda --variant pytorch:fp16+channels_last+fuse_batchnorm --variant pytorch:bf16+channels_last+fuse_batchnorm
   [ -f "$WORK/accuracy/accuracy.json" ] && cp "$WORK/accuracy/accuracy.json" "$OUT/accuracy.json"
 else
   say "accuracy run skipped: set DEMO_CHECKPOINT and DEMO_DATASET to compare fp16/bf16 mAP with fp32"

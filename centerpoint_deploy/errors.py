@@ -45,6 +45,14 @@ class EvaluationError(CenterPointError):
     """Evaluation inputs (predictions, ground truth, metric config) are invalid."""
 
 
+class RankFailedError(EvaluationError):
+    """Another rank (or this one) failed; the message names the rank(s) and their errors."""
+
+
+class BenchmarkError(CenterPointError):
+    """A benchmark was asked for with settings that cannot be measured (counts, stages, variants)."""
+
+
 class OutputError(CenterPointError):
     """An output location cannot be written (a file where a folder belongs, read-only, in use),
     or a path derived from data would land outside it."""

@@ -231,7 +231,7 @@ def _deploy_manifest(kind: str, config: ModelConfig, checkpoint: Path | str | No
 def _onnxruntime_backends(spec: VariantSpec, manifest: "Manifest", device: torch.device,
                           work_dir: Path, reproducible: bool) -> BackendPair:
     from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend, import_onnxruntime
-    from centerpoint_deploy.benchmark.onnx_fp16 import convert_onnx_to_fp16
+    from centerpoint_deploy.export.onnx_fp16 import convert_onnx_to_fp16
 
     if device.type == "cuda":
         ort = import_onnxruntime()

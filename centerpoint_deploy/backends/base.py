@@ -9,33 +9,12 @@ against :attr:`Backend.input_specs` and returns named outputs on the backend's d
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from centerpoint_deploy.errors import BackendError
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, shape (``None`` for a dynamic axis) and dtype of one graph input or output."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: torch.dtype = torch.float32
-
-    def check(self, tensor: Tensor, backend: str) -> None:
-        """Raise :class:`BackendError` when ``tensor`` does not fit this spec."""
-        if not isinstance(tensor, Tensor):
-            raise BackendError(f"{backend}: input '{self.name}' must be a torch.Tensor, got {type(tensor).__name__}")
-        if tensor.dtype != self.dtype:
-            raise BackendError(f"{backend}: input '{self.name}' has dtype {tensor.dtype}, expected {self.dtype}")
-        if tensor.dim() != len(self.shape) or any(
-            want is not None and want != got for want, got in zip(self.shape, tensor.shape)
-        ):
-            shown = ["?" if s is None else s for s in self.shape]
-            raise BackendError(f"{backend}: input '{self.name}' has shape {list(tensor.shape)}, expected {shown}")
+from centerpoint_deploy.graph_io import TensorSpec
 
 
 class Backend(ABC):

@@ -37,7 +37,7 @@ from torch import Tensor
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend, TensorSpec
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
-from centerpoint_deploy.export.graph_io import GraphPart, contract_problems, describe_io, onnx_graph_io
+from centerpoint_deploy.graph_io import GraphPart, contract_problems, describe_io, onnx_graph_io
 
 #: ``optimization`` argument -> name of the ``onnxruntime.GraphOptimizationLevel`` member.
 OPTIMIZATION_LEVELS = {
@@ -61,6 +61,50 @@ def import_onnxruntime() -> ModuleType:
     return onnxruntime
 
 
+def ort_session(model: Path | bytes, device: torch.device, *, deterministic: bool = True, optimization: str = "all",
+                intra_op_threads: int | None = None, tf32: bool = False, cudnn_benchmark: bool = False,
+                stream: torch.cuda.Stream | None = None) -> Any:
+    """An ONNX Runtime ``InferenceSession`` of ``model`` (a file, or serialized bytes) on ``device``: the one
+    place sessions are made (settings as :class:`OnnxRuntimeBackend` documents them).
+
+    Raises:
+        BackendUnavailableError: no onnxruntime, or CUDA asked for and not usable.
+        BackendError: onnxruntime cannot load the graph.
+    """
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
+    options.use_deterministic_compute = deterministic
+    options.log_severity_level = 3  # errors only: backends never log
+    if intra_op_threads is not None:
+        options.intra_op_num_threads = intra_op_threads
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in available:
+            raise BackendUnavailableError(
+                f"onnxruntime has no CUDAExecutionProvider here (available: {available}); "
+                "install onnxruntime-gpu matching your CUDA, or use device='cpu'")
+        cuda_options: dict[str, Any] = {
+            "device_id": device.index or 0,
+            "cudnn_conv_algo_search": "DEFAULT" if deterministic else "EXHAUSTIVE" if cudnn_benchmark else "HEURISTIC",
+            "use_tf32": int(tf32),
+        }
+        if stream is not None:
+            cuda_options["user_compute_stream"] = str(stream.cuda_stream)
+        providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
+    source = str(model) if isinstance(model, Path) else model
+    shown = model if isinstance(model, Path) else "the graph"
+    try:
+        session = ort.InferenceSession(source, sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / RuntimeException types
+        raise BackendError(f"onnxruntime cannot load {shown}: {exc}") from exc
+    if device.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise BackendUnavailableError(f"onnxruntime did not enable CUDA for {shown} "
+                                      f"(session providers: {session.get_providers()})")
+    return session
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs ``pts_voxel_encoder.onnx`` or ``pts_backbone_neck_head.onnx`` with ONNX Runtime.
 
@@ -75,7 +119,7 @@ class OnnxRuntimeBackend(Backend):
         cudnn_benchmark: time cuDNN's convolution algorithms per shape (needs ``deterministic=False``).
 
     The graph's inputs and outputs are read from the file and must follow the contract
-    (:func:`centerpoint_deploy.export.graph_io.contract_problems`); otherwise
+    (:func:`centerpoint_deploy.graph_io.contract_problems`); otherwise
     :class:`BackendError` names what was expected and what was found.
     """
 
@@ -146,37 +190,12 @@ class OnnxRuntimeBackend(Backend):
 
     # ----- lifecycle -------------------------------------------------------------------
     def _load_impl(self) -> None:
-        ort = import_onnxruntime()
         self._graph_io()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[self.optimization])
-        options.use_deterministic_compute = self.deterministic
-        options.log_severity_level = 3  # errors only: backends never log
-        if self.intra_op_threads is not None:
-            options.intra_op_num_threads = self.intra_op_threads
-        providers: list[Any] = ["CPUExecutionProvider"]
         if self.device.type == "cuda":
-            available = ort.get_available_providers()
-            if "CUDAExecutionProvider" not in available:
-                raise BackendUnavailableError(
-                    f"onnxruntime has no CUDAExecutionProvider here (available: {available}); "
-                    "install onnxruntime-gpu matching your CUDA, or use device='cpu'")
             self._stream = torch.cuda.Stream(self.device)
-            cuda_options = {
-                "device_id": self.device.index or 0,
-                "cudnn_conv_algo_search": ("DEFAULT" if self.deterministic else
-                                           "EXHAUSTIVE" if self.cudnn_benchmark else "HEURISTIC"),
-                "use_tf32": int(self.tf32),
-                "user_compute_stream": str(self._stream.cuda_stream),
-            }
-            providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
-        try:
-            session = ort.InferenceSession(str(self.onnx_path), sess_options=options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / RuntimeException types
-            raise BackendError(f"onnxruntime cannot load {self.onnx_path}: {exc}") from exc
-        if self.device.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-            raise BackendUnavailableError(f"onnxruntime did not enable CUDA for {self.onnx_path} "
-                                          f"(session providers: {session.get_providers()})")
+        session = ort_session(self.onnx_path, self.device, deterministic=self.deterministic,
+                              optimization=self.optimization, intra_op_threads=self.intra_op_threads, tf32=self.tf32,
+                              cudnn_benchmark=self.cudnn_benchmark, stream=self._stream)
         self._session = session
 
     def _close_impl(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Sequence
 
 import torch
@@ -16,10 +17,21 @@ from torch import Tensor
 
 from centerpoint_deploy.backends.base import Backend, TensorSpec
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
-from centerpoint_deploy.export.graph_io import GraphPart, contract_problems, describe_io
-from centerpoint_deploy.export.tensorrt_build import import_tensorrt
+from centerpoint_deploy.graph_io import GraphPart, contract_problems, describe_io
 
 Shape = tuple[int, ...]
+
+
+def import_tensorrt() -> ModuleType:
+    """``import tensorrt`` or raise :class:`BackendUnavailableError` saying how to install it."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "TensorRT is not installed: pip install tensorrt (needs NVIDIA's index, "
+            "--extra-index-url https://pypi.nvidia.com) on a machine with a CUDA GPU"
+        ) from exc
+    return tensorrt
 
 
 @dataclass(frozen=True)

@@ -4,5 +4,5 @@
 - :mod:`.inputs`: a synthetic 64-beam LiDAR frame and random clouds;
 - :mod:`.run`: staged and end-to-end runs, scaling, :func:`~.run.benchmark_variants`;
 - :mod:`.results`, :mod:`.render`: JSON records, Markdown, rich tables, plots;
-- :mod:`.onnx_fp16`: fp16 copies of the exported graphs for ONNX Runtime.
+- :mod:`.captured`: per-stage time of the whole-pipeline CUDA graph.
 """

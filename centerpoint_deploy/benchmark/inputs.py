@@ -13,7 +13,7 @@ from centerpoint_deploy.config.schema import TIME_LAG_COLUMN, ModelConfig
 from centerpoint_deploy.data.synthetic.generate import simulate_scan
 from centerpoint_deploy.data.synthetic.lidar import LidarConfig
 from centerpoint_deploy.data.synthetic.world import WorldConfig, build_world
-from centerpoint_deploy.benchmark.timing import BenchmarkError
+from centerpoint_deploy.errors import BenchmarkError
 
 
 def lidar_frame(seed: int = 0, sweeps: int = 1, sensor: LidarConfig = LidarConfig()) -> np.ndarray:

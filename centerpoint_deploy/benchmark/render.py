@@ -145,14 +145,15 @@ def write_report(report: BenchmarkReport, out_dir: Path | str, *, plots: bool = 
 def plot_stages(report: BenchmarkReport, path: Path) -> Path:
     """Stacked horizontal bars: per-stage p50 of every variant, with its end-to-end p50 marked."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     names = stage_names(report)
     variants = report.results
-    fig, ax = plt.subplots(figsize=(12, 0.5 * len(variants) + 2.2))
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(12, 0.5 * len(variants) + 2.2))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["tab10"]
     for row, result in enumerate(variants):
         left = 0.0
         for index, stage in enumerate(names):
@@ -168,19 +169,18 @@ def plot_stages(report: BenchmarkReport, path: Path) -> Path:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_scaling(report: BenchmarkReport, path: Path) -> Path:
     """End-to-end p50 against points per frame and against grid size (one panel per axis, log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     axes_names = list(dict.fromkeys(p.axis for p in report.scaling))
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(5.5 * len(axes_names), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(axes_names), 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(axes_names), squeeze=False)
     for ax, axis in zip(axes[0], axes_names):
         for variant in dict.fromkeys(p.variant for p in report.scaling if p.axis == axis):
             points = sorted((p.value, p.end_to_end.p50) for p in report.scaling if p.axis == axis and p.variant == variant)
@@ -193,5 +193,4 @@ def plot_scaling(report: BenchmarkReport, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

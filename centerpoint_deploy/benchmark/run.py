@@ -26,7 +26,6 @@ from centerpoint_deploy.benchmark.inputs import random_cloud
 from centerpoint_deploy.benchmark.render import write_report
 from centerpoint_deploy.benchmark.results import BenchmarkReport, ScalingPoint, VariantResult, machine_info
 from centerpoint_deploy.benchmark.timing import (
-    BenchmarkError,
     LatencyStats,
     WallClock,
     stage_clock,
@@ -37,7 +36,7 @@ from centerpoint_deploy.benchmark.timing import (
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.stages import Pipeline, StageHook
-from centerpoint_deploy.errors import BackendError, BackendUnavailableError
+from centerpoint_deploy.errors import BackendError, BackendUnavailableError, BenchmarkError
 from centerpoint_deploy.model.centerpoint import input_multiple
 from centerpoint_deploy.structures import Detections
 from centerpoint_deploy.variant import TORCH_FLAGS, VariantSpec, build_detector

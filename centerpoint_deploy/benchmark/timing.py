@@ -15,14 +15,10 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import torch
 
-from centerpoint_deploy.errors import CenterPointError
+from centerpoint_deploy.errors import BenchmarkError
 
 #: The latency percentiles every report gives.
 PERCENTILES = (50, 90, 99)
-
-
-class BenchmarkError(CenterPointError):
-    """A benchmark was asked for with settings that cannot be measured (counts, stages, variants)."""
 
 
 class Clock(Protocol):

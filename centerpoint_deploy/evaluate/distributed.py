@@ -32,16 +32,12 @@ from typing import Any, Iterator, Sequence, TypeVar
 
 import torch
 
-from centerpoint_deploy.errors import CenterPointError, EvaluationError
+from centerpoint_deploy.errors import CenterPointError, EvaluationError, RankFailedError
 
 #: Environment variable: seconds a rank waits for the others in one exchange.
 TIMEOUT_ENV = "CENTERPOINT_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 1800.0
 _T = TypeVar("_T")
-
-
-class RankFailedError(EvaluationError):
-    """Another rank (or this one) failed; the message names the rank(s) and their errors."""
 
 
 @dataclass(frozen=True)

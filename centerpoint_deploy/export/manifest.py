@@ -17,7 +17,7 @@ from typing import Any
 from centerpoint_deploy import contract
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendError, CenterPointError
-from centerpoint_deploy.export.graph_io import GraphPart
+from centerpoint_deploy.graph_io import GraphPart
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1

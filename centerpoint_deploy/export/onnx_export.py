@@ -28,7 +28,7 @@ from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN, ModelConfig
 from centerpoint_deploy.errors import CenterPointError, ExportError
 from centerpoint_deploy.export.autoware_params import autoware_model_params, set_metadata, write_param_yaml
-from centerpoint_deploy.export.graph_io import GraphPart, contract_problems, onnx_graph_io
+from centerpoint_deploy.graph_io import GraphPart, contract_problems, onnx_graph_io
 from centerpoint_deploy.export.graphs import EncoderGraph, HeadGraph
 from centerpoint_deploy.export.manifest import MANIFEST_FILE, ONNX_FILES, Manifest, sha256_file, write_manifest
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems

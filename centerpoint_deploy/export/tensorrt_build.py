@@ -22,8 +22,9 @@ from typing import Literal
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.config.schema import ModelConfig
-from centerpoint_deploy.errors import BackendUnavailableError, ExportError
-from centerpoint_deploy.export.graph_io import GraphPart
+from centerpoint_deploy.backends.tensorrt import import_tensorrt
+from centerpoint_deploy.errors import ExportError
+from centerpoint_deploy.graph_io import GraphPart
 from centerpoint_deploy.export.manifest import ENGINE_FILES, EngineRecord, Manifest, load_manifest, sha256_file, write_manifest
 
 Shape = tuple[int, ...]
@@ -38,18 +39,6 @@ _PRECISION_FLAGS: dict[str, frozenset[str]] = {
     "fp16": frozenset({"FP16", "TF32"}),  # layers left in fp32 may use TF32, as TensorRT's default
 }
 PRECISION_FLAG_NAMES = frozenset({"FP16", "TF32"})
-
-
-def import_tensorrt() -> ModuleType:
-    """``import tensorrt`` or raise :class:`BackendUnavailableError` saying how to install it."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            "TensorRT is not installed: pip install tensorrt (needs NVIDIA's index, "
-            "--extra-index-url https://pypi.nvidia.com) on a machine with a CUDA GPU"
-        ) from exc
-    return tensorrt
 
 
 def precision_flags(precision: str) -> frozenset[str]:

@@ -19,7 +19,7 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendUnavailableError, CheckpointError, ConfigError
 from centerpoint_deploy.evaluate.data_classes import MetricConfig
 from centerpoint_deploy.evaluate.io import load_metric_config
-from centerpoint_deploy.export.tensorrt_build import import_tensorrt
+from centerpoint_deploy.backends.tensorrt import import_tensorrt
 
 #: The demo model the lead ships with the package (mmdet3d layout, ``demo`` preset).
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "demo_centerpoint.pth"

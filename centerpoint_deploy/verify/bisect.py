@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.onnxruntime import import_onnxruntime
+from centerpoint_deploy.backends.onnxruntime import ort_session
 from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
 from centerpoint_deploy.verify.compare import TensorComparison, Tolerance, compare_tensors
@@ -111,21 +111,8 @@ def _unwrap_model(model_or_reference: Any) -> nn.Module:
 def _run_onnx_probes(graph: onnx.ModelProto, feed: dict[str, Tensor], tensors: list[str],
                      device: torch.device) -> dict[str, Tensor]:
     """Run ``graph`` + ``tensors`` as extra outputs with ONNX Runtime; all outputs, on CPU."""
-    ort = import_onnxruntime()
     probed = with_extra_outputs(graph, tensors)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.use_deterministic_compute = True
-    providers: list[Any] = ["CPUExecutionProvider"]
-    if device.type == "cuda":
-        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0, "use_tf32": 0,
-                                                 "cudnn_conv_algo_search": "DEFAULT"}), "CPUExecutionProvider"]
-    try:
-        session = ort.InferenceSession(probed.SerializeToString(), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
-        raise VerificationError(f"onnxruntime cannot load the probed graph: {exc}") from exc
-    if device.type == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-        raise VerificationError(f"bisection asked for {device} but onnxruntime runs on {session.get_providers()}")
+    session = ort_session(probed.SerializeToString(), device)  # deterministic, strict fp32
     names = [o.name for o in probed.graph.output]
     arrays = {name: t.detach().cpu().contiguous().numpy() for name, t in feed.items()}
     return {name: torch.from_numpy(value) for name, value in zip(names, session.run(names, arrays))}

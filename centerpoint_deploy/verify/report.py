@@ -141,16 +141,16 @@ def _slug(text: str) -> str:
 
 def plot_layer_growth(bisection: BisectionReport, path: Path) -> Path:
     """Max and mean |diff| per probed layer (log scale), first failing layer marked; PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     labels = [layer.probe.module for layer in bisection.layers]
     max_abs = np.array([layer.comparison.max_abs for layer in bisection.layers], dtype=float)
     mean_abs = np.array([layer.comparison.mean_abs for layer in bisection.layers], dtype=float)
     floor = 1e-12  # exact agreement plotted at the floor of the log axis
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(labels) + 2), 4.5))
+    fig = Figure(figsize=(max(6.0, 0.35 * len(labels) + 2), 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     x = np.arange(len(labels))
     ax.semilogy(x, np.maximum(max_abs, floor), "o-", label="max |diff|")
     ax.semilogy(x, np.maximum(mean_abs, floor), "s--", label="mean |diff|")
@@ -164,18 +164,17 @@ def plot_layer_growth(bisection: BisectionReport, path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def plot_bev_diff(diff: np.ndarray, title: str, path: Path) -> Path:
     """Heatmap of ``diff [h, w]`` (rows = y, columns = x, origin at the lower left); PNG."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5.2))
+    fig = Figure(figsize=(6, 5.2))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     image = ax.imshow(diff, origin="lower", cmap="magma", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="max over channels |test − ref|")
     ax.set_xlabel("x cell")
@@ -183,7 +182,6 @@ def plot_bev_diff(diff: np.ndarray, title: str, path: Path) -> Path:
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

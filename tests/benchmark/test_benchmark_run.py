@@ -14,7 +14,7 @@ from centerpoint_deploy.benchmark.results import BenchmarkReport
 from centerpoint_deploy.benchmark import run as run_module
 from centerpoint_deploy.benchmark.captured import time_captured_stages
 from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants, scaling_config
-from centerpoint_deploy.benchmark.timing import BenchmarkError
+from centerpoint_deploy.errors import BenchmarkError
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.stages import STAGES
 from centerpoint_deploy.errors import BackendError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from centerpoint_deploy.errors import BenchmarkError
 from centerpoint_deploy.benchmark.timing import (
-    BenchmarkError,
     HostClock,
     LatencyStats,
     summarize_stages,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from centerpoint_deploy.backends.base import TensorSpec
-from centerpoint_deploy.export.graph_io import contract_problems
+from centerpoint_deploy.graph_io import TensorSpec
+from centerpoint_deploy.graph_io import contract_problems
 
 ENC_IN = TensorSpec("input_features", (None, None, 11))
 ENC_OUT = TensorSpec("pillar_features", (None, 1, 32))

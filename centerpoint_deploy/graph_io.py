@@ -1,4 +1,4 @@
-"""Read the inputs/outputs of an exported graph and check them against the deploy contract.
+"""The tensor contract: a graph input/output (:class:`TensorSpec`), read from ONNX and checked against the deploy contract.
 
 The contract (``shared/reference/centerpoint-contract.md`` §2, :mod:`centerpoint_deploy.contract`):
 
@@ -7,53 +7,81 @@ The contract (``shared/reference/centerpoint-contract.md`` §2, :mod:`centerpoin
 - head: ``spatial_features`` float32 ``[B, C, H, W]`` → ``heatmap, reg, height, dim, rot, vel``
   (in this order, per task) float32 ``[B, c, h, w]``.
 
-The checks are pure functions over :class:`~centerpoint_deploy.backends.base.TensorSpec`
-tuples, so ONNX files and TensorRT engines are held to the same rules.
+The checks are pure functions over :class:`TensorSpec` tuples, so ONNX files and TensorRT
+engines are held to the same rules. This module sits below both ``backends`` (which check feeds
+against it) and ``export`` (which checks what it wrote).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
-import onnx
+from typing import TYPE_CHECKING
+
 import torch
+from torch import Tensor
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.base import TensorSpec
 from centerpoint_deploy.errors import BackendError
+
+if TYPE_CHECKING:
+    import onnx
 
 GraphPart = Literal["encoder", "head"]
 
-#: ONNX ``TensorProto`` element types this package can meet, as torch dtypes.
-_ONNX_DTYPES: dict[int, torch.dtype] = {
-    onnx.TensorProto.FLOAT: torch.float32,
-    onnx.TensorProto.FLOAT16: torch.float16,
-    onnx.TensorProto.DOUBLE: torch.float64,
-    onnx.TensorProto.INT32: torch.int32,
-    onnx.TensorProto.INT64: torch.int64,
-    onnx.TensorProto.BOOL: torch.bool,
-}
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (``None`` for a dynamic axis) and dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: torch.dtype = torch.float32
+
+    def check(self, tensor: Tensor, backend: str) -> None:
+        """Raise :class:`BackendError` when ``tensor`` does not fit this spec."""
+        if not isinstance(tensor, Tensor):
+            raise BackendError(f"{backend}: input '{self.name}' must be a torch.Tensor, got {type(tensor).__name__}")
+        if tensor.dtype != self.dtype:
+            raise BackendError(f"{backend}: input '{self.name}' has dtype {tensor.dtype}, expected {self.dtype}")
+        if tensor.dim() != len(self.shape) or any(
+            want is not None and want != got for want, got in zip(self.shape, tensor.shape)
+        ):
+            shown = ["?" if s is None else s for s in self.shape]
+            raise BackendError(f"{backend}: input '{self.name}' has shape {list(tensor.shape)}, expected {shown}")
+
+def _onnx_dtypes() -> dict[int, torch.dtype]:
+    """ONNX ``TensorProto`` element types this package can meet, as torch dtypes (``onnx`` imported when read)."""
+    import onnx
+
+    proto = onnx.TensorProto
+    return {proto.FLOAT: torch.float32, proto.FLOAT16: torch.float16, proto.DOUBLE: torch.float64,
+            proto.INT32: torch.int32, proto.INT64: torch.int64, proto.BOOL: torch.bool}
 
 
-def _value_info_spec(info: onnx.ValueInfoProto) -> TensorSpec:
+def _value_info_spec(info: "onnx.ValueInfoProto", dtypes: dict[int, torch.dtype]) -> TensorSpec:
+    import onnx
+
     tensor_type = info.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
-    dtype = _ONNX_DTYPES.get(tensor_type.elem_type)
+    dtype = dtypes.get(tensor_type.elem_type)
     if dtype is None:
         type_name = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
         raise BackendError(f"graph tensor '{info.name}' has element type {type_name}; "
-                           f"supported: {', '.join(str(d) for d in _ONNX_DTYPES.values())}")
+                           f"supported: {', '.join(str(d) for d in dtypes.values())}")
     return TensorSpec(info.name, dims, dtype)
 
 
-def onnx_graph_io(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+def onnx_graph_io(model: "onnx.ModelProto") -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """``(inputs, outputs)`` of ``model`` in graph order; dynamic dims are ``None``.
 
     Initializers listed as graph inputs (old exporters) are not inputs.
     """
     initializers = {i.name for i in model.graph.initializer}
-    inputs = tuple(_value_info_spec(i) for i in model.graph.input if i.name not in initializers)
-    outputs = tuple(_value_info_spec(o) for o in model.graph.output)
+    dtypes = _onnx_dtypes()
+    inputs = tuple(_value_info_spec(i, dtypes) for i in model.graph.input if i.name not in initializers)
+    outputs = tuple(_value_info_spec(o, dtypes) for o in model.graph.output)
     return inputs, outputs
 
 
