@@ -230,14 +230,11 @@ def _deploy_manifest(kind: str, config: ModelConfig, checkpoint: Path | str | No
 
 def _onnxruntime_backends(spec: VariantSpec, manifest: "Manifest", device: torch.device,
                           work_dir: Path, reproducible: bool) -> BackendPair:
-    from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend, import_onnxruntime
+    from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend, require_cuda_provider
     from centerpoint_deploy.export.onnx_fp16 import convert_onnx_to_fp16
 
     if device.type == "cuda":
-        ort = import_onnxruntime()
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise BackendUnavailableError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider here "
-                                          f"(providers: {ort.get_available_providers()}); install onnxruntime-gpu")
+        require_cuda_provider()  # before any fp16 conversion
     paths = {part: manifest.onnx_path(part) for part in ("encoder", "head")}
     if spec.precision == "fp16":
         paths = {part: convert_onnx_to_fp16(path, work_dir / path.name.replace(".onnx", ".fp16.onnx"))

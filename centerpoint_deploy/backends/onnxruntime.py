@@ -61,6 +61,15 @@ def import_onnxruntime() -> ModuleType:
     return onnxruntime
 
 
+def require_cuda_provider() -> None:
+    """Raise :class:`BackendUnavailableError` unless this onnxruntime has its CUDA execution provider."""
+    available = import_onnxruntime().get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise BackendUnavailableError(
+            f"onnxruntime has no CUDAExecutionProvider here (available: {available}); "
+            "install onnxruntime-gpu matching your CUDA, or use device='cpu'")
+
+
 def ort_session(model: Path | bytes, device: torch.device, *, deterministic: bool = True, optimization: str = "all",
                 intra_op_threads: int | None = None, tf32: bool = False, cudnn_benchmark: bool = False,
                 stream: torch.cuda.Stream | None = None) -> Any:
@@ -80,11 +89,7 @@ def ort_session(model: Path | bytes, device: torch.device, *, deterministic: boo
         options.intra_op_num_threads = intra_op_threads
     providers: list[Any] = ["CPUExecutionProvider"]
     if device.type == "cuda":
-        available = ort.get_available_providers()
-        if "CUDAExecutionProvider" not in available:
-            raise BackendUnavailableError(
-                f"onnxruntime has no CUDAExecutionProvider here (available: {available}); "
-                "install onnxruntime-gpu matching your CUDA, or use device='cpu'")
+        require_cuda_provider()
         cuda_options: dict[str, Any] = {
             "device_id": device.index or 0,
             "cudnn_conv_algo_search": "DEFAULT" if deterministic else "EXHAUSTIVE" if cudnn_benchmark else "HEURISTIC",
@@ -192,6 +197,7 @@ class OnnxRuntimeBackend(Backend):
     def _load_impl(self) -> None:
         self._graph_io()
         if self.device.type == "cuda":
+            require_cuda_provider()
             self._stream = torch.cuda.Stream(self.device)
         session = ort_session(self.onnx_path, self.device, deterministic=self.deterministic,
                               optimization=self.optimization, intra_op_threads=self.intra_op_threads, tf32=self.tf32,
