@@ -174,9 +174,10 @@ def test_cache_key_covers_detector_settings(config: ModelConfig) -> None:
     detector = _tiny_detector(config)
     key = prediction_cache_key("pytorch", detector, "inputs", "weights")
     assert key == prediction_cache_key("pytorch", _tiny_detector(config), "inputs", "weights")
-    detector.nms_rounds = 3
-    assert prediction_cache_key("pytorch", detector, "inputs", "weights") != key
-    detector.nms_rounds = _tiny_detector(config).nms_rounds
+    static = build_detector(VariantSpec.parse("pytorch:fp32+static"), config)
+    fewer_rounds = build_detector(VariantSpec.parse("pytorch:fp32+static"), config, nms_rounds=3)
+    static_key = prediction_cache_key("pytorch", static, "inputs", "weights")
+    assert static_key != key and prediction_cache_key("pytorch", fewer_rounds, "inputs", "weights") != static_key
     detector.rot_y_axis_reference = not detector.rot_y_axis_reference
     assert prediction_cache_key("pytorch", detector, "inputs", "weights") != key
     assert prediction_cache_key("pytorch", _tiny_detector(config), "inputs", "other") != key
