@@ -14,6 +14,7 @@ Two separate runs per detector, so that stage timing never distorts the end-to-e
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -42,20 +43,6 @@ from centerpoint_deploy.structures import Detections
 from centerpoint_deploy.variant import TORCH_FLAGS, VariantSpec, build_detector
 
 
-#: The variants ``benchmark`` runs when none are named, per device type.
-DEFAULT_VARIANTS = {
-    "cpu": ("pytorch:fp32", "pytorch:fp32+static", "pytorch:bf16+fuse_batchnorm", "onnxruntime:fp32"),
-    "cuda": (
-        "pytorch:fp32", "pytorch:tf32", "pytorch:fp16+channels_last+fuse_batchnorm",
-        "pytorch:fp16+channels_last+fuse_batchnorm+cuda_graph+static",
-        "pytorch:bf16+channels_last+fuse_batchnorm+cuda_graph+static",
-        "pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph",
-        "pytorch:fp16+channels_last+fuse_batchnorm+compile+max_autotune+pipeline_graph",
-        "onnxruntime:fp32", "onnxruntime:fp16", "onnxruntime:fp16+static", "tensorrt:fp16",
-    ),
-}
-
-
 def describe(spec: VariantSpec) -> tuple[str, str, dict[str, Any]]:
     """``(backend kind, precision, options)`` of a variant for the report (every PyTorch switch listed)."""
     options: dict[str, Any] = {"static_shapes": spec.static, "pipeline_graph": spec.pipeline_graph}
@@ -82,9 +69,13 @@ def benchmark_detector(name: str, spec: VariantSpec, detector: Pipeline, points:
             file (``load_dim`` floats per point) instead of using ``points``.
 
     Returns:
-        The :class:`VariantResult` (stage and end-to-end statistics, peak GPU memory).
+        The :class:`VariantResult` (stage and end-to-end statistics, peak GPU memory, the
+        load + first call, which compiles or captures).
     """
+    begin = time.perf_counter()
     detector.load()
+    _host(detector(points))
+    first_call = time.perf_counter() - begin
     device = detector.device
 
     def read(hook: StageHook) -> Tensor:
@@ -116,7 +107,7 @@ def benchmark_detector(name: str, spec: VariantSpec, detector: Pipeline, points:
     return VariantResult(name=name, backend=backend, precision=precision, options=options, device=device.type,
                          stages=summarize_stages(stage_samples), end_to_end=LatencyStats.from_seconds(e2e),
                          peak_memory_mb=peak, num_points=int(points.shape[0]), num_voxels=outputs.num_voxels,
-                         num_boxes=len(outputs.detections[0]))
+                         num_boxes=len(outputs.detections[0]), first_call_s=first_call)
 
 
 def benchmark_backends(detectors: Mapping[str, Pipeline], specs: Mapping[str, VariantSpec], points: Tensor,
@@ -224,7 +215,8 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
                        warmup: int, iterations: int, checkpoint: Path | None = None, deploy_dir: Path | None = None,
                        frame: dict[str, Any] | None = None, point_file: Path | None = None,
                        scaling: ScalingPlan | None = None, out_dir: Path | None = None, plots: bool = True,
-                       log: Callable[[str], None] = lambda _: None) -> BenchmarkReport:
+                       log: Callable[[str], None] = lambda _: None,
+                       skipped: Mapping[str, str] | None = None) -> BenchmarkReport:
     """Benchmark named variants (:mod:`~centerpoint_deploy.variant`) on one cloud, then scale.
 
     A variant whose runtime, device or artifacts are missing here is listed in
@@ -236,6 +228,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         scaling: scaling runs to add (None: none).
         out_dir: where the report files go (None: not written).
         log: progress messages.
+        skipped: variants the caller left out, with the reason (listed in ``report.skipped``).
     """
     try:
         specs = [VariantSpec.parse(v, device=device) for v in variants]  # all parse errors before any run
@@ -243,6 +236,9 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         raise BenchmarkError(str(exc)) from None
     report = BenchmarkReport(config=config.name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
+    for name, reason in (skipped or {}).items():
+        report.skipped[name] = reason
+        log(f"{name}: skipped ({reason})")
     detectors: dict[str, Pipeline] = {}
     for spec in specs:
         try:
