@@ -118,11 +118,11 @@ def inputs_digest(dataset: FrameDataset, indices: Sequence[int], stamps: dict[st
 
 
 def detector_description(detector: Any) -> dict[str, Any]:
-    """Every setting of a :class:`~centerpoint_deploy.detector.Detector` that can change its boxes
-    (another callable with a ``config`` is described by its class and whatever of these it has)."""
+    """Every setting of a detector (:class:`~centerpoint_deploy.detector.Detector`,
+    :class:`~centerpoint_deploy.static_pipeline.StaticPipeline` and its ``settings``) that can change
+    its boxes (another callable with a ``config`` is described by its class and whatever of these it has)."""
     settings = {name: _plain(getattr(detector, name, None))
-                for name in ("static_shapes", "nms_rounds", "graph", "max_points", "compile",
-                             "rot_y_axis_reference", "spec", "postprocess", "settings")}
+                for name in ("rot_y_axis_reference", "settings", "postprocess")}
     device = getattr(detector, "device", None)
     settings["device"] = None if device is None else torch.device(device).type
     parts = {part: None if backend is None else

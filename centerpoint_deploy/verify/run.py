@@ -29,7 +29,7 @@ from torch import Tensor
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend
-from centerpoint_deploy.stages import Pipeline
+from centerpoint_deploy.stages import Pipeline, StageOutputs
 from centerpoint_deploy.errors import CenterPointError, VerificationError
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
@@ -214,7 +214,7 @@ def _violation(c: TensorComparison) -> float:
     return abs(c.worst_test - c.worst_ref) / max(allowed, 1e-300)
 
 
-def _verify_frame(reference: Pipeline, stages: Any, name: str, candidate: Pipeline, index: int,
+def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidate: Pipeline, index: int,
                   points: Tensor, tolerances: Tolerances, box_tolerance: BoxTolerance,
                   result: BackendResult) -> FrameResult:
     encoder, head, rot = candidate.encoder, candidate.head, candidate.rot_y_axis_reference
@@ -302,7 +302,7 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
                               settings, results, reference_checks)
 
 
-def _bisect_failures(reference: Pipeline, stages: Any, frame: FrameResult, result: BackendResult,
+def _bisect_failures(reference: Pipeline, stages: StageOutputs, frame: FrameResult, result: BackendResult,
                      tolerances: Tolerances, onnx_files: Mapping[str, Path | str],
                      device: torch.device | str) -> None:
     """Bisect each failing stage once per candidate (first failing frame)."""
