@@ -69,7 +69,9 @@ def test_export_checkpoint_then_detect_with_onnxruntime(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("extra", "message"), [
     ([], "exactly one of --checkpoint PATH or --random-weights"),
     (["--random-weights", "--checkpoint", "x.pth"], "exactly one of --checkpoint PATH or --random-weights"),
-    (["--random-weights", "--tensorrt", "--precision", "int8"], "precision 'int8' is not one of"),
+    (["--random-weights", "--tensorrt", "--trt-precision", "int8"], "precision 'int8' is not one of"),
+    (["--random-weights", "--precision", "int4"], "--precision 'int4' is not one of"),
+    (["--random-weights", "--precision", "int8"], "--precision int8 needs --dataset"),
 ])
 def test_export_argument_errors(tmp_path: Path, extra: list[str], message: str) -> None:
     result = runner.invoke(app, ["export", "-c", "tiny", "--out", str(tmp_path), *extra])
