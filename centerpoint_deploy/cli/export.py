@@ -36,7 +36,8 @@ from centerpoint_deploy.export.tensorrt_build import build_deploy_engines, deriv
 
 #: Seed of ``--random-weights`` exports, so they are reproducible.
 RANDOM_WEIGHTS_SEED = 0
-_PRECISION_HELP = "fp32 (strict, TF32 off), tf32 or fp16 (Autoware's default)."
+_PRECISION_HELP = ("TensorRT 10 builder flags for an fp32 ONNX: fp32 (strict, TF32 off), tf32 or fp16; default the "
+                   "ONNX's own precision. TensorRT 11 builds strongly typed from the ONNX (export --precision).")
 _ONNX_PRECISION_HELP = ("Precision written into the ONNX files: fp32, fp16 (casts inside, float32 I/O) or int8 "
                         "(explicit Q/DQ); fp16/int8 need --dataset for calibration.")
 
@@ -77,8 +78,8 @@ def export(
     if precision != "fp32" and dataset is None:
         raise ExportError(f"--precision {precision} needs --dataset: calibration frames from your data")
     int8 = Int8Options(method=calib_method, snr_budget_db=int8_snr_db, exclude_groups=tuple(int8_exclude))
-    if tensorrt:
-        precision_flags(trt_precision or ("fp16" if precision == "fp16" else "fp32"))  # fail before exporting
+    if tensorrt and trt_precision is not None:
+        precision_flags(trt_precision)  # fail before exporting, not after
     model_config = load_config(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
@@ -107,7 +108,7 @@ def export(
         for problem in problems:
             console.print(f"[yellow]warning:[/] {part} graph: TensorRT would refuse {problem}")
     if tensorrt:
-        _build(out, trt_precision or ("fp16" if precision == "fp16" else "fp32"), workspace_gb, console)
+        _build(out, trt_precision, workspace_gb, console)
 
 
 def _calibration(model, config, dataset: str, category_mapping: str, count: int):  # noqa: ANN001, ANN202
@@ -128,7 +129,7 @@ def _calibration(model, config, dataset: str, category_mapping: str, count: int)
 @app.command("build-engine")
 def build_engine(
     deploy_dir: Path = typer.Argument(..., help="Deploy directory written by 'export'."),
-    precision: str = typer.Option("fp16", "--precision", help=_PRECISION_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=_PRECISION_HELP),
     workspace_gb: float = typer.Option(1.0, "--workspace-gb", help="TensorRT builder workspace in GiB."),
     min_voxels: int = typer.Option(1000, "--min-voxels", help="Smallest voxel count of the encoder profile."),
     opt_voxels: Optional[int] = typer.Option(None, "--opt-voxels", help="Voxel count to tune for (default max_voxels / 4)."),
@@ -144,7 +145,7 @@ def build_engine(
     _build(deploy_dir, precision, workspace_gb, Console(stderr=True, highlight=False), profiles, timing_cache)
 
 
-def _build(deploy_dir: Path, precision: str, workspace_gb: float, console: Console,
+def _build(deploy_dir: Path, precision: str | None, workspace_gb: float, console: Console,
            profiles: dict | None = None, timing_cache: Path | None = None) -> None:
     if not workspace_gb > 0:
         raise ExportError(f"--workspace-gb = {workspace_gb} must be > 0")

@@ -77,3 +77,17 @@ def test_export_argument_errors(tmp_path: Path, extra: list[str], message: str) 
     result = runner.invoke(app, ["export", "-c", "tiny", "--out", str(tmp_path), *extra])
     assert isinstance(result.exception, ExportError) and message in str(result.exception)
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_reduced_precision_export_refuses_bad_calibration_input(tmp_path: Path) -> None:
+    """Too few frames or more frames than the dataset holds: one error, nothing written."""
+    from centerpoint_deploy.data.synthetic import LidarConfig, generate_dataset
+
+    data = tmp_path / "data"
+    generate_dataset(data, num_scenes=1, frames_per_scene=4, seed=2, sensor=LidarConfig(beams=16, columns=360))
+    for count, message in (("2", "--calib-frames 2 is too few"), ("9", "more frames than the dataset holds (4)")):
+        out = tmp_path / f"out{count}"
+        result = runner.invoke(app, ["export", "-c", "tiny", "--random-weights", "--out", str(out), "--precision",
+                                     "int8", "--dataset", str(data), "--calib-frames", count])
+        assert isinstance(result.exception, ExportError) and message in str(result.exception)
+        assert not out.exists()

@@ -8,9 +8,11 @@ quantization:
   channel); their outputs and the bias stay float (``OpTypesToExcludeOutputQuantization``,
   ``QuantizeBias=False``), so TensorRT fuses ``DQ -> Conv -> ReLU`` and the next ``Q``;
 - symmetric signed INT8 everywhere (zero points 0), the only kind TensorRT accepts;
-- BatchNorm is folded into the preceding layer before export (see
-  :func:`~centerpoint_deploy.export.precision.fold.fold_batchnorm`), so the weight scales
-  are those of the weights that run.
+- BatchNorm is folded into the preceding layer before export (by ``export_onnx``), so the
+  weight scales are those of the weights that run;
+- the Q/DQ nodes, which ONNX Runtime names after the tensor they quantize, lose the leading
+  ``/`` so they belong to no module scope: a module's output in the graph stays its float
+  output, which bisection compares with PyTorch's.
 
 Calibration methods (activation ranges; weights always use their own max per channel):
 ``max`` (alias ``minmax``) the largest ``|x|`` seen; ``percentile`` the 99.999th percentile
@@ -140,4 +142,8 @@ def quantize(graph_path: Path | str, ranges: Any, *, exclude_nodes: Sequence[str
             raise ExportError(f"Q/DQ quantization of {Path(graph_path).name} failed: {exc}") from exc
         finally:
             logging.getLogger().disabled = was_disabled
-        return onnx.load(str(out))
+        graph = onnx.load(str(out))
+    for node in graph.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node.name = node.name.lstrip("/")  # named after their tensor; outside every module scope
+    return graph
