@@ -6,7 +6,8 @@ A variant is written ``<backend>:<precision>[+<flag>...]``, e.g.
 - backend: ``pytorch`` (a checkpoint, or seeded random weights), ``onnxruntime`` or
   ``tensorrt`` (a deploy directory written by ``centerpoint-deploy export`` / ``build-engine``);
 - precision: ``fp32`` (TF32 off), ``tf32``, ``fp16``, ``bf16`` (PyTorch); ``fp32``, ``tf32``,
-  ``fp16`` (ONNX Runtime; fp16 converts a copy of the graphs); for TensorRT the precision the
+  ``fp16``, ``int8`` (ONNX Runtime; fp16 converts a copy of fp32 graphs, int8 needs an INT8
+  export); for TensorRT the precision the
   engines were built with, or ``engine`` (whatever they were built with). A bare backend
   name takes :data:`DEFAULT_PRECISIONS`;
 - flags: ``static`` (the GPU-resident fixed-shape pipeline, any backend), ``cudnn_benchmark``
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
@@ -45,7 +47,7 @@ TORCH_FLAGS = ("channels_last", "fuse_batchnorm", "fuse_relu", "cudnn_benchmark"
                "max_autotune")
 #: Pipeline flags, written last.
 PIPELINE_FLAGS = ("static", "pipeline_graph")
-PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32", "tf32", "fp16"),
+PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32", "tf32", "fp16", "int8"),
               "tensorrt": ("engine", "fp32", "tf32", "fp16", "bf16", "int8", "best")}
 DEFAULT_PRECISIONS = {"pytorch": "fp32", "onnxruntime": "fp32", "tensorrt": "engine"}
 _ALLOWED_FLAGS = {"pytorch": (*TORCH_FLAGS, *PIPELINE_FLAGS), "onnxruntime": ("static", "cudnn_benchmark"),
@@ -136,7 +138,8 @@ class VariantSpec:
 
 
 def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path | str | None = None,
-                   deploy_dir: Path | str | None = None, postprocess: PostProcessor | None = None,
+                   model: nn.Module | None = None, deploy_dir: Path | str | None = None,
+                   postprocess: PostProcessor | None = None,
                    max_points: int = 400_000, nms_rounds: int = 16, work_dir: Path | None = None,
                    seed: int = 0, reproducible: bool = True) -> Detector | StaticPipeline:
     """The detector ``spec`` names (not loaded): a :class:`Detector`, or for ``static`` / ``pipeline_graph``
@@ -146,6 +149,8 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path |
         spec: the variant (its device included).
         config: the model.
         checkpoint: weights of a ``pytorch`` variant (``None``: random weights seeded with ``seed``).
+        model: a ``CenterPoint`` module a ``pytorch`` variant runs instead (e.g. fake-quantized);
+            not with ``checkpoint``.
         deploy_dir: exported graphs / engines of ``onnxruntime`` and ``tensorrt`` variants.
         postprocess: task maps -> boxes (default: mmdet3d decode + circle NMS; the fixed-shape
             pipeline runs its own).
@@ -167,8 +172,9 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path |
                           "a postprocess callable needs a variant without static / pipeline_graph")
     if spec.pipeline_graph and device.type != "cuda":
         raise BackendUnavailableError(f"variant '{spec.name}': pipeline_graph needs a CUDA device, not '{device}'")
-    encoder, head, rot = create_backends(spec, config, device, checkpoint=checkpoint, deploy_dir=deploy_dir,
-                                         work_dir=work_dir, seed=seed, reproducible=reproducible)
+    encoder, head, rot = create_backends(spec, config, device, checkpoint=checkpoint, model=model,
+                                         deploy_dir=deploy_dir, work_dir=work_dir, seed=seed,
+                                         reproducible=reproducible)
     if not spec.static:
         return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, postprocess=postprocess)
     settings = StaticSettings(nms_rounds=nms_rounds, graph=spec.pipeline_graph, max_points=max_points,
@@ -182,7 +188,8 @@ BackendPair = tuple[Backend, Backend, bool]
 
 
 def create_backends(spec: VariantSpec, config: ModelConfig, device: torch.device, *,
-                    checkpoint: Path | str | None = None, deploy_dir: Path | str | None = None,
+                    checkpoint: Path | str | None = None, model: nn.Module | None = None,
+                    deploy_dir: Path | str | None = None,
                     work_dir: Path | None = None, seed: int = 0, reproducible: bool = True) -> BackendPair:
     """The encoder and head backends of ``spec`` (not loaded); :func:`build_detector` is the one caller.
 
@@ -192,7 +199,9 @@ def create_backends(spec: VariantSpec, config: ModelConfig, device: torch.device
     if spec.backend == "pytorch":
         if deploy_dir is not None:
             raise BackendError("the pytorch backend runs a checkpoint; deploy_dir is for 'onnxruntime' / 'tensorrt'")
-        return _pytorch_backends(spec, config, device, checkpoint, seed)
+        return _pytorch_backends(spec, config, device, checkpoint, model, seed)
+    if model is not None:
+        raise BackendError(f"the {spec.backend} backend runs the exported files in deploy_dir, not a model")
     manifest = _deploy_manifest(spec.backend, config, checkpoint, deploy_dir)
     if spec.backend == "onnxruntime":
         return _onnxruntime_backends(spec, manifest, device, work_dir or Path(deploy_dir) / "fp16", reproducible)
@@ -200,14 +209,17 @@ def create_backends(spec: VariantSpec, config: ModelConfig, device: torch.device
 
 
 def _pytorch_backends(spec: VariantSpec, config: ModelConfig, device: torch.device,
-                      checkpoint: Path | str | None, seed: int) -> BackendPair:
+                      checkpoint: Path | str | None, model: nn.Module | None, seed: int) -> BackendPair:
     from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend, TorchOptions
     from centerpoint_deploy.model import build_model
 
     options = TorchOptions(precision=spec.precision, **{flag: True for flag in spec.torch_flags}).validate(device)
-    with torch.random.fork_rng(devices=[]):  # random weights are reproducible and leave the caller's RNG alone
-        torch.manual_seed(seed)
-        model = build_model(config, checkpoint=checkpoint, device=device)
+    if model is not None and checkpoint is not None:
+        raise BackendError("give the pytorch backend a checkpoint or a model, not both")
+    if model is None:
+        with torch.random.fork_rng(devices=[]):  # random weights are reproducible and leave the caller's RNG alone
+            torch.manual_seed(seed)
+            model = build_model(config, checkpoint=checkpoint, device=device)
     return TorchEncoderBackend(model, config, device, options), TorchHeadBackend(model, config, device, options), False
 
 
@@ -231,12 +243,16 @@ def _deploy_manifest(kind: str, config: ModelConfig, checkpoint: Path | str | No
 def _onnxruntime_backends(spec: VariantSpec, manifest: "Manifest", device: torch.device,
                           work_dir: Path, reproducible: bool) -> BackendPair:
     from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend, require_cuda_provider
-    from centerpoint_deploy.export.onnx_fp16 import convert_onnx_to_fp16
+    from centerpoint_deploy.export.precision.fp16 import convert_onnx_to_fp16
 
     if device.type == "cuda":
         require_cuda_provider()  # before any fp16 conversion
     paths = {part: manifest.onnx_path(part) for part in ("encoder", "head")}
-    if spec.precision == "fp16":
+    if spec.precision == "int8" and manifest.precision != "int8":
+        raise BackendError(f"variant '{spec.name}' needs an INT8 export; the deploy directory holds "
+                           f"{manifest.precision} graphs (centerpoint-deploy export --precision int8 --dataset DATA)")
+    if spec.precision == "fp16" and manifest.precision != "fp16":
+        # an fp32 export: convert a copy (an `export --precision fp16` graph is used as it is)
         paths = {part: convert_onnx_to_fp16(path, work_dir / path.name.replace(".onnx", ".fp16.onnx"))
                  for part, path in paths.items()}
     deterministic = reproducible and "cudnn_benchmark" not in spec.flags

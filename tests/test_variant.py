@@ -77,7 +77,7 @@ def _manifest(*precisions: str) -> SimpleNamespace:
     """What the tolerance decision reads of a manifest: its engine records."""
     engines = {part: EngineRecord(file=f"{part}.engine", sha256="0" * 64, precision=precision, tensorrt_version="10",
                                   profile={}) for part, precision in zip(("encoder", "head"), precisions)}
-    return SimpleNamespace(engines=engines)
+    return SimpleNamespace(engines=engines, precision="fp32")  # an fp32 ONNX export
 
 
 @pytest.mark.parametrize("built, expected", [
@@ -93,6 +93,8 @@ def test_verify_and_deploy_judge_a_deploy_directory_alike(built: tuple[str, ...]
     assert judged_precision([VariantSpec.parse("onnxruntime"), spec], manifest) == expected
     assert run_precision(VariantSpec.parse("tensorrt:fp16"), manifest) == "fp16"
     assert tolerance_class("tf32") == "fp16" and tolerance_class("fp32") == "fp32"
+    int8_export = SimpleNamespace(engines={}, precision="int8")
+    assert judged_precision([VariantSpec.parse("onnxruntime"), spec], int8_export) == "int8"
 
 
 def test_benchmark_reads_a_point_file_as_every_command_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

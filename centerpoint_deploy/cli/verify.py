@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import onnx
 import typer
 from rich.console import Console
 from torch import Tensor
@@ -30,10 +31,13 @@ from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.loader import load_clouds
+from centerpoint_deploy.device import resolve_device
 from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest, load_manifest, sha256_file
+from centerpoint_deploy.model import build_model
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.verify.compare import parse_tolerance_override
+from centerpoint_deploy.verify.fake_quant import fake_quant_model
 from centerpoint_deploy.verify.report import print_report, write_reports
 from centerpoint_deploy.verify.run import verify_backends
 from centerpoint_deploy.verify.tolerances import judged_precision, verification_tolerances
@@ -54,11 +58,16 @@ def _frames(config: ModelConfig, points: list[Path], dataset: str | None, num_fr
 
 
 def _precision(precision: str | None, specs: list[VariantSpec], manifest: Manifest) -> tuple[str, str]:
-    """The tolerance class to judge by, and why: as asked, else the candidates' run precision."""
+    """The tolerance class to judge by, and why: as asked, else the candidates' run precision
+    (:func:`~centerpoint_deploy.verify.tolerances.judged_precision`, the rule the main job uses too)."""
     if precision is not None:
         return precision, "--precision"
     chosen = judged_precision(specs, manifest)
-    return chosen, "default" if chosen == "fp32" else "a backend runs in reduced precision"
+    if chosen == "fp32":
+        return chosen, "default"
+    if manifest.precision != "fp32":
+        return chosen, f"the ONNX files are {manifest.precision} (manifest)"
+    return chosen, "a backend runs in reduced precision"
 
 
 @app.command("verify")
@@ -73,8 +82,9 @@ def verify(
     points: list[Path] = typer.Option([], "--points", help="Point file to verify on (repeatable)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="T4 scene(s), split file or info .pkl instead of --points."),
     num_frames: int = typer.Option(3, "--frames", min=1, help="Frames taken from --dataset."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or fp16 default tolerances "
-                                            "(default: fp16 for fp16 TensorRT engines, else fp32)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 default tolerances "
+                                            "(default: the export's precision; fp16 for fp16 TensorRT engines). "
+                                            "int8: the reference is PyTorch fake-quantized with the ONNX's Q/DQ scales."),
     atol: Optional[float] = typer.Option(None, "--atol", help="Override the default absolute tolerance."),
     rtol: Optional[float] = typer.Option(None, "--rtol", help="Override the default relative tolerance."),
     tol: list[str] = typer.Option([], "--tol", help="Per-output tolerance NAME=ATOL,RTOL (repeatable), e.g. heatmap=1e-3,1e-2."),
@@ -97,7 +107,12 @@ def verify(
                                                         overrides=dict(parse_tolerance_override(t) for t in tol))
     frames = _frames(model_config, points, dataset, num_frames)
 
-    reference = build_detector(reference_spec, model_config, checkpoint=checkpoint)
+    reference_model = build_model(model_config, checkpoint=checkpoint, device=resolve_device(device))
+    if chosen == "int8":  # judged against the same quantization in PyTorch, so bisection works layer by layer
+        reference_model = fake_quant_model(reference_model, [onnx.load(str(manifest.onnx_path(part)))
+                                                             for part in ONNX_FILES])
+        why += "; reference: PyTorch fake-quantized with the ONNX's Q/DQ scales"
+    reference = build_detector(reference_spec, model_config, model=reference_model)
     candidates = {text: build_detector(spec, model_config, checkpoint=checkpoint if spec.runs_checkpoint else None,
                                        deploy_dir=None if spec.runs_checkpoint else deploy_dir)
                   for text, spec in zip(backend, specs)}

@@ -7,6 +7,7 @@ two can never disagree about the same deploy directory.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping
 
 from centerpoint_deploy.export.manifest import Manifest
@@ -15,26 +16,33 @@ from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, BoxTolerance
 from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances
 
 
+#: Tolerance classes from strict to loose (:data:`~centerpoint_deploy.verify.compare.DEFAULT_TOLERANCES` keys).
+CLASSES = ("fp32", "fp16", "int8")
+
+
 def run_precision(spec: VariantSpec, manifest: Manifest | None) -> str:
-    """The precision ``spec`` computes in: its own, or for ``tensorrt:engine`` the engines' (a reduced one
-    when they differ; ``fp32`` when the manifest lists none)."""
+    """The precision ``spec`` computes in: a deploy directory's reduced ONNX graphs (``export --precision``)
+    run in their precision whatever the variant; else the variant's own, and for ``tensorrt:engine``
+    the engines' (a reduced one when they differ; ``fp32`` when the manifest lists none)."""
+    if spec.backend == "pytorch" or manifest is None:
+        return spec.precision
+    if manifest.precision != "fp32":
+        return manifest.precision
     if spec.precision != "engine":
         return spec.precision
-    built = sorted({record.precision for record in manifest.engines.values()}) if manifest is not None else []
-    reduced = [precision for precision in built if precision != "fp32"]
+    reduced = sorted({record.precision for record in manifest.engines.values()} - {"fp32"})
     return reduced[0] if reduced else "fp32"
 
 
 def tolerance_class(precision: str) -> str:
-    """The default tolerances a run precision is judged by: ``fp32`` for strict fp32, ``fp16`` for anything reduced
-    (tf32, fp16, bf16, int8, best)."""
-    return "fp32" if precision == "fp32" else "fp16"
+    """The default tolerances a run precision is judged by: ``fp32`` for strict fp32, ``int8`` for INT8
+    (against the fake-quantized reference), ``fp16`` for any other reduced precision (tf32, fp16, bf16, best)."""
+    return precision if precision in ("fp32", "int8") else "fp16"
 
 
 def judged_precision(specs: list[VariantSpec], manifest: Manifest | None) -> str:
     """The tolerance class of a set of candidates judged together: the loosest of theirs."""
-    classes = {tolerance_class(run_precision(spec, manifest)) for spec in specs}
-    return "fp16" if "fp16" in classes else "fp32"
+    return max((tolerance_class(run_precision(spec, manifest)) for spec in specs), key=CLASSES.index, default="fp32")
 
 
 def verification_tolerances(tolerance: str, *, atol: float | None = None, rtol: float | None = None,
@@ -44,5 +52,6 @@ def verification_tolerances(tolerance: str, *, atol: float | None = None, rtol: 
     tolerances = default_tolerances(tolerance)
     if atol is not None or rtol is not None:
         base = tolerances.default
-        tolerances = Tolerances(Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol))
+        tolerances = Tolerances(replace(base, atol=base.atol if atol is None else atol,
+                                        rtol=base.rtol if rtol is None else rtol))
     return tolerances.with_overrides(dict(overrides or {})), DEFAULT_BOX_TOLERANCES[tolerance]

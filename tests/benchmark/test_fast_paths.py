@@ -16,7 +16,7 @@ from torch import nn
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend, TorchOptions
-from centerpoint_deploy.export.onnx_fp16 import convert_onnx_to_fp16
+from centerpoint_deploy.export.precision.fp16 import convert_onnx_to_fp16
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.errors import BackendError, ExportError
 from centerpoint_deploy.model import build_model
