@@ -81,7 +81,7 @@ def _manifest(*precisions: str) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("built, expected", [
-    (("fp32", "fp32"), "fp32"), (("fp16", "fp16"), "fp16"), (("bf16", "bf16"), "fp16"), (("int8", "int8"), "fp16"),
+    (("fp32", "fp32"), "fp32"), (("fp16", "fp16"), "fp16"), (("bf16", "bf16"), "fp16"), (("int8", "int8"), "int8"),
     (("fp32", "fp16"), "fp16"), ((), "fp32"),
 ])
 def test_verify_and_deploy_judge_a_deploy_directory_alike(built: tuple[str, ...], expected: str) -> None:
