@@ -21,7 +21,7 @@ from centerpoint_deploy.verify.compare import default_tolerances
 from centerpoint_deploy.verify.fake_quant import fake_quant_model, read_quantized_layers, weight_scale_mismatches
 from centerpoint_deploy.verify.run import verify_backends
 
-from tests.verify.conftest import ort_pair
+from tests.verify.conftest import ort_detector
 
 INT8, INT8_BOXES = default_tolerances("int8"), DEFAULT_BOX_TOLERANCES["int8"]
 PLANTED = "/pts_backbone/blocks.1/blocks.1.3/Conv"
@@ -52,7 +52,8 @@ def _fake_quant_reference(model, config: ModelConfig, directory: Path) -> Detect
 def test_fake_quant_pytorch_matches_the_int8_graph(model, config, int8_dir, frames) -> None:
     layers = [layer for graph in _graphs(int8_dir) for layer in read_quantized_layers(graph, model)]
     assert {layer.module for layer in layers} >= {"pts_voxel_encoder.pfn_layers.0.linear", "pts_backbone.blocks.1.3"}
-    report = verify_backends(_fake_quant_reference(model, config, int8_dir), {"int8": ort_pair(int8_dir, False)},
+    candidates = {"int8": ort_detector(config, int8_dir, False)}
+    report = verify_backends(_fake_quant_reference(model, config, int8_dir), candidates,
                              frames[:1], INT8, INT8_BOXES)
     assert report, report.backends["int8"].failures()
 
@@ -70,7 +71,7 @@ def test_planted_scale_error_is_caught_and_bisected_to_its_layer(model, config, 
     onnx.save(graph, str(broken))
 
     reference = _fake_quant_reference(model, config, int8_dir)
-    report = verify_backends(reference, {"broken": ort_pair(int8_dir, False, broken)}, frames[:1], INT8, INT8_BOXES,
+    report = verify_backends(reference, {"broken": ort_detector(config, int8_dir, False, broken)}, frames[:1], INT8, INT8_BOXES,
                              bisect_onnx={"head": broken})
     result = report.backends["broken"]
     assert not report and result.frames[0].encoder[0].passed and not all(result.frames[0].head)
