@@ -57,11 +57,11 @@ def test_hostile_expressions_are_refused_fast_with_file_and_line(tmp_path: Path,
     text, line, message = CASES[name]
     path = tmp_path / f"{name}.py"
     path.write_text(text)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: not inflated by other processes on a loaded machine
     with pytest.raises(ConfigError) as info:
         read_python_config(path)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"{name} took {elapsed:.2f} s"
+    elapsed = time.process_time() - start
+    assert elapsed < 1.0, f"{name} took {elapsed:.2f} s of CPU"
     text = str(info.value)
     assert str(path) in text and message in text and "allowed:" in text
     if line is not None:
