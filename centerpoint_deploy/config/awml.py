@@ -165,8 +165,8 @@ class _Section:
     def real(self, key: str, default: Any = _MISSING) -> float:
         """A number field (int or float; bools and strings refused)."""
         value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"= {value!r:.80} must be a number (got {type(value).__name__})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
+            raise self.error(key, f"= {value!r:.80} must be a number of at most 1e300 (got {type(value).__name__})")
         return float(value)
 
     def flag(self, key: str, default: Any = _MISSING) -> bool:
@@ -195,7 +195,7 @@ class _Section:
             value = [value]
         allowed = (int,) if kind is int else (int, float)
         if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, allowed) and not isinstance(v, bool) for v in value
+            isinstance(v, allowed) and not isinstance(v, bool) and abs(v) <= 1e300 for v in value
         ):
             raise self.error(key, f"= {value!r:.80} must be a list of {'integers' if kind is int else 'numbers'}")
         return [kind(v) for v in value]
@@ -323,6 +323,8 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
     if enc.text("mode", "max") != "max":
         raise enc.error("mode", f"= {enc.get('mode')!r} is not supported; supported: 'max'")
     feat_channels = enc.number_list("feat_channels", [64], int)
+    if not feat_channels:
+        raise enc.error("feat_channels", "= [] must be a non-empty list of integers (the PFN layer widths)")
     with_voxel_center = enc.flag("with_voxel_center", True)
     if with_voxel_center:  # the encoder computes pillar centres from its own copy of the geometry
         for key, mmdet3d_default, ours in (("voxel_size", [0.2, 0.2, 4], voxel_size),

@@ -42,7 +42,8 @@ def _fail(field_name: str, value: Any, allowed: str) -> None:
 
 def _check_range(field_name: str, value: float, low: float, high: float, what: str = "") -> None:
     """``low <= value <= high`` (finite), else a ConfigError naming the field."""
-    if not (math.isfinite(value) and low <= value <= high):
+    finite = isinstance(value, int) or math.isfinite(value)  # math.isfinite overflows on huge ints
+    if not (finite and low <= value <= high):
         _fail(field_name, value, what or f"must lie in [{low:g}, {high:g}]")
 
 
@@ -486,8 +487,8 @@ def _as_str(value: Any, path: str) -> str:
 
 
 def _as_float(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
+        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected a number (at most 1e300)")
     return float(value)
 
 
