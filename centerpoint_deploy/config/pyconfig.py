@@ -33,6 +33,7 @@ import ast
 import math
 import operator
 import re
+import string
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -133,7 +134,8 @@ class _Budget:
         if known is not None and known[0] is value:
             self.charge(1)
             if depth + known[2] > MAX_DEPTH:
-                self._measure_fail_depth()
+                raise _LimitExceeded(f"a value nests more than {MAX_DEPTH} levels deep",
+                                     f"at most {MAX_DEPTH} levels of nesting")
             return known[1], known[2]
         items = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
         size, height = 1, 0
@@ -147,10 +149,6 @@ class _Budget:
         self.charge(len(items) + 1)
         self._known[id(value)] = (value, size, height)
         return size, height
-
-    @staticmethod
-    def _measure_fail_depth() -> None:
-        raise _LimitExceeded(f"a value nests more than {MAX_DEPTH} levels deep", f"at most {MAX_DEPTH} levels of nesting")
 
 
 def read_python_config(path: str | Path) -> dict[str, Any]:
@@ -326,8 +324,6 @@ def _check_format_spec(spec: str) -> None:
 
 def _check_format_template(template: str) -> None:
     """Bound the specs of a ``str.format`` template; nested replacement fields in specs are not evaluated."""
-    import string
-
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
