@@ -165,8 +165,10 @@ class _Section:
     def real(self, key: str, default: Any = _MISSING) -> float:
         """A number field (int or float; bools and strings refused)."""
         value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
-            raise self.error(key, f"= {value!r:.80} must be a number of at most 1e300 (got {type(value).__name__})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"= {value!r:.80} must be a number (got {type(value).__name__})")
+        if isinstance(value, int) and abs(value) > 1e300:  # float() would overflow
+            raise self.error(key, f"= an integer of {value.bit_length()} bits; allowed: at most 1e300 in magnitude")
         return float(value)
 
     def flag(self, key: str, default: Any = _MISSING) -> bool:
@@ -195,7 +197,8 @@ class _Section:
             value = [value]
         allowed = (int,) if kind is int else (int, float)
         if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, allowed) and not isinstance(v, bool) and abs(v) <= 1e300 for v in value
+            isinstance(v, allowed) and not isinstance(v, bool) and not (isinstance(v, int) and abs(v) > 1e300)
+            for v in value
         ):
             raise self.error(key, f"= {value!r:.80} must be a list of {'integers' if kind is int else 'numbers'}")
         return [kind(v) for v in value]

@@ -32,6 +32,7 @@ MAX_TENSOR_ELEMENTS = 2**31 - 1
 MAX_POINT_COLUMNS = 64
 MAX_SWEEPS = 100
 MAX_POINTS_PER_PILLAR = 1024
+MAX_VOXELS = 2**24
 MAX_LAYERS = 64
 MAX_BOXES = 100_000
 
@@ -129,8 +130,7 @@ class VoxelizationConfig:
             _fail("voxelization.voxel_size", v, f"the grid of {nx} x {ny} = {nx * ny} cells is larger than "
                   f"{MAX_GRID_CELLS} cells (8192 x 8192)")
         _check_range("voxelization.max_num_points", self.max_num_points, 1, MAX_POINTS_PER_PILLAR)
-        _check_range("voxelization.max_voxels", self.max_voxels, 1, nx * ny,
-                     f"must lie in [1, {nx * ny}] (a frame has at most one pillar per grid cell)")
+        _check_range("voxelization.max_voxels", self.max_voxels, 1, MAX_VOXELS)
 
 
 @dataclass(frozen=True)
@@ -487,8 +487,10 @@ def _as_str(value: Any, path: str) -> str:
 
 
 def _as_float(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > 1e300:
-        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected a number (at most 1e300)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected a number")
+    if isinstance(value, int) and abs(value) > 1e300:  # float() would overflow
+        raise ConfigError(f"config field '{path}' = an integer of {value.bit_length()} bits is invalid: at most 1e300 in magnitude")
     return float(value)
 
 
