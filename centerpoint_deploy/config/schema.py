@@ -20,6 +20,9 @@ from centerpoint_deploy.errors import ConfigError
 #: (mmdet3d ``LoadPointsFromMultiSweeps`` semantics).
 TIME_LAG_COLUMN = 4
 
+#: The pre- and post-processing modes: mmdet3d's (what training reports) or the Autoware node's (what the car runs).
+MODES = ("mmdet3d", "autoware")
+
 #: The order of the regression maps every head task emits, after the heatmap.
 REGRESSION_HEADS = ("reg", "height", "dim", "rot", "vel")
 
@@ -66,6 +69,9 @@ class VoxelizationConfig:
         voxel_size: ``[vx, vy, vz]``; ``vz`` must span the whole z range (pillars).
         max_num_points: points kept per pillar (the first ones in input order).
         max_voxels: pillars kept per frame (the first ones in input order).
+        mode: ``mmdet3d`` (first-appearance order, deterministic) or ``autoware`` (the node's
+            shuffled point order and front-to-back pillar order, see
+            :mod:`centerpoint_deploy.preprocess.autoware_voxelize`).
     """
 
     point_cloud_range: tuple[float, float, float, float, float, float] = (
@@ -74,6 +80,7 @@ class VoxelizationConfig:
     voxel_size: tuple[float, float, float] = (0.32, 0.32, 8.0)
     max_num_points: int = 32
     max_voxels: int = 64000
+    mode: str = "mmdet3d"
 
     @property
     def grid_size(self) -> tuple[int, int, int]:
@@ -97,6 +104,8 @@ class VoxelizationConfig:
             _fail("voxelization.max_num_points", self.max_num_points, "must be >= 1")
         if self.max_voxels < 1:
             _fail("voxelization.max_voxels", self.max_voxels, "must be >= 1")
+        if self.mode not in MODES:
+            _fail("voxelization.mode", self.mode, f"one of {', '.join(MODES)}")
 
 
 @dataclass(frozen=True)
@@ -297,7 +306,11 @@ class NmsConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to run one CenterPoint model, from points to boxes."""
+    """Everything needed to run one CenterPoint model, from points to boxes.
+
+    ``postprocess`` picks the default post-processing: ``mmdet3d`` (top-K decode, circle NMS
+    per task) or ``autoware`` (the node's, :mod:`centerpoint_deploy.postprocess.autoware`).
+    """
 
     name: str = "centerpoint"
     class_names: tuple[str, ...] = ("car", "truck", "bus", "bicycle", "pedestrian")
@@ -309,6 +322,7 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     nms: NmsConfig = field(default_factory=NmsConfig)
+    postprocess: str = "mmdet3d"
 
     # ----- derived values -------------------------------------------------------------
     @property
@@ -345,6 +359,8 @@ class ModelConfig:
         for part in (self.points, self.voxelization, self.voxel_encoder, self.backbone,
                      self.neck, self.head, self.decode, self.nms):
             part.validate()
+        if self.postprocess not in MODES:
+            _fail("postprocess", self.postprocess, f"one of {', '.join(MODES)}")
         if self.voxel_encoder.in_channels != len(self.points.use_dim):
             _fail("voxel_encoder.in_channels", self.voxel_encoder.in_channels,
                   f"must equal len(points.use_dim) = {len(self.points.use_dim)}")
