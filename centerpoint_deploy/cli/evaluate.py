@@ -37,7 +37,7 @@ from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError, EvaluationError
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
 from centerpoint_deploy.evaluate.io import METRIC_PRESETS, load_boxes, load_metric_config
-from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
+from centerpoint_deploy.evaluate.metrics import class_coverage, evaluate_boxes, evaluate_distance_buckets
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files, write_metrics
 
 _METRIC_HELP = f"Metric preset ({', '.join(METRIC_PRESETS)}: 121 m for every class + distance buckets / devkit " \
@@ -130,6 +130,8 @@ def score(
     gts, gt_meta = load_boxes(ground_truth, "ground_truth")
     class_names = gt_meta.get("class_names") or sorted({n for b in gts.values() for n in b.names.tolist()})
     metric_config = load_metric_config(metric, class_names)
+    coverage = class_coverage(preds, gts, metric_config)
+    Console(stderr=True).print(coverage.describe(), highlight=False, markup=False, soft_wrap=True)
     metrics = evaluate_boxes(preds, gts, metric_config)
     buckets = evaluate_distance_buckets(preds, gts, metric_config)
     name = str(pred_meta.get("backend", predictions.stem))
