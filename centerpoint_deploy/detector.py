@@ -349,6 +349,11 @@ class Detector:
             task_maps = [undo_rot_y_axis_reference(maps) for maps in task_maps]
         return task_maps
 
+    def task_maps(self, head_outputs: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+        """A head backend's flat outputs as one dict of maps per task, on the detector's device, in the
+        plain mmdet3d convention (what a post-processor takes)."""
+        return self._task_maps(head_outputs)
+
     def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
         """Boxes from a head backend's flat outputs (``contract.head_output_names`` keys).
 

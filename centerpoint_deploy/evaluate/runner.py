@@ -8,8 +8,16 @@ Output folder::
       <backend>/metrics.json           DetectionMetrics.to_dict() + distance buckets
       <backend>/metrics.md             per class and overall, distance buckets
       <backend>/pr_curves.png          precision-recall per class and threshold
+      <backend>@autoware/...           the same for the Autoware node's post-processing of the same head outputs
       comparison.json, comparison.md   mAP / NDS / TP errors and per-class AP, deltas vs the first backend
+      views.json, views.md             per backend: mmdet3d vs the node's post-processing, per class and
+                                       distance bucket, with the delta (see ``evaluate.views``)
       bev/<index>_<token>.png          bird's-eye views of the frames asked for (outputs.safe_name)
+
+Every backend's networks run once per frame; each post-processing view
+(:func:`~centerpoint_deploy.postprocess.modes.default_views`: mmdet3d's, "what training reports",
+and the node's, "what the car outputs") is applied to the same head outputs, and each view is
+scored as its own entry (``<backend>`` and ``<backend>@autoware``).
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of the backend name, the model config, the evaluated frames (tokens and point files)
@@ -38,6 +46,9 @@ from centerpoint_deploy.evaluate.io import load_boxes, save_boxes
 from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
 from centerpoint_deploy.evaluate.render import render_bev, render_pr_curves
 from centerpoint_deploy.evaluate.report import comparison, comparison_markdown, metrics_markdown
+from centerpoint_deploy.evaluate.views import entry_name, views_markdown, views_table
+from centerpoint_deploy.postprocess.modes import PostprocessView, default_views
+from centerpoint_deploy.views import detect_views
 from centerpoint_deploy.outputs import inside, safe_name
 
 #: Predicted boxes drawn in bird's-eye views score at least this much.
@@ -88,9 +99,11 @@ def ground_truth_boxes(dataset: FrameDataset, indices: Sequence[int]) -> dict[st
     return out
 
 
-def _cache_key(name: str, detector: Detector, dataset: FrameDataset, indices: Sequence[int], fingerprint: str) -> str:
+def _cache_key(name: str, detector: Detector, dataset: FrameDataset, indices: Sequence[int], fingerprint: str,
+               view: PostprocessView) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([name, repr(detector.config), fingerprint]).encode())
+    digest.update(json.dumps([name, repr(detector.config), fingerprint, view.mode,
+                              repr(getattr(view.postprocess, "params", None))]).encode())
     for i in indices:
         digest.update(f"{dataset.records[i].token}\0{dataset.records[i].lidar_path}\n".encode())
     return digest.hexdigest()
@@ -109,9 +122,15 @@ def _cached_predictions(path: Path, key: str, tokens: Sequence[str]) -> dict[str
 
 
 def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Detector],
-                   console: Console) -> dict[str, dict[str, SampleBoxes]]:
-    """Each detector's predictions per sample token; every frame's points are read once."""
-    results: dict[str, dict[str, SampleBoxes]] = {name: {} for name in detectors}
+                   views: Mapping[str, Sequence[PostprocessView]],
+                   console: Console) -> dict[tuple[str, str], dict[str, SampleBoxes]]:
+    """Predictions per (backend, view mode) and sample token.
+
+    Every frame's points are read once and every detector's networks run once per frame;
+    its views post-process the same head outputs.
+    """
+    results: dict[tuple[str, str], dict[str, SampleBoxes]] = {(name, v.mode): {} for name in detectors
+                                                              for v in views[name]}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress, torch.inference_mode():
         task = progress.add_task(f"detect ({', '.join(detectors)})", total=len(indices))
@@ -120,8 +139,9 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
             for name, detector in detectors.items():
                 use_dim = list(detector.config.points.use_dim)
                 points = torch.from_numpy(np.ascontiguousarray(frame.points[:, use_dim], dtype=np.float32))
-                detections = detector(points)
-                results[name][frame.token] = SampleBoxes.from_detections(detections, detector.config.class_names)
+                for mode, (detections,) in detect_views(detector, points, views[name]).items():
+                    results[(name, mode)][frame.token] = SampleBoxes.from_detections(
+                        detections, detector.config.class_names)
             progress.advance(task)
     return results
 
@@ -129,7 +149,8 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
 def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], out_dir: str | Path,
                       metric_config: MetricConfig, *, cache: bool = True, frames: Sequence[int] | None = None,
                       fingerprints: Mapping[str, str] | None = None, render_frames: Sequence[int] = (),
-                      plots: bool = True, console: Console | None = None) -> dict[str, DetectionMetrics]:
+                      plots: bool = True, console: Console | None = None,
+                      views: Mapping[str, Sequence[PostprocessView]] | None = None) -> dict[str, DetectionMetrics]:
     """Run every detector over the frames, evaluate, and write reports (layout in the module doc).
 
     Args:
@@ -146,9 +167,12 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
         render_frames: dataset indices (among ``frames``) to draw as bird's-eye views.
         plots: write ``pr_curves.png`` per backend (the slowest part of a re-scoring).
         console: where the progress bar goes (default: stderr).
+        views: backend name -> its post-processing views, the first one scored under the
+            backend's own name (default: :func:`default_views` of its config, mmdet3d first).
 
     Returns:
-        backend name -> metrics over all evaluated frames (buckets are in ``metrics.json``).
+        entry name (``<backend>``, ``<backend>@<view>``) -> metrics over all evaluated frames
+        (buckets are in ``metrics.json``).
     """
     if not detectors:
         raise EvaluationError("evaluate_backends needs at least one detector")
@@ -166,25 +190,35 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     tokens = list(gts)
     save_boxes(out_dir / "ground_truth.json", gts, "ground_truth", meta={"class_names": list(dataset.class_names)})
 
+    if views is None:  # both views for real detectors; a stand-in callable has only its own output
+        views = {name: default_views(det.config)[:None if isinstance(det, Detector) else 1]
+                 for name, det in detectors.items()}
+    entries = {entry_name(name, v.mode, first=i == 0): (name, v)  # the first view keeps the backend's name
+               for name in detectors for i, v in enumerate(views[name])}
+    entry_of = {(name, v.mode): entry for entry, (name, v) in entries.items()}
     predictions: dict[str, dict[str, SampleBoxes]] = {}
-    keys = {name: _cache_key(name, det, dataset, indices, (fingerprints or {}).get(name, ""))
-            for name, det in detectors.items()}
-    for name in detectors:
-        cached = _cached_predictions(out_dir / name / "predictions.json", keys[name], tokens) if cache else None
+    keys = {entry: _cache_key(name, detectors[name], dataset, indices, (fingerprints or {}).get(name, ""), view)
+            for entry, (name, view) in entries.items()}
+    for entry in entries:
+        cached = _cached_predictions(out_dir / entry / "predictions.json", keys[entry], tokens) if cache else None
         if cached is not None:
-            console.print(f"{name}: reusing cached predictions ({out_dir / name / 'predictions.json'})", highlight=False)
-            predictions[name] = cached
-    to_run = {name: det for name, det in detectors.items() if name not in predictions}
+            console.print(f"{entry}: reusing cached predictions ({out_dir / entry / 'predictions.json'})",
+                          highlight=False)
+            predictions[entry] = cached
+    to_run = {name: det for name, det in detectors.items()
+              if any(e not in predictions for e, (n, _) in entries.items() if n == name)}
     if to_run:
-        fresh = _run_detectors(dataset, indices, to_run, console)
-        for name, samples in fresh.items():
-            save_boxes(out_dir / name / "predictions.json", samples, "predictions",
-                       meta={"backend": name, "cache_key": keys[name], "class_names": list(to_run[name].config.class_names)})
-            predictions[name] = samples
+        fresh = _run_detectors(dataset, indices, to_run, {name: views[name] for name in to_run}, console)
+        for (name, mode), samples in fresh.items():
+            entry = entry_of[(name, mode)]
+            save_boxes(out_dir / entry / "predictions.json", samples, "predictions",
+                       meta={"backend": name, "postprocess": mode, "cache_key": keys[entry],
+                             "class_names": list(to_run[name].config.class_names)})
+            predictions[entry] = samples
 
     results: dict[str, DetectionMetrics] = {}
     side_by_side = {}
-    for name in detectors:
+    for name in entries:
         metrics = evaluate_boxes(predictions[name], gts, metric_config)
         buckets = evaluate_distance_buckets(predictions[name], gts, metric_config)
         write_metrics(out_dir / name, name, metrics, buckets, plots=plots)
@@ -193,6 +227,10 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     table = comparison(side_by_side)
     (out_dir / "comparison.json").write_text(json.dumps(table, indent=1, allow_nan=False))
     (out_dir / "comparison.md").write_text(comparison_markdown(table))
+    by_view = views_table({name: {v.mode: side_by_side[entry_of[(name, v.mode)]] for v in views[name]}
+                           for name in detectors})
+    (out_dir / "views.json").write_text(json.dumps(by_view, indent=1, allow_nan=False))
+    (out_dir / "views.md").write_text(views_markdown(by_view))
 
     extent = max(metric_config.class_range.values()) + 5.0  # the evaluated region and a margin
     for i in render_frames:

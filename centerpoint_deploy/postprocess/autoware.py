@@ -155,11 +155,12 @@ def close_pairs(xy: Tensor, limit_sq: float, *, strict: bool) -> tuple[Tensor, T
     sources, targets = [], []
     for start in range(0, count, rows):
         block = xy[start:start + rows]
-        dx = block[:, None, 0] - xy[None, :, 0]
-        dy = block[:, None, 1] - xy[None, :, 1]
-        dist_sq = dx * dx + dy * dy  # [rows, K]
+        earlier = xy[:start + len(block)]  # only earlier boxes can be a pair's source
+        dx = block[:, None, 0] - earlier[None, :, 0]
+        dy = block[:, None, 1] - earlier[None, :, 1]
+        dist_sq = dx * dx + dy * dy  # [rows, start + rows]
         close = dist_sq < limit_sq if strict else dist_sq <= limit_sq
-        close &= columns[None, :] < (columns[start:start + rows])[:, None]
+        close &= columns[None, :start + len(block)] < (columns[start:start + rows])[:, None]
         target, source = close.nonzero(as_tuple=True)
         sources.append(source)
         targets.append(target + start)
@@ -221,8 +222,13 @@ def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_dist
     semantic = torch.tensor([semantic_label(name) for name in class_names], device=boxes.labels.device)[boxes.labels]
     a, b = semantic[src], semantic[dst]
     counted = ~((a != b) & ((a == _PEDESTRIAN) | (b == _PEDESTRIAN)))
-    src, dst = src[counted], dst[counted]
     footprint = boxes.boxes[:, [0, 1, 3, 4, 6]].to(torch.float64)  # x, y, length, width, yaw
+    # pairs farther apart than their circumscribed circles cannot overlap (IoU 0): skip them
+    radius = torch.sqrt(footprint[:, 2] ** 2 + footprint[:, 3] ** 2) / 2
+    gap = (xy[src] - xy[dst]).pow(2).sum(dim=1)
+    reach = radius[src] + radius[dst]
+    counted &= ~(gap > reach * reach)  # NaN sizes stay in: their IoU is computed (and is 0)
+    src, dst = src[counted], dst[counted]
     iou = bev_iou_pairs(footprint[src], footprint[dst])
     suppressed = torch.zeros(count, dtype=torch.int32, device=xy.device).index_add_(
         0, dst, (iou > iou_threshold).to(torch.int32))
@@ -295,6 +301,26 @@ class AutowarePostprocess:
                                                   params.iou_nms_threshold))
             results.append(Detections(boxes.boxes, boxes.scores, remap_classes(boxes, params)))
         return results
+
+    @property
+    def lowest_threshold(self) -> float:
+        """The smallest score threshold of any class and distance bin."""
+        return min(min(row) for row in self.params.thresholds.min_confidence_scores)
+
+    def box_thresholds(self, detections: Detections) -> Tensor:
+        """The score threshold each box had to reach: its class's in its distance bin.
+
+        Returns:
+            ``Tensor[K]`` float64 on the CPU (boxes past the last bin, which the node never
+            outputs, get the last bin's threshold).
+        """
+        thresholds = self.params.thresholds
+        xy = detections.boxes[:, :2].detach().cpu().to(torch.float32)
+        radial = torch.sqrt(xy[:, 0] * xy[:, 0] + xy[:, 1] * xy[:, 1])
+        limits = torch.tensor(thresholds.distance_bin_upper_limits, dtype=torch.float32)
+        bins = (radial[:, None] >= limits).sum(dim=1).clamp(max=limits.numel() - 1)
+        table = torch.tensor(thresholds.min_confidence_scores, dtype=torch.float64)
+        return table[detections.labels.cpu(), bins]
 
 
 def _check(maps: dict[str, Tensor], config: ModelConfig) -> Tensor:
