@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.outputs import replacing
+from centerpoint_deploy.structures import Detections
 from centerpoint_deploy.evaluate.data_classes import (
     DetectionMetrics,
     MetricConfig,
@@ -263,14 +265,57 @@ def box_records(boxes: SampleBoxes, kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def save_boxes(path: str | Path, samples: Mapping[str, SampleBoxes], kind: str,
-               meta: Mapping[str, Any] | None = None) -> None:
-    """Write ``samples`` as a box file; ``meta`` adds entries (kind, size_order, format are set here)."""
+def box_file(samples: Mapping[str, SampleBoxes], kind: str, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON content of a box file of ``samples``; ``meta`` adds entries (kind, size_order,
+    format, version and frame are set here)."""
     if kind not in BOX_FILE_KINDS:
         raise EvaluationError(f"kind must be one of {list(BOX_FILE_KINDS)}, got {kind!r}")
     full_meta = dict(meta or {})
     full_meta.update(format=FORMAT_NAME, version=FORMAT_VERSION, kind=kind, size_order="lwh", frame="lidar")
-    _write_json(path, {"meta": full_meta, "results": {t: box_records(b, kind) for t, b in samples.items()}})
+    return {"meta": full_meta, "results": {t: box_records(b, kind) for t, b in samples.items()}}
+
+
+def save_boxes(path: str | Path, samples: Mapping[str, SampleBoxes], kind: str,
+               meta: Mapping[str, Any] | None = None) -> None:
+    """Write ``samples`` as a box file (see :func:`box_file`)."""
+    _write_json(path, box_file(samples, kind, meta))
+
+
+#: Output layouts of ``detect``: ``predictions`` is the box file above (what ``score`` reads),
+#: ``records`` is ``{file: [{"box": [9 floats], "score": s, "label": name}, ...]}``.
+DETECT_FORMATS = ("predictions", "records")
+
+
+def check_detect_format(output_format: str) -> None:
+    """Raise :class:`EvaluationError` unless ``output_format`` is one of :data:`DETECT_FORMATS`."""
+    if output_format not in DETECT_FORMATS:
+        raise EvaluationError(f"--format must be one of {list(DETECT_FORMATS)}, got {output_format!r}")
+
+
+def detect_output(records: Mapping[str, list[dict[str, Any]]], class_names: Sequence[str], output_format: str,
+                  meta: Mapping[str, Any] | None = None) -> Any:
+    """JSON content of ``detect``'s output in ``output_format``.
+
+    Args:
+        records: point file -> ``Detections.to_records`` (``{"box", "score", "label"}`` per box).
+        class_names: the model's classes (labels are among them).
+        output_format: one of :data:`DETECT_FORMATS`. ``predictions`` is a box file whose sample
+            keys are the point files as given (a ground-truth file for ``score`` must use the
+            same keys); attributes follow the class-and-speed rule of ``evaluate``.
+        meta: extra ``meta`` entries of a ``predictions`` file (``class_names`` is always set).
+    """
+    check_detect_format(output_format)
+    if output_format == "records":
+        return dict(records)
+    names = list(class_names)
+    samples = {}
+    for key, boxes in records.items():
+        labels = [names.index(r["label"]) for r in boxes]
+        detections = Detections(torch.tensor([r["box"] for r in boxes], dtype=torch.float32).reshape(-1, 9),
+                                torch.tensor([r["score"] for r in boxes], dtype=torch.float32),
+                                torch.tensor(labels, dtype=torch.int64))
+        samples[key] = SampleBoxes.from_detections(detections, names)
+    return box_file(samples, "predictions", {**dict(meta or {}), "class_names": names})
 
 
 # ----------------------------------------------------------------------------------------------

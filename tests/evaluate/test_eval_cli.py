@@ -8,12 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+import centerpoint_deploy
 from centerpoint_deploy.cli.app import app
+from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 from centerpoint_deploy.errors import BackendError, EvaluationError
-from centerpoint_deploy.evaluate.io import save_boxes
+from centerpoint_deploy.evaluate.data_classes import SampleBoxes, t4_metric_config
+from centerpoint_deploy.evaluate.io import load_boxes, save_boxes
+from centerpoint_deploy.evaluate.metrics import evaluate_boxes
 
 runner = CliRunner()
 
@@ -123,3 +128,45 @@ def test_evaluate_render_keeps_a_hostile_sample_token_inside_out(scene: Path, tm
     written = [p for p in tmp_path.rglob("*.png")]
     assert len(written) == 1 and written[0].parent == out / "bev", written
     assert written[0].name == "00000_x_.._.._.._PWNED.png"
+
+
+def test_detect_output_feeds_score(scene: Path, tmp_path: Path) -> None:
+    """``detect`` writes the prediction box file ``score`` reads: one sample per point file, boxes intact."""
+    data = yaml.safe_load((Path(centerpoint_deploy.__file__).parent / "config/presets/tiny.yaml").read_text())
+    data["head"]["init_bias"] = 0.0  # a random model that emits boxes
+    config = tmp_path / "busy.yaml"
+    config.write_text(yaml.safe_dump(data))
+    frames = open_dataset(str(scene), class_names=data["class_names"])
+    files = [str(frames.records[i].lidar_path) for i in range(2)]
+    gts = {}
+    for i, key in enumerate(files):
+        gt = frames.records[i].gt
+        gts[key] = SampleBoxes.from_ground_truth(gt.boxes, gt.labels, gt.class_names, gt.num_lidar_pts, gt.attributes)
+    save_boxes(tmp_path / "gt.json", gts, "ground_truth", meta={"class_names": data["class_names"]})
+
+    common = ["detect", *files, "-c", str(config), "--random-weights"]
+    result = runner.invoke(app, [*common, "-o", str(tmp_path / "preds.json")])
+    assert result.exit_code == 0, result.output
+    records = json.loads(runner.invoke(app, [*common, "--format", "records"]).stdout)
+    preds, meta = load_boxes(tmp_path / "preds.json", "predictions")
+    assert list(preds) == files and meta["backend"] == "pytorch" and meta["class_names"] == data["class_names"]
+    for key in files:
+        assert len(preds[key]) == len(records[key]) > 0
+        np.testing.assert_array_equal(preds[key].boxes, np.array([r["box"] for r in records[key]]))
+        assert preds[key].names.tolist() == [r["label"] for r in records[key]]
+        assert preds[key].scores.tolist() == [r["score"] for r in records[key]]
+
+    result = runner.invoke(app, ["score", "-p", str(tmp_path / "preds.json"), "-g", str(tmp_path / "gt.json"),
+                                 "--no-plots", "--out", str(tmp_path / "scored")])
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    expected = evaluate_boxes(preds, gts, t4_metric_config(data["class_names"]))
+    assert scored["mean_ap"] == expected.mean_ap and scored["num_pred"] == expected.num_pred
+    assert sum(expected.num_pred.values()) > 0
+
+
+def test_detect_refuses_an_unknown_format_before_running(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["detect", str(tmp_path / "missing.bin"), "-c", "tiny", "--random-weights",
+                                 "--format", "kitti"])
+    assert isinstance(result.exception, EvaluationError)
+    assert "--format must be one of ['predictions', 'records'], got 'kitti'" in str(result.exception)
