@@ -265,3 +265,16 @@ def test_runs_on_the_maps_device_dtype(tiny_config) -> None:
     (det,) = AutowarePostprocess(tiny_config)([half])
     assert det.boxes.dtype == torch.float32 and len(det) == 1
     assert dataclasses.is_dataclass(decode_node(node_maps(maps, True), tiny_config, params_with())[0])
+
+
+def test_modes_from_the_config_and_bad_values(make_config, tiny_config) -> None:
+    from centerpoint_deploy.config.schema import ModelConfig
+    from centerpoint_deploy.postprocess.modes import Mmdet3dPostprocess, build_postprocess
+
+    assert isinstance(build_postprocess(tiny_config), Mmdet3dPostprocess)
+    node = ModelConfig.from_dict({**tiny_config.to_dict(), "postprocess": "autoware"})
+    assert isinstance(build_postprocess(node), AutowarePostprocess)
+    with pytest.raises(ConfigError, match="postprocess"):
+        ModelConfig.from_dict({**tiny_config.to_dict(), "postprocess": "node"})
+    with pytest.raises(ConfigError, match="voxelization.mode"):
+        make_config(voxelization={"mode": "random"})
