@@ -24,7 +24,7 @@ from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postproces
 from centerpoint_deploy.preprocess import check_points, decorate, scatter_to_bev, voxelize
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
                                        PostProcessor, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
-                                       no_hook, raise_nonfinite_outputs, task_maps, upload)
+                                       no_hook, node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
 from centerpoint_deploy.structures import Detections
 
 
@@ -40,23 +40,26 @@ class Detector:
         device: where pre/post-processing run; defaults to the encoder's device.
         postprocess: task maps -> boxes; default mmdet3d's decode + circle NMS per task
             (stages ``decode`` and ``nms``; a given one runs as stage ``decode``).
+        voxel_seed: the shuffle seed of ``voxelization.mode == "autoware"`` (:class:`NodeVoxelizer`).
 
-    Use as ``with Detector(...) as detector: detections = detector(points)``; calling it
-    outside ``with`` loads the backends on first use.
+    Use as ``with Detector(...) as detector: detections = detector(points)`` (loads on first use otherwise).
     """
 
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *, rot_y_axis_reference: bool = False,
-                 device: torch.device | str | None = None, postprocess: PostProcessor | None = None) -> None:
+                 device: torch.device | str | None = None, postprocess: PostProcessor | None = None,
+                 voxel_seed: int = 0) -> None:
         self.config, self.encoder, self.head = config, encoder, head
         self.rot_y_axis_reference = rot_y_axis_reference
         self.device = torch.device(device) if device is not None else encoder.device
-        self.postprocess = postprocess
+        self.postprocess, self.voxel_seed = postprocess, voxel_seed
+        self._node_voxelizer = node_voxelizer(config, voxel_seed)
         self._head_names = contract.head_output_names(len(config.head.tasks))
 
-    def with_config(self, config: ModelConfig) -> "Detector":
-        """The same pipeline (backends and post-processor) for another model config, e.g. another grid."""
+    def with_config(self, config: ModelConfig, *, voxel_seed: int | None = None) -> "Detector":
+        """The same pipeline (backends, post-processor, seed unless given) for another model config."""
         return Detector(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
-                        device=self.device, postprocess=self.postprocess)
+                        device=self.device, postprocess=self.postprocess,
+                        voxel_seed=self.voxel_seed if voxel_seed is None else voxel_seed)
 
     def load(self) -> "Detector":
         self.encoder.load()
@@ -86,7 +89,7 @@ class Detector:
         check_points(clouds, cfg)
         clouds = [upload(cloud, self.device) for cloud in clouds]
         hook(UPLOAD)
-        voxels = voxelize(clouds, cfg.voxelization)
+        voxels = self._node_voxelizer(clouds) if self._node_voxelizer else voxelize(clouds, cfg.voxelization)
         hook(VOXELIZE)
         features = decorate(voxels, cfg)
         hook(DECORATE)
@@ -104,7 +107,7 @@ class Detector:
 
     def _boxes(self, head_outputs: dict[str, Tensor], hook: StageHook) -> list[Detections]:
         """Decode and NMS (stages ``decode``, ``nms``, ``output``), after refusing non-finite head outputs."""
-        maps = task_maps(head_outputs, self.config, self.rot_y_axis_reference, self.device)
+        maps = self.task_maps(head_outputs)
         raise_nonfinite_outputs(count_nonfinite_outputs(head_outputs, self._head_names).tolist(), self._head_names,
                                 self.head.name)
         if self.postprocess is not None:
@@ -120,13 +123,13 @@ class Detector:
         hook(OUTPUT)
         return detections
 
-    def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
-        """Boxes from a head backend's flat outputs (``contract.head_output_names`` keys).
+    def task_maps(self, head_outputs: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+        """A head backend's flat outputs per task on this device, plain mmdet3d convention (a post-processor's input)."""
+        return task_maps(head_outputs, self.config, self.rot_y_axis_reference, self.device)
 
-        Undoes the y-axis-reference convention when the detector was built with it, splits
-        the outputs per task and post-processes them on the detector's device.
-        """
-        maps = task_maps(head_outputs, self.config, self.rot_y_axis_reference, self.device)
+    def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
+        """Boxes from a head backend's flat outputs (``contract.head_output_names`` keys)."""
+        maps = self.task_maps(head_outputs)
         return self.postprocess(maps) if self.postprocess is not None else postprocess(maps, self.config)
 
 

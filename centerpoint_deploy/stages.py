@@ -20,6 +20,7 @@ from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendError
 from centerpoint_deploy.postprocess.rot_reference import undo_rot_y_axis_reference
+from centerpoint_deploy.preprocess.autoware_voxelize import NodeVoxelizer
 from centerpoint_deploy.preprocess.voxelize import VoxelCounts
 from centerpoint_deploy.structures import Detections, Voxels
 
@@ -105,6 +106,12 @@ def upload(cloud: Tensor, device: torch.device) -> Tensor:
     if device.type == "cuda" and cloud.device.type == "cpu":
         return (cloud if cloud.is_pinned() else cloud.pin_memory()).to(device, non_blocking=True)
     return cloud.to(device)
+
+
+def node_voxelizer(config: ModelConfig, seed: int) -> NodeVoxelizer | None:
+    """The Autoware node's voxelization (per-frame shuffle offsets drawn with ``seed``) when
+    ``config.voxelization.mode == "autoware"``, else None (mmdet3d's)."""
+    return NodeVoxelizer(config.voxelization, seed=seed) if config.voxelization.mode == "autoware" else None
 
 
 def as_clouds(points: Tensor | list[Tensor]) -> list[Tensor]:

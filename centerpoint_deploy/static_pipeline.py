@@ -15,7 +15,7 @@ one copy in, one replay, one copy out. With ``compile`` decoration and NMS are c
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -32,7 +32,7 @@ from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorat
 from centerpoint_deploy.preprocess.voxelize import VoxelCounts, check_voxel_counts, voxelize_padded
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
                                        StageHook, StageOutputs, as_clouds, count_nonfinite_outputs, no_hook,
-                                       raise_nonfinite_outputs, task_maps, upload)
+                                       node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
 from centerpoint_deploy.structures import Detections, Voxels
 
 
@@ -47,12 +47,15 @@ class StaticSettings:
         max_points: the most rows per cloud of a graph's point buffer; a larger cloud runs
             uncaptured (same results, slower) and warns.
         compile: ``torch.compile`` decoration and the fixed-round NMS (a few fused kernels each).
+        voxel_seed: the shuffle seed of ``voxelization.mode == "autoware"`` (not with ``graph``:
+            the node draws its offsets on the host per frame).
     """
 
     nms_rounds: int = 16
     graph: bool = False
     max_points: int = 400_000
     compile: bool = False
+    voxel_seed: int = 0
 
 
 @dataclass
@@ -86,6 +89,10 @@ class StaticPipeline:
         self.settings = settings
         if settings.nms_rounds < 1:
             raise ConfigError(f"nms_rounds = {settings.nms_rounds} is invalid: must be >= 1")
+        self._node_voxelizer = node_voxelizer(config, settings.voxel_seed)
+        if settings.graph and self._node_voxelizer is not None:
+            raise ConfigError("voxelization.mode 'autoware' draws a shuffle offset per frame on the host; "
+                              "it cannot run inside a captured CUDA graph (use graph=False)")
         if settings.graph:
             self._check_graph_support()
         self._head_names = contract.head_output_names(len(config.head.tasks))
@@ -103,10 +110,11 @@ class StaticPipeline:
                 raise BackendError(f"graph=True captures PyTorch backends only; the {part} is '{backend.name}' "
                                    f"(use the static pipeline without graph for it)")
 
-    def with_config(self, config: ModelConfig) -> "StaticPipeline":
-        """The same pipeline (backends and settings) for another model config, e.g. another grid."""
+    def with_config(self, config: ModelConfig, *, voxel_seed: int | None = None) -> "StaticPipeline":
+        """The same pipeline (backends, settings, seed unless given) for another model config, e.g. another grid."""
+        settings = self.settings if voxel_seed is None else replace(self.settings, voxel_seed=voxel_seed)
         return StaticPipeline(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
-                              device=self.device, settings=self.settings)
+                              device=self.device, settings=settings)
 
     def load(self) -> "StaticPipeline":
         self.encoder.load()
@@ -145,9 +153,13 @@ class StaticPipeline:
         return StageOutputs(run.voxels, run.features, run.pillar_features, run.spatial_features, run.head_outputs,
                             detections, run.counts)
 
+    def task_maps(self, head_outputs: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+        """A head backend's flat outputs per task on this device, plain mmdet3d convention (a post-processor's input)."""
+        return task_maps(head_outputs, self.config, self.rot_y_axis_reference, self.device)
+
     def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
         """Boxes (exact NMS) from a head backend's flat outputs (``contract.head_output_names`` keys)."""
-        return postprocess(task_maps(head_outputs, self.config, self.rot_y_axis_reference, self.device), self.config)
+        return postprocess(self.task_maps(head_outputs), self.config)
 
     # ----- the captured pipeline -------------------------------------------------------------------
     def point_buffer(self, clouds: Sequence[Tensor]) -> PointBuffer:
@@ -203,7 +215,10 @@ class StaticPipeline:
         cfg = self.config
         nonfinite = count_nonfinite(clouds)
         hook(UPLOAD)
-        voxels, counts = voxelize_padded(clouds, cfg.voxelization)
+        if self._node_voxelizer is not None:
+            voxels, counts = self._node_voxelizer.padded(clouds)
+        else:
+            voxels, counts = voxelize_padded(clouds, cfg.voxelization)
         hook(VOXELIZE)
         features = self._decorate(voxels, cfg)
         hook(DECORATE)
@@ -216,7 +231,7 @@ class StaticPipeline:
         hook(SCATTER)
         head_outputs = self._infer(self.head, contract.HEAD_INPUT, bev, capturing)
         hook(HEAD)
-        decoded = decode_tasks(task_maps(head_outputs, cfg, self.rot_y_axis_reference, self.device), cfg)
+        decoded = decode_tasks(self.task_maps(head_outputs), cfg)
         hook(DECODE)
         keep, converged = self._suppress(decoded, cfg, self.settings.nms_rounds)
         hook(NMS)
