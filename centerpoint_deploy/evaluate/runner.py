@@ -45,7 +45,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from centerpoint_deploy.data.dataset import FrameDataset
 from centerpoint_deploy.data.loader import FrameLoader, device_prefetch
+from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.stages import Pipeline
+from centerpoint_deploy.static_pipeline import StaticPipeline
 from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.evaluate.cache_key import (fingerprint_files, frame_files, inputs_digest, prediction_cache_key,
                                                    stamp_files)
@@ -189,7 +191,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
             launch calls this with the same arguments.
         views: backend name -> its post-processing views, the first one scored under the
             backend's own name (default: :func:`default_views` of its config, mmdet3d first;
-            a stand-in callable that is not a Pipeline has its own output only).
+            a stand-in callable that is not a detector has its own output only).
 
     Returns:
         entry name (``<backend>`` for the first view, ``<backend>@<mode>`` for the others) ->
@@ -216,7 +218,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
         stamps.update(part)
     inputs = inputs_digest(dataset, indices, stamps)
     if views is None:  # both views for real detectors; a stand-in callable has only its own output
-        views = {name: default_views(det.config)[:None if isinstance(det, Pipeline) else 1]
+        views = {name: default_views(det.config)[:None if isinstance(det, (Detector, StaticPipeline)) else 1]
                  for name, det in detectors.items()}
     entries = {entry_name(name, v.mode, first=i == 0): (name, v)  # the first view keeps the backend's name
                for name in detectors for i, v in enumerate(views[name])}
