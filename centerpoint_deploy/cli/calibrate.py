@@ -80,6 +80,8 @@ def calibrate_thresholds_command(
         console.print(escape(f"kept the default {settings.default_threshold:g} (too few boxes or no qualifying "
                              f"threshold; see {files['markdown']}): {', '.join(kept)}"))
     for comparison in comparisons:
-        console.print(escape(f"{comparison.label}: F1 {comparison.default.f1():.4f} at "
-                             f"{settings.default_threshold:g} -> {comparison.calibrated.f1():.4f} calibrated"))
+        cell_default, cell_calibrated = comparison.cell_f1()
+        console.print(escape(f"{comparison.label}: mean F1 per class x bin cell {cell_default:.4f} at "
+                             f"{settings.default_threshold:g} -> {cell_calibrated:.4f} calibrated; pooled F1 "
+                             f"{comparison.default.f1():.4f} -> {comparison.calibrated.f1():.4f}"))
     console.print(escape(f"wrote {', '.join(str(p) for p in files.values())}"))

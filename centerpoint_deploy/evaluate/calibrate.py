@@ -211,6 +211,7 @@ class _ClassMatches:
     is_tp: np.ndarray      # [P] bool
     pred_bin: np.ndarray   # [P] int64
     gt_bin: np.ndarray     # [G] int64
+    gt_hit: np.ndarray     # [G] bool, matched by some prediction
 
 
 def _flatten(samples: Mapping[str, SampleBoxes], ids: Mapping[str, int]) -> tuple[SampleBoxes, np.ndarray]:
@@ -253,7 +254,9 @@ def _match_classes(preds: Mapping[str, SampleBoxes], gts: Mapping[str, SampleBox
         order = p[score_order(pred_all.scores[p])]
         matched = greedy_match(pred_sample[order], pred_all.boxes[order, :2], gt_sample[g], gt_all.boxes[g, :2],
                                [match_distance])[0]
-        out[name] = _ClassMatches(pred_all.scores[order], matched >= 0, pred_bins[order], gt_bins[g])
+        gt_hit = np.zeros(int(np.count_nonzero(g)), dtype=bool)
+        gt_hit[matched[matched >= 0]] = True
+        out[name] = _ClassMatches(pred_all.scores[order], matched >= 0, pred_bins[order], gt_bins[g], gt_hit)
     return out
 
 
@@ -336,31 +339,39 @@ def calibrate_thresholds(preds: Mapping[str, SampleBoxes], gts: Mapping[str, Sam
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """Detection counts of a set of thresholds on some data (2 m match, kept boxes only).
+    """Detection counts of a set of thresholds on some data (kept boxes matched at 2 m), per class
+    and distance bin: TP and FP in the prediction's bin, FN (unmatched GT) in the GT box's bin.
 
     Attributes:
-        tp, fp, fn: class -> counts (GT boxes beyond the last bin or with 0 points not counted).
+        class_names: the classes (rows).
+        bin_names: the distance bins (columns).
+        tp, fp, fn: ``ndarray[C, B]`` int64 counts; GT boxes beyond the last bin or with 0 points
+            are not counted.
     """
 
-    tp: dict[str, int]
-    fp: dict[str, int]
-    fn: dict[str, int]
+    class_names: tuple[str, ...]
+    bin_names: tuple[str, ...]
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
 
-    def f1(self, name: str | None = None) -> float:
-        """F1 of class ``name``, or of every class pooled (micro) when None."""
-        names = [name] if name is not None else list(self.tp)
-        tp = sum(self.tp[n] for n in names)
-        denominator = 2 * tp + sum(self.fp[n] for n in names) + sum(self.fn[n] for n in names)
-        return 2.0 * tp / denominator if denominator else 0.0
+    def _rows(self, name: str | None) -> slice | list[int]:
+        return slice(None) if name is None else [self.class_names.index(name)]
+
+    def f1(self, name: str | None = None, bin_index: int | None = None) -> float:
+        """F1 of class ``name`` (all pooled when None), in bin ``bin_index`` (all bins when None)."""
+        cols = slice(None) if bin_index is None else [bin_index]
+        tp, fp, fn = (int(a[self._rows(name)][:, cols].sum()) for a in (self.tp, self.fp, self.fn))
+        return 2.0 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
 
     def macro_f1(self) -> float:
-        """Mean over classes of the per-class F1."""
-        return float(np.mean([self.f1(n) for n in self.tp]))
+        """Mean over classes of the per-class F1 (bins pooled)."""
+        return float(np.mean([self.f1(n) for n in self.class_names]))
 
 
 def operating_point(preds: Mapping[str, SampleBoxes], gts: Mapping[str, SampleBoxes], thresholds: ScoreThresholds,
                     match_distance: float = DEFAULT_MATCH_DISTANCE) -> OperatingPoint:
-    """TP / FP / FN per class when the node keeps the boxes that ``thresholds`` pass.
+    """TP / FP / FN per class and bin when the node keeps the boxes that ``thresholds`` pass.
 
     Boxes beyond the last distance bin are dropped (as the node does), GT boxes there or with
     0 points are not counted; the kept predictions are matched greedily by score at
@@ -378,13 +389,16 @@ def operating_point(preds: Mapping[str, SampleBoxes], gts: Mapping[str, SampleBo
     keep = inside & ~(flat.scores.astype(np.float32) < limit)
     splits = np.cumsum([len(preds[t]) for t in tokens])[:-1]
     kept_preds = {t: boxes.select(k) for t, boxes, k in zip(tokens, (preds[t] for t in tokens), np.split(keep, splits))}
-    counted_gts = {token: boxes.select(distance_bins(boxes.boxes[:, :2], limits) < len(limits))
-                   for token, boxes in gts.items()}
-    matches = _match_classes(kept_preds, counted_gts, names, limits, match_distance)
-    tp = {n: int(np.count_nonzero(matches[n].is_tp)) for n in names}
-    fp = {n: int(matches[n].is_tp.size) - tp[n] for n in names}
-    fn = {n: int(matches[n].gt_bin.size) - tp[n] for n in names}
-    return OperatingPoint(tp, fp, fn)
+    matches = _match_classes(kept_preds, gts, names, limits, match_distance)
+    num_bins = len(limits)
+    tp, fp, fn = (np.zeros((len(names), num_bins), dtype=np.int64) for _ in range(3))
+    for c, name in enumerate(names):
+        m = matches[name]
+        tp[c] = np.bincount(m.pred_bin[m.is_tp], minlength=num_bins + 1)[:num_bins]
+        fp[c] = np.bincount(m.pred_bin[~m.is_tp], minlength=num_bins + 1)[:num_bins]
+        fn[c] = np.bincount(m.gt_bin[~m.gt_hit], minlength=num_bins + 1)[:num_bins]
+    lows = (0.0,) + tuple(limits[:-1])
+    return OperatingPoint(names, tuple(f"{lo:g}-{hi:g}m" for lo, hi in zip(lows, limits)), tp, fp, fn)
 
 
 def _labels(names: np.ndarray, class_names: Sequence[str]) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -54,16 +55,33 @@ class ThresholdComparison:
     default: OperatingPoint
     calibrated: OperatingPoint
 
+    def cell_f1(self) -> tuple[float, float]:
+        """Mean over the class x bin cells that hold GT boxes or predictions of the per-cell F1,
+        default and calibrated: what the calibration maximises."""
+        d, c = self.default, self.calibrated
+        occupied = [(i, b) for i in range(len(d.class_names)) for b in range(len(d.bin_names))
+                    if d.tp[i, b] + d.fp[i, b] + d.fn[i, b] + c.tp[i, b] + c.fp[i, b] + c.fn[i, b]]
+        if not occupied:
+            return 0.0, 0.0
+        return (float(np.mean([d.f1(d.class_names[i], b) for i, b in occupied])),
+                float(np.mean([c.f1(c.class_names[i], b) for i, b in occupied])))
+
     def to_dict(self) -> dict[str, Any]:
-        classes = list(self.default.tp)
+        d, c = self.default, self.calibrated
+
+        def counts(point: OperatingPoint, i: int, b: int) -> dict[str, int]:
+            return {"tp": int(point.tp[i, b]), "fp": int(point.fp[i, b]), "fn": int(point.fn[i, b])}
+
+        cell_default, cell_calibrated = self.cell_f1()
         return {
             "label": self.label, "num_samples": self.num_samples,
-            "f1_default": self.default.f1(), "f1_calibrated": self.calibrated.f1(),
-            "macro_f1_default": self.default.macro_f1(), "macro_f1_calibrated": self.calibrated.macro_f1(),
-            "classes": {c: {"f1_default": self.default.f1(c), "f1_calibrated": self.calibrated.f1(c),
-                            "default": {"tp": self.default.tp[c], "fp": self.default.fp[c], "fn": self.default.fn[c]},
-                            "calibrated": {"tp": self.calibrated.tp[c], "fp": self.calibrated.fp[c],
-                                           "fn": self.calibrated.fn[c]}} for c in classes},
+            "f1_default": d.f1(), "f1_calibrated": c.f1(),
+            "macro_f1_default": d.macro_f1(), "macro_f1_calibrated": c.macro_f1(),
+            "cell_f1_default": cell_default, "cell_f1_calibrated": cell_calibrated,
+            "classes": {name: {"f1_default": d.f1(name), "f1_calibrated": c.f1(name)} for name in d.class_names},
+            "cells": [{"class_name": name, "bin_name": bin_name, "f1_default": d.f1(name, b),
+                       "f1_calibrated": c.f1(name, b), "default": counts(d, i, b), "calibrated": counts(c, i, b)}
+                      for i, name in enumerate(d.class_names) for b, bin_name in enumerate(d.bin_names)],
         }
 
 
@@ -101,13 +119,21 @@ def calibration_markdown(calibration: Calibration, comparisons: list[ThresholdCo
     lines += _table(["class", "distance", "#GT", "#pred", "threshold", "precision", "recall", "F1",
                      f"F1 @ {settings.default_threshold:g}", "note"], rows) + [""]
     for comparison in comparisons:
-        lines += [f"## {comparison.label} ({comparison.num_samples} samples): default vs calibrated", ""]
-        rows = [[c, _fmt(comparison.default.f1(c)), _fmt(comparison.calibrated.f1(c)),
-                 f"{comparison.calibrated.f1(c) - comparison.default.f1(c):+.4f}"] for c in comparison.default.tp]
-        rows.append(["all (pooled)", _fmt(comparison.default.f1()), _fmt(comparison.calibrated.f1()),
-                     f"{comparison.calibrated.f1() - comparison.default.f1():+.4f}"])
-        rows.append(["mean over classes", _fmt(comparison.default.macro_f1()), _fmt(comparison.calibrated.macro_f1()),
-                     f"{comparison.calibrated.macro_f1() - comparison.default.macro_f1():+.4f}"])
+        d, c = comparison.default, comparison.calibrated
+        lines += [f"## {comparison.label} ({comparison.num_samples} samples): default vs calibrated", "",
+                  "F1 per cell (what the calibration maximises; cells without GT or predictions left out):", ""]
+        rows = [[name, bin_name, str(int(d.tp[i, b] + d.fn[i, b])), _fmt(d.f1(name, b)), _fmt(c.f1(name, b)),
+                 f"{c.f1(name, b) - d.f1(name, b):+.4f}"]
+                for i, name in enumerate(d.class_names) for b, bin_name in enumerate(d.bin_names)
+                if d.tp[i, b] + d.fp[i, b] + d.fn[i, b] + c.tp[i, b] + c.fp[i, b] + c.fn[i, b]]
+        cell_default, cell_calibrated = comparison.cell_f1()
+        rows.append(["mean over these cells", "", "", _fmt(cell_default), _fmt(cell_calibrated),
+                     f"{cell_calibrated - cell_default:+.4f}"])
+        lines += _table(["class", "distance", "#GT", f"F1 @ {settings.default_threshold:g}", "F1 calibrated", "ΔF1"],
+                        rows) + ["", "F1 per class (bins pooled):", ""]
+        rows = [[name, _fmt(d.f1(name)), _fmt(c.f1(name)), f"{c.f1(name) - d.f1(name):+.4f}"] for name in d.class_names]
+        rows.append(["all (pooled)", _fmt(d.f1()), _fmt(c.f1()), f"{c.f1() - d.f1():+.4f}"])
+        rows.append(["mean over classes", _fmt(d.macro_f1()), _fmt(c.macro_f1()), f"{c.macro_f1() - d.macro_f1():+.4f}"])
         lines += _table(["class", f"F1 @ {settings.default_threshold:g}", "F1 calibrated", "ΔF1"], rows) + [""]
     return "\n".join(lines)
 

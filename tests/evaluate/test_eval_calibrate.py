@@ -109,11 +109,14 @@ def test_operating_point_is_exact() -> None:
     gts = {"s": SampleBoxes.concatenate([gt, far_gt]), "empty": SampleBoxes.empty()}
     preds = {"s": SampleBoxes.concatenate([pred, far_pred]), "empty": SampleBoxes.empty()}
     point = operating_point(preds, gts, ScoreThresholds(CLASSES))  # 0.35: keeps 0.95, 0.9, 0.5, 0.4
-    assert (point.tp["car"], point.fp["car"], point.fn["car"]) == (2, 2, 1)
+    assert (point.tp[0].tolist(), point.fp[0].tolist(), point.fn[0].tolist()) == ([2, 0, 0, 0], [2, 0, 0, 0],
+                                                                                  [1, 0, 0, 0])
     assert point.f1("car") == pytest.approx(4 / 7) and point.f1("pedestrian") == 0.0
     assert point.f1() == pytest.approx(4 / 7) and point.macro_f1() == pytest.approx(2 / 7)
     exact = operating_point(preds, gts, ScoreThresholds(CLASSES, (50.0, 300.0), ((0.5, 0.99), (0.35, 0.35))))
-    assert (exact.tp["car"], exact.fp["car"], exact.fn["car"]) == (2, 1, 2)  # the 250 m GT now counted, missed
+    # the 250 m GT is counted in bin 1 now, and missed (its 0.9 prediction is below 0.99)
+    assert (exact.tp[0].tolist(), exact.fp[0].tolist(), exact.fn[0].tolist()) == ([2, 0], [1, 0], [1, 1])
+    assert exact.f1("car", 0) == pytest.approx(4 / 6) and exact.f1("car", 1) == 0.0
 
 
 def test_bad_inputs() -> None:
@@ -152,6 +155,7 @@ def test_calibrate_thresholds_command(tmp_path: Path) -> None:
     # held out at 0.5: TP 11 (0.45 dropped), FP 0 -> 22/23; at 0.35: TP 12, FP 1 (0.4) -> 24/25
     assert held["classes"]["car"]["f1_calibrated"] == pytest.approx(22 / 23)
     assert held["classes"]["car"]["f1_default"] == pytest.approx(24 / 25)
+    assert (held["cell_f1_default"], held["cell_f1_calibrated"]) == pytest.approx((24 / 25, 22 / 23))
     car_near = next(c for c in report["cells"] if c["class_name"] == "car" and c["bin_name"] == "0-50m")
     assert car_near["curve"]["thresholds"][0] == pytest.approx(0.94) and len(car_near["curve"]["f1"]) == 15
     markdown = (out / "calibration.md").read_text()
