@@ -14,6 +14,7 @@ Two separate runs per detector, so that stage timing never distorts the end-to-e
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -75,9 +76,13 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
             file (``load_dim`` floats per point) instead of using ``points``.
 
     Returns:
-        The :class:`VariantResult` (stage and end-to-end statistics, peak GPU memory).
+        The :class:`VariantResult` (stage and end-to-end statistics, peak GPU memory, the
+        load + first call, which compiles or captures).
     """
+    begin = time.perf_counter()
     detector.load()
+    _host(detector(points))
+    first_call = time.perf_counter() - begin
     device = detector.device
     use_dim = list(detector.config.points.use_dim)
     stages: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
@@ -115,7 +120,7 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
     return VariantResult(name=name, backend=backend, precision=precision, options=options, device=device.type,
                          stages=summarize_stages(stage_samples), end_to_end=LatencyStats.from_seconds(e2e),
                          peak_memory_mb=peak, num_points=int(points.shape[0]), num_voxels=num_voxels,
-                         num_boxes=len(state["detections"][0]))
+                         num_boxes=len(state["detections"][0]), first_call_s=first_call)
 
 
 def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_dir: Path | str | None, *,
@@ -230,7 +235,8 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
                        warmup: int, iterations: int, checkpoint: Path | None = None, deploy_dir: Path | None = None,
                        frame: dict[str, Any] | None = None, point_file: Path | None = None,
                        scaling: ScalingPlan | None = None, out_dir: Path | None = None, plots: bool = True,
-                       log: Callable[[str], None] = lambda _: None) -> BenchmarkReport:
+                       log: Callable[[str], None] = lambda _: None,
+                       skipped: Mapping[str, str] | None = None) -> BenchmarkReport:
     """Benchmark named variants (:mod:`~centerpoint_deploy.benchmark.variants`) on one cloud, then scale.
 
     A variant whose runtime, device or artifacts are missing here is listed in
@@ -242,6 +248,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         scaling: scaling runs to add (None: none).
         out_dir: where the report files go (None: not written).
         log: progress messages.
+        skipped: variants the caller left out, with the reason (listed in ``report.skipped``).
     """
     from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
     from centerpoint_deploy.errors import BackendError
@@ -249,6 +256,9 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
     specs = [VariantSpec.parse(v) for v in variants]  # all parse errors before any run
     report = BenchmarkReport(config=config.name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
+    for name, reason in (skipped or {}).items():
+        report.skipped[name] = reason
+        log(f"{name}: skipped ({reason})")
     detectors: dict[str, Detector] = {}
     for spec in specs:
         try:
