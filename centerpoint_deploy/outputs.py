@@ -22,12 +22,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 from centerpoint_deploy.errors import OutputError
 
-#: The lock file :func:`folder_lock` holds inside an output folder.
-LOCK_FILE = ".centerpoint-deploy.lock"
 #: Longest file-name component :func:`safe_name` returns.
 MAX_NAME = 96
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -150,29 +148,23 @@ def write_text(path: str | Path, text: str) -> Path:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, command: str) -> Iterator[None]:
-    """Hold an exclusive lock on the output ``folder`` while a command writes into it.
+    """Hold an exclusive lock on the output ``folder`` while ``command`` writes into it.
 
-    The lock is an advisory ``flock`` on :data:`LOCK_FILE` inside the folder, released when
-    the process ends however it ends (no stale locks).
+    The lock is an advisory ``flock`` on the folder itself (no lock file is left in it),
+    released when the process ends however it ends (no stale locks).
 
     Raises:
         OutputError: another run holds the folder.
     """
-    path = Path(folder) / LOCK_FILE
-    handle: IO[str] = path.open("a+", encoding="utf-8")
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise OutputError(f"{folder} is in use by {holder}; wait for it or choose another output folder") from exc
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"'{command}' (pid {os.getpid()})\n")
-        handle.flush()
+            raise OutputError(f"{folder} is in use by another run; wait for it to finish or choose another "
+                              f"output folder for '{command}'") from exc
         yield
     finally:
-        handle.close()
+        os.close(fd)

@@ -80,7 +80,7 @@ def test_replacing_is_atomic_and_unique(tmp_path: Path) -> None:
 
 def test_folder_lock_refuses_a_second_run(tmp_path: Path) -> None:
     with folder_lock(tmp_path, "first"):  # flock: a second open file conflicts, even in one process
-        with pytest.raises(OutputError, match=r"in use by 'first' \(pid"):
+        with pytest.raises(OutputError, match="in use by another run"):
             with folder_lock(tmp_path, "second"):
                 pass
     with folder_lock(tmp_path, "second"):  # free again once released

@@ -85,9 +85,10 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def to_markdown(report: BenchmarkReport) -> str:
     """The report as Markdown: machine line, summary table, per-stage table, scaling, skipped variants."""
-    m = report.machine
+    m = {key: "not installed" if value is None else value for key, value in report.machine.items()}
     hardware = (f"{m.get('gpu')} (driver {m.get('driver')}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')})"
-                if m.get("gpu") else f"{m.get('cpu')}, {m.get('cpu_cores')} cores ({m.get('torch_threads')} torch threads)")
+                if report.machine.get("gpu") else
+                f"{m.get('cpu')}, {m.get('cpu_cores')} cores ({m.get('torch_threads')} torch threads)")
     frame = report.frame
     parts = [
         f"### {report.config}: {frame.get('source')} frame, {frame.get('num_points')} points, "

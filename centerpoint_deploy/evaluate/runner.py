@@ -198,7 +198,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
         frame = dataset[i]
         shown = {name: p[frame.token].boxes[p[frame.token].scores >= BEV_MIN_SCORE] for name, p in predictions.items()}
         render_bev(frame.points, gts[frame.token].boxes, shown, out_dir / "bev" / f"{i:05d}_{frame.token}.png",
-                   extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
+                   gt_num_points=gts[frame.token].num_pts, extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
     return results
 
 

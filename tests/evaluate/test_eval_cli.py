@@ -42,7 +42,7 @@ def test_evaluate_random_weights_writes_reports(scene: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("extra, message", [
     (["--backend", "onnxruntime"], "--deploy-dir"),
-    (["--backend", "pytorch"], "exactly one of --checkpoint PATH or --random-weights"),
+    (["--backend", "pytorch"], "no weights: pass --checkpoint PATH (or --random-weights"),
     (["--backend", "pytorch", "--backend", "pytorch", "--random-weights"], "distinct"),
 ])
 def test_evaluate_argument_errors(scene: Path, tmp_path: Path, extra: list[str], message: str) -> None:
