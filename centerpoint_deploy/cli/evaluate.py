@@ -128,7 +128,7 @@ def evaluate(
                                  f"deploy dir {deploy_dir}" if deploy_dir else "") if text]
     console.print(f"evaluating {', '.join(backend)} on {len(indices)} of {len(frames)} frames, device {target}, "
                   f"{', '.join(sources)}; class range {ranges} m (the model's grid reaches "
-                  f"{model_reach(model_config):g} m)")
+                  f"{model_reach(model_config):g} m)", soft_wrap=True)
     with ExitStack() as stack, folder_lock(out, "centerpoint-deploy evaluate"):
         for detector in detectors.values():
             stack.callback(detector.close)
@@ -149,13 +149,16 @@ def score(
     prepare_dir(out)
 
     from centerpoint_deploy.evaluate.io import load_boxes, load_metric_config
-    from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
+    from centerpoint_deploy.evaluate.metrics import class_coverage, evaluate_boxes, evaluate_distance_buckets
     from centerpoint_deploy.evaluate.runner import write_metrics
+    from centerpoint_deploy.terminal import plain_console
 
     preds, pred_meta = load_boxes(predictions, "predictions")
     gts, gt_meta = load_boxes(ground_truth, "ground_truth")
     class_names = gt_meta.get("class_names") or sorted({n for b in gts.values() for n in b.names.tolist()})
     metric_config = load_metric_config(metric, class_names)
+    coverage = class_coverage(preds, gts, metric_config)
+    plain_console().print(coverage.describe(), soft_wrap=True)
     metrics = evaluate_boxes(preds, gts, metric_config)
     buckets = evaluate_distance_buckets(preds, gts, metric_config)
     name = str(pred_meta.get("backend", predictions.stem))

@@ -9,7 +9,7 @@ Output folder::
       <backend>/metrics.md             per class and overall, distance buckets
       <backend>/pr_curves.png          precision-recall per class and threshold
       comparison.json, comparison.md   mAP / NDS / TP errors and per-class AP, deltas vs the first backend
-      bev/<index>_<token>.png          bird's-eye views of the frames asked for
+      bev/<index>_<token>.png          bird's-eye views of the frames asked for (outputs.safe_name)
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of the backend name, the model config, the evaluated frames (tokens and point files)
@@ -38,6 +38,7 @@ from centerpoint_deploy.evaluate.io import load_boxes, save_boxes
 from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
 from centerpoint_deploy.evaluate.render import render_bev, render_pr_curves
 from centerpoint_deploy.evaluate.report import comparison, comparison_markdown, metrics_markdown
+from centerpoint_deploy.outputs import inside, safe_name
 
 #: Predicted boxes drawn in bird's-eye views score at least this much.
 BEV_MIN_SCORE = 0.3
@@ -197,8 +198,9 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     for i in render_frames:
         frame = dataset[i]
         shown = {name: p[frame.token].boxes[p[frame.token].scores >= BEV_MIN_SCORE] for name, p in predictions.items()}
-        render_bev(frame.points, gts[frame.token].boxes, shown, out_dir / "bev" / f"{i:05d}_{frame.token}.png",
-                   gt_num_points=gts[frame.token].num_pts, extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
+        png = inside(out_dir, out_dir / "bev" / f"{safe_name(f'{i:05d}_{frame.token}')}.png")
+        render_bev(frame.points, gts[frame.token].boxes, shown, png, gt_num_points=gts[frame.token].num_pts,
+                   extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
     return results
 
 
