@@ -85,4 +85,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> None:
     """Entry point of the ``centerpoint-deploy`` script."""
+    from centerpoint_deploy.compile_cache import use_persistent_compile_cache
+
+    use_persistent_compile_cache()  # torch.compile reuses earlier runs' kernels
     sys.exit(run())

@@ -34,8 +34,10 @@ def benchmark(
     points: Optional[Path] = typer.Option(None, "--points", help="A point file to time (default: a synthetic frame)."),
     sweeps: int = typer.Option(1, "--sweeps", callback=bounded(1), help="Synthetic sweeps merged into the frame."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic frame."),
-    warmup: int = typer.Option(10, "--warmup", callback=bounded(0), help="Untimed runs before each measurement."),
-    iterations: int = typer.Option(100, "--iterations", "-n", callback=bounded(1), help="Timed runs per measurement."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", callback=bounded(0),
+                                         help="Untimed runs before each measurement (default: 1 on CPU, 10 on CUDA)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", callback=bounded(1),
+                                             help="Timed runs per measurement (default: 5 on CPU, 100 on CUDA)."),
     scaling: bool = typer.Option(False, "--scaling/--no-scaling", help="Also scale points per frame and grid size."),
     scaling_points: list[int] = typer.Option([], "--scaling-points", callback=bounded(1),
                                              help="Repeat; points per frame (default: 10k to 1M)."),
@@ -64,12 +66,15 @@ def benchmark(
     from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
     from centerpoint_deploy.benchmark.render import rich_tables
     from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants
-    from centerpoint_deploy.benchmark.variants import DEFAULT_VARIANTS
+    from centerpoint_deploy.benchmark.defaults import DEFAULT_RUNS, default_variants
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data.pointcloud import read_points
     from centerpoint_deploy.terminal import plain_console
 
     model_config = load_config(config)
+    warmup = DEFAULT_RUNS[target.type][0] if warmup is None else warmup
+    iterations = DEFAULT_RUNS[target.type][1] if iterations is None else iterations
+    variants, skipped = (list(variant), {}) if variant else default_variants(target)
     if threads is not None:
         torch.set_num_threads(threads)
     console = plain_console()
@@ -91,7 +96,7 @@ def benchmark(
             frame, point_file = {"source": str(points)}, points
         with folder_lock(out, "centerpoint-deploy benchmark") if out is not None else contextlib.nullcontext():
             report = benchmark_variants(
-                model_config, variant or list(DEFAULT_VARIANTS[target.type]), torch.from_numpy(cloud), device=target,
+                model_config, variants, torch.from_numpy(cloud), device=target, skipped=skipped,
                 warmup=warmup, iterations=iterations, checkpoint=checkpoint, deploy_dir=deploy_dir, frame=frame,
                 point_file=point_file, scaling=plan, out_dir=out, plots=not no_plots, log=console.print)
     stdout = Console(width=max(Console().width, 160), markup=False, highlight=False)

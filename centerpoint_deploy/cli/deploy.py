@@ -13,6 +13,7 @@ Python equivalent::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Optional
@@ -66,11 +67,13 @@ def deploy(
 
     from rich.console import Console
 
+    from centerpoint_deploy.evaluate.distributed import rank_group
     from centerpoint_deploy.job.inputs import job_out_dir
     from centerpoint_deploy.job.run import run_deploy_job
 
     settings = dataclasses.replace(settings, out=prepare_dir(job_out_dir(settings.out)))
-    with folder_lock(settings.out, "centerpoint-deploy deploy"):
-        result = run_deploy_job(settings, Console(stderr=True, width=max(Console().width, 150)))
-    if not result.passed:
+    with rank_group() as group:     # under torchrun: rank 0 runs the job, every rank evaluates its share
+        with folder_lock(settings.out, "centerpoint-deploy deploy") if group.is_main else contextlib.nullcontext():
+            result = run_deploy_job(settings, Console(stderr=True, width=max(Console().width, 150)), group)
+    if result is not None and not result.passed:
         raise typer.Exit(1)

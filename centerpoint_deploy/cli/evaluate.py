@@ -18,6 +18,7 @@ and of ``score``::
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional
@@ -101,41 +102,52 @@ def evaluate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-run every backend even if cached predictions match."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the precision-recall PNGs."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised pytorch model (smoke tests)."),
+    workers: Optional[int] = typer.Option(None, "--workers", callback=bounded(0),
+                                          help="Processes reading frames ahead (default: up to 4, one core left free)."),
 ) -> None:
-    """Run each backend over the dataset, write nuScenes-style metrics per backend and a comparison."""
+    """Run each backend over the dataset, write nuScenes-style metrics per backend and a comparison.
+
+    Under ``torchrun --nproc_per_node N`` each process runs its share of the frames on its own
+    GPU (``cuda:LOCAL_RANK``) or CPU; rank 0 scores them and writes the reports."""
     prepare_dir(out)
-    target = resolve_device(device)
+    device_asked = resolve_device(device)
 
     from rich.console import Console
 
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data import open_dataset
+    from centerpoint_deploy.evaluate.distributed import rank_group
     from centerpoint_deploy.evaluate.runner import evaluate_backends
     from centerpoint_deploy.job.inputs import job_metric_config, model_reach, spread_indices, spread_subset
 
-    model_config = load_config(config)
-    metric_config = job_metric_config(metric, class_range, model_config)
-    frames = open_dataset(dataset, class_names=model_config.class_names, category_mapping=category_mapping,
-                          sweeps_num=model_config.points.sweeps_num, load_dim=model_config.points.load_dim)
-    indices = spread_indices(len(frames), max_frames)
-    if not indices:
-        raise EvaluationError(f"dataset '{dataset}' has no frames")
-    detectors, fingerprints, weights = _build_detectors(backend, model_config, config, checkpoint, deploy_dir,
-                                                        target, random_weights)
-    console = Console(stderr=True, markup=False, highlight=False)
-    ranges = ", ".join(f"{r:g}" for r in sorted(set(metric_config.class_range.values())))
-    sources = [text for text in (f"checkpoint {weights}" if weights else "random weights" if random_weights else "",
-                                 f"deploy dir {deploy_dir}" if deploy_dir else "") if text]
-    console.print(f"evaluating {', '.join(backend)} on {len(indices)} of {len(frames)} frames, device {target}, "
-                  f"{', '.join(sources)}; class range {ranges} m (the model's grid reaches "
-                  f"{model_reach(model_config):g} m)", soft_wrap=True)
-    with ExitStack() as stack, folder_lock(out, "centerpoint-deploy evaluate"):
-        for detector in detectors.values():
-            stack.callback(detector.close)
-        results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
-                                    fingerprints=fingerprints, render_frames=spread_subset(indices, render),
-                                    plots=not no_plots, console=console)
-    _print_summary(results, out)
+    with rank_group() as group:
+        model_config = load_config(config)
+        metric_config = job_metric_config(metric, class_range, model_config)
+        frames = open_dataset(dataset, class_names=model_config.class_names, category_mapping=category_mapping,
+                              sweeps_num=model_config.points.sweeps_num, load_dim=model_config.points.load_dim)
+        indices = spread_indices(len(frames), max_frames)
+        if not indices:
+            raise EvaluationError(f"dataset '{dataset}' has no frames")
+        target = group.device(device_asked)
+        detectors, fingerprints, weights = _build_detectors(backend, model_config, config, checkpoint, deploy_dir,
+                                                            target, random_weights)
+        console = Console(stderr=True, markup=False, highlight=False)
+        ranges = ", ".join(f"{r:g}" for r in sorted(set(metric_config.class_range.values())))
+        sources = [text for text in (f"checkpoint {weights}" if weights else "random weights" if random_weights else "",
+                                     f"deploy dir {deploy_dir}" if deploy_dir else "") if text]
+        if group.is_main:
+            console.print(f"evaluating {', '.join(backend)} on {len(indices)} of {len(frames)} frames, device {target}, "
+                          f"{', '.join(sources)}; class range {ranges} m (the model's grid reaches "
+                          f"{model_reach(model_config):g} m)", soft_wrap=True)
+        lock = folder_lock(out, "centerpoint-deploy evaluate") if group.is_main else contextlib.nullcontext()
+        with ExitStack() as stack, lock:
+            for detector in detectors.values():
+                stack.callback(detector.close)
+            results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
+                                        fingerprints=fingerprints, render_frames=spread_subset(indices, render),
+                                        plots=not no_plots, console=console, workers=workers, group=group)
+        if group.is_main:
+            _print_summary(results, out)
 
 
 def score(

@@ -39,10 +39,10 @@ TOLERANCE_PRECISIONS = ("fp32", "fp16")
 
 def _frames(config: "ModelConfig", points: list[Path], dataset: str | None, num_frames: int) -> list["Tensor"]:
     """Point clouds ``Tensor[N, len(use_dim)]`` from point files or the first frames of a dataset."""
-    import numpy as np
     import torch
 
     from centerpoint_deploy.data import open_dataset
+    from centerpoint_deploy.data.loader import load_clouds
     from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
 
     if points:
@@ -52,9 +52,7 @@ def _frames(config: "ModelConfig", points: list[Path], dataset: str | None, num_
                           load_dim=config.points.load_dim)
     if len(frames) == 0:
         raise VerificationError(f"dataset '{dataset}' has no frames")
-    use_dim = list(config.points.use_dim)
-    return [torch.from_numpy(np.ascontiguousarray(frames[i].points[:, use_dim], dtype=np.float32))
-            for i in range(min(num_frames, len(frames)))]
+    return load_clouds(frames, range(min(num_frames, len(frames))), config.points.use_dim)
 
 
 def _precision(precision: str | None, backends: list[str], deploy_dir: Path) -> tuple[str, str]:
