@@ -69,7 +69,7 @@ def benchmark(
     from centerpoint_deploy.benchmark.defaults import DEFAULT_RUNS, default_variants
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data.pointcloud import read_points
-    from centerpoint_deploy.terminal import plain_console
+    from centerpoint_deploy.terminal import plain_console, progress_bars
 
     model_config = load_config(config)
     warmup = DEFAULT_RUNS[target.type][0] if warmup is None else warmup
@@ -94,11 +94,13 @@ def benchmark(
             raw = read_points(points, model_config.points.load_dim)
             cloud = np.ascontiguousarray(raw[:, list(model_config.points.use_dim)], dtype=np.float32)
             frame, point_file = {"source": str(points)}, points
-        with folder_lock(out, "centerpoint-deploy benchmark") if out is not None else contextlib.nullcontext():
+        with (folder_lock(out, "centerpoint-deploy benchmark") if out is not None else contextlib.nullcontext(),
+              progress_bars(console) as progress):
             report = benchmark_variants(
                 model_config, variants, torch.from_numpy(cloud), device=target, skipped=skipped,
                 warmup=warmup, iterations=iterations, checkpoint=checkpoint, deploy_dir=deploy_dir, frame=frame,
-                point_file=point_file, scaling=plan, out_dir=out, plots=not no_plots, log=console.print)
+                point_file=point_file, scaling=plan, out_dir=out, plots=not no_plots, log=console.print,
+                progress=progress)
     stdout = Console(width=max(Console().width, 160), markup=False, highlight=False)
     for table in rich_tables(report):
         stdout.print(table)

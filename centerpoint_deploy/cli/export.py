@@ -56,6 +56,7 @@ def export(
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.export.onnx_export import export_onnx
     from centerpoint_deploy.model import build_model
+    from centerpoint_deploy.terminal import progress_bars
 
     model_config = load_config(config)
     console = Console(stderr=True, markup=False, highlight=False)
@@ -63,8 +64,9 @@ def export(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             model = build_model(model_config, checkpoint=weights, device=target)
-        result = export_onnx(model, model_config, out, opset=opset, rot_y_axis_reference=rot_y_axis_reference,
-                             simplify=simplify, atol=atol, checkpoint=weights)
+        with progress_bars(console) as progress:
+            result = export_onnx(model, model_config, out, opset=opset, rot_y_axis_reference=rot_y_axis_reference,
+                                 simplify=simplify, atol=atol, checkpoint=weights, progress=progress)
         console.print(f"exported {model_config.name} from {weights or 'random weights'} to {out} on {target} "
                       f"(opset {opset}, rot_y_axis_reference={rot_y_axis_reference}, simplified={simplify})")
         for name, diff in result.max_abs_diff.items():

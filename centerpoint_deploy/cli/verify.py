@@ -121,6 +121,7 @@ def verify(
     from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
     from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances
     from centerpoint_deploy.verify.report import print_report, write_reports
+    from centerpoint_deploy.terminal import progress_bars
     from centerpoint_deploy.verify.run import verify_backends
 
     model_config = load_config(config)
@@ -146,8 +147,9 @@ def verify(
                   f"{target}, {chosen} tolerances ({why})", markup=False, highlight=False)
     try:
         with folder_lock(out, "centerpoint-deploy verify"):
-            report = verify_backends(reference, candidates, frames, tolerances, DEFAULT_BOX_TOLERANCES[chosen],
-                                     bisect_onnx=bisect_onnx, bisect_device=target)
+            with progress_bars(console) as progress:
+                report = verify_backends(reference, candidates, frames, tolerances, DEFAULT_BOX_TOLERANCES[chosen],
+                                         bisect_onnx=bisect_onnx, bisect_device=target, progress=progress)
             print_report(report, console)
             written = write_reports(report, out)
     finally:

@@ -34,6 +34,7 @@ from centerpoint_deploy.export.manifest import MANIFEST_FILE, ONNX_FILES, Manife
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
+from centerpoint_deploy.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,14 @@ class ExportResult:
         return self.manifest.deploy_dir / contract.HEAD_FILE
 
 
+#: Units of the export's progress: encoder traced, head traced, graphs saved, ONNX Runtime check.
+_EXPORT_STEPS = 4
+
+
 def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, opset: int = 17,
                 rot_y_axis_reference: bool = False, simplify: bool = False,
                 check_sample: Tensor | None = None, atol: float = 1e-4,
-                checkpoint: Path | str | None = None) -> ExportResult:
+                checkpoint: Path | str | None = None, progress: Progress | None = None) -> ExportResult:
     """Export ``model`` into the deploy directory ``out_dir`` and check it against PyTorch.
 
     Args:
@@ -79,6 +84,8 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
         atol: largest allowed max |ONNX Runtime − PyTorch| on any output.
         checkpoint: the checkpoint file the weights came from (its sha256 goes into the
             manifest); ``None`` records random weights.
+        progress: called ``progress("export", done, 4)`` after tracing the encoder, tracing
+            the head, checking and saving both graphs, and comparing them with PyTorch.
 
     Raises:
         ExportError: bad arguments, an export/check failure, or a difference above ``atol``.
@@ -103,10 +110,12 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
             encoder_features = features[coords[:, 0] == 0]
             encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
             bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
-            graphs = {
-                "encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset),
-                "head": _to_onnx(head_graph, bev[:1], "head", config, opset),
-            }
+            report = progress or (lambda *_: None)
+            report("export", 0, _EXPORT_STEPS)
+            graphs = {"encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset)}
+            report("export", 1, _EXPORT_STEPS)
+            graphs["head"] = _to_onnx(head_graph, bev[:1], "head", config, opset)
+            report("export", 2, _EXPORT_STEPS)
             facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
                      "tool": f"centerpoint_deploy {__version__}"}
             for part, graph in graphs.items():
@@ -116,7 +125,9 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
                 _check_graph(graph, part)
                 onnx.save(graph, str(out_dir / ONNX_FILES[part]))
                 graphs[part] = graph
+            report("export", 3, _EXPORT_STEPS)
             diffs = _compare_with_pytorch(encoder_graph, head_graph, out_dir, features, coords, bev, atol)
+            report("export", 4, _EXPORT_STEPS)
     finally:
         model.train(was_training)
 

@@ -36,6 +36,7 @@ from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_refere
 from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
 from centerpoint_deploy.verify.compare import TensorComparison, Tolerances, compare_tensors
+from centerpoint_deploy.progress import Progress, track
 
 #: ``(encoder, head, rot_y_axis_reference)``, as ``backends.factory.create_backends`` returns.
 BackendPair = tuple[Backend, Backend, bool]
@@ -255,7 +256,7 @@ def _verify_frame(reference: Detector, stages: Any, name: str, pair: BackendPair
 def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], frames: Sequence[Tensor],
                     tolerances: Tolerances, box_tolerance: BoxTolerance | None = None, *,
                     bisect_onnx: Mapping[str, Path | str] | None = None,
-                    bisect_device: torch.device | str = "cpu") -> VerificationReport:
+                    bisect_device: torch.device | str = "cpu", progress: Progress | None = None) -> VerificationReport:
     """Compare every candidate with ``reference`` on ``frames``.
 
     Args:
@@ -267,6 +268,7 @@ def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], 
         bisect_onnx: ``{"encoder": path, "head": path}``: when a candidate's stage fails,
             bisect that ONNX file (ONNX Runtime on ``bisect_device``) against the reference's
             PyTorch model on the first failing frame's reference input.
+        progress: called ``progress("verify frames", done, len(frames))`` as frames finish.
 
     Returns:
         A :class:`VerificationReport`; backend errors (e.g. a shape the engine refuses) are
@@ -284,7 +286,7 @@ def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], 
         for pair in candidates.values():
             for backend in pair[:2]:
                 backend.load()
-        for index, points in enumerate(frames):
+        for index, points in enumerate(track(frames, "verify frames", progress)):
             stages = reference.run_stages(points)
             if index == 0:
                 reference_checks = [check_device(reference.encoder, {"pillar_features": stages.pillar_features}),
