@@ -38,12 +38,13 @@ TOLERANCE_PRECISIONS = ("fp32", "fp16")
 
 
 def _frames(config: "ModelConfig", points: list[Path], dataset: str | None, num_frames: int) -> list["Tensor"]:
-    """Point clouds ``Tensor[N, len(use_dim)]`` from point files or the first frames of a dataset."""
+    """Point clouds ``Tensor[N, len(use_dim)]`` from point files or ``num_frames`` frames spread over a dataset."""
     import torch
 
     from centerpoint_deploy.data import open_dataset
     from centerpoint_deploy.data.loader import load_clouds
     from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
+    from centerpoint_deploy.job.inputs import spread_indices
 
     if points:
         return [torch.from_numpy(key_frame_points(read_points(p, config.points.load_dim), config.points))
@@ -52,7 +53,7 @@ def _frames(config: "ModelConfig", points: list[Path], dataset: str | None, num_
                           load_dim=config.points.load_dim)
     if len(frames) == 0:
         raise VerificationError(f"dataset '{dataset}' has no frames")
-    return load_clouds(frames, range(min(num_frames, len(frames))), config.points.use_dim)
+    return load_clouds(frames, spread_indices(len(frames), num_frames), config.points.use_dim)
 
 
 def _precision(precision: str | None, backends: list[str], deploy_dir: Path) -> tuple[str, str]:
@@ -91,7 +92,7 @@ def verify(
     device: str = typer.Option("auto", "--device", help=f"Reference and backends: {DEVICE_HELP}"),
     points: list[Path] = typer.Option([], "--points", help="Point file to verify on (repeatable)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="T4 scene(s), split file or info .pkl instead of --points."),
-    num_frames: int = typer.Option(3, "--frames", callback=bounded(1), help="Frames taken from --dataset (its first N)."),
+    num_frames: int = typer.Option(3, "--frames", callback=bounded(1), help="Frames taken from --dataset, spread evenly over it (first and last included)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or fp16 default tolerances "
                                             "(default: fp16 for fp16 TensorRT engines, else fp32)."),
     atol: Optional[float] = typer.Option(None, "--atol", callback=bounded(0.0), help="Override the default absolute tolerance."),

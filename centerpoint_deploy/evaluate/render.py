@@ -13,25 +13,15 @@ from typing import Mapping
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
-from centerpoint_deploy.outputs import replacing
+from centerpoint_deploy.figures import save_figure
 
 #: Colour of ground-truth boxes; backends take matplotlib's tab10 cycle in order.
 GT_COLOR = "black"
 BACKEND_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 #: Line style of each backend in order (matplotlib dash patterns), so overlapping outlines stay apart.
 BACKEND_STYLES = ("solid", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)))
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    with replacing(path) as temporary:
-        fig.savefig(temporary, dpi=110, format="png")
-    return path
 
 
 def render_pr_curves(metrics: DetectionMetrics, path: str | Path, title: str = "") -> Path:
@@ -52,7 +42,7 @@ def render_pr_curves(metrics: DetectionMetrics, path: str | Path, title: str = "
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(left=0.07, right=0.97, bottom=0.08, top=0.9, hspace=0.45, wspace=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def box_corners_bev(boxes: np.ndarray) -> np.ndarray:
@@ -126,4 +116,4 @@ def render_bev(points: np.ndarray, gt_boxes: np.ndarray, preds_by_backend: Mappi
     if title:
         ax.set_title(title, fontsize=9, parse_math=False)  # titles hold data (sample tokens)
     fig.subplots_adjust(left=0.09, right=0.97, bottom=0.07, top=0.95)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -261,7 +261,8 @@ def print_summary(result: JobResult, log: JobLog) -> None:
                False: "[bold red]verification FAILED[/]"}[result.verification_passed]
     log.print(verdict)
     if "html" in result.files:
-        log.print(f"report: {result.files['html']} (also {result.files['markdown'].name}, {result.files['json'].name})")
+        log.print(f"report: {result.files['html']} (also {result.files['markdown'].name}, {result.files['json'].name})",
+                  markup=False)
 
 
 def _json_default(value: Any) -> Any:

@@ -33,6 +33,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import Tensor
 
 from centerpoint_deploy.backends.factory import BackendPair, create_backends
@@ -114,13 +115,13 @@ class _Steps:
     def skip(self, title: str, reason: str) -> None:
         number = len(self.records) + 1
         self.log.rule(f"[{number}/{self.total}] {title}")
-        self.log.print(f"[yellow]skipped:[/] {reason}")
+        self.log.print(f"[yellow]skipped:[/] {escape(reason)}")
         self.records.append(StepRecord(number, title, "skipped", 0.0, reason))
 
     def _log_warnings(self, caught: list[warnings.WarningMessage]) -> None:
         counts = Counter(f"{w.category.__name__}: {w.message}" for w in caught)
         for text, count in counts.items():
-            self.log.print(f"[yellow]warning[/] {text}" + (f" (x{count})" if count > 1 else ""))
+            self.log.print(f"[yellow]warning[/] {escape(text)}" + (f" (x{count})" if count > 1 else ""))
 
 
 def _plan(settings: DeploySettings, candidates: list[str]) -> int:
@@ -222,7 +223,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     device = group.device(job_device(settings.device))
     build_engines, no_engines_reason = job_tensorrt(settings.export.tensorrt, device)
     candidates = ["onnxruntime"] + (["tensorrt"] if build_engines else [])
-    log.print(f"[bold]centerpoint-deploy deploy[/] -> {out_dir} (device {device})")
+    log.print(f"[bold]centerpoint-deploy deploy[/] -> {escape(str(out_dir))} (device {device})")
     steps = _Steps(log, _plan(settings, candidates))
     result = JobResult(settings, out_dir, {"device": str(device)}, backends=[REFERENCE, *candidates],
                        steps=steps.records)
@@ -231,7 +232,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     checkpoint = job_checkpoint(settings.checkpoint, settings.config)
     dataset_spec = job_dataset(settings.dataset)
     log.print(f"model {config.name}: grid {config.grid_size[0]} x {config.grid_size[1]}, "
-              f"{config.num_features} features; checkpoint {checkpoint}")
+              f"{config.num_features} features; checkpoint {checkpoint}", markup=False)
     dataset = steps.run("Open the dataset", open_dataset, dataset_spec, class_names=config.class_names,
                         sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
     evaluated = spread_indices(len(dataset), settings.evaluate.max_frames)
@@ -240,7 +241,8 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     result.inputs.update(config=config.name, config_spec=settings.config, checkpoint=str(checkpoint),
                          dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
                          verified_frames=verified, bev_frames=drawn)
-    log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
+    log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}",
+              markup=False)
     frames = load_clouds(dataset, verified, config.points.use_dim)
 
     deploy_dir = out_dir / "deploy"

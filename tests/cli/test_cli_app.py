@@ -151,3 +151,20 @@ def test_synth_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert "(CLI: --overwrite" in _one_error(capsys, run(args))
     assert run([*args, "--overwrite"]) == 0
+
+
+def test_device_and_checkpoint_defaults_follow_one_rule(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from centerpoint_deploy.cli.common import resolve_checkpoint, resolve_device
+    from centerpoint_deploy.job.inputs import DEMO_CHECKPOINT
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")  # train, detect, ... on a CPU machine
+    assert resolve_checkpoint(None, "demo", False, needed=True) == DEMO_CHECKPOINT  # as deploy does
+    assert resolve_checkpoint(None, "tiny", True, needed=True) is None
+    for command in ("train", "detect", "evaluate", "verify", "export", "benchmark"):
+        assert run([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "auto (cuda when available, else cpu)" in text and "[default: auto]" in text, command
