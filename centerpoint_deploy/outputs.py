@@ -36,7 +36,9 @@ def _reason(exc: OSError) -> str:
 
 
 def prepare_dir(path: str | Path, option: str = "--out") -> Path:
-    """Create the output folder ``path`` (with parents) and check that files can be created in it.
+    """Check, before any work, that the output folder ``path`` can be written: it is a folder
+    or can be created as one, in a writable place. Nothing is created (a run that fails a
+    later check leaves no empty folder); :func:`folder_lock` creates it when writing starts.
 
     Args:
         path: the folder.
@@ -52,11 +54,12 @@ def prepare_dir(path: str | Path, option: str = "--out") -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{option} {folder} is an existing file, not a folder; give a folder path")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{option} {folder}: cannot create the folder ({_reason(exc)})") from exc
-    _probe(folder, option)
+    existing = folder
+    while not existing.exists():  # the nearest existing ancestor ('.' for a relative path) receives it
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option} {folder}: cannot create the folder ({existing} is a file)")
+    _probe(existing, option)
     return folder
 
 
@@ -119,9 +122,10 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
     The temporary name keeps ``path``'s suffix (writers that choose the format by suffix
     still work). On an exception the temporary file is removed and ``path`` is untouched.
-    The folder must exist (see :func:`prepare_dir`).
+    The folder is created when missing (check it first with :func:`prepare_dir`).
     """
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
     os.close(fd)
     temporary = Path(name)
@@ -148,7 +152,8 @@ def write_text(path: str | Path, text: str) -> Path:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, command: str) -> Iterator[None]:
-    """Hold an exclusive lock on the output ``folder`` while ``command`` writes into it.
+    """Create the output ``folder`` if needed and hold an exclusive lock on it while ``command``
+    writes into it.
 
     The lock is an advisory ``flock`` on the folder itself (no lock file is left in it),
     released when the process ends however it ends (no stale locks).
@@ -156,6 +161,10 @@ def folder_lock(folder: str | Path, command: str) -> Iterator[None]:
     Raises:
         OutputError: another run holds the folder.
     """
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the folder ({_reason(exc)})") from exc
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:

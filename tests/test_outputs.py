@@ -13,7 +13,10 @@ from centerpoint_deploy.outputs import (folder_lock, inside, prepare_dir, prepar
 
 
 def test_prepare_dir_creates_and_refuses_a_file(tmp_path: Path) -> None:
-    assert prepare_dir(tmp_path / "a" / "b").is_dir()
+    assert prepare_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()  # checked, not created: a later failure leaves nothing behind
+    with folder_lock(tmp_path / "a" / "b", "test"):  # created when writing starts
+        assert (tmp_path / "a" / "b").is_dir()
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="is an existing file, not a folder"):
         prepare_dir(tmp_path / "f")

@@ -36,4 +36,4 @@ def test_export_reports_its_phases(tmp_path) -> None:
     torch.manual_seed(0)
     calls = []
     export_onnx(build_model(config), config, tmp_path, progress=lambda *call: calls.append(call))
-    assert calls == [("export", done, 4) for done in range(5)]
+    assert calls == [("export", done, 5) for done in range(6)]

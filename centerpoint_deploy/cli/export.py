@@ -6,23 +6,36 @@ Python equivalent::
     model = build_model(config, checkpoint="epoch_50.pth")
     result = export_onnx(model, config, "deploy/", rot_y_axis_reference=True, checkpoint="epoch_50.pth")
     build_deploy_engines("deploy/", precision="fp16")   # needs TensorRT and a GPU
+
+    # fp16 / int8 graphs: calibration inputs from dataset frames first
+    frames = open_dataset("data/t4", class_names=config.class_names)
+    calibration = collect_calibration(model, config, [frames[i] for i in pick_frames(len(frames), 256)])
+    export_onnx(model, config, "deploy-int8/", precision="int8", calibration=calibration,
+                int8=Int8Options(method="percentile"))
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from centerpoint_deploy.cli.common import CHECKPOINT_HELP, CONFIG_HELP, DEVICE_HELP, RANDOM_WEIGHTS_SEED, bounded, positive, resolve_checkpoint, resolve_device
+from centerpoint_deploy.cli.common import (CHECKPOINT_HELP, CONFIG_HELP, DEVICE_HELP, RANDOM_WEIGHTS_SEED, bounded,
+                                           positive, resolve_checkpoint, resolve_device)
 from centerpoint_deploy.errors import ExportError
+from centerpoint_deploy.export.precision import PRECISIONS
 from centerpoint_deploy.outputs import folder_lock, prepare_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-_PRECISION_HELP = "fp32 (strict, TF32 off), tf32 or fp16 (Autoware's default)."
+    from centerpoint_deploy.config import ModelConfig
+
+_PRECISION_HELP = ("TensorRT 10 builder flags for an fp32 ONNX: fp32 (strict, TF32 off), tf32 or fp16; default the "
+                   "ONNX's own precision. TensorRT 11 builds strongly typed from the ONNX (export --precision).")
+_ONNX_PRECISION_HELP = ("Precision written into the ONNX files: fp32, fp16 (casts inside, float32 I/O) or int8 "
+                        "(explicit Q/DQ); fp16/int8 need --dataset for calibration.")
 
 
 def export(
@@ -35,54 +48,110 @@ def export(
                                               help="Head emits dim as (w, l, h) and rot as (-cos, -sin), as Autoware decodes."),
     simplify: bool = typer.Option(False, "--simplify", help="Run onnxsim on both graphs."),
     atol: float = typer.Option(1e-4, "--atol", callback=positive,
-                               help="Largest allowed |ONNX Runtime - PyTorch| in the post-export check."),
+                               help="Post-export check: allowed |ONNX Runtime - PyTorch| is atol + rtol * max|output|."),
+    rtol: Optional[float] = typer.Option(None, "--rtol", callback=bounded(0),
+                                         help="Post-export check: share of the output's largest magnitude allowed "
+                                              "(default: 2e-5)."),
+    precision: str = typer.Option("fp32", "--precision", help=_ONNX_PRECISION_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Calibration frames for fp16/int8: T4 scene(s) folder, split file or info .pkl."),
+    category_mapping: str = typer.Option("j6gen2", "--category-mapping", help="Dataset categories -> model classes: j6gen2, nuscenes or identity."),
+    calib_frames: Optional[int] = typer.Option(None, "--calib-frames",
+                                               help="Calibration frames, spread over the dataset (default: 256)."),
+    calib_method: str = typer.Option("percentile", "--calib-method",
+                                     help="INT8 activation ranges: max, minmax, percentile, entropy or mse."),
+    int8_snr_db: Optional[float] = typer.Option(None, "--int8-snr-db",
+                                                help="INT8: layer groups leave INT8, most sensitive first, until every output's "
+                                                     "SNR vs fp32 is at least this (dB; default: Int8Options')."),
+    int8_exclude: list[str] = typer.Option([], "--int8-exclude", help="INT8: a layer group kept float (repeat), e.g. pts_voxel_encoder/pfn_layers.0."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
-    precision: str = typer.Option("fp16", "--precision", help=f"TensorRT precision with --tensorrt: {_PRECISION_HELP}"),
-    workspace_gb: float = typer.Option(1.0, "--workspace-gb", callback=positive,
-                                       help="TensorRT builder workspace in GiB."),
+    trt_precision: Optional[str] = typer.Option(None, "--trt-precision",
+                                                help="TensorRT 10 builder flags for an fp32 graph: fp32, tf32 or fp16 (default: the ONNX's precision)."),
+    workspace_gb: float = typer.Option(1.0, "--workspace-gb", callback=positive, help="TensorRT builder workspace in GiB."),
     device: str = typer.Option("auto", "--device", help=f"Where the model is traced and checked: {DEVICE_HELP}"),
 ) -> None:
     """Export the two Autoware ONNX files, the Autoware param file and manifest.json, checked against PyTorch."""
+    import dataclasses
+
+    from centerpoint_deploy.export.precision.calibration import DEFAULT_CALIBRATION_FRAMES
+    from centerpoint_deploy.export.precision.convert import Int8Options
     from centerpoint_deploy.export.tensorrt_build import precision_flags
 
-    precision_flags(precision)  # refuse a bad --precision before exporting, with or without --tensorrt
+    # every argument refused before any work
+    if precision not in PRECISIONS:
+        raise ExportError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if precision != "fp32" and dataset is None:
+        raise ExportError(f"--precision {precision} needs --dataset: calibration frames from your data")
+    int8 = Int8Options(method=calib_method, exclude_groups=tuple(int8_exclude))
+    if int8_snr_db is not None:
+        int8 = dataclasses.replace(int8, snr_budget_db=int8_snr_db)
+    if tensorrt and trt_precision is not None:
+        precision_flags(trt_precision)
     prepare_dir(out)
     weights = resolve_checkpoint(checkpoint, config, random_weights, needed=True)
     target = resolve_device(device)
 
     import torch
-    from rich.console import Console
 
     from centerpoint_deploy.config import load_config
-    from centerpoint_deploy.export.onnx_export import export_onnx
+    from centerpoint_deploy.export.onnx_export import SELF_CHECK_RTOL, export_onnx
     from centerpoint_deploy.model import build_model
-    from centerpoint_deploy.terminal import progress_bars
+    from centerpoint_deploy.terminal import plain_console, progress_bars
 
     model_config = load_config(config)
-    console = Console(stderr=True, markup=False, highlight=False)
+    console = plain_console()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        model = build_model(model_config, checkpoint=weights, device=target)
+    calibration = None
+    if precision != "fp32":
+        calibration = _calibration(model, model_config, dataset, category_mapping,
+                                   DEFAULT_CALIBRATION_FRAMES if calib_frames is None else calib_frames)
     with folder_lock(out, "centerpoint-deploy export"):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            model = build_model(model_config, checkpoint=weights, device=target)
         with progress_bars(console) as progress:
             result = export_onnx(model, model_config, out, opset=opset, rot_y_axis_reference=rot_y_axis_reference,
-                                 simplify=simplify, atol=atol, checkpoint=weights, progress=progress)
+                                 simplify=simplify, atol=atol, rtol=SELF_CHECK_RTOL if rtol is None else rtol, checkpoint=weights, precision=precision,
+                                 calibration=calibration, int8=int8, progress=progress)
         console.print(f"exported {model_config.name} from {weights or 'random weights'} to {out} on {target} "
-                      f"(opset {opset}, rot_y_axis_reference={rot_y_axis_reference}, simplified={simplify})")
+                      f"({precision}, opset {opset}, rot_y_axis_reference={rot_y_axis_reference}, simplified={simplify})")
         for name, diff in result.max_abs_diff.items():
             console.print(f"  max |onnxruntime - pytorch| {name}: {diff:.3g}")
+        for part in result.plan.parts:
+            if precision == "int8":
+                console.print(f"  {part.part}: {len(part.quantized_nodes)} of "
+                              f"{len(part.quantized_nodes) + len(part.float_nodes)} weighted layers in INT8; "
+                              f"kept float: {list(part.excluded_groups) or 'none'}")
+            elif precision == "fp16":
+                console.print(f"  {part.part}: kept fp32 (fp16 overflow on the calibration frames): "
+                              f"{list(part.peaks) or 'none'}")
+            if part.snr_db:
+                console.print(f"  {part.part} output SNR vs fp32 (dB): "
+                              + ", ".join(f"{k} {v:.1f}" for k, v in part.snr_db.items()))
         for part, problems in result.tensorrt_problems.items():
             for problem in problems:
                 console.print(f"warning: {part} graph: TensorRT would refuse {problem}", style="yellow")
         if tensorrt:
-            _build(out, precision, workspace_gb, console)
+            _build(out, trt_precision, workspace_gb, console)
+
+
+def _calibration(model: Any, config: "ModelConfig", dataset: str, category_mapping: str, count: int) -> Any:
+    """Calibration inputs from ``count`` frames spread over ``dataset`` (checked before any compute)."""
+    from centerpoint_deploy.data import open_dataset
+    from centerpoint_deploy.export.precision.calibration import (check_classes, check_frame_count,
+                                                                   collect_calibration, pick_frames)
+
+    frames = open_dataset(dataset, class_names=config.class_names, category_mapping=category_mapping,
+                          sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
+    check_frame_count(count, len(frames))
+    chosen = [frames[i] for i in pick_frames(len(frames), count)]
+    check_classes(chosen, config.class_names)
+    model.eval()
+    return collect_calibration(model, config, chosen)
 
 
 def build_engine(
     deploy_dir: Path = typer.Argument(..., help="Deploy directory written by 'export'."),
-    precision: str = typer.Option("fp16", "--precision", help=_PRECISION_HELP),
-    workspace_gb: float = typer.Option(1.0, "--workspace-gb", callback=positive,
-                                       help="TensorRT builder workspace in GiB."),
+    precision: Optional[str] = typer.Option(None, "--precision", help=_PRECISION_HELP),
+    workspace_gb: float = typer.Option(1.0, "--workspace-gb", callback=positive, help="TensorRT builder workspace in GiB."),
     min_voxels: int = typer.Option(1000, "--min-voxels", callback=bounded(1), help="Smallest voxel count of the encoder profile."),
     opt_voxels: Optional[int] = typer.Option(None, "--opt-voxels", callback=bounded(1),
                                              help="Voxel count to tune for (default max_voxels / 4)."),
@@ -92,22 +161,21 @@ def build_engine(
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Tactic timing cache file to reuse."),
 ) -> None:
     """Build TensorRT engines for both graphs of a deploy directory and list them in its manifest."""
-    from rich.console import Console
-
     from centerpoint_deploy.export.manifest import load_manifest
     from centerpoint_deploy.export.tensorrt_build import derive_profiles, precision_flags
+    from centerpoint_deploy.terminal import plain_console
 
-    precision_flags(precision)
+    if precision is not None:
+        precision_flags(precision)
     config = load_manifest(deploy_dir).model_config()
     prepare_dir(deploy_dir, "deploy directory")
     profiles = derive_profiles(config, min_voxels=min_voxels, opt_voxels=opt_voxels,
                                static_encoder=static_encoder, max_batch=max_batch)
     with folder_lock(deploy_dir, "centerpoint-deploy build-engine"):
-        _build(deploy_dir, precision, workspace_gb, Console(stderr=True, markup=False, highlight=False),
-               profiles, timing_cache)
+        _build(deploy_dir, precision, workspace_gb, plain_console(), profiles, timing_cache)
 
 
-def _build(deploy_dir: Path, precision: str, workspace_gb: float, console: "Console",
+def _build(deploy_dir: Path, precision: str | None, workspace_gb: float, console: "Console",
            profiles: dict | None = None, timing_cache: Path | None = None) -> None:
     from centerpoint_deploy.export.manifest import ENGINE_FILES
     from centerpoint_deploy.export.tensorrt_build import build_deploy_engines

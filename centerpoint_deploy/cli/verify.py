@@ -18,6 +18,7 @@ Python equivalent::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from centerpoint_deploy.verify.compare import Tolerance
 
 #: Precisions whose default tolerances ``--precision`` selects.
-TOLERANCE_PRECISIONS = ("fp32", "fp16")
+TOLERANCE_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _frames(config: "ModelConfig", points: list[Path], dataset: str | None, num_frames: int) -> list["Tensor"]:
@@ -57,11 +58,15 @@ def _frames(config: "ModelConfig", points: list[Path], dataset: str | None, num_
 
 
 def _precision(precision: str | None, backends: list[str], deploy_dir: Path) -> tuple[str, str]:
-    """The precision to judge by, and why: as asked, else fp16 for fp16 TensorRT engines, else fp32."""
+    """The precision to judge by, and why: as asked, else the ONNX files' (manifest), else fp16 for fp16
+    TensorRT engines, else fp32."""
     from centerpoint_deploy.export.manifest import load_manifest
 
     if precision is not None:
         return precision, "--precision"
+    exported = load_manifest(deploy_dir).precision
+    if exported != "fp32":
+        return exported, f"the ONNX files are {exported} (manifest)"
     if "tensorrt" in backends:
         engines = load_manifest(deploy_dir).engines
         if any(record.precision == "fp16" for record in engines.values()):
@@ -92,9 +97,11 @@ def verify(
     device: str = typer.Option("auto", "--device", help=f"Reference and backends: {DEVICE_HELP}"),
     points: list[Path] = typer.Option([], "--points", help="Point file to verify on (repeatable)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="T4 scene(s), split file or info .pkl instead of --points."),
-    num_frames: int = typer.Option(3, "--frames", callback=bounded(1), help="Frames taken from --dataset, spread evenly over it (first and last included)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or fp16 default tolerances "
-                                            "(default: fp16 for fp16 TensorRT engines, else fp32)."),
+    num_frames: int = typer.Option(3, "--frames", callback=bounded(1),
+                                   help="Frames taken from --dataset, spread evenly over it (first and last included)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 default tolerances "
+                                            "(default: the export's precision; fp16 for fp16 TensorRT engines). "
+                                            "int8: the reference is PyTorch fake-quantized with the ONNX's Q/DQ scales."),
     atol: Optional[float] = typer.Option(None, "--atol", callback=bounded(0.0), help="Override the default absolute tolerance."),
     rtol: Optional[float] = typer.Option(None, "--rtol", callback=bounded(0.0), help="Override the default relative tolerance."),
     tol: list[str] = typer.Option([], "--tol", help="Per-output tolerance NAME=ATOL,RTOL (repeatable), e.g. heatmap=1e-3,1e-2."),
@@ -120,9 +127,9 @@ def verify(
     from centerpoint_deploy.detector import Detector
     from centerpoint_deploy.export.manifest import ONNX_FILES, load_manifest, sha256_file
     from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
-    from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances
-    from centerpoint_deploy.verify.report import print_report, write_reports
+    from centerpoint_deploy.verify.compare import Tolerances, default_tolerances
     from centerpoint_deploy.terminal import progress_bars
+    from centerpoint_deploy.verify.report import print_report, write_reports
     from centerpoint_deploy.verify.run import verify_backends
 
     model_config = load_config(config)
@@ -135,11 +142,21 @@ def verify(
     tolerances = default_tolerances(chosen)
     if atol is not None or rtol is not None:
         base = tolerances.default
-        tolerances = Tolerances(Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol))
+        tolerances = Tolerances(replace(base, atol=base.atol if atol is None else atol,
+                                        rtol=base.rtol if rtol is None else rtol))
     tolerances = tolerances.with_overrides(overrides)
     frames = _frames(model_config, points, dataset, num_frames)
 
     encoder, head, _ = create_backends("pytorch", model_config, checkpoint=weights, device=target)
+    if chosen == "int8":  # judged against the same quantization in PyTorch, so bisection works layer by layer
+        import onnx
+
+        from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
+        from centerpoint_deploy.verify.fake_quant import fake_quant_model
+
+        quantized = fake_quant_model(encoder.model, [onnx.load(str(manifest.onnx_path(part))) for part in ONNX_FILES])
+        encoder, head = TorchEncoderBackend(quantized, model_config, target), TorchHeadBackend(quantized, model_config, target)
+        why += "; reference: PyTorch fake-quantized with the ONNX's Q/DQ scales"
     reference = Detector(model_config, encoder, head)
     candidates = {kind: create_backends(kind, model_config, deploy_dir=deploy_dir, device=target) for kind in backend}
     bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} if bisect else None

@@ -75,6 +75,9 @@ class Manifest:
         simplified: the graphs went through onnxsim.
         files: file name -> sha256 of the ONNX files and the Autoware parameter file.
         engines: graph part (``"encoder"``/``"head"``) -> its TensorRT engine, if built.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``: the precision written into the ONNX
+            files (``precision_plan.json`` beside them says which layers; absent in older
+            manifests, which are fp32).
         format_version: manifest layout version.
     """
 
@@ -90,6 +93,7 @@ class Manifest:
     simplified: bool
     files: dict[str, str]
     engines: dict[str, EngineRecord] = field(default_factory=dict)
+    precision: str = "fp32"
     format_version: int = FORMAT_VERSION
 
     def model_config(self) -> ModelConfig:
@@ -181,7 +185,9 @@ def _from_dict(deploy_dir: Path, data: dict[str, Any]) -> Manifest:
             raise BackendError(f"manifest field '{name}' is missing")
         if not isinstance(data[name], kind) or (kind is int and isinstance(data[name], bool)):
             raise BackendError(f"manifest field '{name}' = {data[name]!r} has the wrong type")
-    unknown = sorted(set(data) - set(_FIELD_TYPES) - {"format_version"})
+    if not isinstance(data.get("precision", "fp32"), str):
+        raise BackendError(f"manifest field 'precision' = {data['precision']!r} has the wrong type")
+    unknown = sorted(set(data) - set(_FIELD_TYPES) - {"format_version", "precision"})
     if unknown:
         raise BackendError(f"unknown manifest field(s) {unknown}")
     engine_fields = {f for f in EngineRecord.__dataclass_fields__}

@@ -137,12 +137,13 @@ def test_unknown_tolerance_and_precision_are_refused(tmp_path: Path, cloud: Path
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     base = ["verify", "--deploy-dir", str(tmp_path), "-c", "tiny", "--points", str(cloud), "-o", str(tmp_path / "out"),
             "--checkpoint", str(cloud)]  # any file: both are refused before it is read
-    assert "--precision 'int4' is unknown" in _one_error(capsys, run([*base, "--precision", "int4"]))
+    assert "--precision 'int4' is unknown; allowed: fp32, fp16, int8" in _one_error(capsys, run([*base, "--precision",
+                                                                                                "int4"]))
     line = _one_error(capsys, run([*base, "--tol", "nosuch=1,1"]))
     assert "--tol names ['nosuch'] are not outputs of this model; known: pillar_features, heatmap" in line
     line = _one_error(capsys, run(["export", "-c", "tiny", "--random-weights", "-o", str(tmp_path / "d"),
                                    "--precision", "int4"]))
-    assert "precision 'int4' is not one of" in line and not (tmp_path / "d").exists()
+    assert "--precision 'int4' is not one of" in line and not (tmp_path / "d").exists()
 
 
 def test_synth_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

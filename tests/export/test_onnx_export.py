@@ -184,8 +184,8 @@ def test_factory_refuses_other_configs_and_broken_dirs(plain_export: ExportResul
 
 
 def test_disagreement_above_atol_fails_without_manifest(tiny_model, tiny_config: ModelConfig, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match=r"above atol=1e-12: max \|diff\| .*heatmap@B2=") as info:
-        export_onnx(tiny_model, tiny_config, tmp_path, atol=1e-12)
+    with pytest.raises(ExportError, match=r"above atol=1e-12 \+ rtol=0 \* max\|output\|: max \|diff\| .*heatmap@B2=") as info:
+        export_onnx(tiny_model, tiny_config, tmp_path, atol=1e-12, rtol=0)
     assert "no manifest written" in str(info.value)
     assert not (tmp_path / "manifest.json").exists() and (tmp_path / contract.HEAD_FILE).exists()
 
