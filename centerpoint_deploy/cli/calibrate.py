@@ -15,47 +15,36 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from centerpoint_deploy.cli.app import app
-from centerpoint_deploy.errors import EvaluationError
-from centerpoint_deploy.evaluate.calibrate import (
-    DEFAULT_MATCH_DISTANCE,
-    DEFAULT_MIN_GT,
-    DEFAULT_MIN_PREDICTIONS,
-    CalibrationSettings,
-)
-from centerpoint_deploy.evaluate.calibrate_report import calibrate_files
-from centerpoint_deploy.outputs import folder_lock, prepare_dir
-from centerpoint_deploy.postprocess.node_params import DEFAULT_DISTANCE_BINS, DEFAULT_SCORE_THRESHOLD
+# Defaults of evaluate.calibrate.CalibrationSettings, written here so that --help imports no numpy/torch.
+_BINS, _MATCH_DISTANCE, _MIN_GT, _MIN_PREDICTIONS, _DEFAULT = "50,90,121,200", 2.0, 10, 10, 0.35
 
 
 def _bins(text: str) -> tuple[float, ...]:
+    from centerpoint_deploy.errors import EvaluationError
+
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
         raise EvaluationError(f"--bins must be comma-separated metres like '50,90,121,200', got {text!r}") from None
 
 
-@app.command("calibrate-thresholds")
 def calibrate_thresholds_command(
     predictions: Path = typer.Option(..., "--predictions", "-p",
                                      help="Prediction box file of an evaluation run (ideally node post-processing, "
                                           "score thresholds 0)."),
     ground_truth: Path = typer.Option(..., "--ground-truth", "-g", help="Ground-truth box file of the same samples."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for calibration.json/.md, the PR plot and the params."),
-    bins: str = typer.Option(",".join(f"{b:g}" for b in DEFAULT_DISTANCE_BINS), "--bins",
+    bins: str = typer.Option(_BINS, "--bins",
                              help="Distance bin upper limits in metres (the bundle's distance_bin_upper_limits)."),
     target_precision: Optional[float] = typer.Option(None, "--target-precision",
                                                      help="Instead of max F1: the smallest threshold reaching this "
                                                           "precision, in (0, 1]."),
-    match_distance: float = typer.Option(DEFAULT_MATCH_DISTANCE, "--match-distance",
+    match_distance: float = typer.Option(_MATCH_DISTANCE, "--match-distance",
                                          help="Centre-distance match in metres."),
-    min_gt: int = typer.Option(DEFAULT_MIN_GT, "--min-gt",
-                               help=f"Fewer GT boxes in a cell keep {DEFAULT_SCORE_THRESHOLD:g}."),
-    min_predictions: int = typer.Option(DEFAULT_MIN_PREDICTIONS, "--min-predictions",
-                                        help=f"Fewer predictions in a cell keep {DEFAULT_SCORE_THRESHOLD:g}."),
+    min_gt: int = typer.Option(_MIN_GT, "--min-gt", help=f"Fewer GT boxes in a cell keep {_DEFAULT:g}."),
+    min_predictions: int = typer.Option(_MIN_PREDICTIONS, "--min-predictions",
+                                        help=f"Fewer predictions in a cell keep {_DEFAULT:g}."),
     holdout_predictions: Optional[Path] = typer.Option(None, "--holdout-predictions",
                                                        help="Predictions of held-out frames: F1 default vs calibrated."),
     holdout_ground_truth: Optional[Path] = typer.Option(None, "--holdout-ground-truth",
@@ -63,6 +52,14 @@ def calibrate_thresholds_command(
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip calibration_pr.png."),
 ) -> None:
     """Calibrate the node's score thresholds per class and distance bin (max F1 at 2 m, or a target precision)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from centerpoint_deploy.errors import EvaluationError
+    from centerpoint_deploy.evaluate.calibrate import CalibrationSettings
+    from centerpoint_deploy.evaluate.calibrate_report import calibrate_files
+    from centerpoint_deploy.outputs import folder_lock, prepare_dir
+
     settings = CalibrationSettings(distance_bin_upper_limits=_bins(bins), match_distance=match_distance,
                                    target_precision=target_precision, min_gt=min_gt, min_predictions=min_predictions)
     if (holdout_predictions is None) != (holdout_ground_truth is None):
