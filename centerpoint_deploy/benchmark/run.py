@@ -39,6 +39,7 @@ from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.stages import Pipeline, StageHook
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError, BenchmarkError
 from centerpoint_deploy.model.centerpoint import input_multiple
+from centerpoint_deploy.progress import Progress, track
 from centerpoint_deploy.structures import Detections
 from centerpoint_deploy.variant import TORCH_FLAGS, VariantSpec, build_detector
 
@@ -114,7 +115,8 @@ def benchmark_detector(name: str, spec: VariantSpec, detector: Pipeline, points:
 
 def benchmark_backends(detectors: Mapping[str, Pipeline], specs: Mapping[str, VariantSpec], points: Tensor,
                        out_dir: Path | str | None, *, warmup: int, iterations: int, config_name: str,
-                       frame: dict[str, Any] | None = None, plots: bool = True) -> BenchmarkReport:
+                       frame: dict[str, Any] | None = None, plots: bool = True,
+                       progress: Progress | None = None) -> BenchmarkReport:
     """Benchmark each detector on ``points`` and write the report into ``out_dir``.
 
     Args:
@@ -124,6 +126,7 @@ def benchmark_backends(detectors: Mapping[str, Pipeline], specs: Mapping[str, Va
         points: ``Tensor[N, D]`` float32 on the host.
         out_dir: where ``benchmark.json``, ``benchmark.md`` and ``stages.png`` go (None: nothing written).
         frame: description of the input for the report (default: its point count).
+        progress: called ``progress("benchmark", done, len(detectors))`` as detectors finish.
 
     Returns:
         The :class:`BenchmarkReport`.
@@ -133,7 +136,7 @@ def benchmark_backends(detectors: Mapping[str, Pipeline], specs: Mapping[str, Va
     device = next(iter(detectors.values())).device
     report = BenchmarkReport(config=config_name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
-    for name, detector in detectors.items():
+    for name, detector in track(detectors.items(), "benchmark", progress):
         report.results.append(benchmark_detector(name, specs[name], detector, points, warmup=warmup,
                                                  iterations=iterations))
     if out_dir is not None:
@@ -218,7 +221,8 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
                        frame: dict[str, Any] | None = None, point_file: Path | None = None,
                        scaling: ScalingPlan | None = None, out_dir: Path | None = None, plots: bool = True,
                        log: Callable[[str], None] = lambda _: None,
-                       skipped: Mapping[str, str] | None = None) -> BenchmarkReport:
+                       skipped: Mapping[str, str] | None = None,
+                       progress: Progress | None = None) -> BenchmarkReport:
     """Benchmark named variants (:mod:`~centerpoint_deploy.variant`) on one cloud, then scale.
 
     A variant whose runtime, device or artifacts are missing here is listed in
@@ -230,6 +234,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         scaling: scaling runs to add (None: none).
         out_dir: where the report files go (None: not written).
         log: progress messages.
+        progress: called ``progress("benchmark variants", done, len(variants))`` as variants finish.
         skipped: variants the caller left out, with the reason (listed in ``report.skipped``).
     """
     try:
@@ -242,7 +247,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         report.skipped[name] = reason
         log(f"{name}: skipped ({reason})")
     detectors: dict[str, Pipeline] = {}
-    for spec in specs:
+    for spec in track(specs, "benchmark variants", progress):
         try:
             detector = build_detector(spec, config, checkpoint=checkpoint if spec.runs_checkpoint else None,
                                       deploy_dir=None if spec.runs_checkpoint else deploy_dir, reproducible=False)

@@ -47,6 +47,7 @@ from centerpoint_deploy.export.precision.plan import PLAN_FILE, PrecisionPlan, w
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
+from centerpoint_deploy.progress import Progress
 
 #: Default ``rtol`` of the export's self-check: a share of the output's largest magnitude.
 SELF_CHECK_RTOL = 2e-5
@@ -78,11 +79,16 @@ class ExportResult:
         return self.manifest.deploy_dir / contract.HEAD_FILE
 
 
+#: Units of the export's progress: encoder traced, head traced, graphs saved, ONNX Runtime check, precision.
+_EXPORT_STEPS = 5
+
+
 def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, opset: int = 17,
                 rot_y_axis_reference: bool = False, simplify: bool = False,
                 check_sample: Tensor | None = None, atol: float = 1e-4, rtol: float = SELF_CHECK_RTOL,
                 checkpoint: Path | str | None = None, precision: str = "fp32",
-                calibration: CalibrationSet | None = None, int8: Int8Options = Int8Options()) -> ExportResult:
+                calibration: CalibrationSet | None = None, int8: Int8Options = Int8Options(),
+                progress: Progress | None = None) -> ExportResult:
     """Export ``model`` into the deploy directory ``out_dir`` and check it against PyTorch.
 
     Args:
@@ -103,6 +109,9 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
         calibration: inputs of both graphs on calibration frames
             (:func:`~centerpoint_deploy.export.precision.calibration.collect_calibration`).
         int8: how the INT8 graphs are calibrated and which layers stay float.
+        progress: called ``progress("export", done, 5)`` after tracing the encoder, tracing
+            the head, checking and saving both graphs, comparing them with PyTorch, and
+            writing the reduced-precision graphs (``precision`` fp16/int8; else a no-op).
 
     Raises:
         ExportError: bad arguments, an export/check failure, or a difference above the allowance.
@@ -139,10 +148,12 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
             encoder_features = features[coords[:, 0] == 0]
             encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
             bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
-            graphs = {
-                "encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset),
-                "head": _to_onnx(head_graph, bev[:1], "head", config, opset),
-            }
+            report = progress or (lambda *_: None)
+            report("export", 0, _EXPORT_STEPS)
+            graphs = {"encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset)}
+            report("export", 1, _EXPORT_STEPS)
+            graphs["head"] = _to_onnx(head_graph, bev[:1], "head", config, opset)
+            report("export", 2, _EXPORT_STEPS)
             facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
                      "tool": f"centerpoint_deploy {__version__}"}
             for part, graph in graphs.items():
@@ -152,11 +163,14 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
                 _check_graph(graph, part)
                 onnx.save(graph, str(out_dir / ONNX_FILES[part]))
                 graphs[part] = graph
+            report("export", 3, _EXPORT_STEPS)
             diffs = _compare_with_pytorch(encoder_graph, head_graph, out_dir, features, coords, bev, atol, rtol)
+            report("export", 4, _EXPORT_STEPS)
     finally:
         model.train(was_training)
 
     plan = reduce_precision(out_dir, precision, calibration, int8)
+    report("export", 5, _EXPORT_STEPS)
     param_path = write_param_yaml(config, out_dir)
     files = [out_dir / name for name in ONNX_FILES.values()] + [param_path]
     if precision != "fp32":

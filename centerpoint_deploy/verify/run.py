@@ -37,6 +37,7 @@ from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bi
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
 from centerpoint_deploy.verify.node_view import compare_node_boxes
 from centerpoint_deploy.verify.compare import TensorComparison, Tolerances, compare_tensors
+from centerpoint_deploy.progress import Progress, track
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -260,7 +261,7 @@ def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidat
 def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], frames: Sequence[Tensor],
                     tolerances: Tolerances, box_tolerance: BoxTolerance | None = None, *,
                     bisect_onnx: Mapping[str, Path | str] | None = None,
-                    bisect_device: torch.device | str = "cpu") -> VerificationReport:
+                    bisect_device: torch.device | str = "cpu", progress: Progress | None = None) -> VerificationReport:
     """Compare every candidate with ``reference`` on ``frames``.
 
     Args:
@@ -272,6 +273,7 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
         bisect_onnx: ``{"encoder": path, "head": path}``: when a candidate's stage fails,
             bisect that ONNX file (ONNX Runtime on ``bisect_device``) against the reference's
             PyTorch model on the first failing frame's reference input.
+        progress: called ``progress("verify frames", done, len(frames))`` as frames finish.
 
     Returns:
         A :class:`VerificationReport`; backend errors (e.g. a shape the engine refuses) are
@@ -289,7 +291,7 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
         reference.load()
         for candidate in candidates.values():
             candidate.load()
-        for index, points in enumerate(frames):
+        for index, points in enumerate(track(frames, "verify frames", progress)):
             stages = reference.run_stages(points)
             if index == 0:
                 reference_checks = [check_device(reference.encoder, {"pillar_features": stages.pillar_features}),
