@@ -32,6 +32,7 @@ from centerpoint_deploy.cli import evaluate  # noqa: E402,F401
 from centerpoint_deploy.cli import synth  # noqa: E402,F401
 from centerpoint_deploy.cli import export  # noqa: E402,F401
 from centerpoint_deploy.cli import deploy  # noqa: E402,F401
+from centerpoint_deploy.cli import bundle  # noqa: E402,F401
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from rich.console import Console
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.errors import ExportError
+from centerpoint_deploy.export.bundle import AUTOWARE_FORMATS, check_bundle_options, node_precision
 from centerpoint_deploy.export.manifest import ENGINE_FILES, load_manifest
 from centerpoint_deploy.export.onnx_export import export_onnx
 from centerpoint_deploy.export.tensorrt_build import build_deploy_engines, derive_profiles, precision_flags
@@ -44,22 +45,27 @@ def export(
     precision: str = typer.Option("fp16", "--precision", help=_PRECISION_HELP),
     workspace_gb: float = typer.Option(1.0, "--workspace-gb", help="TensorRT builder workspace in GiB."),
     device: str = typer.Option("cpu", "--device", help="Device the PyTorch model is traced and checked on."),
+    autoware_format: str = typer.Option("v4.1", "--autoware-format",
+                                        help=f"Bundle layout: {' or '.join(AUTOWARE_FORMATS)} (legacy: "
+                                             "<model>_ml_package.param.yaml for nodes before bundle v4.1)."),
 ) -> None:
-    """Export the two Autoware ONNX files, the Autoware param file and manifest.json, checked against PyTorch."""
+    """Export an Autoware model bundle (two ONNX files, the node's parameter files, deploy_metadata.yaml), checked against PyTorch."""
     from centerpoint_deploy.model import build_model
 
     if (checkpoint is None) == (not random_weights):
         raise ExportError("pass exactly one of --checkpoint PATH or --random-weights (random weights: tests only)")
     if tensorrt:
         precision_flags(precision)  # fail before exporting, not after
+    check_bundle_options(autoware_format, node_precision(precision))
     model_config = load_config(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         model = build_model(model_config, checkpoint=checkpoint, device=device)
     result = export_onnx(model, model_config, out, opset=opset, rot_y_axis_reference=rot_y_axis_reference,
-                         simplify=simplify, atol=atol, checkpoint=checkpoint)
+                         simplify=simplify, atol=atol, checkpoint=checkpoint, autoware_format=autoware_format,
+                         precision=node_precision(precision))
     console = Console(stderr=True, highlight=False)
-    console.print(f"exported {model_config.name} to {out} (opset {opset}, "
+    console.print(f"exported {model_config.name} to {out} ({autoware_format} bundle, opset {opset}, "
                   f"rot_y_axis_reference={rot_y_axis_reference}, simplified={simplify})")
     for name, diff in result.max_abs_diff.items():
         console.print(f"  max |onnxruntime - pytorch| {name}: {diff:.3g}")

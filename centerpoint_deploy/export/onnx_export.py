@@ -3,9 +3,13 @@
 ``export_onnx`` writes into one deploy directory:
 
 - ``pts_voxel_encoder.onnx`` and ``pts_backbone_neck_head.onnx`` (contract §2),
-- ``<model>_ml_package.param.yaml`` (Autoware's model parameters),
-- ``manifest.json`` (config, conventions, file digests), written last: a directory without a
-  manifest is an export that did not finish or did not pass its checks.
+- the node's parameter files (``ml_package.param.yaml`` and
+  ``detection_class_remapper.param.yaml`` of Autoware's v4.1 bundle, or the legacy
+  ``<model>_ml_package.param.yaml``),
+- ``deploy_metadata.yaml`` (config, conventions, file digests).
+
+Everything is written into a staging folder beside ``out_dir`` and moved into place only when
+it passed every check (:mod:`~centerpoint_deploy.export.bundle`).
 
 Every export is checked: ``onnx.checker`` (full), strict shape inference, the I/O contract,
 and ONNX Runtime against PyTorch on one sample at two voxel counts (and batch 2 for the head).
@@ -13,7 +17,6 @@ and ONNX Runtime against PyTorch on one sample at two voxel counts (and batch 2 
 
 from __future__ import annotations
 
-import datetime
 import io
 import warnings
 from dataclasses import dataclass
@@ -24,13 +27,15 @@ import torch
 from torch import Tensor, nn
 
 from centerpoint_deploy import __version__, contract
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN, ModelConfig
 from centerpoint_deploy.errors import CenterPointError, ExportError
-from centerpoint_deploy.export.autoware_params import autoware_model_params, set_metadata, write_param_yaml
+from centerpoint_deploy.export.autoware_params import autoware_model_params, check_node_grid, set_metadata
+from centerpoint_deploy.export.bundle import check_bundle_options, publish_bundle, staged_bundle
 from centerpoint_deploy.export.graph_io import GraphPart, contract_problems, onnx_graph_io
 from centerpoint_deploy.export.graphs import EncoderGraph, HeadGraph
-from centerpoint_deploy.export.manifest import MANIFEST_FILE, ONNX_FILES, Manifest, sha256_file, write_manifest
+from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest, sha256_file
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
@@ -63,7 +68,8 @@ class ExportResult:
 def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, opset: int = 17,
                 rot_y_axis_reference: bool = False, simplify: bool = False,
                 check_sample: Tensor | None = None, atol: float = 1e-4,
-                checkpoint: Path | str | None = None) -> ExportResult:
+                checkpoint: Path | str | None = None, autoware_format: str = "v4.1",
+                precision: str = "fp16", postprocess: NodePostprocessParams | None = None) -> ExportResult:
     """Export ``model`` into the deploy directory ``out_dir`` and check it against PyTorch.
 
     Args:
@@ -79,9 +85,13 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
         atol: largest allowed max |ONNX Runtime − PyTorch| on any output.
         checkpoint: the checkpoint file the weights came from (its sha256 goes into the
             manifest); ``None`` records random weights.
+        autoware_format: ``"v4.1"`` (Autoware's current bundle) or ``"legacy"``.
+        precision: the ``trt_precision`` written for the node (v4.1: ``fp32`` or ``fp16``).
+        postprocess: the node's post-processing parameters to ship; ``None``: its defaults.
 
     Raises:
-        ExportError: bad arguments, an export/check failure, or a difference above ``atol``.
+        ExportError: bad arguments, a config whose grid the node computes differently, an
+            export/check failure, or a difference above ``atol``.
     """
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"opset {opset} is not supported; use {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}")
@@ -89,53 +99,41 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
         raise ExportError(f"atol = {atol} must be > 0")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ExportError(f"checkpoint {checkpoint} does not exist")
+    check_bundle_options(autoware_format, precision)
+    check_node_grid(config)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     device = next(model.parameters()).device
     sample = check_sample if check_sample is not None else random_points(config)
     features, coords = _sample_voxels(sample.to(device), config)
 
     was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad():
-            encoder_features = features[coords[:, 0] == 0]
-            encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
-            bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
-            graphs = {
-                "encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset),
-                "head": _to_onnx(head_graph, bev[:1], "head", config, opset),
-            }
-            facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
-                     "tool": f"centerpoint_deploy {__version__}"}
-            for part, graph in graphs.items():
-                if simplify:
-                    graph = _simplified(graph, part)
-                set_metadata(graph, {**facts, "graph": part})
-                _check_graph(graph, part)
-                onnx.save(graph, str(out_dir / ONNX_FILES[part]))
-                graphs[part] = graph
-            diffs = _compare_with_pytorch(encoder_graph, head_graph, out_dir, features, coords, bev, atol)
-    finally:
-        model.train(was_training)
-
-    param_path = write_param_yaml(config, out_dir)
-    files = [out_dir / name for name in ONNX_FILES.values()] + [param_path]
-    manifest = Manifest(
-        deploy_dir=out_dir,
-        tool_version=__version__,
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        config=config.to_dict(),
-        class_names=tuple(config.class_names),
-        num_features=config.num_features,
-        checkpoint_sha256=sha256_file(Path(checkpoint)) if checkpoint is not None else None,
-        opset=opset,
-        rot_y_axis_reference=rot_y_axis_reference,
-        simplified=simplify,
-        files={p.name: sha256_file(p) for p in files},
-    )
-    write_manifest(manifest)
+    with staged_bundle(out_dir) as stage:
+        try:
+            with torch.no_grad():
+                encoder_features = features[coords[:, 0] == 0]
+                encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
+                bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
+                graphs = {
+                    "encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset),
+                    "head": _to_onnx(head_graph, bev[:1], "head", config, opset),
+                }
+                facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
+                         "tool": f"centerpoint_deploy {__version__}"}
+                for part, graph in graphs.items():
+                    if simplify:
+                        graph = _simplified(graph, part)
+                    set_metadata(graph, {**facts, "graph": part})
+                    _check_graph(graph, part)
+                    onnx.save(graph, str(stage / ONNX_FILES[part]))
+                    graphs[part] = graph
+                diffs = _compare_with_pytorch(encoder_graph, head_graph, stage, features, coords, bev, atol)
+        finally:
+            model.train(was_training)
+        manifest = publish_bundle(stage, out_dir, config, autoware_format=autoware_format, precision=precision,
+                                  opset=opset, rot_y_axis_reference=rot_y_axis_reference, simplified=simplify,
+                                  checkpoint_sha256=sha256_file(Path(checkpoint)) if checkpoint is not None else None,
+                                  params=postprocess)
     return ExportResult(manifest, diffs, {part: tensorrt_op_problems(g) for part, g in graphs.items()})
 
 
@@ -261,7 +259,7 @@ def _compare_with_pytorch(encoder_graph: EncoderGraph, head_graph: HeadGraph, ou
     if worst:
         shown = ", ".join(f"{name}={d:.3g}" for name, d in worst.items())
         raise ExportError(f"ONNX Runtime disagrees with PyTorch above atol={atol:g}: max |diff| {shown} "
-                          f"(files left in {out_dir} for inspection; no manifest written)")
+                          "(nothing written)")
     return diffs
 
 
