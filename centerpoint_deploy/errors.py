@@ -47,3 +47,8 @@ class VerificationError(CenterPointError):
 
 class EvaluationError(CenterPointError):
     """Evaluation inputs (predictions, ground truth, metric config) are invalid."""
+
+
+class OutputError(CenterPointError):
+    """An output location cannot be written (a file where a folder belongs, read-only, in use),
+    or a path derived from data would land outside it."""

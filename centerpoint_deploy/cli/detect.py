@@ -23,6 +23,7 @@ from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.detector import Detector, detect_point_files
 from centerpoint_deploy.errors import BackendError
+from centerpoint_deploy.evaluate.io import check_detect_format, detect_output
 
 #: Seed of ``--random-weights`` models, so smoke tests are reproducible.
 RANDOM_WEIGHTS_SEED = 0
@@ -42,11 +43,15 @@ def detect(
                                        help="Keep the file's time-lag column (sweeps already merged) instead of 0."),
     load_dim: Optional[int] = typer.Option(None, "--load-dim", min=3,
                                            help="Floats per point in the files (default: the config's; 4 for KITTI)."),
+    output_format: str = typer.Option("predictions", "--format",
+                                      help="predictions: the box file 'score' reads (docs/evaluation.md), one sample "
+                                           "per point file as given; records: {file: [{box, score, label}, ...]}."),
 ) -> None:
-    """Detect 3D boxes in point files; writes {file: [{box, score, label}, ...]} as JSON.
+    """Detect 3D boxes in point files; writes them as JSON (--format).
 
     Boxes are [x, y, z, l, w, h, yaw, vx, vy] in the LiDAR frame, z at the box centre.
     """
+    check_detect_format(output_format)
     model_config = load_config(config)
     _check_weights(backend, checkpoint, deploy_dir, random_weights)
     with torch.random.fork_rng(devices=[]):
@@ -55,7 +60,7 @@ def detect(
                                                        deploy_dir=deploy_dir, device=device)
     with Detector(model_config, encoder, head, rot_y_axis_reference=rot_reference) as detector:
         results = detect_point_files(detector, point_files, keep_time_lag=keep_time_lag, load_dim=load_dim)
-    text = json.dumps(results, indent=1)
+    text = json.dumps(detect_output(results, model_config.class_names, output_format, {"backend": backend}), indent=1)
     if output is None:
         typer.echo(text)
         return

@@ -37,7 +37,8 @@ from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendError, EvaluationError
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
 from centerpoint_deploy.evaluate.io import METRIC_PRESETS, load_boxes, load_metric_config
-from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
+from centerpoint_deploy.evaluate.metrics import class_coverage, evaluate_boxes, evaluate_distance_buckets
+from centerpoint_deploy.evaluate.distributed import rank_group
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files, write_metrics
 
 _METRIC_HELP = f"Metric preset ({', '.join(METRIC_PRESETS)}: 121 m for every class + distance buckets / devkit " \
@@ -99,22 +100,31 @@ def evaluate(
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-run every backend even if cached predictions match."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the precision-recall PNGs."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised pytorch model (smoke tests)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                          help="Processes reading frames ahead (default: up to 4, one core left free)."),
 ) -> None:
-    """Run each backend over the dataset, write nuScenes-style metrics per backend and a comparison."""
-    model_config = load_config(config)
-    frames = open_dataset(dataset, class_names=model_config.class_names, category_mapping=category_mapping,
-                          sweeps_num=model_config.points.sweeps_num, load_dim=model_config.points.load_dim)
-    indices = list(range(min(len(frames), max_frames or len(frames))))
-    if not indices:
-        raise EvaluationError(f"dataset '{dataset}' has no frames")
-    detectors, fingerprints = _build_detectors(backend, model_config, checkpoint, deploy_dir, device, random_weights)
-    metric_config = load_metric_config(metric, model_config.class_names)
-    with ExitStack() as stack:
-        for detector in detectors.values():
-            stack.callback(detector.close)
-        results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
-                                    fingerprints=fingerprints, render_frames=indices[:render], plots=not no_plots)
-    _print_summary(results, out)
+    """Run each backend over the dataset, write nuScenes-style metrics per backend and a comparison.
+
+    Under ``torchrun --nproc_per_node N`` each process runs its share of the frames on its own
+    GPU (``cuda:LOCAL_RANK``) or CPU; rank 0 scores them and writes the reports."""
+    with rank_group() as group:
+        model_config = load_config(config)
+        frames = open_dataset(dataset, class_names=model_config.class_names, category_mapping=category_mapping,
+                              sweeps_num=model_config.points.sweeps_num, load_dim=model_config.points.load_dim)
+        indices = list(range(min(len(frames), max_frames or len(frames))))
+        if not indices:
+            raise EvaluationError(f"dataset '{dataset}' has no frames")
+        detectors, fingerprints = _build_detectors(backend, model_config, checkpoint, deploy_dir,
+                                                   str(group.device(device)), random_weights)
+        metric_config = load_metric_config(metric, model_config.class_names)
+        with ExitStack() as stack:
+            for detector in detectors.values():
+                stack.callback(detector.close)
+            results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
+                                        fingerprints=fingerprints, render_frames=indices[:render],
+                                        plots=not no_plots, workers=workers, group=group)
+        if group.is_main:
+            _print_summary(results, out)
 
 
 @app.command("score")
@@ -130,6 +140,8 @@ def score(
     gts, gt_meta = load_boxes(ground_truth, "ground_truth")
     class_names = gt_meta.get("class_names") or sorted({n for b in gts.values() for n in b.names.tolist()})
     metric_config = load_metric_config(metric, class_names)
+    coverage = class_coverage(preds, gts, metric_config)
+    Console(stderr=True).print(coverage.describe(), highlight=False, markup=False, soft_wrap=True)
     metrics = evaluate_boxes(preds, gts, metric_config)
     buckets = evaluate_distance_buckets(preds, gts, metric_config)
     name = str(pred_meta.get("backend", predictions.stem))

@@ -15,6 +15,7 @@ from centerpoint_deploy.data.categories import CategoryMapping
 from centerpoint_deploy.data.dataset import FrameDataset, FrameRecord
 from centerpoint_deploy.data.frame import Frame, GroundTruth
 from centerpoint_deploy.data.info_pickle import read_info_pickle
+from centerpoint_deploy.data.paths import contained_path
 from centerpoint_deploy.data.splits import read_split, split_spec
 from centerpoint_deploy.data.sweeps import SweepOptions
 from centerpoint_deploy.data.t4 import read_scene, resolve_scene_dir
@@ -39,7 +40,7 @@ def scene_dirs(spec: DatasetSpec, data_root: str | Path | None = None) -> list[P
     if split is not None:
         path, key = split
         root = Path(data_root) if data_root is not None else path.parent
-        dirs = [root / entry for entry in read_split(path, key)]
+        dirs = [contained_path(root, entry, f"split file {path}: entry") for entry in read_split(path, key)]
         missing = [str(d) for d in dirs if resolve_scene_dir(d) is None]
         if missing:
             raise DatasetError(f"split file {path}: {len(missing)} scene(s) not found under {root}: {missing[:5]}")

@@ -6,7 +6,7 @@ once; point files are read only when a frame is indexed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -78,6 +78,11 @@ class FrameDataset(Sequence[Frame]):
         if not isinstance(index, (int, np.integer)) or not -len(self) <= index < len(self):
             raise DatasetError(f"frame index {index!r} is out of range for a dataset of {len(self)} frames")
         return self.load(self.records[int(index)])
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames in dataset order; stops after the last one."""
+        for record in self.records:
+            yield self.load(record)
 
     @property
     def tokens(self) -> list[str]:

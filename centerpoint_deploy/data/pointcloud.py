@@ -8,6 +8,7 @@ non-finite values raise :class:`PointCloudError`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +131,9 @@ def _read_npy(path: Path, load_dim: int) -> np.ndarray:
         raise PointCloudError(f"{path}: not a readable .npy array ({exc})") from exc
     if array.ndim != 2 or array.shape[1] != load_dim:
         raise PointCloudError(f"{path}: array has shape {list(array.shape)}, expected [N, load_dim={load_dim}]")
-    if not np.issubdtype(array.dtype, np.number):
-        raise PointCloudError(f"{path}: array dtype {array.dtype} is not numeric")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise PointCloudError(f"{path}: array dtype {array.dtype} is not supported; allowed: real integer or "
+                              "floating-point dtypes (no complex, bool, string or object arrays)")
     return array.astype(np.float32)
 
 
@@ -139,9 +141,9 @@ def _read_pcd(path: Path, load_dim: int) -> np.ndarray:
     raw = path.read_bytes()
     header, body = _split_pcd_header(raw, path)
     fields = header["FIELDS"]
-    sizes = [int(s) for s in header.get("SIZE", ["4"] * len(fields))]
+    sizes = _pcd_header_ints(header, "SIZE", ["4"] * len(fields), path)
     types = header.get("TYPE", ["F"] * len(fields))
-    counts = [int(c) for c in header.get("COUNT", ["1"] * len(fields))]
+    counts = _pcd_header_ints(header, "COUNT", ["1"] * len(fields), path)
     if not len(fields) == len(sizes) == len(types) == len(counts):
         raise PointCloudError(f"{path}: PCD header FIELDS/SIZE/TYPE/COUNT lengths differ: "
                               f"{len(fields)}/{len(sizes)}/{len(types)}/{len(counts)}")
@@ -186,13 +188,23 @@ def _split_pcd_header(raw: bytes, path: Path) -> tuple[dict[str, list[str]], byt
     return header, raw[offset:]
 
 
+def _pcd_header_ints(header: dict[str, list[str]], key: str, default: list[str], path: Path) -> list[int]:
+    """The positive integers of a header line (``SIZE``, ``COUNT``)."""
+    values = header.get(key, default)
+    if not all(v.isdigit() and int(v) >= 1 for v in values):
+        raise PointCloudError(f"{path}: PCD header {key} {' '.join(values)[:60]} is invalid: "
+                              "one positive integer per field")
+    return [int(v) for v in values]
+
+
 def _pcd_num_points(header: dict[str, list[str]], path: Path) -> int:
-    try:
-        if "POINTS" in header:
-            return int(header["POINTS"][0])
-        return int(header["WIDTH"][0]) * int(header.get("HEIGHT", ["1"])[0])
-    except (KeyError, IndexError, ValueError) as exc:
-        raise PointCloudError(f"{path}: PCD header needs POINTS or WIDTH/HEIGHT as integers") from exc
+    keys = ("POINTS",) if "POINTS" in header else ("WIDTH", "HEIGHT")
+    values = [header.get(k, ["1"] if k == "HEIGHT" else [])[:1] for k in keys]
+    if not all(v and v[0].isdigit() for v in values):
+        shown = ", ".join(f"{k} {' '.join(header.get(k, ['(missing)']))[:30]}" for k in keys)
+        raise PointCloudError(f"{path}: PCD header {shown} is invalid: POINTS (or WIDTH and HEIGHT) "
+                              "must be non-negative integers")
+    return math.prod(int(v[0]) for v in values)
 
 
 def _pcd_record_dtype(fields: list[str], sizes: list[int], types: list[str], counts: list[int], path: Path) -> np.dtype:
@@ -227,9 +239,23 @@ def _parse_ascii_records(body: bytes, dtype: np.dtype, num_points: int, path: Pa
     column = 0
     for name in dtype.names:
         width = int(np.prod(dtype[name].shape or (1,)))
-        records[name] = table[:, column] if width == 1 else table[:, column: column + width]
+        values = table[:, column] if width == 1 else table[:, column: column + width]
+        _check_fits(values, dtype[name].base, name, path)
+        records[name] = values
         column += width
     return records
+
+
+def _check_fits(values: np.ndarray, dtype: np.dtype, name: str, path: Path) -> None:
+    """Refuse ascii values that the field's integer TYPE/SIZE cannot hold (instead of wrapping)."""
+    if not np.issubdtype(dtype, np.integer) or values.size == 0:
+        return
+    info = np.iinfo(dtype)
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < info.min) | (values > info.max)
+    if bad.any():
+        first = values.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        raise PointCloudError(f"{path}: PCD field '{name}' holds {first!r}, which its type {dtype} cannot hold; "
+                              f"allowed: integers in [{info.min}, {info.max}]")
 
 
 def _pcd_columns(records: np.ndarray, load_dim: int, path: Path) -> np.ndarray:

@@ -27,6 +27,7 @@ from centerpoint_deploy.data.categories import CategoryMapping, class_indices
 from centerpoint_deploy.data.dataset import FrameRecord, SweepRecord
 from centerpoint_deploy.data.frame import GroundTruth
 from centerpoint_deploy.data.geometry import invert_transform, make_transform, quaternion_to_matrix, transform_boxes
+from centerpoint_deploy.data.paths import contained_path
 from centerpoint_deploy.data.sweeps import sweep_to_key_transform
 from centerpoint_deploy.errors import DatasetError
 
@@ -164,12 +165,32 @@ def read_scene(scene_path: str | Path, *, class_names: Sequence[str], category_m
     tables = load_tables(scene_dir)
     try:
         return _scene_records(scene_dir, tables, tuple(class_names), category_mapping, max_sweeps, lidar_channel)
-    except (ValueError, TypeError, IndexError) as exc:
-        raise DatasetError(f"T4 scene {scene_dir}: malformed annotation values ({exc})") from exc
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise DatasetError(f"T4 scene {scene_dir}: malformed annotation values ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_links(scene_dir: Path, tables: Mapping[str, Table]) -> None:
+    """Refuse an empty sample table, annotations of samples that do not exist, and
+    ``sample_data.prev`` links that do not go back in time (which includes every cycle)."""
+    if not tables["sample"]:
+        raise DatasetError(f"T4 scene {scene_dir}: table 'sample' is empty; a scene needs at least one key frame")
+    samples = {s["token"] for s in tables["sample"]}
+    for ann in tables["sample_annotation"]:
+        if ann["sample_token"] not in samples:
+            raise DatasetError(f"T4 scene {scene_dir}: sample_annotation {ann['token']!r} field 'sample_token' = "
+                               f"{ann['sample_token']!r} is not in table 'sample'")
+    times = {sd["token"]: int(sd["timestamp"]) for sd in tables["sample_data"]}
+    for sd in tables["sample_data"]:
+        prev = sd["prev"]
+        if prev and prev in times and times[prev] >= times[sd["token"]]:
+            raise DatasetError(f"T4 scene {scene_dir}: sample_data {sd['token']!r} field 'prev' = {prev!r} points to "
+                               f"a record at timestamp {times[prev]}, not before its own {times[sd['token']]}; "
+                               "prev must name an earlier sweep (a cycle or a future sweep is refused)")
 
 
 def _scene_records(scene_dir: Path, tables: Mapping[str, Table], class_names: tuple[str, ...],
                    category_mapping: CategoryMapping, max_sweeps: int, lidar_channel: str | None) -> list[FrameRecord]:
+    _check_links(scene_dir, tables)
     channel = _choose_channel(tables["sensor"], lidar_channel, scene_dir)
     sensors = _by_token(tables, "sensor")
     calibs = _by_token(tables, "calibrated_sensor")
@@ -203,7 +224,8 @@ def _scene_records(scene_dir: Path, tables: Mapping[str, Table], class_names: tu
         return _pose(calib), _pose(_lookup(poses, sd["ego_pose_token"], "ego_pose", scene_dir))
 
     def point_file(sd: Mapping[str, Any]) -> str:
-        path = scene_dir / sd["filename"]
+        path = contained_path(scene_dir, sd["filename"],
+                              f"T4 scene {scene_dir}: sample_data {sd['token']!r} field 'filename'")
         if not path.is_file():
             raise DatasetError(f"T4 scene {scene_dir}: point file {path} (sample_data {sd['token']}) is missing")
         return str(path)

@@ -186,9 +186,24 @@ def t4_metric_config(class_names: Sequence[str]) -> MetricConfig:
     return MetricConfig(class_range={name: 121.0 for name in class_names}, distance_buckets=T4_DISTANCE_BUCKETS)
 
 
-def nuscenes_metric_config() -> MetricConfig:
-    """The devkit's ``detection_cvpr_2019`` configuration (ten nuScenes classes)."""
-    return MetricConfig(class_range=dict(NUSCENES_CLASS_RANGE))
+def nuscenes_metric_config(class_names: Sequence[str] | None = None) -> MetricConfig:
+    """The devkit's ``detection_cvpr_2019`` configuration.
+
+    Without ``class_names``: all ten nuScenes classes, as the devkit scores a submission. With
+    them: only those classes (in that order), with the devkit's ranges. A model of five classes
+    scored over ten would get AP 0 for the five it never predicts, and half its mAP.
+
+    Raises:
+        EvaluationError: a class of ``class_names`` is not a nuScenes detection class.
+    """
+    if class_names is None:
+        return MetricConfig(class_range=dict(NUSCENES_CLASS_RANGE))
+    unknown = [name for name in class_names if name not in NUSCENES_CLASS_RANGE]
+    if unknown or not class_names:
+        raise EvaluationError(f"the nuscenes metric has class ranges for {list(NUSCENES_CLASS_RANGE)}; "
+                              f"classes {unknown or '(none)'} are not among them: use the t4 metric or a "
+                              f"metric-config .json with their class ranges")
+    return MetricConfig(class_range={name: NUSCENES_CLASS_RANGE[name] for name in class_names})
 
 
 # ----------------------------------------------------------------------------------------------

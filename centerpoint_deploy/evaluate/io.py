@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from centerpoint_deploy.errors import EvaluationError
+from centerpoint_deploy.outputs import replacing
+from centerpoint_deploy.structures import Detections
 from centerpoint_deploy.evaluate.data_classes import (
     DetectionMetrics,
     MetricConfig,
@@ -53,33 +56,77 @@ FORMAT_NAME = "centerpoint-deploy/boxes"
 FORMAT_VERSION = 1
 
 
+class _DuplicateKey(Exception):
+    """A JSON object names one key twice (``json`` would silently keep the last)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of :func:`_read_json`: refuse duplicated keys."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _read_json(path: str | Path, what: str) -> Any:
+    """The JSON content of ``path``; a duplicated key (e.g. a sample token given twice), invalid
+    or too deeply nested JSON is an :class:`EvaluationError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise EvaluationError(f"{what} file '{path}' does not exist")
     try:
         with path.open() as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return json.load(f, object_pairs_hook=_unique_object)
+    except _DuplicateKey as exc:
+        raise EvaluationError(f"{what} file '{path}': key {exc.args[0]!r} appears twice in one JSON object "
+                              f"(a sample token or field given twice); refusing to pick one") from None
+    except RecursionError:
+        raise EvaluationError(f"{what} file '{path}' is nested too deeply to be a {what} file") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of too many digits
         raise EvaluationError(f"{what} file '{path}' is not valid JSON: {exc}") from None
 
 
 def _write_json(path: str | Path, content: Any) -> None:
+    """Write ``content`` atomically (a unique temporary file beside ``path``, then moved into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
+    with replacing(path) as temporary, temporary.open("w") as f:
         json.dump(content, f, allow_nan=False)
-    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------------------------
 # Box files
 # ----------------------------------------------------------------------------------------------
+#: A rotation quaternion whose norm is below this is refused (no rotation can be read from it).
+MIN_QUATERNION_NORM = 1e-6
+#: A rotation that turns the box's x axis this close to vertical (horizontal part of the unit
+#: x axis below it) has no heading; it is refused.
+MIN_HEADING_NORM = 1e-6
+
+
 def quaternion_yaw(quaternions: np.ndarray) -> np.ndarray:
-    """``ndarray[K]`` heading (radians) of the rotated +x axis for quaternions ``[K, 4]`` (w, x, y, z)."""
+    """``ndarray[K]`` heading (radians) of the rotated +x axis for quaternions ``[K, 4]`` (w, x, y, z).
+
+    The quaternions need not be unit length (the heading does not depend on the scale); use
+    :func:`degenerate_rotations` first to find those without a heading.
+    """
     w, x, y, z = quaternions.T
-    return np.arctan2(2.0 * (x * y + w * z), 1.0 - 2.0 * (y * y + z * z))
+    return np.arctan2(2.0 * (x * y + w * z), w * w + x * x - y * y - z * z)
+
+
+def degenerate_rotations(quaternions: np.ndarray) -> np.ndarray:
+    """``ndarray[K]`` bool: quaternions ``[K, 4]`` (w, x, y, z) that give no heading: non-finite,
+    (near) zero norm, or turning the x axis (near) vertical."""
+    finite = np.isfinite(quaternions).all(axis=1)
+    q = np.where(finite[:, None], quaternions, 0.0)
+    norm2 = np.sum(q * q, axis=1)
+    w, x, y, z = q.T
+    # The rotated x axis times |q|^2: its horizontal part over |q|^2 is that of the unit axis.
+    heading = np.hypot(2.0 * (x * y + w * z), w * w + x * x - y * y - z * z)
+    small = norm2 < MIN_QUATERNION_NORM ** 2
+    return ~finite | small | (heading < MIN_HEADING_NORM * np.where(small, 1.0, norm2))
 
 
 def _field_array(records: list[dict], key: str, width: int, where: str, *, allow_null: bool = False,
@@ -138,6 +185,11 @@ def _parse_sample(records: Any, where: str, kind: str, size_order: str) -> Sampl
         yaw[has_yaw] = _field_array([r for r in records if "yaw" in r], "yaw", 1, where)[:, 0]
     if not has_yaw.all():
         quats = _field_array([r for r in records if "yaw" not in r], "rotation", 4, where)
+        bad = degenerate_rotations(quats)
+        if bad.any():
+            i = int(np.flatnonzero(~has_yaw)[np.flatnonzero(bad)[0]])
+            raise EvaluationError(f"{where}[{i}].rotation: {records[i]['rotation']!r} is a degenerate rotation "
+                                  f"(zero, non-finite or turning the box's x axis vertical): it has no heading")
         yaw[~has_yaw] = quaternion_yaw(quats)
     velocity = _field_array(records, "velocity", 2, where, allow_null=True)
     if kind == "predictions":
@@ -213,14 +265,57 @@ def box_records(boxes: SampleBoxes, kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def save_boxes(path: str | Path, samples: Mapping[str, SampleBoxes], kind: str,
-               meta: Mapping[str, Any] | None = None) -> None:
-    """Write ``samples`` as a box file; ``meta`` adds entries (kind, size_order, format are set here)."""
+def box_file(samples: Mapping[str, SampleBoxes], kind: str, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON content of a box file of ``samples``; ``meta`` adds entries (kind, size_order,
+    format, version and frame are set here)."""
     if kind not in BOX_FILE_KINDS:
         raise EvaluationError(f"kind must be one of {list(BOX_FILE_KINDS)}, got {kind!r}")
     full_meta = dict(meta or {})
     full_meta.update(format=FORMAT_NAME, version=FORMAT_VERSION, kind=kind, size_order="lwh", frame="lidar")
-    _write_json(path, {"meta": full_meta, "results": {t: box_records(b, kind) for t, b in samples.items()}})
+    return {"meta": full_meta, "results": {t: box_records(b, kind) for t, b in samples.items()}}
+
+
+def save_boxes(path: str | Path, samples: Mapping[str, SampleBoxes], kind: str,
+               meta: Mapping[str, Any] | None = None) -> None:
+    """Write ``samples`` as a box file (see :func:`box_file`)."""
+    _write_json(path, box_file(samples, kind, meta))
+
+
+#: Output layouts of ``detect``: ``predictions`` is the box file above (what ``score`` reads),
+#: ``records`` is ``{file: [{"box": [9 floats], "score": s, "label": name}, ...]}``.
+DETECT_FORMATS = ("predictions", "records")
+
+
+def check_detect_format(output_format: str) -> None:
+    """Raise :class:`EvaluationError` unless ``output_format`` is one of :data:`DETECT_FORMATS`."""
+    if output_format not in DETECT_FORMATS:
+        raise EvaluationError(f"--format must be one of {list(DETECT_FORMATS)}, got {output_format!r}")
+
+
+def detect_output(records: Mapping[str, list[dict[str, Any]]], class_names: Sequence[str], output_format: str,
+                  meta: Mapping[str, Any] | None = None) -> Any:
+    """JSON content of ``detect``'s output in ``output_format``.
+
+    Args:
+        records: point file -> ``Detections.to_records`` (``{"box", "score", "label"}`` per box).
+        class_names: the model's classes (labels are among them).
+        output_format: one of :data:`DETECT_FORMATS`. ``predictions`` is a box file whose sample
+            keys are the point files as given (a ground-truth file for ``score`` must use the
+            same keys); attributes follow the class-and-speed rule of ``evaluate``.
+        meta: extra ``meta`` entries of a ``predictions`` file (``class_names`` is always set).
+    """
+    check_detect_format(output_format)
+    if output_format == "records":
+        return dict(records)
+    names = list(class_names)
+    samples = {}
+    for key, boxes in records.items():
+        labels = [names.index(r["label"]) for r in boxes]
+        detections = Detections(torch.tensor([r["box"] for r in boxes], dtype=torch.float32).reshape(-1, 9),
+                                torch.tensor([r["score"] for r in boxes], dtype=torch.float32),
+                                torch.tensor(labels, dtype=torch.int64))
+        samples[key] = SampleBoxes.from_detections(detections, names)
+    return box_file(samples, "predictions", {**dict(meta or {}), "class_names": names})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,11 +327,12 @@ METRIC_PRESETS = ("t4", "nuscenes")
 
 def load_metric_config(spec: str | Path, class_names: Sequence[str]) -> MetricConfig:
     """``"t4"`` (121 m for every class of ``class_names``, distance buckets), ``"nuscenes"``
-    (devkit cvpr_2019) or a JSON file holding :meth:`MetricConfig.to_dict` keys."""
+    (devkit cvpr_2019 ranges of the classes of ``class_names``; see :func:`nuscenes_metric_config`)
+    or a JSON file holding :meth:`MetricConfig.to_dict` keys."""
     if str(spec) == "t4":
         return t4_metric_config(class_names)
     if str(spec) == "nuscenes":
-        return nuscenes_metric_config()
+        return nuscenes_metric_config(class_names)
     if not str(spec).endswith(".json"):
         raise EvaluationError(f"metric must be one of {list(METRIC_PRESETS)} or a .json file, got {str(spec)!r}")
     return MetricConfig.from_dict(_read_json(spec, "metric config"))

@@ -13,6 +13,7 @@ it is not applied.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -27,6 +28,60 @@ from centerpoint_deploy.evaluate.data_classes import (
     MetricConfig,
     SampleBoxes,
 )
+
+
+@dataclass(frozen=True)
+class ClassCoverage:
+    """How many boxes of each evaluated class the two files hold (before any range filtering).
+
+    Attributes:
+        class_names: the metric config's classes, in report order.
+        num_gt: class -> GT boxes in the file.
+        num_pred: class -> predictions in the file.
+    """
+
+    class_names: tuple[str, ...]
+    num_gt: dict[str, int]
+    num_pred: dict[str, int]
+
+    @property
+    def never_predicted(self) -> tuple[str, ...]:
+        """Classes with GT boxes but not one prediction: AP 0, which counts into mAP."""
+        return tuple(n for n in self.class_names if self.num_gt[n] and not self.num_pred[n])
+
+    @property
+    def absent(self) -> tuple[str, ...]:
+        """Classes with neither GT nor predictions: nothing to score, yet AP 0 would count into mAP."""
+        return tuple(n for n in self.class_names if not self.num_gt[n] and not self.num_pred[n])
+
+    def describe(self) -> str:
+        """One line per fact a reader of the mAP must know: which classes were scored, and
+        which of them the predictions never contain."""
+        lines = [f"scored {len(self.class_names)} classes (mAP is their mean): "
+                 + ", ".join(f"{n} ({self.num_gt[n]} GT, {self.num_pred[n]} predicted)" for n in self.class_names)]
+        if self.never_predicted:
+            lines.append(f"the predictions never contain {list(self.never_predicted)}: their AP is 0")
+        return "\n".join(lines)
+
+
+def class_coverage(preds: Mapping[str, SampleBoxes], gts: Mapping[str, SampleBoxes],
+                   config: MetricConfig) -> ClassCoverage:
+    """The :class:`ClassCoverage` of ``config``'s classes in ``preds`` and ``gts``.
+
+    Raises:
+        EvaluationError: a class of the config is in neither file: scoring it would add an AP of 0
+            to the mean (restrict the metric's classes instead).
+    """
+    def counts(samples: Mapping[str, SampleBoxes]) -> dict[str, int]:
+        names = np.concatenate([b.names for b in samples.values()]) if samples else np.zeros(0, dtype=str)
+        return {n: int(np.count_nonzero(names == n)) for n in config.class_names}
+
+    coverage = ClassCoverage(config.class_names, counts(gts), counts(preds))
+    if coverage.absent:
+        raise EvaluationError(f"classes {list(coverage.absent)} of the metric are in neither the predictions nor "
+                              f"the ground truth: their AP 0 would lower mAP for nothing; score the other classes "
+                              f"with a metric-config .json (class_range of those you want)")
+    return coverage
 
 
 def _check_samples(preds: Mapping[str, SampleBoxes], gts: Mapping[str, SampleBoxes], config: MetricConfig) -> None:

@@ -102,6 +102,6 @@ def render_bev(points: np.ndarray, gt_boxes: np.ndarray, preds_by_backend: Mappi
     ax.set(xlim=(-extent, extent), ylim=(-extent, extent), aspect="equal", xlabel="x (m)", ylabel="y (m)")
     ax.legend(loc="upper right", fontsize=8)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)  # titles hold data (sample tokens)
     fig.subplots_adjust(left=0.09, right=0.97, bottom=0.07, top=0.95)
     return _save(fig, path)

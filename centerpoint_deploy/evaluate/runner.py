@@ -8,56 +8,53 @@ Output folder::
       <backend>/metrics.json           DetectionMetrics.to_dict() + distance buckets
       <backend>/metrics.md             per class and overall, distance buckets
       <backend>/pr_curves.png          precision-recall per class and threshold
-      comparison.json, comparison.md   mAP / NDS / TP errors and per-class AP, deltas vs the first backend
-      bev/<index>_<token>.png          bird's-eye views of the frames asked for
+      comparison.json, comparison.md   mAP / NDS / TP errors and per-class AP, deltas vs the first backend,
+                                       and the loop's throughput (frames/s, read vs. compute time)
+      bev/<index>_<token>.png          bird's-eye views of the frames asked for (outputs.safe_name)
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
-a hash of the backend name, the model config, the evaluated frames (tokens and point files)
-and the caller's fingerprint of the weights (:func:`fingerprint_files` of a checkpoint or a
-deploy folder). Changing only the metric settings therefore re-scores without re-running.
+a hash of what the predictions are made from, by content (the point files' bytes, poses,
+calibration, the detector's settings, the weights' fingerprint; see
+:mod:`~centerpoint_deploy.evaluate.cache_key`). Changing only the metric settings therefore
+re-scores without re-running.
+
+Frames are read ahead by worker processes (:mod:`centerpoint_deploy.data.loader`). Under
+``torchrun`` each rank runs its share of the frames (:mod:`~centerpoint_deploy.evaluate.distributed`);
+rank 0 gathers the predictions, scores them and writes every file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from centerpoint_deploy.data.dataset import FrameDataset
+from centerpoint_deploy.data.loader import FrameLoader, device_prefetch
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import EvaluationError
+from centerpoint_deploy.evaluate.cache_key import (fingerprint_files, frame_files, inputs_digest, prediction_cache_key,
+                                                   stamp_files)
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics, MetricConfig, SampleBoxes
 from centerpoint_deploy.evaluate.io import load_boxes, save_boxes
 from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
+from centerpoint_deploy.evaluate.distributed import RankGroup
 from centerpoint_deploy.evaluate.render import render_bev, render_pr_curves
 from centerpoint_deploy.evaluate.report import comparison, comparison_markdown, metrics_markdown
+from centerpoint_deploy.outputs import inside, safe_name, write_text
+from centerpoint_deploy.evaluate.throughput import RankTiming, Throughput, process_age
+
+__all__ = ["evaluate_backends", "fingerprint_files", "ground_truth_boxes", "write_metrics"]
 
 #: Predicted boxes drawn in bird's-eye views score at least this much.
 BEV_MIN_SCORE = 0.3
 _BACKEND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-def fingerprint_files(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes, or of every file under a folder (relative names and bytes,
-    sorted by name)."""
-    path = Path(path)
-    if not path.exists():
-        raise EvaluationError(f"cannot fingerprint '{path}': it does not exist")
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def _frame_indices(dataset: FrameDataset, frames: Sequence[int] | None) -> list[int]:
@@ -87,14 +84,6 @@ def ground_truth_boxes(dataset: FrameDataset, indices: Sequence[int]) -> dict[st
     return out
 
 
-def _cache_key(name: str, detector: Detector, dataset: FrameDataset, indices: Sequence[int], fingerprint: str) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps([name, repr(detector.config), fingerprint]).encode())
-    for i in indices:
-        digest.update(f"{dataset.records[i].token}\0{dataset.records[i].lidar_path}\n".encode())
-    return digest.hexdigest()
-
-
 def _cached_predictions(path: Path, key: str, tokens: Sequence[str]) -> dict[str, SampleBoxes] | None:
     """The predictions in ``path`` if it holds exactly ``tokens`` under cache ``key``; a missing,
     unreadable or stale file gives None (the backend runs again and overwrites it)."""
@@ -107,28 +96,55 @@ def _cached_predictions(path: Path, key: str, tokens: Sequence[str]) -> dict[str
     return predictions if meta.get("cache_key") == key and list(predictions) == list(tokens) else None
 
 
+def _columns(detectors: Mapping[str, Detector]) -> list[int] | None:
+    """The point columns every detector reads, or None (read all, select per detector) when they differ."""
+    wanted = {tuple(d.config.points.use_dim) for d in detectors.values()}
+    return list(wanted.pop()) if len(wanted) == 1 else None
+
+
 def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Detector],
-                   console: Console) -> dict[str, dict[str, SampleBoxes]]:
-    """Each detector's predictions per sample token; every frame's points are read once."""
+                   console: Console, group: RankGroup, workers: int | None) -> tuple[dict[str, dict[str, SampleBoxes]],
+                                                                                  RankTiming]:
+    """Each detector's predictions per sample token of the frames at ``indices`` (read once each,
+    ahead, by ``workers`` reader processes), and how long it took."""
     results: dict[str, dict[str, SampleBoxes]] = {name: {} for name in detectors}
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress, torch.inference_mode():
-        task = progress.add_task(f"detect ({', '.join(detectors)})", total=len(indices))
-        for i in indices:
-            frame = dataset[i]
-            for name, detector in detectors.items():
-                use_dim = list(detector.config.points.use_dim)
-                points = torch.from_numpy(np.ascontiguousarray(frame.points[:, use_dim], dtype=np.float32))
-                detections = detector(points)
-                results[name][frame.token] = SampleBoxes.from_detections(detections, detector.config.class_names)
-            progress.advance(task)
-    return results
+    columns = _columns(detectors)
+    devices = {torch.device(getattr(d, "device", "cpu")) for d in detectors.values()}
+    device = devices.pop() if len(devices) == 1 else torch.device("cpu")
+    loader = FrameLoader(dataset, indices, columns, workers=workers, device=device)
+    timing = RankTiming(group.rank, len(indices), loader.workers, startup=process_age())
+    bar = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    rank = f" rank {group.rank}/{group.world_size}" if group.distributed else ""
+    start = time.perf_counter()
+    with Progress(*bar, console=console, transient=False, disable=not group.is_main) as progress, \
+            torch.inference_mode():
+        task = progress.add_task(f"detect ({', '.join(detectors)}){rank}", total=len(indices))
+        batches = device_prefetch(loader, device)
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            timing.wait += time.perf_counter() - asked
+            if batch is None:
+                break
+            for frame in batch.frames:
+                timing.read += frame.read_seconds
+                for name, detector in detectors.items():
+                    points = frame.points if columns is not None else \
+                        frame.points[:, list(detector.config.points.use_dim)].contiguous()
+                    begin = time.perf_counter()
+                    detections = detector(points)
+                    timing.compute[name] = timing.compute.get(name, 0.0) + time.perf_counter() - begin
+                    results[name][frame.token] = SampleBoxes.from_detections(detections, detector.config.class_names)
+                progress.advance(task)
+    timing.wall = time.perf_counter() - start
+    return results, timing
 
 
 def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], out_dir: str | Path,
                       metric_config: MetricConfig, *, cache: bool = True, frames: Sequence[int] | None = None,
                       fingerprints: Mapping[str, str] | None = None, render_frames: Sequence[int] = (),
-                      plots: bool = True, console: Console | None = None) -> dict[str, DetectionMetrics]:
+                      plots: bool = True, console: Console | None = None, workers: int | None = None,
+                      group: RankGroup | None = None) -> dict[str, DetectionMetrics]:
     """Run every detector over the frames, evaluate, and write reports (layout in the module doc).
 
     Args:
@@ -141,13 +157,17 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
         frames: dataset indices to evaluate (default: all).
         fingerprints: backend name -> fingerprint of its weights (e.g. :func:`fingerprint_files`
             of the checkpoint or deploy folder); part of the cache key. Without one, a
-            backend's cache only matches the same name, config and frames.
+            backend's cache key covers the inputs, the detector and the code but not the weights.
         render_frames: dataset indices (among ``frames``) to draw as bird's-eye views.
         plots: write ``pr_curves.png`` per backend (the slowest part of a re-scoring).
         console: where the progress bar goes (default: stderr).
+        workers: reader processes (default :func:`~centerpoint_deploy.data.loader.default_workers`).
+        group: this process's rank (default: a single process); every rank of a ``torchrun``
+            launch calls this with the same arguments.
 
     Returns:
-        backend name -> metrics over all evaluated frames (buckets are in ``metrics.json``).
+        backend name -> metrics over all evaluated frames (buckets are in ``metrics.json``);
+        empty on ranks other than 0.
     """
     if not detectors:
         raise EvaluationError("evaluate_backends needs at least one detector")
@@ -155,31 +175,45 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     if bad_names:
         raise EvaluationError(f"backend names {bad_names} are not usable as folder names; "
                               "use letters, digits, '_', '.', '-'")
+    group = group or RankGroup()
     console = console or Console(stderr=True)
     out_dir = Path(out_dir)
     indices = _frame_indices(dataset, frames)
     outside = sorted(set(render_frames) - set(indices))
     if outside:
         raise EvaluationError(f"render_frames {outside[:5]} are not among the evaluated frames")
-    gts = ground_truth_boxes(dataset, indices)
-    tokens = list(gts)
-    save_boxes(out_dir / "ground_truth.json", gts, "ground_truth", meta={"class_names": list(dataset.class_names)})
+    shard = group.shard(indices)
 
-    predictions: dict[str, dict[str, SampleBoxes]] = {}
-    keys = {name: _cache_key(name, det, dataset, indices, (fingerprints or {}).get(name, ""))
+    stamps = {}
+    for part in group.exchange(stamp_files(frame_files(dataset, shard))):  # each rank hashes its own frames' files
+        stamps.update(part)
+    inputs = inputs_digest(dataset, indices, stamps)
+    keys = {name: prediction_cache_key(name, det, inputs, (fingerprints or {}).get(name, ""))
             for name, det in detectors.items()}
-    for name in detectors:
-        cached = _cached_predictions(out_dir / name / "predictions.json", keys[name], tokens) if cache else None
-        if cached is not None:
-            console.print(f"{name}: reusing cached predictions ({out_dir / name / 'predictions.json'})", highlight=False)
-            predictions[name] = cached
-    to_run = {name: det for name, det in detectors.items() if name not in predictions}
-    if to_run:
-        fresh = _run_detectors(dataset, indices, to_run, console)
-        for name, samples in fresh.items():
-            save_boxes(out_dir / name / "predictions.json", samples, "predictions",
-                       meta={"backend": name, "cache_key": keys[name], "class_names": list(to_run[name].config.class_names)})
-            predictions[name] = samples
+    predictions: dict[str, dict[str, SampleBoxes]] = {}
+    gts: dict[str, SampleBoxes] = {}
+    if group.is_main:
+        gts = ground_truth_boxes(dataset, indices)
+        save_boxes(out_dir / "ground_truth.json", gts, "ground_truth", meta={"class_names": list(dataset.class_names)})
+        for name in detectors:
+            found = _cached_predictions(out_dir / name / "predictions.json", keys[name], list(gts)) if cache else None
+            if found is not None:
+                console.print(f"{name}: reusing cached predictions ({out_dir / name / 'predictions.json'})",
+                              highlight=False)
+                predictions[name] = found
+    cached = group.exchange(sorted(predictions) if group.is_main else None)[0]
+    to_run = {name: det for name, det in detectors.items() if name not in cached}
+    fresh, timing = _run_detectors(dataset, shard, to_run, console, group, workers) if to_run else \
+        ({}, RankTiming(group.rank, 0, 0))
+    gathered = group.exchange((fresh, timing))
+    if not group.is_main:
+        return {}
+    throughput = Throughput([t for _, t in gathered])
+    for name, det in to_run.items():
+        samples = {token: boxes for part, _ in gathered for token, boxes in part[name].items()}
+        save_boxes(out_dir / name / "predictions.json", samples, "predictions",
+                   meta={"backend": name, "cache_key": keys[name], "class_names": list(det.config.class_names)})
+        predictions[name] = samples
 
     results: dict[str, DetectionMetrics] = {}
     side_by_side = {}
@@ -190,14 +224,16 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
         results[name] = metrics
         side_by_side[name] = (metrics, buckets)
     table = comparison(side_by_side)
-    (out_dir / "comparison.json").write_text(json.dumps(table, indent=1, allow_nan=False))
-    (out_dir / "comparison.md").write_text(comparison_markdown(table))
+    table["throughput"] = {**throughput.to_dict(), "cached": sorted(cached)}
+    write_text(out_dir / "comparison.json", json.dumps(table, indent=1, allow_nan=False))
+    write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(throughput.markdown()))
 
     extent = max(metric_config.class_range.values()) + 5.0  # the evaluated region and a margin
     for i in render_frames:
         frame = dataset[i]
         shown = {name: p[frame.token].boxes[p[frame.token].scores >= BEV_MIN_SCORE] for name, p in predictions.items()}
-        render_bev(frame.points, gts[frame.token].boxes, shown, out_dir / "bev" / f"{i:05d}_{frame.token}.png",
+        png = inside(out_dir, out_dir / "bev" / f"{safe_name(f'{i:05d}_{frame.token}')}.png")
+        render_bev(frame.points, gts[frame.token].boxes, shown, png,
                    extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
     return results
 

@@ -155,11 +155,28 @@ def load_checkpoint(model: nn.Module, source: str | Path | Mapping[str, Any], st
     if misshaped:
         problems.append(_report("mis-shaped", misshaped,
                                 lambda k: f"checkpoint {list(state[k].shape)} vs model {list(expected[k].shape)}"))
+    where = str(source) if isinstance(source, (str, Path)) else "the given checkpoint"
     if problems:
-        where = str(source) if isinstance(source, (str, Path)) else "the given checkpoint"
         raise CheckpointError(f"{where} does not fit the model ({len(expected)} keys): " + "; ".join(problems))
+    _check_values(state, expected, where)
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
     return meta
+
+
+def _check_values(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], where: str) -> None:
+    """Refuse weights that would load but give a broken model: a floating-point parameter or
+    buffer stored as an integer/bool tensor (its fractional part would be lost), or one
+    holding NaN/Inf."""
+    for key, value in state.items():
+        if key not in expected or not expected[key].is_floating_point():
+            continue
+        if not value.is_floating_point():
+            raise CheckpointError(f"{where}: tensor '{key}' has dtype {value.dtype}; the model's {key} is "
+                                  f"{expected[key].dtype}: allowed: a floating-point tensor (float32/16, bfloat16)")
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise CheckpointError(f"{where}: tensor '{key}' {list(value.shape)} holds {bad} NaN/Inf value(s) "
+                                  f"of {value.numel()}; allowed: finite weights only")
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: Mapping[str, Any], half: bool = False) -> Path:

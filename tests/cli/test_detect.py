@@ -45,7 +45,7 @@ def test_random_weights_writes_records_per_file(cloud_file: Path, busy_config: P
     out = tmp_path / "out" / "boxes.json"
     copy = shutil.copy(cloud_file, tmp_path / "1.pcd.bin")
     result = runner.invoke(app, ["detect", str(cloud_file), str(copy), "--config", str(busy_config),
-                                 "--random-weights", "--output", str(out)])
+                                 "--random-weights", "--format", "records", "--output", str(out)])
     assert result.exit_code == 0, result.output
     boxes = json.loads(out.read_text())
     assert list(boxes) == [str(cloud_file), str(copy)]
@@ -55,7 +55,7 @@ def test_random_weights_writes_records_per_file(cloud_file: Path, busy_config: P
     assert all(len(r["box"]) == 9 and 0.1 < r["score"] <= 1 and r["label"] in
                ("car", "truck", "bus", "bicycle", "pedestrian") for r in records)
     assert [r["score"] for r in records] == sorted((r["score"] for r in records), reverse=True)
-    again = runner.invoke(app, ["detect", str(cloud_file), "-c", str(busy_config), "--random-weights"])
+    again = runner.invoke(app, ["detect", str(cloud_file), "-c", str(busy_config), "--random-weights", "--format", "records"])
     assert json.loads(again.stdout) == {str(cloud_file): records}  # seeded, reproducible; stdout
 
 

@@ -59,8 +59,8 @@ def test_export_checkpoint_then_detect_with_onnxruntime(tmp_path: Path) -> None:
     cloud = tmp_path / "0.pcd.bin"
     write_points_bin(cloud, np.concatenate([rng.uniform(-12, 12, (800, 2)), rng.uniform(-2, 2, (800, 1)),
                                             rng.uniform(0, 255, (800, 1)), np.zeros((800, 1))], axis=1))
-    torch_run = runner.invoke(app, ["detect", str(cloud), "-c", "tiny", "--checkpoint", str(checkpoint)])
-    ort_run = runner.invoke(app, ["detect", str(cloud), "-c", "tiny", "--backend", "onnxruntime", "--deploy-dir", str(out)])
+    torch_run = runner.invoke(app, ["detect", str(cloud), "-c", "tiny", "--checkpoint", str(checkpoint), "--format", "records"])
+    ort_run = runner.invoke(app, ["detect", str(cloud), "-c", "tiny", "--backend", "onnxruntime", "--deploy-dir", str(out), "--format", "records"])
     assert torch_run.exit_code == 0 and ort_run.exit_code == 0, ort_run.output
     expected, got = json.loads(torch_run.stdout)[str(cloud)], json.loads(ort_run.stdout)[str(cloud)]
     assert expected and [r["label"] for r in got] == [r["label"] for r in expected]

@@ -86,7 +86,7 @@ def test_sweep_transform_from_ego_poses(t4, synth_root, tmp_path):
                               "ego2global": sweep_lidar2global, "timestamp": sweep.timestamp / 1e6}]}
     path = tmp_path / "composed.pkl"
     path.write_bytes(pickle.dumps({"metainfo": {"classes": list(CLASSES)}, "data_list": [item]}))
-    records = read_info_pickle(path, class_names=CLASSES)
+    records = read_info_pickle(path, class_names=CLASSES, data_root=synth_root)  # absolute paths inside it
     np.testing.assert_allclose(records[0].sweeps[0].sweep2key, sweep.sweep2key, atol=1e-9)
     assert records[0].gt is None
 
@@ -119,6 +119,13 @@ def test_numpy_pickled_with_every_protocol_is_accepted(tmp_path):
     (b"not a pickle", "not a readable pickle"),
     (pickle.dumps([1, 2]), "expected an mmdet3d v1.x info dict"),
     (pickle.dumps({"data_list": []}), "'metainfo' must be a dict with 'classes'"),
+    (pickle.dumps({"data_list": [], "metainfo": {"classes": "car"}}), "metainfo.classes = 'car' is invalid"),
+    (pickle.dumps({"data_list": [], "metainfo": {"categories": {"car": 0, "bus": 2}}}), r"labels \[0, 2\] are invalid"),
+    (pickle.dumps({"data_list": [{"timestamp": 1e300, "lidar_points": {"lidar_path": "x"}}],
+                   "metainfo": {"classes": []}}), r"data_list\[0\].timestamp = 1e\+300 is invalid"),
+    (pickle.dumps({"data_list": [{"timestamp": float("nan"), "lidar_points": {"lidar_path": "x"}}],
+                   "metainfo": {"classes": []}}), r"data_list\[0\].timestamp = nan is invalid"),
+    (pickle.dumps({"data_list": [5], "metainfo": {"classes": []}}), r"data_list\[0\] is malformed"),
     (pickle.dumps({"data_list": [{"timestamp": 1.0}], "metainfo": {"classes": []}}), r"data_list\[0\] is malformed"),
 ])
 def test_malformed_pickles(tmp_path, content, message):

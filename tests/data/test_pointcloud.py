@@ -110,3 +110,41 @@ def test_key_frame_points_select_use_dim_and_zero_the_time_lag() -> None:
     assert kitti.tolist() == np.concatenate([CLOUD[:, :4], np.zeros((2, 1))], axis=1).tolist()
     with pytest.raises(PointCloudError, match="--load-dim"):
         key_frame_points(CLOUD[:, :3], PointsConfig(load_dim=5, use_dim=(0, 1, 2, 3, 4)))
+
+
+def write_pcd(path: Path, header: bytes, body: bytes = b"1 2 3\n") -> Path:
+    path.write_bytes(header + body)
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h.replace(b"POINTS 1", b"POINTS -5"), r"POINTS -5 is invalid: POINTS \(or WIDTH and HEIGHT\)"),
+    (lambda h: h.replace(b"SIZE 4 4 4", b"SIZE 4 4 x"), r"SIZE 4 4 x is invalid: one positive integer per field"),
+    (lambda h: h.replace(b"COUNT 1 1 1", b"COUNT 1 0 1"), r"COUNT 1 0 1 is invalid"),
+])
+def test_malformed_pcd_header_numbers(tmp_path: Path, edit, message) -> None:
+    path = write_pcd(tmp_path / "h.pcd", edit(pcd_header("x y z", "4 4 4", "F F F", "1 1 1", 1, "ascii")))
+    with pytest.raises(PointCloudError, match=message):
+        read_points(path, 4)
+
+
+def test_ascii_pcd_integer_out_of_its_type_is_refused_not_wrapped(tmp_path: Path) -> None:
+    header = pcd_header("x y z intensity", "4 4 4 1", "F F F I", "1 1 1 1", 1, "ascii")
+    path = write_pcd(tmp_path / "i.pcd", header, b"1 2 3 300\n")
+    with pytest.raises(PointCloudError, match=r"field 'intensity' holds 300.0, which its type int8 cannot hold; "
+                                              r"allowed: integers in \[-128, 127\]"):
+        read_points(path, 4)
+    write_pcd(path, header, b"1 2 3 1.5\n")
+    with pytest.raises(PointCloudError, match="field 'intensity' holds 1.5"):
+        read_points(path, 4)
+    write_pcd(path, header, b"1 2 3 -128\n")
+    assert read_points(path, 4)[0, 3] == -128.0
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.bool_])
+def test_npy_of_non_real_dtype_is_refused(tmp_path: Path, dtype) -> None:
+    np.save(tmp_path / "c.npy", CLOUD.astype(dtype))
+    with pytest.raises(PointCloudError, match=f"dtype {np.dtype(dtype)} is not supported; allowed: real"):
+        read_points(tmp_path / "c.npy", 5)
+    np.save(tmp_path / "c.npy", CLOUD.astype(np.int16))
+    assert read_points(tmp_path / "c.npy", 5).dtype == np.float32

@@ -88,7 +88,7 @@ def test_metric_config_round_trip_and_specs(tmp_path):
     path = _write(tmp_path / "metric.json", config.to_dict())
     assert load_metric_config(path, ["car"]) == config
     assert load_metric_config("t4", ["car", "bus"]).class_range == {"car": 121.0, "bus": 121.0}
-    assert load_metric_config("nuscenes", ["car"]).class_range["traffic_cone"] == 30.0
+    assert load_metric_config("nuscenes", ["car", "traffic_cone"]).class_range == {"car": 50.0, "traffic_cone": 30.0}
     with pytest.raises(EvaluationError, match="t4"):
         load_metric_config("kitti", ["car"])
 
@@ -146,3 +146,59 @@ def test_bad_ground_truth_points(tmp_path):
     path = _write(tmp_path / "g.json", {"meta": {"size_order": "lwh"}, "results": {"s": [record]}})
     with pytest.raises(EvaluationError, match=r"\[0\]\.num_lidar_pts"):
         load_boxes(path, "ground_truth")
+
+
+def _box_file(tmp_path: Path, results_text: str, kind: str = "predictions") -> Path:
+    path = tmp_path / f"{kind}.json"
+    path.write_text('{"meta": {"size_order": "lwh", "kind": "%s"}, "results": %s}' % (kind, results_text))
+    return path
+
+
+def test_duplicate_sample_tokens_are_refused(tmp_path):
+    box = json.dumps(_record())
+    path = _box_file(tmp_path, '{"s0": [%s], "s1": [], "s0": []}' % box)
+    with pytest.raises(EvaluationError, match="key 's0' appears twice in one JSON object"):
+        load_boxes(path, "predictions")
+    # A field given twice inside a box is the same ambiguity.
+    path = _box_file(tmp_path, '{"s0": [%s]}' % box.replace('"yaw": 0.25', '"yaw": 0.25, "yaw": 1.0'))
+    with pytest.raises(EvaluationError, match="key 'yaw' appears twice"):
+        load_boxes(path, "predictions")
+
+
+@pytest.mark.parametrize("quat", [[0.0, 0.0, 0.0, 0.0], [1e-9, 0.0, 0.0, 0.0],
+                                  [math.sqrt(0.5), 0.0, -math.sqrt(0.5), 0.0]])  # pitch 90 deg: x axis vertical
+def test_degenerate_rotations_are_refused(tmp_path, quat):
+    good = _record(rotation=[1.0, 0.0, 0.0, 0.0])
+    bad = _record(rotation=quat)
+    for record in (good, bad):
+        record.pop("yaw")
+    path = _write(tmp_path / "p.json", {"meta": {"size_order": "lwh"}, "results": {"s0": [good, _record(), bad]}})
+    with pytest.raises(EvaluationError, match=r"results\['s0'\]\[2\]\.rotation: .* is a degenerate rotation"):
+        load_boxes(path, "predictions")
+
+
+def test_non_unit_quaternion_gives_the_heading_of_its_rotation(tmp_path):
+    yaw = -2.0
+    record = _record(rotation=[3 * math.cos(yaw / 2), 0.0, 0.0, 3 * math.sin(yaw / 2)])
+    record.pop("yaw")
+    path = _write(tmp_path / "p.json", {"meta": {"size_order": "lwh"}, "results": {"s0": [record]}})
+    assert load_boxes(path, "predictions")[0]["s0"].boxes[0, 6] == pytest.approx(yaw)
+
+
+@pytest.mark.parametrize("depth", [100_000, 2_000_000])
+def test_deeply_nested_json_is_one_error(tmp_path, depth):
+    path = _box_file(tmp_path, '{"s0": [%s%s]}' % ("[" * depth, "]" * depth))
+    with pytest.raises(EvaluationError, match="nested too deeply"):
+        load_boxes(path, "predictions")
+
+
+def test_a_number_of_too_many_digits_is_one_error(tmp_path):
+    path = _box_file(tmp_path, '{"s0": [%s]}' % json.dumps(_record()).replace("0.75", "7" * 5000))
+    with pytest.raises(EvaluationError, match="is not valid JSON"):
+        load_boxes(path, "predictions")
+
+
+def test_nuscenes_preset_scores_only_the_model_classes():
+    assert list(load_metric_config("nuscenes", ["car", "pedestrian"]).class_range) == ["car", "pedestrian"]
+    with pytest.raises(EvaluationError, match=r"classes \['forklift'\] are not among them"):
+        load_metric_config("nuscenes", ["car", "forklift"])

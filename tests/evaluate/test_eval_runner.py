@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,65 @@ def test_fingerprint_files(tmp_path: Path) -> None:
     assert len(fingerprint_files(tmp_path / "d" / "a.onnx")) == 64
     with pytest.raises(EvaluationError, match="does not exist"):
         fingerprint_files(tmp_path / "missing")
+
+
+def _swap_bytes_keep_stat(a: Path, b: Path) -> None:
+    """Exchange two point files' contents, keeping each file's size and modification time."""
+    stats = [a.stat(), b.stat()]
+    content_a, content_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(content_b)
+    b.write_bytes(content_a)
+    for path, st in zip((a, b), stats):
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_cache_is_keyed_by_content(tmp_path: Path, dataset: FrameDataset, config: ModelConfig) -> None:
+    out = tmp_path / "eval"
+    metric = t4_metric_config(CLASSES)
+    oracle = GroundTruthDetector(config, dataset)
+    first = evaluate_backends(dataset, {"oracle": oracle}, out, metric, plots=False)
+    assert first["oracle"].mean_ap == pytest.approx(2 / 5, abs=1e-12) and oracle.calls == 3
+    evaluate_backends(dataset, {"oracle": oracle}, out, metric, plots=False)
+    assert oracle.calls == 3                                   # same content: cached
+
+    # Another scene's points under the same names, sizes and times: the cache must not be trusted.
+    paths = [Path(r.lidar_path) for r in dataset.records]
+    _swap_bytes_keep_stat(paths[0], paths[1])
+    swapped = evaluate_backends(dataset, {"oracle": oracle}, out, metric, plots=False)
+    assert oracle.calls == 6
+    assert swapped["oracle"].mean_ap < first["oracle"].mean_ap  # frame 0 now "sees" frame 1's objects
+
+    # A changed pose / calibration of one frame invalidates it as well.
+    moved = dataset.records[2].__class__(**{**dataset.records[2].__dict__, "lidar2ego": np.diag([1.0, 1, 1, 1]) * 2})
+    dataset.records[2] = moved
+    evaluate_backends(dataset, {"oracle": oracle}, out, metric, plots=False)
+    assert oracle.calls == 9
+
+
+def test_cache_key_covers_detector_settings(config: ModelConfig) -> None:
+    from centerpoint_deploy.evaluate.cache_key import prediction_cache_key
+
+    detector = _tiny_detector(config)
+    key = prediction_cache_key("pytorch", detector, "inputs", "weights")
+    assert key == prediction_cache_key("pytorch", _tiny_detector(config), "inputs", "weights")
+    detector.nms_rounds = 3
+    assert prediction_cache_key("pytorch", detector, "inputs", "weights") != key
+    detector.nms_rounds = _tiny_detector(config).nms_rounds
+    detector.rot_y_axis_reference = not detector.rot_y_axis_reference
+    assert prediction_cache_key("pytorch", detector, "inputs", "weights") != key
+    assert prediction_cache_key("pytorch", _tiny_detector(config), "inputs", "other") != key
+
+
+def test_throughput_in_the_report(tmp_path: Path, dataset: FrameDataset, config: ModelConfig) -> None:
+    out = tmp_path / "eval"
+    evaluate_backends(dataset, {"oracle": GroundTruthDetector(config, dataset)}, out, t4_metric_config(CLASSES),
+                      plots=False, workers=1)
+    throughput = json.loads((out / "comparison.json").read_text())["throughput"]
+    assert throughput["frames"] == 3 and throughput["ranks"] == 1 and throughput["frames_per_s"] > 0
+    rank = throughput["per_rank"][0]
+    assert rank["workers"] == 1 and rank["read_s"] > 0 and set(rank["compute_s"]) == {"oracle"}
+    assert "frames/s" in (out / "comparison.md").read_text()
+    evaluate_backends(dataset, {"oracle": GroundTruthDetector(config, dataset)}, out, t4_metric_config(CLASSES),
+                      plots=False)
+    cached = json.loads((out / "comparison.json").read_text())["throughput"]
+    assert cached["frames"] == 0 and cached["cached"] == ["oracle"]

@@ -34,8 +34,8 @@ def test_class_range_follows_the_grid() -> None:
     assert job_metric_config("t4", None, tiny).distance_buckets == ()
     awml = job_metric_config("t4", None, j6gen2)  # 121 m fits the ±121.6 m grid: AWML's own setting
     assert set(awml.class_range.values()) == {121.0} and len(awml.distance_buckets) == 4
-    nuscenes = job_metric_config("nuscenes", None, demo)  # 50 / 40 / 30 m all fit 51.2 m
-    assert (nuscenes.class_range["car"], nuscenes.class_range["pedestrian"], nuscenes.class_range["barrier"]) == (50, 40, 30)
+    nuscenes = job_metric_config("nuscenes", None, demo)  # 50 / 40 m fit 51.2 m; only the model's classes
+    assert nuscenes.class_range == {"car": 50, "truck": 50, "bus": 50, "bicycle": 40, "pedestrian": 40}
     assert set(job_metric_config("t4", 30, demo).class_range.values()) == {30.0}
     assert job_metric_config("t4", 30, demo).distance_buckets == ()
 

@@ -163,3 +163,25 @@ def test_build_model_without_cuda() -> None:
 def test_build_model_on_cuda() -> None:
     model = build_model(load_config("tiny"), device="cuda")
     assert next(model.parameters()).is_cuda
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), r"tensor 'pts_bbox_head.shared_conv.conv.weight' \[.*\] holds 1 NaN/Inf value\(s\)"),
+    (float("inf"), r"tensor 'pts_bbox_head.shared_conv.conv.weight' \[.*\] holds 1 NaN/Inf value\(s\)"),
+])
+def test_non_finite_weights_are_refused_with_the_tensor_named(trained: CenterPoint, value, message) -> None:
+    state = {k: v.clone() for k, v in trained.state_dict().items()}
+    key = "pts_bbox_head.shared_conv.conv.weight"
+    assert key in state
+    state[key].view(-1)[3] = value
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(CenterPoint(load_config("tiny")), {"state_dict": state})
+
+
+def test_integer_weights_are_refused_with_the_tensor_named(trained: CenterPoint) -> None:
+    state = {k: v.clone() for k, v in trained.state_dict().items()}
+    key = "pts_voxel_encoder.pfn_layers.0.linear.weight"
+    assert key in state
+    state[key] = state[key].to(torch.int32)
+    with pytest.raises(CheckpointError, match=rf"tensor '{key}' has dtype torch.int32; .* allowed: a floating-point"):
+        load_checkpoint(CenterPoint(load_config("tiny")), {"state_dict": state})
