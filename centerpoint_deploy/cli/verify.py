@@ -71,7 +71,7 @@ def _precision(precision: str | None, backends: list[str], deploy_dir: Path) -> 
 
 @app.command("verify")
 def verify(
-    deploy_dir: Path = typer.Option(..., "--deploy-dir", help="Export directory (manifest.json, ONNX files, engines)."),
+    deploy_dir: Path = typer.Option(..., "--deploy-dir", help="Export directory (deploy_metadata.yaml, ONNX files, engines)."),
     config: str = typer.Option(..., "--config", "-c", help="Preset name, project .yaml or AWML/mmdet3d .py config."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="The checkpoint the deploy directory was exported from."),
     backend: list[str] = typer.Option(["onnxruntime"], "--backend", "-b",

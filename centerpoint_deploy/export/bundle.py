@@ -34,7 +34,7 @@ import yaml
 
 from centerpoint_deploy import __version__
 from centerpoint_deploy.config.schema import ModelConfig
-from centerpoint_deploy.errors import BundleError, ConfigError, ExportError
+from centerpoint_deploy.errors import BundleError, ConfigError, ExportError, OutputError
 from centerpoint_deploy.export.autoware_params import autoware_model_params, legacy_document, legacy_param_file_name
 from centerpoint_deploy.export.bundle_schema import (BUNDLE_VERSION, ML_PACKAGE_FILE, REMAPPER_FILE, TRT_PRECISIONS,
                                                      ml_package_document, parse_ml_package, parse_remapper,
@@ -83,8 +83,11 @@ def node_precision(precision: str) -> str:
 def staged_bundle(out_dir: Path | str) -> Iterator[Path]:
     """A fresh staging folder beside ``out_dir`` (same file system), removed when the block ends."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
+    except OSError as exc:
+        raise OutputError(f"cannot create a staging folder beside {out_dir}: {exc.strerror or exc}") from exc
     try:
         yield stage
     finally:

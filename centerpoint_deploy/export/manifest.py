@@ -17,8 +17,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from centerpoint_deploy.export.autoware_params import (autoware_model_params, le
 from centerpoint_deploy.export.bundle_schema import (BUNDLE_VERSION, ML_PACKAGE_FILE, REMAPPER_FILE, MlPackage,
                                                      parse_ml_package, parse_remapper)
 from centerpoint_deploy.export.graph_io import GraphPart
+from centerpoint_deploy.outputs import write_text
 
 MANIFEST_FILE = "deploy_metadata.yaml"
 #: The file older versions of this tool wrote instead.
@@ -70,16 +69,9 @@ def utc_now() -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a unique temporary file beside ``path``, then ``os.replace`` it there."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as stream:
-            stream.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; bundle files are read by the node's user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically, readable by all (the node may run as another user)."""
+    write_text(path, text)
+    path.chmod(0o644)
 
 
 @dataclass(frozen=True)

@@ -360,3 +360,12 @@ def test_a_grid_the_node_computes_differently_is_refused(tiny_model, tiny_config
                                           r"48 x 48"):
         export_onnx(tiny_model, config, tmp_path / "deploy")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_target_is_one_error(tmp_path: Path) -> None:
+    from centerpoint_deploy.errors import OutputError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot create a staging folder beside"):
+        with staged_bundle(tmp_path / "file" / "deploy"):
+            pass
