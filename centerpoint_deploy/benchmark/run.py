@@ -138,6 +138,9 @@ def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_di
     device = next(iter(detectors.values())).device
     report = BenchmarkReport(config=config_name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
+    for name, reason in (skipped or {}).items():
+        report.skipped[name] = reason
+        log(f"{name}: skipped ({reason})")
     for name, detector in detectors.items():
         report.results.append(benchmark_detector(name, detector, points, warmup=warmup, iterations=iterations))
     if out_dir is not None:
@@ -230,7 +233,8 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
                        warmup: int, iterations: int, checkpoint: Path | None = None, deploy_dir: Path | None = None,
                        frame: dict[str, Any] | None = None, point_file: Path | None = None,
                        scaling: ScalingPlan | None = None, out_dir: Path | None = None, plots: bool = True,
-                       log: Callable[[str], None] = lambda _: None) -> BenchmarkReport:
+                       log: Callable[[str], None] = lambda _: None,
+                       skipped: Mapping[str, str] | None = None) -> BenchmarkReport:
     """Benchmark named variants (:mod:`~centerpoint_deploy.benchmark.variants`) on one cloud, then scale.
 
     A variant whose runtime, device or artifacts are missing here is listed in
@@ -242,6 +246,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         scaling: scaling runs to add (None: none).
         out_dir: where the report files go (None: not written).
         log: progress messages.
+        skipped: variants the caller left out, with the reason (listed in ``report.skipped``).
     """
     from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
     from centerpoint_deploy.errors import BackendError
@@ -249,6 +254,9 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
     specs = [VariantSpec.parse(v) for v in variants]  # all parse errors before any run
     report = BenchmarkReport(config=config.name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
+    for name, reason in (skipped or {}).items():
+        report.skipped[name] = reason
+        log(f"{name}: skipped ({reason})")
     detectors: dict[str, Detector] = {}
     for spec in specs:
         try:

@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
+from centerpoint_deploy.compile_cache import use_persistent_compile_cache
 from centerpoint_deploy.errors import CenterPointError
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ from centerpoint_deploy.cli import bundle  # noqa: E402,F401
 
 def main() -> None:
     """Entry point of the ``centerpoint-deploy`` script."""
+    use_persistent_compile_cache()  # torch.compile reuses earlier runs' kernels
     try:
         app()
     except CenterPointError as exc:

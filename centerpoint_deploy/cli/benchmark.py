@@ -24,7 +24,7 @@ from centerpoint_deploy.backends.factory import resolve_device
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
 from centerpoint_deploy.benchmark.render import rich_tables
 from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants
-from centerpoint_deploy.benchmark.variants import DEFAULT_VARIANTS
+from centerpoint_deploy.benchmark.defaults import DEFAULT_RUNS, default_variants
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data.pointcloud import read_points
@@ -43,8 +43,10 @@ def benchmark(
     points: Optional[Path] = typer.Option(None, "--points", help="A point file to time (default: a synthetic frame)."),
     sweeps: int = typer.Option(1, "--sweeps", min=1, help="Synthetic sweeps merged into the frame."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic frame."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs before each measurement."),
-    iterations: int = typer.Option(100, "--iterations", "-n", min=1, help="Timed runs per measurement."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", min=0,
+                                         help="Untimed runs before each measurement (default: 1 on CPU, 10 on CUDA)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", min=1,
+                                             help="Timed runs per measurement (default: 5 on CPU, 100 on CUDA)."),
     scaling: bool = typer.Option(False, "--scaling/--no-scaling", help="Also scale points per frame and grid size."),
     scaling_points: list[int] = typer.Option(list(ScalingPlan.points), "--scaling-points", help="Repeat; points per frame."),
     scaling_sweeps: list[int] = typer.Option(list(ScalingPlan.sweeps), "--scaling-sweeps", help="Repeat; merged sweeps."),
@@ -59,6 +61,9 @@ def benchmark(
     """Time every pipeline stage and the whole pipeline for each variant; optionally scale."""
     model_config = load_config(config)
     target = resolve_device(device)
+    warmup = DEFAULT_RUNS[target.type][0] if warmup is None else warmup
+    iterations = DEFAULT_RUNS[target.type][1] if iterations is None else iterations
+    variants, skipped = (list(variant), {}) if variant else default_variants(target)
     if threads is not None:
         torch.set_num_threads(threads)
     console = Console(stderr=True)
@@ -78,7 +83,7 @@ def benchmark(
             plan = ScalingPlan(points=tuple(scaling_points), sweeps=tuple(scaling_sweeps), grid=tuple(scaling_grid),
                                variants=tuple(scaling_variant), iterations=scaling_iterations)
         report = benchmark_variants(
-            model_config, variant or list(DEFAULT_VARIANTS[target.type]), torch.from_numpy(cloud), device=target,
+            model_config, variants, torch.from_numpy(cloud), device=target, skipped=skipped,
             warmup=warmup, iterations=iterations, checkpoint=checkpoint, deploy_dir=deploy_dir, frame=frame,
             point_file=point_file, scaling=plan, out_dir=out, plots=not no_plots,
             log=lambda message: console.print(message, highlight=False))

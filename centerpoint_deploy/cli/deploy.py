@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from centerpoint_deploy.cli.app import app
+from centerpoint_deploy.evaluate.distributed import rank_group
 from centerpoint_deploy.job.run import run_deploy_job
 from centerpoint_deploy.job.settings import TENSORRT_PRECISIONS, load_settings
 
@@ -64,6 +65,7 @@ def deploy(
         "evaluate.max_frames": max_frames, "evaluate.bev_frames": bev_frames,
         "benchmark.enabled": benchmark, "benchmark.iterations": iterations, "benchmark.warmup": warmup,
     })
-    result = run_deploy_job(settings, Console(stderr=True, width=max(Console().width, 150)))
-    if not result.passed:
+    with rank_group() as group:     # under torchrun: rank 0 runs the job, every rank evaluates its share
+        result = run_deploy_job(settings, Console(stderr=True, width=max(Console().width, 150)), group)
+    if result is not None and not result.passed:
         raise typer.Exit(1)

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 import typer
 from rich.console import Console
@@ -31,6 +30,7 @@ from centerpoint_deploy.backends.factory import SUPPORTED_KINDS, create_backends
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data.loader import load_clouds
 from centerpoint_deploy.data.pointcloud import key_frame_points, read_points
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import VerificationError
@@ -53,9 +53,7 @@ def _frames(config: ModelConfig, points: list[Path], dataset: str | None, num_fr
                           load_dim=config.points.load_dim)
     if len(frames) == 0:
         raise VerificationError(f"dataset '{dataset}' has no frames")
-    use_dim = list(config.points.use_dim)
-    return [torch.from_numpy(np.ascontiguousarray(frames[i].points[:, use_dim], dtype=np.float32))
-            for i in range(min(num_frames, len(frames)))]
+    return load_clouds(frames, range(min(num_frames, len(frames))), config.points.use_dim)
 
 
 def _precision(precision: str | None, backends: list[str], deploy_dir: Path) -> tuple[str, str]:

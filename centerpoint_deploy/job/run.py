@@ -15,6 +15,10 @@ Numbered steps, each one call of a library function:
 Everything printed also goes to ``<out>/deploy.log``. A failed verification does not stop the
 job (evaluation and latency are still worth reading); :attr:`JobResult.passed` says so and
 the CLI exits non-zero after the report is written. An error in a step is logged and raised.
+
+Under ``torchrun`` rank 0 runs every step; the other ranks load the config and dataset, wait
+for rank 0's export and verification, then evaluate their share of the frames with it
+(:mod:`centerpoint_deploy.evaluate.distributed`); rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-import numpy as np
 import torch
 from rich.console import Console
 from torch import Tensor
@@ -36,9 +39,10 @@ from centerpoint_deploy.backends.factory import BackendPair, create_backends
 from centerpoint_deploy.benchmark.run import benchmark_backends
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
-from centerpoint_deploy.data.dataset import FrameDataset
+from centerpoint_deploy.data.loader import load_clouds
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import CenterPointError
+from centerpoint_deploy.evaluate.distributed import RankGroup
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
 from centerpoint_deploy.export.bundle import node_precision, record_check
 from centerpoint_deploy.export.manifest import ONNX_FILES, CheckRecord, Manifest, utc_now
@@ -106,12 +110,6 @@ def _plan(settings: DeploySettings, candidates: list[str]) -> int:
     return 4 + verify_steps + 3
 
 
-def _points(dataset: FrameDataset, index: int, config: ModelConfig) -> Tensor:
-    """``Tensor[N, len(use_dim)]`` float32 of one frame, the model's columns."""
-    points = dataset[index].points[:, list(config.points.use_dim)]
-    return torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
-
-
 def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: ExportSettings,
             device: torch.device, sample: Tensor) -> ExportResult:
     model = build_model(config, checkpoint=checkpoint, device=device)
@@ -145,23 +143,31 @@ def _tolerances(kind: str, manifest: Manifest, verify: VerifySettings) -> tuple[
     return Tolerances(tolerance), precision
 
 
-def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> JobResult:
+def run_deploy_job(settings: DeploySettings, console: Console | None = None,
+                   group: RankGroup | None = None) -> JobResult | None:
     """Run the main job (module doc) and return what it found; reports are under the output folder.
 
     Args:
         settings: see :class:`~centerpoint_deploy.job.settings.DeploySettings`.
         console: terminal output (progress, tables); default stderr.
+        group: this process's rank under ``torchrun`` (default: a single process); ranks other
+            than 0 only evaluate their share of the frames and return None.
 
     Raises:
         CenterPointError: bad inputs or a step that could not run (written to the log first;
             the caller reports it on the terminal).
     """
     console = console or Console(stderr=True)
+    group = group or RankGroup()
+    if not group.is_main:
+        with ExitStack() as open_backends:
+            _evaluate_share(settings, group, open_backends)
+        return None
     out_dir = job_out_dir(settings.out)
     with JobLog(console, out_dir / LOG_FILE) as log:
         try:
             with ExitStack() as open_backends:
-                return _run(settings, out_dir, log, open_backends)
+                return _run(settings, out_dir, log, open_backends, group)
         except CenterPointError as exc:
             log.to_file(f"error: {exc}")
             raise
@@ -170,9 +176,45 @@ def run_deploy_job(settings: DeploySettings, console: Console | None = None) -> 
             raise
 
 
-def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: ExitStack) -> JobResult:
+def _detectors(kinds: list[str], config: ModelConfig, checkpoint: Path, deploy_dir: Path, device: torch.device,
+               open_backends: ExitStack) -> tuple[dict[str, BackendPair], dict[str, Detector]]:
+    """The reference and each candidate's backends and detector (closed by ``open_backends``)."""
+    pairs: dict[str, BackendPair] = {
+        kind: create_backends(kind, config, device=device, **({"checkpoint": checkpoint} if kind == REFERENCE
+                                                                else {"deploy_dir": deploy_dir}))
+        for kind in kinds}
+    for encoder, head, _ in pairs.values():
+        open_backends.callback(encoder.close)
+        open_backends.callback(head.close)
+    detectors = {kind: Detector(config, enc, head, rot_y_axis_reference=rot, device=device)
+                 for kind, (enc, head, rot) in pairs.items()}
+    return pairs, detectors
+
+
+def _fingerprints(kinds: list[str], checkpoint: Path, deploy_dir: Path) -> dict[str, str]:
+    return {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in kinds}
+
+
+def _evaluate_share(settings: DeploySettings, group: RankGroup, open_backends: ExitStack) -> None:
+    """A rank other than 0: evaluate this rank's share of the frames once rank 0 has exported (module doc)."""
+    device = group.device(job_device(settings.device))
+    config = load_config(settings.config)
+    checkpoint = job_checkpoint(settings.checkpoint, settings.config)
+    dataset = open_dataset(job_dataset(settings.dataset), class_names=config.class_names,
+                           sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
+    out_dir, kinds, evaluated = group.exchange(None)[0]        # rank 0: exported and verified
+    if not settings.evaluate.enabled:
+        return
+    _, detectors = _detectors(kinds, config, checkpoint, out_dir / "deploy", device, open_backends)
+    evaluate_backends(dataset, detectors, out_dir / "evaluation", job_metric_config(
+        settings.evaluate.metric, settings.evaluate.class_range, config), frames=evaluated,
+        fingerprints=_fingerprints(kinds, checkpoint, out_dir / "deploy"), console=Console(quiet=True), group=group)
+
+
+def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: ExitStack,
+         group: RankGroup) -> JobResult:
     """The steps, in order; backends opened along the way are closed by ``open_backends``."""
-    device = job_device(settings.device)
+    device = group.device(job_device(settings.device))
     build_engines, no_engines_reason = job_tensorrt(settings.export.tensorrt, device)
     candidates = ["onnxruntime"] + (["tensorrt"] if build_engines else [])
     log.print(f"[bold]centerpoint-deploy deploy[/] -> {out_dir} (device {device})")
@@ -194,7 +236,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
                          dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
                          verified_frames=verified, bev_frames=drawn)
     log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
-    frames = [_points(dataset, i, config) for i in verified]
+    frames = load_clouds(dataset, verified, config.points.use_dim)
 
     deploy_dir = out_dir / "deploy"
     result.export = steps.run("Export ONNX", _export, config, checkpoint, deploy_dir, settings.export,
@@ -209,15 +251,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     else:
         steps.skip("Build TensorRT engines", no_engines_reason)
 
-    pairs: dict[str, BackendPair] = {
-        REFERENCE: create_backends(REFERENCE, config, checkpoint=checkpoint, device=device),
-        **{kind: create_backends(kind, config, deploy_dir=deploy_dir, device=device) for kind in candidates},
-    }
-    for encoder, head, _ in pairs.values():
-        open_backends.callback(encoder.close)
-        open_backends.callback(head.close)
-    detectors = {kind: Detector(config, enc, head, rot_y_axis_reference=rot, device=device)
-                 for kind, (enc, head, rot) in pairs.items()}
+    pairs, detectors = _detectors([REFERENCE, *candidates], config, checkpoint, deploy_dir, device, open_backends)
 
     if settings.verify.enabled:
         bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} \
@@ -233,16 +267,17 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
             result.verification_files[kind] = write_reports(report, out_dir / "verification" / kind)
     else:
         steps.skip("Verify", "disabled (verify.enabled: false)")
+    group.exchange((out_dir, [REFERENCE, *candidates], evaluated))   # the other ranks evaluate with these
 
     if settings.evaluate.enabled:
         result.metric_config = job_metric_config(settings.evaluate.metric, settings.evaluate.class_range, config)
         ranges = sorted(set(result.metric_config.class_range.values()))
         log.print(f"metric {settings.evaluate.metric}: class range {', '.join(f'{r:g}' for r in ranges)} m "
                   f"(the model's grid reaches {model_reach(config):g} m from the LiDAR)")
-        fingerprints = {kind: fingerprint_files(checkpoint if kind == REFERENCE else deploy_dir) for kind in pairs}
         result.metrics = steps.run("Evaluate", evaluate_backends, dataset, detectors, out_dir / "evaluation",
-                                   result.metric_config, frames=evaluated, fingerprints=fingerprints,
-                                   render_frames=drawn, console=log.console)
+                                   result.metric_config, frames=evaluated,
+                                   fingerprints=_fingerprints(list(pairs), checkpoint, deploy_dir),
+                                   render_frames=drawn, console=log.console, group=group)
     else:
         steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
     result.manifest = _record_checks(deploy_dir, result)
