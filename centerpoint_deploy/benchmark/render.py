@@ -30,19 +30,21 @@ def _options(result: VariantResult) -> str:
 
 
 def summary_rows(report: BenchmarkReport) -> list[list[str]]:
-    """One row per variant: name, backend, precision, options, e2e p50/p90/p99, fps, stage sum, peak memory."""
+    """One row per variant: name, backend, precision, options, e2e p50/p90/p99, fps, stage sum, peak memory,
+    load + first call (compilation)."""
     rows = []
     for r in report.results:
         e2e = r.end_to_end
         total = r.stages.get("sum of stages")
         rows.append([r.name, r.backend, r.precision, _options(r), f"{e2e.p50:.2f}", f"{e2e.p90:.2f}", f"{e2e.p99:.2f}",
                      f"{e2e.fps:.1f}", f"{total.p50:.2f}" if total else "-",
-                     f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"])
+                     f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-",
+                     f"{r.first_call_s:.1f}" if r.first_call_s is not None else "-"])
     return rows
 
 
 SUMMARY_HEADER = ["variant", "backend", "precision", "options", "e2e p50 ms", "p90", "p99", "fps",
-                  "stage sum p50", "peak MiB"]
+                  "stage sum p50", "peak MiB", "first call s"]
 
 
 def stage_rows(report: BenchmarkReport) -> tuple[list[str], list[list[str]]]:

@@ -28,6 +28,9 @@ class VariantResult:
         peak_memory_mb: ``torch.cuda.max_memory_allocated`` during the end-to-end run (MiB),
             None on the CPU (ONNX Runtime / TensorRT memory is not counted by torch).
         num_points, num_voxels, num_boxes: sizes of the frame, its pillars and the result.
+        first_call_s: loading the backends and the first call (s): what a variant pays before
+            its steady state (``torch.compile`` compiling, or reading its cache; CUDA graph
+            capture; engine deserialisation). None when not measured.
     """
 
     name: str
@@ -41,6 +44,7 @@ class VariantResult:
     num_points: int
     num_voxels: int
     num_boxes: int
+    first_call_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

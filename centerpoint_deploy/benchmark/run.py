@@ -14,6 +14,7 @@ Two separate runs per detector, so that stage timing never distorts the end-to-e
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -75,9 +76,13 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
             file (``load_dim`` floats per point) instead of using ``points``.
 
     Returns:
-        The :class:`VariantResult` (stage and end-to-end statistics, peak GPU memory).
+        The :class:`VariantResult` (stage and end-to-end statistics, peak GPU memory, the
+        load + first call, which compiles or captures).
     """
+    begin = time.perf_counter()
     detector.load()
+    _host(detector(points))
+    first_call = time.perf_counter() - begin
     device = detector.device
     use_dim = list(detector.config.points.use_dim)
     stages: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
@@ -115,7 +120,7 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
     return VariantResult(name=name, backend=backend, precision=precision, options=options, device=device.type,
                          stages=summarize_stages(stage_samples), end_to_end=LatencyStats.from_seconds(e2e),
                          peak_memory_mb=peak, num_points=int(points.shape[0]), num_voxels=num_voxels,
-                         num_boxes=len(state["detections"][0]))
+                         num_boxes=len(state["detections"][0]), first_call_s=first_call)
 
 
 def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_dir: Path | str | None, *,
@@ -138,9 +143,6 @@ def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_di
     device = next(iter(detectors.values())).device
     report = BenchmarkReport(config=config_name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
-    for name, reason in (skipped or {}).items():
-        report.skipped[name] = reason
-        log(f"{name}: skipped ({reason})")
     for name, detector in detectors.items():
         report.results.append(benchmark_detector(name, detector, points, warmup=warmup, iterations=iterations))
     if out_dir is not None:

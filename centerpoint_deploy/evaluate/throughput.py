@@ -96,7 +96,8 @@ class Throughput:
 
 
 def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
+    """Three significant digits (0.0423, 12.3, 340)."""
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def process_age() -> float | None:

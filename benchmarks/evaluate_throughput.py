@@ -1,0 +1,128 @@
+"""``evaluate`` throughput against the benchmark's pipeline throughput, with 1 and 10 sweeps.
+
+    python benchmarks/evaluate_throughput.py --device cuda --variant pytorch:fp32 \
+        --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+compile+pipeline_graph \
+        --frames 80 --out results/evaluate_throughput
+
+For each sweep count (``--sweeps``, default 1 and 10) a synthetic T4 dataset is generated
+(``--frames`` key frames at 2 Hz out of 10 Hz sweeps, the sensor ``--beams`` x ``--columns``),
+then for each variant:
+
+- **pipeline**: ``benchmark_detector`` on the dataset's first frame already in memory
+  (points on the host -> boxes on the host, p50): the most frames/s the loop could reach;
+- **evaluate**: ``evaluate_backends`` over all frames (reading, sweep merging, column
+  selection in worker processes, the upload, detection, scoring): frames/s of its loop and
+  the ratio to the pipeline's (the targets: >= 0.9 with 1 sweep, >= 0.8 with 10).
+
+Also runs ``python -m centerpoint_deploy evaluate`` once per sweep count (PyTorch fp32 with the
+demo checkpoint) to report the CLI's start-up: process start to the first frame (imports,
+model load, ground-truth load, cache check; target < 3 s). Writes ``throughput.json`` and
+prints a table. Runs on CPU (``--device cpu``) as well as CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from centerpoint_deploy.benchmark.run import benchmark_detector
+from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
+from centerpoint_deploy.compile_cache import use_persistent_compile_cache
+from centerpoint_deploy.config import load_config
+from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
+from centerpoint_deploy.evaluate.io import load_metric_config
+from centerpoint_deploy.evaluate.runner import evaluate_backends
+from centerpoint_deploy.job.inputs import DEMO_CHECKPOINT
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dataset(root: Path, frames: int, sweeps: int, beams: int, columns: int) -> Path:
+    """A synthetic T4 scene with ``frames`` key frames, each with at least ``sweeps`` earlier sweeps."""
+    folder = root / f"synth-{sweeps}sweeps"
+    if not folder.exists():
+        generate_dataset(folder, 1, frames, 0, LidarConfig(beams=beams, columns=columns), WorldConfig(),
+                         key_frame_interval=5, lead_in_sweeps=max(sweeps, 1))
+    return folder
+
+
+def _startup(dataset: Path, config: str, checkpoint: Path, device: str, out: Path) -> float | None:
+    """The evaluate CLI's process start -> first frame (its report's ``startup_s``)."""
+    command = [sys.executable, "-m", "centerpoint_deploy", "evaluate", "--dataset", str(dataset), "--config", config,
+               "--checkpoint", str(checkpoint), "--device", device, "--out", str(out), "--no-plots", "--no-cache",
+               "--max-frames", "4"]
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    return json.loads((out / "comparison.json").read_text())["throughput"]["startup_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="demo")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the demo checkpoint (demo config)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--variant", action="append", help="benchmark variant strings (default: pytorch:fp32)")
+    parser.add_argument("--sweeps", type=int, action="append", help="sweep counts (default: 1 and 10)")
+    parser.add_argument("--frames", type=int, default=80)
+    parser.add_argument("--beams", type=int, default=64)
+    parser.add_argument("--columns", type=int, default=1800)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    use_persistent_compile_cache()
+    device = torch.device(args.device)
+    checkpoint = args.checkpoint or DEMO_CHECKPOINT
+    warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
+    iterations = args.iterations if args.iterations is not None else (100 if device.type == "cuda" else 5)
+    base = load_config(args.config)
+    rows = []
+    for sweeps in args.sweeps or [1, 10]:
+        config = dataclasses.replace(base, points=dataclasses.replace(base.points, sweeps_num=sweeps))
+        folder = _dataset(args.out / "data", args.frames, sweeps, args.beams, args.columns)
+        dataset = open_dataset(folder, class_names=config.class_names, sweeps_num=sweeps,
+                               load_dim=config.points.load_dim)
+        first = torch.from_numpy(dataset[0].points[:, list(config.points.use_dim)].copy())
+        startup = _startup(folder, args.config, checkpoint, args.device, args.out / f"cli-{sweeps}") \
+            if sweeps == base.points.sweeps_num else None
+        for text in args.variant or ["pytorch:fp32"]:
+            spec = VariantSpec.parse(text)
+            detector = build_detector(spec, config, device=device, checkpoint=checkpoint)
+            begin = time.perf_counter()
+            with detector:
+                pipeline = benchmark_detector(spec.name, detector, first, warmup=warmup, iterations=iterations)
+                prepared = time.perf_counter() - begin
+                evaluate_backends(dataset, {"variant": detector}, args.out / f"eval-{sweeps}-{spec.name}",
+                                  load_metric_config("t4", config.class_names), cache=False, plots=False,
+                                  workers=args.workers)
+            loop = json.loads((args.out / f"eval-{sweeps}-{spec.name}" / "comparison.json").read_text())["throughput"]
+            pipeline_fps = 1000.0 / pipeline.end_to_end.p50
+            rows.append({"sweeps": sweeps, "variant": spec.name, "points": int(first.shape[0]), "frames": len(dataset),
+                         "pipeline_p50_ms": pipeline.end_to_end.p50, "pipeline_frames_per_s": pipeline_fps,
+                         "evaluate_frames_per_s": loop["frames_per_s"],
+                         "ratio": loop["frames_per_s"] / pipeline_fps, "read_s": loop["read_s"],
+                         "waited_s": loop["wait_s"], "backend_frames_per_s": loop["backend_frames_per_s"],
+                         "workers": loop["per_rank"][0]["workers"], "benchmark_and_compile_s": prepared,
+                         "cli_startup_s": startup})
+            print(json.dumps(rows[-1]), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.json").write_text(json.dumps({"device": str(device), "torch": torch.__version__,
+                                                          "gpu": torch.cuda.get_device_name(device)
+                                                          if device.type == "cuda" else None, "rows": rows}, indent=1))
+    print(f"\n| sweeps | variant | points | pipeline frames/s | evaluate frames/s | ratio | waited s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['sweeps']} | {r['variant']} | {r['points']} | {r['pipeline_frames_per_s']:.1f} | "
+              f"{r['evaluate_frames_per_s']:.1f} | {r['ratio']:.2f} | {r['waited_s']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
