@@ -5,5 +5,4 @@
 - :mod:`.variants`: ``"<backend>:<precision>+flags"`` strings -> detectors;
 - :mod:`.run`: staged and end-to-end runs, scaling, :func:`~.run.benchmark_variants`;
 - :mod:`.results`, :mod:`.render`: JSON records, Markdown, rich tables, plots;
-- :mod:`.onnx_fp16`: fp16 copies of the exported graphs for ONNX Runtime.
 """

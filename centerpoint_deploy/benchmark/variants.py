@@ -25,16 +25,16 @@ import torch
 
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend, TorchOptions
-from centerpoint_deploy.benchmark.onnx_fp16 import convert_onnx_to_fp16
 from centerpoint_deploy.benchmark.timing import BenchmarkError
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendUnavailableError
+from centerpoint_deploy.export.precision.fp16 import convert_onnx_to_fp16
 
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
 TORCH_FLAGS = ("channels_last", "fuse_batchnorm", "fuse_relu", "cudnn_benchmark", "cuda_graph", "compile",
                "max_autotune")
-PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32", "tf32", "fp16"),
+PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32", "tf32", "fp16", "int8"),
               "tensorrt": ("fp32", "tf32", "fp16", "bf16", "int8", "best")}
 
 #: The variants ``benchmark`` runs when none are named, per device type.
@@ -133,6 +133,7 @@ def _onnxruntime(spec: VariantSpec, config: ModelConfig, device: torch.device, d
                  work_dir: Path) -> tuple[Backend, Backend, bool]:
     from centerpoint_deploy.backends.factory import create_backends
     from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend, import_onnxruntime
+    from centerpoint_deploy.export.manifest import load_manifest
 
     ort = import_onnxruntime()
     if device.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -140,7 +141,12 @@ def _onnxruntime(spec: VariantSpec, config: ModelConfig, device: torch.device, d
                                       f"(providers: {ort.get_available_providers()}); install onnxruntime-gpu")
     encoder, head, rot = create_backends("onnxruntime", config, deploy_dir=deploy_dir, device=device)
     paths = {"encoder": encoder.onnx_path, "head": head.onnx_path}  # checked against the manifest
-    if spec.precision == "fp16":
+    exported = load_manifest(deploy_dir).precision
+    if spec.precision == "int8" and exported != "int8":
+        raise BenchmarkError(f"variant '{spec.name}' needs an INT8 export; {deploy_dir} holds {exported} graphs "
+                             "(centerpoint-deploy export --precision int8 --dataset DATA)")
+    if spec.precision == "fp16" and exported != "fp16":
+        # an fp32 export: convert a copy (an `export --precision fp16` graph is used as it is)
         paths = {part: convert_onnx_to_fp16(path, work_dir / path.name.replace(".onnx", ".fp16.onnx"))
                  for part, path in paths.items()}
     backends = [OnnxRuntimeBackend(paths[part], device, part=part, deterministic=False, tf32=spec.precision == "tf32",

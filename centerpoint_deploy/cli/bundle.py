@@ -29,5 +29,5 @@ def check(bundle_dir: Path = typer.Argument(..., help="Bundle folder (deploy_met
     checks = ", ".join(f"{name} {'passed' if r.passed else 'FAILED'}" for name, r in manifest.checks.items()) or "none"
     Console(highlight=False).print(escape(
         f"ok: {bundle_dir} is a {manifest.bundle_version} bundle of '{manifest.model_name}' "
-        f"(classes {', '.join(manifest.class_names)}; trt_precision {manifest.precision}; "
+        f"(classes {', '.join(manifest.class_names)}; {manifest.precision} ONNX, trt_precision {manifest.trt_precision}; "
         f"{len(files)} files, every sha256 matches; checks recorded: {checks})"), soft_wrap=True)

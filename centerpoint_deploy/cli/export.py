@@ -6,6 +6,12 @@ Python equivalent::
     model = build_model(config, checkpoint="epoch_50.pth")
     result = export_onnx(model, config, "deploy/", rot_y_axis_reference=True, checkpoint="epoch_50.pth")
     build_deploy_engines("deploy/", precision="fp16")   # needs TensorRT and a GPU
+
+    # fp16 / int8 graphs: calibration inputs from dataset frames first
+    frames = open_dataset("data/t4", class_names=config.class_names)
+    calibration = collect_calibration(model, config, [frames[i] for i in pick_frames(len(frames), 256)])
+    export_onnx(model, config, "deploy-int8/", precision="int8", calibration=calibration,
+                int8=Int8Options(method="percentile"))
 """
 
 from __future__ import annotations
@@ -22,12 +28,19 @@ from centerpoint_deploy.config import load_config
 from centerpoint_deploy.errors import ExportError
 from centerpoint_deploy.export.bundle import AUTOWARE_FORMATS, check_bundle_options, node_precision
 from centerpoint_deploy.export.manifest import ENGINE_FILES, load_manifest
-from centerpoint_deploy.export.onnx_export import export_onnx
+from centerpoint_deploy.export.onnx_export import SELF_CHECK_RTOL, export_onnx
+from centerpoint_deploy.export.precision import PRECISIONS
+from centerpoint_deploy.export.precision.calibration import DEFAULT_CALIBRATION_FRAMES
+from centerpoint_deploy.export.precision.convert import Int8Options
+from centerpoint_deploy.export.precision.int8 import CALIBRATION_METHODS
 from centerpoint_deploy.export.tensorrt_build import build_deploy_engines, derive_profiles, precision_flags
 
 #: Seed of ``--random-weights`` exports, so they are reproducible.
 RANDOM_WEIGHTS_SEED = 0
-_PRECISION_HELP = "fp32 (strict, TF32 off), tf32 or fp16 (Autoware's default)."
+_PRECISION_HELP = ("TensorRT 10 builder flags for an fp32 ONNX: fp32 (strict, TF32 off), tf32 or fp16; default the "
+                   "ONNX's own precision. TensorRT 11 builds strongly typed from the ONNX (export --precision).")
+_ONNX_PRECISION_HELP = ("Precision written into the ONNX files: fp32, fp16 (casts inside, float32 I/O) or int8 "
+                        "(explicit Q/DQ); fp16/int8 need --dataset for calibration.")
 
 
 @app.command("export")
@@ -40,9 +53,19 @@ def export(
     rot_y_axis_reference: bool = typer.Option(False, "--rot-y-axis-reference",
                                               help="Head emits dim as (w, l, h) and rot as (-cos, -sin), as Autoware decodes."),
     simplify: bool = typer.Option(False, "--simplify", help="Run onnxsim on both graphs."),
-    atol: float = typer.Option(1e-4, "--atol", help="Largest allowed |ONNX Runtime - PyTorch| in the post-export check."),
+    atol: float = typer.Option(1e-4, "--atol", help="Post-export check: allowed |ONNX Runtime - PyTorch| is atol + rtol * max|output|."),
+    rtol: float = typer.Option(SELF_CHECK_RTOL, "--rtol", help="Post-export check: share of the output's largest magnitude allowed."),
+    precision: str = typer.Option("fp32", "--precision", help=_ONNX_PRECISION_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Calibration frames for fp16/int8: T4 scene(s) folder, split file or info .pkl."),
+    category_mapping: str = typer.Option("j6gen2", "--category-mapping", help="Dataset categories -> model classes: j6gen2, nuscenes or identity."),
+    calib_frames: int = typer.Option(DEFAULT_CALIBRATION_FRAMES, "--calib-frames", help="Calibration frames, spread over the dataset."),
+    calib_method: str = typer.Option("percentile", "--calib-method", help=f"INT8 activation ranges: {', '.join(CALIBRATION_METHODS)}."),
+    int8_snr_db: float = typer.Option(Int8Options.snr_budget_db, "--int8-snr-db",
+                                      help="INT8: layer groups leave INT8, most sensitive first, until every output's SNR vs fp32 is at least this (dB)."),
+    int8_exclude: list[str] = typer.Option([], "--int8-exclude", help="INT8: a layer group kept float (repeat), e.g. pts_voxel_encoder/pfn_layers.0."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
-    precision: str = typer.Option("fp16", "--precision", help=_PRECISION_HELP),
+    trt_precision: Optional[str] = typer.Option(None, "--trt-precision",
+                                                help="TensorRT 10 builder flags for an fp32 graph: fp32, tf32 or fp16 (default: the ONNX's precision)."),
     workspace_gb: float = typer.Option(1.0, "--workspace-gb", help="TensorRT builder workspace in GiB."),
     device: str = typer.Option("cpu", "--device", help="Device the PyTorch model is traced and checked on."),
     autoware_format: str = typer.Option("v4.1", "--autoware-format",
@@ -54,32 +77,67 @@ def export(
 
     if (checkpoint is None) == (not random_weights):
         raise ExportError("pass exactly one of --checkpoint PATH or --random-weights (random weights: tests only)")
-    if tensorrt:
-        precision_flags(precision)  # fail before exporting, not after
-    check_bundle_options(autoware_format, node_precision(precision))
+    if precision not in PRECISIONS:
+        raise ExportError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if precision != "fp32" and dataset is None:
+        raise ExportError(f"--precision {precision} needs --dataset: calibration frames from your data")
+    int8 = Int8Options(method=calib_method, snr_budget_db=int8_snr_db, exclude_groups=tuple(int8_exclude))
+    if tensorrt and trt_precision is not None:
+        precision_flags(trt_precision)  # fail before exporting, not after
+    node_trt_precision = node_precision(trt_precision if trt_precision is not None else precision)
+    check_bundle_options(autoware_format, node_trt_precision)
     model_config = load_config(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         model = build_model(model_config, checkpoint=checkpoint, device=device)
+    calibration = None
+    if precision != "fp32":
+        calibration = _calibration(model, model_config, dataset, category_mapping, calib_frames)
     result = export_onnx(model, model_config, out, opset=opset, rot_y_axis_reference=rot_y_axis_reference,
-                         simplify=simplify, atol=atol, checkpoint=checkpoint, autoware_format=autoware_format,
-                         precision=node_precision(precision))
+                         simplify=simplify, atol=atol, rtol=rtol, checkpoint=checkpoint, precision=precision,
+                         calibration=calibration, int8=int8, autoware_format=autoware_format,
+                         trt_precision=node_trt_precision)
     console = Console(stderr=True, highlight=False)
-    console.print(f"exported {model_config.name} to {out} ({autoware_format} bundle, opset {opset}, "
+    console.print(f"exported {model_config.name} to {out} ({autoware_format} bundle, {precision} ONNX, "
+                  f"trt_precision {node_trt_precision}, opset {opset}, "
                   f"rot_y_axis_reference={rot_y_axis_reference}, simplified={simplify})")
     for name, diff in result.max_abs_diff.items():
         console.print(f"  max |onnxruntime - pytorch| {name}: {diff:.3g}")
+    for part in result.plan.parts:
+        if precision == "int8":
+            console.print(f"  {part.part}: {len(part.quantized_nodes)} of {len(part.quantized_nodes) + len(part.float_nodes)} "
+                          f"weighted layers in INT8; kept float: {list(part.excluded_groups) or 'none'}")
+        elif precision == "fp16":
+            console.print(f"  {part.part}: kept fp32 (fp16 overflow on the calibration frames): {list(part.peaks) or 'none'}")
+        if part.snr_db:
+            console.print(f"  {part.part} output SNR vs fp32 (dB): "
+                          + ", ".join(f"{k} {v:.1f}" for k, v in part.snr_db.items()))
     for part, problems in result.tensorrt_problems.items():
         for problem in problems:
             console.print(f"[yellow]warning:[/] {part} graph: TensorRT would refuse {problem}")
     if tensorrt:
-        _build(out, precision, workspace_gb, console)
+        _build(out, trt_precision, workspace_gb, console)
+
+
+def _calibration(model, config, dataset: str, category_mapping: str, count: int):  # noqa: ANN001, ANN202
+    """Calibration inputs from ``count`` frames spread over ``dataset`` (checked before any compute)."""
+    from centerpoint_deploy.data import open_dataset
+    from centerpoint_deploy.export.precision.calibration import (check_classes, check_frame_count,
+                                                                   collect_calibration, pick_frames)
+
+    frames = open_dataset(dataset, class_names=config.class_names, category_mapping=category_mapping,
+                          sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
+    check_frame_count(count, len(frames))
+    chosen = [frames[i] for i in pick_frames(len(frames), count)]
+    check_classes(chosen, config.class_names)
+    model.eval()
+    return collect_calibration(model, config, chosen)
 
 
 @app.command("build-engine")
 def build_engine(
     deploy_dir: Path = typer.Argument(..., help="Deploy directory written by 'export'."),
-    precision: str = typer.Option("fp16", "--precision", help=_PRECISION_HELP),
+    precision: Optional[str] = typer.Option(None, "--precision", help=_PRECISION_HELP),
     workspace_gb: float = typer.Option(1.0, "--workspace-gb", help="TensorRT builder workspace in GiB."),
     min_voxels: int = typer.Option(1000, "--min-voxels", help="Smallest voxel count of the encoder profile."),
     opt_voxels: Optional[int] = typer.Option(None, "--opt-voxels", help="Voxel count to tune for (default max_voxels / 4)."),
@@ -95,7 +153,7 @@ def build_engine(
     _build(deploy_dir, precision, workspace_gb, Console(stderr=True, highlight=False), profiles, timing_cache)
 
 
-def _build(deploy_dir: Path, precision: str, workspace_gb: float, console: Console,
+def _build(deploy_dir: Path, precision: str | None, workspace_gb: float, console: Console,
            profiles: dict | None = None, timing_cache: Path | None = None) -> None:
     if not workspace_gb > 0:
         raise ExportError(f"--workspace-gb = {workspace_gb} must be > 0")

@@ -18,15 +18,18 @@ Python equivalent::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+import onnx
 import torch
 import typer
 from rich.console import Console
 from torch import Tensor
 
 from centerpoint_deploy.backends.factory import SUPPORTED_KINDS, create_backends
+from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.config import ModelConfig, load_config
 from centerpoint_deploy.data import open_dataset
@@ -36,7 +39,8 @@ from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.export.manifest import ONNX_FILES, load_manifest, sha256_file
 from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
-from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances, parse_tolerance_override
+from centerpoint_deploy.verify.compare import Tolerances, default_tolerances, parse_tolerance_override
+from centerpoint_deploy.verify.fake_quant import fake_quant_model
 from centerpoint_deploy.verify.report import print_report, write_reports
 from centerpoint_deploy.verify.run import verify_backends
 
@@ -57,9 +61,13 @@ def _frames(config: ModelConfig, points: list[Path], dataset: str | None, num_fr
 
 
 def _precision(precision: str | None, backends: list[str], deploy_dir: Path) -> tuple[str, str]:
-    """The precision to judge by, and why: as asked, else fp16 for fp16 TensorRT engines, else fp32."""
+    """The precision to judge by, and why: as asked, else the ONNX files' (manifest), else fp16 for fp16
+    TensorRT engines, else fp32."""
     if precision is not None:
         return precision, "--precision"
+    exported = load_manifest(deploy_dir).precision
+    if exported != "fp32":
+        return exported, f"the ONNX files are {exported} (manifest)"
     if "tensorrt" in backends:
         engines = load_manifest(deploy_dir).engines
         if any(record.precision == "fp16" for record in engines.values()):
@@ -78,8 +86,9 @@ def verify(
     points: list[Path] = typer.Option([], "--points", help="Point file to verify on (repeatable)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="T4 scene(s), split file or info .pkl instead of --points."),
     num_frames: int = typer.Option(3, "--frames", min=1, help="Frames taken from --dataset."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or fp16 default tolerances "
-                                            "(default: fp16 for fp16 TensorRT engines, else fp32)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 default tolerances "
+                                            "(default: the export's precision; fp16 for fp16 TensorRT engines). "
+                                            "int8: the reference is PyTorch fake-quantized with the ONNX's Q/DQ scales."),
     atol: Optional[float] = typer.Option(None, "--atol", help="Override the default absolute tolerance."),
     rtol: Optional[float] = typer.Option(None, "--rtol", help="Override the default relative tolerance."),
     tol: list[str] = typer.Option([], "--tol", help="Per-output tolerance NAME=ATOL,RTOL (repeatable), e.g. heatmap=1e-3,1e-2."),
@@ -98,11 +107,16 @@ def verify(
     tolerances = default_tolerances(chosen)
     if atol is not None or rtol is not None:
         base = tolerances.default
-        tolerances = Tolerances(Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol))
+        tolerances = Tolerances(replace(base, atol=base.atol if atol is None else atol,
+                                        rtol=base.rtol if rtol is None else rtol))
     tolerances = tolerances.with_overrides(dict(parse_tolerance_override(t) for t in tol))
     frames = _frames(model_config, points, dataset, num_frames)
 
     encoder, head, _ = create_backends("pytorch", model_config, checkpoint=checkpoint, device=device)
+    if chosen == "int8":  # judged against the same quantization in PyTorch, so bisection works layer by layer
+        quantized = fake_quant_model(encoder.model, [onnx.load(str(manifest.onnx_path(part))) for part in ONNX_FILES])
+        encoder, head = TorchEncoderBackend(quantized, model_config, device), TorchHeadBackend(quantized, model_config, device)
+        why += "; reference: PyTorch fake-quantized with the ONNX's Q/DQ scales"
     reference = Detector(model_config, encoder, head)
     candidates = {kind: create_backends(kind, model_config, deploy_dir=deploy_dir, device=device) for kind in backend}
     bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} if bisect else None

@@ -43,6 +43,7 @@ from centerpoint_deploy.export.manifest import (ENGINE_FILES, LEGACY_BUNDLE, LEG
                                                 ONNX_FILES, CheckRecord, Manifest, config_sha256, load_manifest,
                                                 read_param_yaml, sha256_file, utc_now, write_manifest,
                                                 write_text_atomic)
+from centerpoint_deploy.export.precision.plan import PLAN_FILE
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams, ScoreThresholds
 
 #: Values of ``--autoware-format``.
@@ -67,12 +68,13 @@ def node_precision(precision: str) -> str:
 
     ``tf32`` is TensorRT's fp32 mode with TF32 tactics allowed, which is what the node's
     ``fp32`` builds (TensorRT enables TF32 unless told not to); ``fp32`` and ``fp16`` map to
-    themselves.
+    themselves. An ``int8`` ONNX (explicit Q/DQ: its quantized layers run INT8 whatever the
+    flag) gets ``fp32`` for the layers it keeps float, the precision its SNR was checked in.
 
     Raises:
         ExportError: a precision the node's schema has no value for.
     """
-    mapped = {"fp32": "fp32", "tf32": "fp32", "fp16": "fp16"}.get(precision)
+    mapped = {"fp32": "fp32", "tf32": "fp32", "fp16": "fp16", "int8": "fp32"}.get(precision)
     if mapped is None:
         raise ExportError(f"precision '{precision}' has no trt_precision in the node's schema "
                           f"({' or '.join(TRT_PRECISIONS)})")
@@ -95,8 +97,9 @@ def staged_bundle(out_dir: Path | str) -> Iterator[Path]:
 
 
 def publish_bundle(stage: Path, out_dir: Path | str, config: ModelConfig, *, autoware_format: str,
-                   precision: str, opset: int, rot_y_axis_reference: bool, simplified: bool,
-                   checkpoint_sha256: str | None, params: NodePostprocessParams | None = None) -> Manifest:
+                   precision: str, trt_precision: str, opset: int, rot_y_axis_reference: bool, simplified: bool,
+                   checkpoint_sha256: str | None, params: NodePostprocessParams | None = None,
+                   extra_files: list[str] | None = None) -> Manifest:
     """Complete the bundle whose ONNX files are in ``stage``, check it, and move it to ``out_dir``.
 
     Args:
@@ -105,8 +108,10 @@ def publish_bundle(stage: Path, out_dir: Path | str, config: ModelConfig, *, aut
             engines and the other layout's parameter files removed, other files left alone.
         config: the exported model.
         autoware_format: ``"v4.1"`` or ``"legacy"``.
-        precision: ``trt_precision`` the node is told to build.
+        precision: the precision written into the ONNX files (``fp32``, ``fp16``, ``int8``).
+        trt_precision: the precision the node is told to build (``fp32`` / ``fp16``).
         params: the node's post-processing parameters; ``None``: the node's defaults.
+        extra_files: other files in ``stage`` the bundle lists (``precision_plan.json``).
 
     Returns:
         The bundle's manifest, ``deploy_dir`` = ``out_dir``.
@@ -114,11 +119,11 @@ def publish_bundle(stage: Path, out_dir: Path | str, config: ModelConfig, *, aut
     Raises:
         ExportError: the options, or the assembled bundle fails the checks (nothing is moved).
     """
-    check_bundle_options(autoware_format, precision)
+    check_bundle_options(autoware_format, trt_precision)
     out_dir = Path(out_dir)
     if autoware_format == BUNDLE_VERSION:
         params = params if params is not None else NodePostprocessParams.defaults(config.class_names)
-        param_files = _write_node_files(stage, config, params, precision)
+        param_files = _write_node_files(stage, config, params, trt_precision)
     else:
         param_files = [legacy_param_file_name(config)]
         _dump(stage / param_files[0], legacy_document(config))
@@ -127,9 +132,9 @@ def publish_bundle(stage: Path, out_dir: Path | str, config: ModelConfig, *, aut
         deploy_dir=stage, bundle_version=autoware_format, model_name=config.name, tool_version=__version__,
         created=utc_now(), config=config_dict, config_sha256=config_sha256(config_dict),
         class_names=tuple(config.class_names), num_features=config.num_features,
-        checkpoint_sha256=checkpoint_sha256, opset=opset, precision=precision,
+        checkpoint_sha256=checkpoint_sha256, opset=opset, precision=precision, trt_precision=trt_precision,
         rot_y_axis_reference=rot_y_axis_reference, simplified=simplified,
-        files={name: sha256_file(stage / name) for name in [*ONNX_FILES.values(), *param_files]},
+        files={name: sha256_file(stage / name) for name in [*ONNX_FILES.values(), *param_files, *(extra_files or [])]},
     )
     write_manifest(manifest)
     try:
@@ -138,7 +143,7 @@ def publish_bundle(stage: Path, out_dir: Path | str, config: ModelConfig, *, aut
         raise ExportError(f"the exported bundle fails its own checks, nothing written to {out_dir}: {exc}") from exc
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stale = [MANIFEST_FILE, LEGACY_MANIFEST_FILE, ML_PACKAGE_FILE, REMAPPER_FILE, legacy_param_file_name(config),
+    stale = [MANIFEST_FILE, LEGACY_MANIFEST_FILE, ML_PACKAGE_FILE, REMAPPER_FILE, legacy_param_file_name(config), PLAN_FILE,
              *ENGINE_FILES.values(), *(name + ".log" for name in ENGINE_FILES.values())]
     for name in stale:  # the metadata goes first: a directory without it is an unfinished export
         (out_dir / name).unlink(missing_ok=True)
@@ -177,7 +182,7 @@ def write_node_params(bundle_dir: Path | str, params: NodePostprocessParams) -> 
     _node_params(manifest, config)  # a v4.1 bundle
     _check_classes(manifest, params.thresholds.class_names)
     with staged_bundle(manifest.deploy_dir / ML_PACKAGE_FILE) as stage:
-        names = _write_node_files(stage, config, params, manifest.precision)
+        names = _write_node_files(stage, config, params, manifest.trt_precision)
         for name in names:
             (stage / name).replace(manifest.deploy_dir / name)
     updated = manifest.with_files(names)

@@ -126,7 +126,9 @@ class Manifest:
         num_features: F, decorated features per point (encoder input axis 2).
         checkpoint_sha256: digest of the checkpoint file, ``None`` for random weights.
         opset: ONNX opset of both graphs.
-        precision: the TensorRT precision the node is told to build (``trt_precision``).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``: the precision written into the ONNX
+            files (``precision_plan.json`` beside them says which layers).
+        trt_precision: the TensorRT precision the node is told to build (``fp32`` / ``fp16``).
         rot_y_axis_reference: the head graph emits Autoware's dim/rot convention.
         simplified: the graphs went through onnxsim.
         files: file name -> sha256 of the ONNX files and the node's parameter files.
@@ -147,6 +149,7 @@ class Manifest:
     checkpoint_sha256: str | None
     opset: int
     precision: str
+    trt_precision: str
     rot_y_axis_reference: bool
     simplified: bool
     files: dict[str, str]
@@ -282,7 +285,7 @@ def read_param_yaml(path: Path) -> Any:
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "bundle_version": str, "model_name": str, "tool_version": str, "created": str, "config": dict,
     "config_sha256": str, "class_names": list, "num_features": int, "checkpoint_sha256": (str, type(None)),
-    "opset": int, "precision": str, "rot_y_axis_reference": bool, "simplified": bool, "files": dict,
+    "opset": int, "precision": str, "trt_precision": str, "rot_y_axis_reference": bool, "simplified": bool, "files": dict,
     "engines": dict, "checks": dict,
 }
 
@@ -341,9 +344,9 @@ def _check_ml_package(manifest: Manifest, config: ModelConfig, package: MlPackag
     for key, name in expected_paths.items():
         if package.paths[key] != name:
             raise BundleError(f"{path}: '{key}' = '{package.paths[key]}', the bundle's file is '{name}'")
-    if package.trt_precision != manifest.precision:
+    if package.trt_precision != manifest.trt_precision:
         raise BundleError(f"{path}: 'trt_precision' = '{package.trt_precision}', {MANIFEST_FILE} says "
-                          f"'{manifest.precision}'")
+                          f"'{manifest.trt_precision}'")
     _compare(path, "model_params", package.model_facts, autoware_model_params(config))
 
 

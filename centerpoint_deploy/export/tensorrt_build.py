@@ -1,8 +1,17 @@
-"""Build TensorRT engines from the exported ONNX files (TensorRT 10 Python API).
+"""Build TensorRT engines from the exported ONNX files (TensorRT 10 and 11 Python APIs).
 
 ``tensorrt`` is imported only inside the functions that need it. The pure helpers
-(:func:`derive_profiles`, :func:`precision_flags`, :func:`profile_problems`) need no TensorRT
-and decide everything a build depends on, so they are tested anywhere.
+(:func:`derive_profiles`, :func:`precision_flags`, :func:`profile_problems`, :func:`build_mode`)
+need no TensorRT and decide everything a build depends on, so they are tested anywhere.
+
+Precision (:func:`build_mode`, chosen from the installed TensorRT's version and the precision
+the ONNX was exported in, and logged):
+
+- TensorRT >= 11 removed the weakly typed precision flags: the network is always created
+  ``STRONGLY_TYPED`` and every layer runs in the precision the ONNX gives it (fp16 casts,
+  INT8 Q/DQ); asking for builder flags other than the graph's own precision is an error;
+- TensorRT 10: fp32 graphs are built weakly typed with the flags of the requested precision
+  (``fp32``/``tf32``/``fp16``), fp16 graphs with ``FP16``; INT8 Q/DQ graphs strongly typed.
 
 Optimization profiles (shapes are ``[min, opt, max]`` per input):
 
@@ -63,6 +72,65 @@ def precision_flags(precision: str) -> frozenset[str]:
     return _PRECISION_FLAGS[precision]
 
 
+@dataclass(frozen=True)
+class BuildMode:
+    """How one engine is built.
+
+    Attributes:
+        strongly_typed: create the network with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``.
+        flags: ``trt.BuilderFlag`` names to set (weakly typed builds only).
+        precision: what the engine computes in: ``fp32``, ``tf32``, ``fp16`` or ``int8``.
+        reason: the choice in one sentence (logged and kept with the build).
+    """
+
+    strongly_typed: bool
+    flags: frozenset[str]
+    precision: str
+    reason: str
+
+
+def tensorrt_major(version: str) -> int:
+    """Major version of a ``tensorrt.__version__`` string (``"10.13.0.35"`` -> 10)."""
+    try:
+        return int(version.split(".")[0])
+    except ValueError as exc:
+        raise ExportError(f"cannot read the TensorRT version '{version}'") from exc
+
+
+def build_mode(tensorrt_version: str, onnx_precision: str, requested: str | None = None) -> BuildMode:
+    """The build mode for a graph exported in ``onnx_precision`` on TensorRT ``tensorrt_version``.
+
+    Args:
+        onnx_precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (the manifest's ``precision``).
+        requested: builder-flag precision asked for (``fp32``/``tf32``/``fp16``); ``None`` = the graph's.
+
+    Raises:
+        ExportError: TensorRT older than 10, an unknown precision, or flags TensorRT 11 no longer has.
+    """
+    major = tensorrt_major(tensorrt_version)
+    if major < 10:
+        raise ExportError(f"TensorRT {tensorrt_version} is too old: this tool needs TensorRT 10 or newer")
+    if onnx_precision not in ("fp32", "fp16", "int8"):
+        raise ExportError(f"ONNX precision '{onnx_precision}' is not one of fp32, fp16, int8")
+    if requested is not None:
+        precision_flags(requested)
+    if major >= 11:
+        if requested not in (None, onnx_precision):
+            raise ExportError(f"TensorRT {tensorrt_version} builds strongly typed and has no {requested.upper()} flag: "
+                              f"export the ONNX with --precision {requested} instead")
+        return BuildMode(True, frozenset(), onnx_precision,
+                         f"TensorRT {tensorrt_version} (>= 11): strongly typed, precision from the {onnx_precision} ONNX")
+    if onnx_precision == "int8":
+        return BuildMode(True, frozenset(), "int8",
+                         f"TensorRT {tensorrt_version}: INT8 Q/DQ graph built strongly typed")
+    chosen = requested or onnx_precision
+    if onnx_precision == "fp16" and chosen != "fp16":
+        raise ExportError(f"the ONNX is fp16; a {chosen} engine needs an fp32 export")
+    return BuildMode(False, precision_flags(chosen), chosen,
+                     f"TensorRT {tensorrt_version} (10): weakly typed, builder flags for {chosen} "
+                     f"({', '.join(sorted(precision_flags(chosen))) or 'none'}) on the {onnx_precision} ONNX")
+
+
 def derive_profiles(config: ModelConfig, *, min_voxels: int = 1000, opt_voxels: int | None = None,
                     static_encoder: bool = False, max_batch: int = 1) -> dict[GraphPart, ProfileShapes]:
     """Optimization profiles of both graphs for ``config`` (see module doc).
@@ -119,21 +187,25 @@ def profile_problems(profile: ProfileShapes, network_inputs: dict[str, tuple[int
 
 @dataclass(frozen=True)
 class BuildResult:
-    """One built engine: its path, the TensorRT version and the builder's log lines."""
+    """One built engine: its path, the TensorRT version, the build mode and the builder's log lines."""
 
     engine_path: Path
     tensorrt_version: str
     log: tuple[str, ...]
+    mode: BuildMode
 
 
 def build_engine(onnx_path: Path | str, engine_path: Path | str, *, profile: ProfileShapes,
-                 precision: Precision = "fp16", workspace_bytes: int = 1 << 30,
+                 precision: Precision | None = None, onnx_precision: str = "fp32", workspace_bytes: int = 1 << 30,
                  timing_cache: Path | str | None = None, log_path: Path | str | None = None) -> BuildResult:
     """Parse ``onnx_path`` and serialize a TensorRT engine to ``engine_path``.
 
     Args:
         profile: input name -> ``(min, opt, max)`` shapes (:func:`derive_profiles`).
-        precision: ``"fp32"`` (TF32 off), ``"tf32"`` or ``"fp16"`` (:func:`precision_flags`).
+        precision: TensorRT 10 builder flags for an fp32 graph: ``"fp32"`` (TF32 off), ``"tf32"``
+            or ``"fp16"`` (:func:`precision_flags`); ``None`` = the graph's own precision.
+        onnx_precision: the precision the ONNX was exported in (the manifest's); with the
+            TensorRT version it decides the :class:`BuildMode` (:func:`build_mode`).
         workspace_bytes: builder workspace memory-pool limit (Autoware: 1 GiB).
         timing_cache: file to read tactic timings from (if it exists) and write back to.
         log_path: write the builder's log there (warnings and up).
@@ -142,17 +214,20 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, *, profile: Pro
         BackendUnavailableError: TensorRT is not installed.
         ExportError: bad arguments, a parser error, a profile that does not fit, or a failed build.
     """
-    flags = precision_flags(precision)
+    if precision is not None:
+        precision_flags(precision)
     if workspace_bytes < 1 << 20:
         raise ExportError(f"workspace_bytes = {workspace_bytes} is below 1 MiB")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise ExportError(f"ONNX file {onnx_path} does not exist")
     trt = import_tensorrt()
+    mode = build_mode(trt.__version__, onnx_precision, precision)
     logger = _collecting_logger(trt)
+    logger.lines.append(f"[INFO] {mode.reason}")
     try:
         builder = trt.Builder(logger)
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+        network = builder.create_network(network_flags(trt, mode))
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(onnx_path)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -167,9 +242,9 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, *, profile: Pro
 
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-        for name in sorted(PRECISION_FLAG_NAMES):
+        for name in sorted(PRECISION_FLAG_NAMES) if not mode.strongly_typed else ():
             flag = getattr(trt.BuilderFlag, name)
-            if name in flags:
+            if name in mode.flags:
                 config.set_flag(flag)
             else:
                 config.clear_flag(flag)
@@ -184,7 +259,7 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, *, profile: Pro
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             errors = [line for line in logger.lines if line.startswith(("[ERROR]", "[INTERNAL_ERROR]"))]
-            raise ExportError(f"TensorRT failed to build {onnx_path.name} ({precision}): "
+            raise ExportError(f"TensorRT failed to build {onnx_path.name} ({mode.precision}): "
                               + ("; ".join(errors[-3:]) or "see the build log"))
         engine_path.parent.mkdir(parents=True, exist_ok=True)
         engine_path.write_bytes(bytes(serialized))
@@ -193,7 +268,12 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, *, profile: Pro
     finally:
         if log_path is not None:
             Path(log_path).write_text("\n".join(logger.lines) + "\n")
-    return BuildResult(engine_path, trt.__version__, tuple(logger.lines))
+    return BuildResult(engine_path, trt.__version__, tuple(logger.lines), mode)
+
+
+def network_flags(trt: ModuleType, mode: BuildMode) -> int:
+    """``create_network`` flags: ``STRONGLY_TYPED`` for strongly typed builds, else 0 (explicit batch is implied)."""
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if mode.strongly_typed else 0
 
 
 def _collecting_logger(trt: ModuleType):  # -> trt.ILogger, defined only once tensorrt is imported
@@ -211,7 +291,7 @@ def _collecting_logger(trt: ModuleType):  # -> trt.ILogger, defined only once te
     return CollectingLogger()
 
 
-def build_deploy_engines(deploy_dir: Path | str, *, precision: Precision = "fp16",
+def build_deploy_engines(deploy_dir: Path | str, *, precision: Precision | None = None,
                          workspace_bytes: int = 1 << 30, profiles: dict[GraphPart, ProfileShapes] | None = None,
                          timing_cache: Path | str | None = None) -> Manifest:
     """Build the engines of both graphs of a deploy directory and list them in its manifest.
@@ -230,12 +310,12 @@ def build_deploy_engines(deploy_dir: Path | str, *, precision: Precision = "fp16
     for part in ("encoder", "head"):
         engine_path = manifest.deploy_dir / ENGINE_FILES[part]
         result = build_engine(manifest.onnx_path(part), engine_path, profile=profiles[part],
-                              precision=precision, workspace_bytes=workspace_bytes,
+                              precision=precision, onnx_precision=manifest.precision, workspace_bytes=workspace_bytes,
                               timing_cache=timing_cache, log_path=engine_path.with_suffix(".log"))
         record = EngineRecord(
             file=engine_path.name,
             sha256=sha256_file(engine_path),
-            precision=precision,
+            precision=result.mode.precision,
             profile={name: [list(s) for s in shapes] for name, shapes in profiles[part].items()},
             tensorrt_version=result.tensorrt_version,
         )

@@ -115,7 +115,7 @@ def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: Exp
     model = build_model(config, checkpoint=checkpoint, device=device)
     return export_onnx(model, config, deploy_dir, opset=export.opset, rot_y_axis_reference=export.rot_y_axis_reference,
                        simplify=export.simplify, check_sample=sample, atol=export.atol, checkpoint=checkpoint,
-                       precision=node_precision(export.tensorrt_precision))
+                       trt_precision=node_precision(export.tensorrt_precision))
 
 
 def _record_checks(deploy_dir: Path, result: JobResult) -> Manifest:

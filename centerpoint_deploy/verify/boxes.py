@@ -73,6 +73,9 @@ DEFAULT_BOX_TOLERANCES: dict[str, BoxTolerance] = {
     "fp32": BoxTolerance(),
     "fp16": BoxTolerance(center=0.02, size=0.1, yaw=0.03, score=0.02, velocity=0.15, gate=1.0,
                          threshold_margin=0.02),
+    # INT8 against the fake-quant PyTorch reference (same scales): rounding-boundary flips only
+    "int8": BoxTolerance(center=0.02, size=0.1, yaw=0.03, score=0.02, velocity=0.15, gate=1.0,
+                         threshold_margin=0.02),
 }
 
 

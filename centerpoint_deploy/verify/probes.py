@@ -142,7 +142,7 @@ def find_probes(graph: onnx.ModelProto, root: nn.Module) -> tuple[list[Probe], l
     for node in nodes:
         scopes = node_scopes(node.name)
         if scopes is None:
-            unscoped += node.op_type not in ("Constant", "Identity")
+            unscoped += node.op_type not in ("Constant", "Identity", "QuantizeLinear", "DequantizeLinear")
             owner.append(None)
             continue
         key = tuple(scopes)

@@ -18,7 +18,7 @@ from centerpoint_deploy import contract
 from centerpoint_deploy.backends.factory import PYTORCH_VARIANTS, create_backends
 from centerpoint_deploy.backends.pytorch import (ConvReLU2d, TorchEncoderBackend, TorchHeadBackend, TorchOptions,
                                                  fold_batchnorm, fuse_conv_relu)
-from centerpoint_deploy.benchmark.onnx_fp16 import convert_onnx_to_fp16
+from centerpoint_deploy.export.precision.fp16 import convert_onnx_to_fp16
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.errors import BackendError, ExportError
 from centerpoint_deploy.model import build_model

@@ -70,9 +70,25 @@ def test_export_checkpoint_then_detect_with_onnxruntime(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("extra", "message"), [
     ([], "exactly one of --checkpoint PATH or --random-weights"),
     (["--random-weights", "--checkpoint", "x.pth"], "exactly one of --checkpoint PATH or --random-weights"),
-    (["--random-weights", "--tensorrt", "--precision", "int8"], "precision 'int8' is not one of"),
+    (["--random-weights", "--tensorrt", "--trt-precision", "int8"], "precision 'int8' is not one of"),
+    (["--random-weights", "--precision", "int4"], "--precision 'int4' is not one of"),
+    (["--random-weights", "--precision", "int8"], "--precision int8 needs --dataset"),
 ])
 def test_export_argument_errors(tmp_path: Path, extra: list[str], message: str) -> None:
     result = runner.invoke(app, ["export", "-c", "tiny", "--out", str(tmp_path), *extra])
     assert isinstance(result.exception, ExportError) and message in str(result.exception)
     assert not (tmp_path / "deploy_metadata.yaml").exists()
+
+
+def test_reduced_precision_export_refuses_bad_calibration_input(tmp_path: Path) -> None:
+    """Too few frames or more frames than the dataset holds: one error, nothing written."""
+    from centerpoint_deploy.data.synthetic import LidarConfig, generate_dataset
+
+    data = tmp_path / "data"
+    generate_dataset(data, num_scenes=1, frames_per_scene=4, seed=2, sensor=LidarConfig(beams=16, columns=360))
+    for count, message in (("2", "--calib-frames 2 is too few"), ("9", "more frames than the dataset holds (4)")):
+        out = tmp_path / f"out{count}"
+        result = runner.invoke(app, ["export", "-c", "tiny", "--random-weights", "--out", str(out), "--precision",
+                                     "int8", "--dataset", str(data), "--calib-frames", count])
+        assert isinstance(result.exception, ExportError) and message in str(result.exception)
+        assert not out.exists()

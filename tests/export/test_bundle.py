@@ -43,7 +43,7 @@ def _params() -> NodePostprocessParams:
 
 def _publish(source: Path, out: Path, config: ModelConfig, **options: Any):
     """A bundle from already exported ONNX files (no re-export: fast)."""
-    settings = dict(autoware_format="v4.1", precision="fp16", opset=17, rot_y_axis_reference=False,
+    settings = dict(autoware_format="v4.1", precision="fp32", trt_precision="fp16", opset=17, rot_y_axis_reference=False,
                     simplified=False, checkpoint_sha256=None)
     with staged_bundle(out) as stage:
         for name in ONNX:
@@ -60,7 +60,7 @@ def bundle(plain_export: ExportResult, tmp_path: Path) -> Path:
 
 def test_round_trip_of_the_node_parameters(plain_export: ExportResult, tiny_config: ModelConfig, tmp_path: Path) -> None:
     params = _params()
-    manifest = _publish(plain_export.manifest.deploy_dir, tmp_path / "b", tiny_config, params=params, precision="fp32")
+    manifest = _publish(plain_export.manifest.deploy_dir, tmp_path / "b", tiny_config, params=params, trt_precision="fp32")
     assert read_node_params(tmp_path / "b") == params
     document = yaml.safe_load((tmp_path / "b" / "ml_package.param.yaml").read_text())
     p = document["/**"]["ros__parameters"]
@@ -141,7 +141,7 @@ def test_legacy_bundle_has_no_node_parameters(plain_export: ExportResult, tiny_c
 
 
 def test_bundle_options() -> None:
-    assert [node_precision(p) for p in ("fp32", "tf32", "fp16")] == ["fp32", "fp32", "fp16"]
+    assert [node_precision(p) for p in ("fp32", "tf32", "fp16", "int8")] == ["fp32", "fp32", "fp16", "fp32"]
     with pytest.raises(ExportError, match="precision 'int4' has no trt_precision"):
         node_precision("int4")
 
@@ -151,7 +151,7 @@ def test_a_bundle_failing_its_checks_is_never_written(plain_export: ExportResult
     with pytest.raises(ExportError, match="--autoware-format 'v3' is not one of"):
         _publish(plain_export.manifest.deploy_dir, tmp_path / "b", tiny_config, autoware_format="v3")
     with pytest.raises(ExportError, match="precision 'tf32' cannot be a v4.1 bundle's trt_precision"):
-        _publish(plain_export.manifest.deploy_dir, tmp_path / "b", tiny_config, precision="tf32")
+        _publish(plain_export.manifest.deploy_dir, tmp_path / "b", tiny_config, trt_precision="tf32")
     assert list(tmp_path.iterdir()) == []
 
 

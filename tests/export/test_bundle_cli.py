@@ -25,7 +25,7 @@ def exported(plain_export: ExportResult) -> Path:
 def test_check_a_good_bundle(exported: Path) -> None:
     result = runner.invoke(app, ["bundle", "check", str(exported)])
     assert result.exit_code == 0, result.output
-    assert "is a v4.1 bundle of 'tiny'" in result.output and "trt_precision fp16" in result.output
+    assert "is a v4.1 bundle of 'tiny'" in result.output and "fp32 ONNX, trt_precision fp32" in result.output
     assert "every sha256 matches" in result.output
 
 

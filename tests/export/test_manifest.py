@@ -119,7 +119,7 @@ def _reorder_classes(d: dict[str, Any]) -> None:
     (_edit_config("point_cloud_range", [-25.6, -25.6, -3.0, 25.6, 25.6, 5.0]), "'metadata_props.point_cloud_range'"),
     (_reorder_classes, "'metadata_props.class_names'"),
     (lambda d: d["config"]["voxelization"].update(max_voxels=3000), "'config' was edited after export"),
-    (lambda d: d.update(precision="fp32"), "'trt_precision' = 'fp16', deploy_metadata.yaml says 'fp32'"),
+    (lambda d: d.update(trt_precision="fp16"), "'trt_precision' = 'fp32', deploy_metadata.yaml says 'fp16'"),
 ])
 def test_edited_metadata_is_refused(bundle: Path, edit, message: str, tiny_config: ModelConfig) -> None:
     _edit_metadata(bundle, edit)
@@ -175,7 +175,7 @@ def test_legacy_param_file_edited_is_refused(bundle: Path, tiny_config: ModelCon
     with staged_bundle(tmp_path / "legacy") as stage:
         for name in (ENCODER, HEAD):
             shutil.copy(bundle / name, stage / name)
-        manifest = publish_bundle(stage, tmp_path / "legacy", tiny_config, autoware_format="legacy", precision="fp32",
+        manifest = publish_bundle(stage, tmp_path / "legacy", tiny_config, autoware_format="legacy", precision="fp32", trt_precision="fp32",
                                   opset=17, rot_y_axis_reference=False, simplified=False, checkpoint_sha256=None)
     path = tmp_path / "legacy" / "tiny_ml_package.param.yaml"
     assert sorted(manifest.files) == [HEAD, ENCODER, path.name]

@@ -152,7 +152,8 @@ def test_manifest_param_file_and_metadata(plain_export: ExportResult, rot_export
     assert manifest.class_names == ("car", "truck", "bus", "bicycle", "pedestrian")
     assert sorted(manifest.files) == ["detection_class_remapper.param.yaml", "ml_package.param.yaml",
                                       "pts_backbone_neck_head.onnx", "pts_voxel_encoder.onnx"]
-    assert (manifest.bundle_version, manifest.precision, manifest.model_name) == ("v4.1", "fp16", "tiny")
+    assert (manifest.bundle_version, manifest.precision, manifest.trt_precision, manifest.model_name) == \
+        ("v4.1", "fp32", "fp32", "tiny")
     assert all(sha256_file(deploy_dir / name) == digest for name, digest in manifest.files.items())
     assert manifest.engines == {}
     params = yaml.safe_load((deploy_dir / "ml_package.param.yaml").read_text())["/**"]["ros__parameters"]
@@ -186,8 +187,8 @@ def test_factory_refuses_other_configs_and_broken_dirs(plain_export: ExportResul
 
 
 def test_disagreement_above_atol_writes_nothing(tiny_model, tiny_config: ModelConfig, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match=r"above atol=1e-12: max \|diff\| .*heatmap@B2=") as info:
-        export_onnx(tiny_model, tiny_config, tmp_path / "deploy", atol=1e-12)
+    with pytest.raises(ExportError, match=r"above atol=1e-12 \+ rtol=0 \* max\|output\|: max \|diff\| .*heatmap@B2=") as info:
+        export_onnx(tiny_model, tiny_config, tmp_path / "deploy", atol=1e-12, rtol=0)
     assert "nothing written" in str(info.value)
     assert list(tmp_path.iterdir()) == []  # no deploy directory, no staging folder left behind
 

@@ -76,3 +76,33 @@ def test_build_engine_checks_arguments_first(tmp_path: Path) -> None:
         build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", profile={}, precision="fp32")
     with pytest.raises(ExportError, match="below 1 MiB"):
         build_engine(tmp_path / "a.onnx", tmp_path / "a.engine", profile={}, workspace_bytes=10)
+
+
+def test_build_mode_follows_the_tensorrt_version_and_the_onnx_precision() -> None:
+    from centerpoint_deploy.export.tensorrt_build import build_mode
+
+    for graph in ("fp32", "fp16", "int8"):  # TensorRT 11: always strongly typed, no flags
+        mode = build_mode("11.0.0.7", graph)
+        assert mode.strongly_typed and not mode.flags and mode.precision == graph and "strongly typed" in mode.reason
+    with pytest.raises(ExportError, match="has no FP16 flag: export the ONNX with --precision fp16"):
+        build_mode("11.1.0", "fp32", "fp16")
+    ten = build_mode("10.13.0.35", "fp32", "fp16")  # TensorRT 10: the flags, weakly typed
+    assert not ten.strongly_typed and ten.flags == {"FP16", "TF32"} and ten.precision == "fp16"
+    assert build_mode("10.3", "fp32").flags == frozenset() and not build_mode("10.3", "fp32").strongly_typed
+    assert build_mode("10.3", "fp16").flags == {"FP16", "TF32"}
+    assert build_mode("10.3", "int8").strongly_typed
+    with pytest.raises(ExportError, match="the ONNX is fp16; a fp32 engine needs an fp32 export"):
+        build_mode("10.3", "fp16", "fp32")
+    with pytest.raises(ExportError, match="too old"):
+        build_mode("8.6.1", "fp32")
+
+
+def test_network_flags_use_the_modules_strongly_typed_bit() -> None:
+    """A fake ``tensorrt`` module object: the flag bit is read from it, not assumed."""
+    import types
+
+    from centerpoint_deploy.export.tensorrt_build import build_mode, network_flags
+
+    fake = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=3))
+    assert network_flags(fake, build_mode("11.0", "int8")) == 1 << 3
+    assert network_flags(fake, build_mode("10.8", "fp32", "tf32")) == 0

@@ -52,7 +52,7 @@ def test_good_export_exits_zero_and_writes_reports(deploy_dir, checkpoint, point
     assert "ALL PASSED" in result.output and "fp32 tolerances (default)" in result.output
     report = json.loads((tmp_path / "out" / "verification.json").read_text())
     assert report["passed"] is True
-    assert report["tolerances"]["per_output"] == {"heatmap": {"atol": 1e-4, "rtol": 1e-3, "max_outlier_share": 0.0}}
+    assert report["tolerances"]["per_output"] == {"heatmap": {"atol": 1e-4, "rtol": 1e-3, "max_outlier_share": 0.0, "min_snr_db": None}}
     assert (tmp_path / "out" / "verification.md").read_text().startswith("# Verification: PASSED")
     assert (tmp_path / "out" / "bev_diff_onnxruntime.png").stat().st_size > 0
 

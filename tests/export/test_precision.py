@@ -1,0 +1,174 @@
+"""Reduced-precision export: fp16 casts and INT8 Q/DQ written into the ONNX from calibration frames."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from centerpoint_deploy import contract
+from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.errors import ExportError
+from centerpoint_deploy.export.manifest import load_manifest
+from centerpoint_deploy.export.onnx_export import _compare_with_pytorch, _sample_voxels, export_onnx, random_points
+from centerpoint_deploy.export.graphs import EncoderGraph, HeadGraph
+from centerpoint_deploy.export.precision.calibration import (CalibrationSet, check_classes, check_frame_count,
+                                                               collect_calibration)
+from centerpoint_deploy.export.precision.fp16 import FP16_SAFE_MAX, to_fp16
+from centerpoint_deploy.export.precision.int8 import check_method, mse_thresholds
+from centerpoint_deploy.export.precision.plan import PLAN_FILE, load_plan
+from centerpoint_deploy.export.precision.sensitivity import layer_group
+from centerpoint_deploy.preprocess import scatter_to_bev
+
+
+@pytest.fixture(scope="session")
+def calib_frames(tmp_path_factory: pytest.TempPathFactory, tiny_config: ModelConfig):
+    """Four frames of one generated scene (16-beam sensor), opened for the tiny model."""
+    from centerpoint_deploy.data import open_dataset
+    from centerpoint_deploy.data.synthetic import LidarConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("calib")
+    generate_dataset(root, num_scenes=1, frames_per_scene=4, seed=5, sensor=LidarConfig(beams=16, columns=360))
+    frames = open_dataset(root, class_names=tiny_config.class_names)
+    return [frames[i] for i in range(len(frames))]
+
+
+@pytest.fixture(scope="session")
+def calibration(tiny_model, tiny_config: ModelConfig, calib_frames) -> CalibrationSet:
+    return collect_calibration(tiny_model.eval(), tiny_config, calib_frames)
+
+
+@pytest.fixture(scope="session")
+def int8_export(tmp_path_factory: pytest.TempPathFactory, tiny_model, tiny_config: ModelConfig, calibration):
+    return export_onnx(tiny_model, tiny_config, tmp_path_factory.mktemp("int8"), precision="int8",
+                       calibration=calibration)
+
+
+def _float_io(graph: onnx.ModelProto) -> bool:
+    return all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*graph.graph.input, *graph.graph.output])
+
+
+def test_calibration_inputs_are_the_detectors_own(calibration: CalibrationSet, tiny_model, tiny_config) -> None:
+    assert len(calibration) == 4 and len(set(calibration.frame_sha256)) == 4
+    features = calibration.encoder_inputs[0]
+    assert features.dim() == 3 and features.shape[1:] == (tiny_config.voxelization.max_num_points, tiny_config.num_features)
+    bev = calibration.head_inputs[0]
+    assert bev.shape == (1, tiny_config.voxel_encoder.feat_channels[-1], *tiny_config.bev_shape)
+    # the BEV map holds the encoder's pillar features of the same frame: as many non-empty cells as pillars
+    assert int((bev.abs().sum(1) > 0).sum()) <= features.shape[0] and float(bev.abs().sum()) > 0
+
+
+def test_int8_export_writes_symmetric_per_channel_qdq(int8_export) -> None:
+    manifest = load_manifest(int8_export.manifest.deploy_dir)
+    assert manifest.precision == "int8" and PLAN_FILE in manifest.files
+    for part in ("encoder", "head"):
+        graph = onnx.load(str(manifest.onnx_path(part)))
+        ops = [n.op_type for n in graph.graph.node]
+        assert _float_io(graph) and "BatchNormalization" not in ops  # BN folded before export
+        assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer}
+        for node in graph.graph.node:
+            if node.op_type == "DequantizeLinear":
+                scale, zero = inits[node.input[1]], inits[node.input[2]]
+                assert zero.dtype == np.int8 and not zero.any() and (scale > 0).all()
+                if node.input[0] in inits:  # a weight: one scale per output channel
+                    assert scale.size > 1
+    plan = load_plan(manifest.deploy_dir)
+    head = plan.part("head")
+    assert plan.method == "percentile" and len(plan.calibration_sha256) == 4
+    assert head.sensitivity and head.snr_db and min(head.snr_db.values()) >= plan.snr_budget_db
+    assert set(head.quantized_nodes).isdisjoint(head.float_nodes)
+
+
+def test_int8_graph_runs_close_to_fp32(int8_export, calibration: CalibrationSet, tiny_model, tiny_config) -> None:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(int8_export.head_path), providers=["CPUExecutionProvider"])
+    bev = calibration.head_inputs[1]
+    got = session.run(None, {contract.HEAD_INPUT: bev.numpy()})
+    with torch.no_grad():
+        expected = HeadGraph(tiny_model.eval())(bev)
+    heatmap = 0
+    cosine = torch.nn.functional.cosine_similarity(torch.from_numpy(got[heatmap]).flatten(), expected[heatmap].flatten(), 0)
+    assert cosine > 0.99
+
+
+def test_fp16_export_keeps_float32_io_and_overflowing_nodes(tmp_path: Path, tiny_model, tiny_config, calibration) -> None:
+    result = export_onnx(tiny_model, tiny_config, tmp_path, precision="fp16", calibration=calibration)
+    graph = onnx.load(str(result.head_path))
+    assert _float_io(graph) and any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.graph.initializer)
+    assert load_manifest(tmp_path).precision == "fp16" and result.plan.trt_precision == "fp16"
+    assert min(result.plan.part("head").snr_db.values()) > 40
+
+    # a hand-built graph whose middle node overflows fp16 on the calibration input keeps it fp32
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Mul", ["x", "big"], ["h"], name="/blow/Mul"),
+             helper.make_node("Mul", ["h", "small"], ["y"], name="/back/Mul")]
+    inits = [numpy_helper.from_array(np.full((1, 4), 1e3, np.float32), "big"),
+             numpy_helper.from_array(np.full((1, 4), 1e-3, np.float32), "small")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+    conversion = to_fp16(model, [{"x": np.full((1, 4), 100.0, np.float32)}])
+    assert conversion.kept_fp32 == ("/blow/Mul",) and conversion.peaks["/blow/Mul"] > FP16_SAFE_MAX
+    assert to_fp16(model, [{"x": np.ones((1, 4), np.float32)}]).kept_fp32 == ()
+
+
+def test_self_check_scales_with_output_magnitude_and_catches_a_1001_weight_scaling(
+        tmp_path: Path, tiny_model, tiny_config: ModelConfig) -> None:
+    """Large outputs pass with float32 noise; a 1.001 scaling of one layer's weights still fails."""
+    model = copy.deepcopy(tiny_model).eval()
+    with torch.no_grad():  # head outputs of tens, as the genuine j6gen2 weights give
+        model.pts_bbox_head.task_heads[0].heatmap[-1].weight.mul_(300.0)
+    result = export_onnx(model, tiny_config, tmp_path)
+    assert max(result.max_abs_diff.values()) > 1e-6
+
+    features, coords = _sample_voxels(random_points(tiny_config), tiny_config)
+    encoder, head = EncoderGraph(model).eval(), HeadGraph(model).eval()
+    with torch.no_grad():
+        bev = scatter_to_bev(encoder(features), coords, 2, tiny_config.bev_shape)
+        graph = onnx.load(str(result.head_path))
+        node = [n for n in graph.graph.node if n.op_type == "Conv" and "heatmap" in n.name][-1]
+        weight = next(i for i in graph.graph.initializer if i.name == node.input[1])
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.001, weight.name))
+        onnx.save(graph, str(result.head_path))
+        with pytest.raises(ExportError, match=r"heatmap@B2=.*allowed"):
+            _compare_with_pytorch(encoder, head, tmp_path, features, coords, bev, 1e-4, 2e-5)
+
+
+def test_bad_calibration_input_is_one_error(calib_frames, tiny_model, tiny_config, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="too few"):
+        check_frame_count(2, 100)
+    with pytest.raises(ExportError, match="more frames than the dataset holds"):
+        check_frame_count(256, 20)
+    unlabeled = [copy.copy(f) for f in calib_frames]
+    for frame in unlabeled:
+        object.__setattr__(frame, "gt", copy.copy(frame.gt))
+        object.__setattr__(frame.gt, "labels", frame.gt.labels[:0])
+    with pytest.raises(ExportError, match="classes do not match"):
+        check_classes(unlabeled, tiny_config.class_names)
+    with pytest.raises(ExportError, match="calibration method 'kl' is not one of"):
+        check_method("kl")
+    with pytest.raises(ExportError, match="int8 export needs calibration frames"):
+        export_onnx(tiny_model, tiny_config, tmp_path, precision="int8")
+    assert not (tmp_path / "deploy_metadata.yaml").exists()
+
+
+def test_mse_threshold_clips_a_rare_outlier() -> None:
+    edges = np.linspace(0, 100, 101, dtype=np.float32)
+    counts = np.zeros(100, np.int64)
+    counts[:10] = 1_000_000  # mass below 10
+    counts[99] = 1  # one value near 100
+    threshold = mse_thresholds({"t": (counts, edges)})["t"]
+    assert 5 < threshold < 50
+
+
+def test_layer_groups() -> None:
+    assert layer_group("/pts_backbone/blocks.1/blocks.1.3/Conv") == "pts_backbone/blocks.1"
+    assert layer_group("/pts_bbox_head/task_heads.0/heatmap/heatmap.0/heatmap.0.0/Conv") == \
+        "pts_bbox_head/task_heads.0/heatmap"
+    assert layer_group("/pts_voxel_encoder/pfn_layers.0/linear/MatMul") == "pts_voxel_encoder/pfn_layers.0"
