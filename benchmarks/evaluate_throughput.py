@@ -117,11 +117,11 @@ def main() -> None:
     (args.out / "throughput.json").write_text(json.dumps({"device": str(device), "torch": torch.__version__,
                                                           "gpu": torch.cuda.get_device_name(device)
                                                           if device.type == "cuda" else None, "rows": rows}, indent=1))
-    print(f"\n| sweeps | variant | points | pipeline frames/s | evaluate frames/s | ratio | waited s |")
+    print("\n| sweeps | variant | points | pipeline frames/s | evaluate frames/s | ratio | waited s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['sweeps']} | {r['variant']} | {r['points']} | {r['pipeline_frames_per_s']:.1f} | "
-              f"{r['evaluate_frames_per_s']:.1f} | {r['ratio']:.2f} | {r['waited_s']:.2f} |")
+        print(f"| {r['sweeps']} | {r['variant']} | {r['points']} | {r['pipeline_frames_per_s']:.3g} | "
+              f"{r['evaluate_frames_per_s']:.3g} | {r['ratio']:.2f} | {r['waited_s']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -17,15 +17,19 @@ Rules every command run under ``torchrun`` follows:
 - a rank that fails sends its error in place of its next exchange (:meth:`RankGroup.fail`,
   done by ``with rank_group() as group:``); every rank then raises :class:`RankFailedError`
   naming the failed rank and its error, so rank 0's terminal shows it and every process exits
-  non-zero. The process group has a timeout (``CENTERPOINT_DIST_TIMEOUT`` seconds, default
+  non-zero. The failing rank also posts its error in the launch's key-value store, which the
+  other ranks look at between frames (:meth:`RankGroup.check`, at most twice a second), so
+  they stop their share of the loop early instead of finishing it. The process group has a timeout (``CENTERPOINT_DIST_TIMEOUT`` seconds, default
   1800): a rank that dies without a word (killed, out of memory) cannot hang the others
   beyond it (``torchrun`` itself stops the other ranks when one exits non-zero).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence, TypeVar
@@ -37,6 +41,9 @@ from centerpoint_deploy.errors import CenterPointError, EvaluationError
 #: Environment variable: seconds a rank waits for the others in one exchange.
 TIMEOUT_ENV = "CENTERPOINT_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 1800.0
+#: Seconds between two looks at the store for another rank's failure.
+CHECK_INTERVAL_S = 0.5
+_FAILED_KEY = "centerpoint_deploy/failed"
 _T = TypeVar("_T")
 
 
@@ -60,13 +67,15 @@ class RankGroup:
         rank, world_size, local_rank: as ``torchrun`` set them (0, 1, 0 for a single process).
     """
 
-    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0) -> None:
+    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, store: Any = None) -> None:
         if not 0 <= rank < world_size or local_rank < 0:
             raise EvaluationError(f"rank {rank} / world size {world_size} / local rank {local_rank} are inconsistent")
         self.rank = rank
         self.world_size = world_size
         self.local_rank = local_rank
+        self._store = store  # torch.distributed.Store (set/check/get) shared by the ranks, or None
         self._stopped = False  # an exchange saw an error, or the last one is done: no one waits any more
+        self._checked = 0.0
 
     @property
     def is_main(self) -> bool:
@@ -110,19 +119,25 @@ class RankGroup:
             raise RankFailedError("; ".join(f"rank {o.rank} failed: {o.error}" for o in failed))
         return [o.value for o in outcomes]
 
+    def check(self) -> None:
+        """Raise :class:`RankFailedError` if another rank has posted a failure (looked up at most
+        every :data:`CHECK_INTERVAL_S`; a no-op for a single process)."""
+        if self._store is None or time.monotonic() - self._checked < CHECK_INTERVAL_S:
+            return
+        self._checked = time.monotonic()
+        if self._store.check([_FAILED_KEY]):
+            raise RankFailedError(self._store.get(_FAILED_KEY).decode())
+
     def fail(self, exc: BaseException) -> None:
         """Tell ranks waiting in (or heading for) an exchange that this rank stopped with ``exc``."""
         if not self.distributed or self._stopped:
             return
         self._stopped = True
-        if isinstance(exc, CenterPointError):
-            text = str(exc)
-        elif isinstance(exc, SystemExit):
-            text = f"exited with status {exc.code}"
-        else:
-            text = f"{type(exc).__name__}: {exc}"
+        if self._store is not None and not isinstance(exc, RankFailedError):
+            with contextlib.suppress(Exception):  # the store is a courtesy; the exchange below decides
+                self._store.set(_FAILED_KEY, f"rank {self.rank} failed: {_describe(exc)}")
         try:
-            self._gather(_Outcome(self.rank, error=text or type(exc).__name__))
+            self._gather(_Outcome(self.rank, error=_describe(exc)))
         except Exception:  # the others are gone already; this rank's own error is what matters now
             pass
 
@@ -134,6 +149,17 @@ class RankGroup:
             self._stopped = True
             raise RankFailedError(f"rank {self.rank}: lost the other ranks ({str(exc).splitlines()[0]})") from exc
         return outcomes
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for another rank's terminal: a user error's message, else the exception's type and text."""
+    if isinstance(exc, CenterPointError):
+        text = str(exc)
+    elif isinstance(exc, SystemExit):
+        text = f"exited with status {exc.code}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text or type(exc).__name__
 
 
 def _env_int(name: str) -> int | None:
@@ -160,6 +186,18 @@ def timeout_seconds() -> float:
     return value
 
 
+def _launch_store(timeout: datetime.timedelta) -> Any:
+    """A client of the key-value store the process group was set up through (``MASTER_ADDR``:
+    ``MASTER_PORT``: torchrun's agent store, or rank 0's), or None where there is none to reach."""
+    address, port = os.environ.get("MASTER_ADDR"), _env_int("MASTER_PORT")
+    if not address or port is None:
+        return None
+    try:
+        return torch.distributed.TCPStore(address, port, is_master=False, timeout=timeout, wait_for_workers=False)
+    except (RuntimeError, ValueError):
+        return None
+
+
 @contextmanager
 def rank_group() -> Iterator[RankGroup]:
     """The :class:`RankGroup` of this launch for the duration of one command.
@@ -177,9 +215,9 @@ def rank_group() -> Iterator[RankGroup]:
     rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK")
     if rank is None:
         raise EvaluationError("WORLD_SIZE is set but RANK is not; start the ranks with torchrun")
-    group = RankGroup(rank, world, local_rank if local_rank is not None else rank)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world,
-                                         timeout=datetime.timedelta(seconds=timeout_seconds()))
+    timeout = datetime.timedelta(seconds=timeout_seconds())
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world, timeout=timeout)
+    group = RankGroup(rank, world, local_rank if local_rank is not None else rank, _launch_store(timeout))
     if torch.cuda.is_available() and group.local_rank < torch.cuda.device_count():
         torch.cuda.set_device(group.local_rank)
     try:

@@ -126,6 +126,7 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
             timing.wait += time.perf_counter() - asked
             if batch is None:
                 break
+            group.check()  # another rank failed: stop here rather than finish this share
             for frame in batch.frames:
                 timing.read += frame.read_seconds
                 for name, detector in detectors.items():

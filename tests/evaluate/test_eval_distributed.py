@@ -99,3 +99,32 @@ def test_shards_are_contiguous_and_cover_everything() -> None:
     assert RankGroup().shard(items) == items
     assert RankGroup(1, 2, 1).device("cpu") == torch.device("cpu")
     assert RankGroup().device("cuda:0") == torch.device("cuda:0")
+
+
+class _Store:
+    """The part of torch.distributed.Store the ranks use."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    def set(self, key: str, value: str) -> None:
+        self.values[key] = value.encode()
+
+    def check(self, keys: list[str]) -> bool:
+        return all(k in self.values for k in keys)
+
+    def get(self, key: str) -> bytes:
+        return self.values[key]
+
+
+def test_a_posted_failure_stops_the_other_ranks_between_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    from centerpoint_deploy.errors import DatasetError
+    from centerpoint_deploy.evaluate import distributed
+
+    monkeypatch.setattr(distributed, "CHECK_INTERVAL_S", 0.0)
+    store = _Store()
+    healthy, failing = RankGroup(0, 2, 0, store), RankGroup(1, 2, 1, store)
+    healthy.check()                                            # nothing posted: carries on
+    failing.fail(DatasetError("frame 7: truncated"))           # posts, then (no process group here) gives up
+    with pytest.raises(distributed.RankFailedError, match="rank 1 failed: frame 7: truncated"):
+        healthy.check()
