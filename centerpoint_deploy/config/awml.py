@@ -42,6 +42,47 @@ AWML_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "CenterPointBBoxCoder": ("model.pts_bbox_head.bbox_coder", {}),
 }
 
+_PFN_ARGS = frozenset({"in_channels", "feat_channels", "with_distance", "with_cluster_center", "with_voxel_center",
+                       "voxel_size", "point_cloud_range", "norm_cfg", "mode", "legacy"})
+_HEAD_ARGS = frozenset({"in_channels", "tasks", "bbox_coder", "common_heads", "loss_cls", "loss_bbox", "separate_head",
+                        "share_conv_channel", "num_heatmap_convs", "conv_cfg", "norm_cfg", "bias", "norm_bbox",
+                        "train_cfg", "test_cfg", "init_cfg"})
+_DETECTOR_ARGS = frozenset({"pts_voxel_encoder", "pts_middle_encoder", "pts_fusion_layer", "img_backbone",
+                            "pts_backbone", "img_neck", "pts_neck", "pts_bbox_head", "img_roi_head", "img_rpn_head",
+                            "train_cfg", "test_cfg", "init_cfg", "data_preprocessor"})
+
+#: Keyword arguments the constructor of each ``type`` accepts (besides ``type``), from
+#: mmdet3d 1.x and AWML's ``projects/CenterPoint``. mmdet3d raises TypeError for any other
+#: key, so a typo such as ``with_distanse`` is refused here too. ``SeparateHead`` and its
+#: twins take ``**kwargs`` and ignore what they do not know, so their keys are not checked;
+#: nor are those of the AWML ``CenterPointONNX`` detector, whose extra arguments vary.
+ACCEPTED_ARGS: dict[str, frozenset[str]] = {
+    "CenterPoint": _DETECTOR_ARGS,
+    "Det3DDataPreprocessor": frozenset({
+        "voxel", "voxel_type", "voxel_layer", "batch_first", "max_voxels", "mean", "std", "pad_size_divisor",
+        "pad_value", "pad_mask", "mask_pad_value", "pad_seg", "seg_pad_value", "bgr_to_rgb", "rgb_to_bgr",
+        "boxtype2tensor", "non_blocking", "batch_augments"}),
+    "voxel_layer": frozenset({"point_cloud_range", "max_num_points", "voxel_size", "grid_shape", "max_voxels",
+                              "deterministic"}),
+    "PillarFeatureNet": _PFN_ARGS,
+    "PillarFeatureNetONNX": _PFN_ARGS | {"frozen_stages"},
+    "BackwardPillarFeatureNet": _PFN_ARGS | {"frozen_stages"},
+    "BackwardPillarFeatureNetONNX": _PFN_ARGS | {"frozen_stages"},
+    "PointPillarsScatter": frozenset({"in_channels", "output_shape"}),
+    "SECOND": frozenset({"in_channels", "out_channels", "layer_nums", "layer_strides", "norm_cfg", "conv_cfg",
+                         "init_cfg", "pretrained"}),
+    "SECONDFPN": frozenset({"in_channels", "out_channels", "upsample_strides", "norm_cfg", "upsample_cfg",
+                            "conv_cfg", "use_conv_for_no_stride", "init_cfg"}),
+    "CenterHead": _HEAD_ARGS,
+    "CenterHeadONNX": _HEAD_ARGS | {"rot_y_axis_reference"},
+    "CenterPointBBoxCoder": frozenset({"pc_range", "out_size_factor", "voxel_size", "post_center_range", "max_num",
+                                       "score_threshold", "code_size"}),
+    "LoadPointsFromFile": frozenset({"coord_type", "load_dim", "use_dim", "shift_height", "use_color",
+                                     "norm_intensity", "norm_elongation", "backend_args", "file_client_args"}),
+    "LoadPointsFromMultiSweeps": frozenset({"sweeps_num", "load_dim", "use_dim", "backend_args", "file_client_args",
+                                            "pad_empty_sweeps", "remove_close", "test_mode"}),
+}
+
 #: mmdet3d norm layer types that hold plain BatchNorm weights (SyncBN is BatchNorm at test time).
 _BATCH_NORMS = {
     "BN1d": ("BN1d", "SyncBN", "naiveSyncBN1d"),
@@ -101,16 +142,65 @@ class _Section:
         supported = sorted(t for t, (s, _) in AWML_TYPES.items() if s == slot)
         if not isinstance(type_name, str) or type_name not in AWML_TYPES or AWML_TYPES[type_name][0] != slot:
             raise sec.error("type", f"= {type_name!r} is not supported; supported types: {', '.join(supported)}")
+        sec.check_keys(type_name)
         return sec, AWML_TYPES[type_name][1]
 
+    def check_keys(self, type_name: str) -> None:
+        """Refuse keys the constructor of ``type_name`` does not accept (see :data:`ACCEPTED_ARGS`)."""
+        accepted = ACCEPTED_ARGS.get(type_name)
+        if accepted is None:
+            return
+        unknown = sorted(str(k) for k in self.data if k != "type" and k not in accepted)
+        if unknown:
+            raise self.error(unknown[0], f"is not an argument of {type_name} (mmdet3d raises TypeError for it); "
+                                         f"allowed: {', '.join(sorted(accepted))}")
+
+    def integer(self, key: str, default: Any = _MISSING) -> int:
+        """An int field; floats (even 5.0), bools and strings are refused, not converted."""
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"= {value!r:.80} must be an integer (got {type(value).__name__})")
+        return value
+
+    def real(self, key: str, default: Any = _MISSING) -> float:
+        """A number field (int or float; bools and strings refused)."""
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"= {value!r:.80} must be a number (got {type(value).__name__})")
+        if isinstance(value, int) and abs(value) > 1e300:  # float() would overflow
+            raise self.error(key, f"= an integer of {value.bit_length()} bits; allowed: at most 1e300 in magnitude")
+        return float(value)
+
+    def flag(self, key: str, default: Any = _MISSING) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"= {value!r:.80} must be True or False (got {type(value).__name__})")
+        return value
+
+    def text(self, key: str, default: Any = _MISSING) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str):
+            raise self.error(key, f"= {value!r:.80} must be a string (got {type(value).__name__})")
+        return value
+
+    def names(self, key: str, default: Any = _MISSING) -> list[str]:
+        """A list of strings; a bare string (which would split into letters) is refused."""
+        value = self.get(key, default)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"= {value!r:.80} must be a list of strings")
+        return list(value)
+
     def number_list(self, key: str, default: Any = _MISSING, kind: type = float) -> list[Any]:
+        """A list of numbers (a bare number is a list of one); ``kind=int`` refuses floats."""
         value = self.get(key, default)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
+        allowed = (int,) if kind is int else (int, float)
         if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+            isinstance(v, allowed) and not isinstance(v, bool) and not (isinstance(v, int) and abs(v) > 1e300)
+            for v in value
         ):
-            raise self.error(key, f"= {value!r} must be a list of numbers")
+            raise self.error(key, f"= {value!r:.80} must be a list of {'integers' if kind is int else 'numbers'}")
         return [kind(v) for v in value]
 
 
@@ -119,8 +209,11 @@ def _batch_norm(sec: _Section, key: str, default: dict[str, Any], dims: str) -> 
     norm = sec.section(key, default)
     norm_type = norm.get("type", default["type"])
     if norm_type not in _BATCH_NORMS[dims]:
-        raise norm.error("type", f"= {norm_type!r} is not supported; supported: {', '.join(_BATCH_NORMS[dims])}")
-    return float(norm.get("eps", 1e-5)), float(norm.get("momentum", 0.1))
+        raise norm.error("type", f"= {norm_type!r:.80} is not supported; supported: {', '.join(_BATCH_NORMS[dims])}")
+    unknown = sorted(str(k) for k in norm.data if k not in ("type", "eps", "momentum", "requires_grad"))
+    if unknown:
+        raise norm.error(unknown[0], "is not an argument of a BatchNorm norm_cfg; allowed: eps, momentum, requires_grad")
+    return norm.real("eps", 1e-5), norm.real("momentum", 0.1)
 
 
 def _require_no_bias(sec: _Section, key: str, default: dict[str, Any]) -> None:
@@ -152,27 +245,29 @@ def _pipeline_points(root: _Section, in_channels: int) -> dict[str, Any]:
                     raise owner.error(f"{key}[{i}]", f"could not be evaluated: {step_type.reason}")
                 if step_type == "LoadPointsFromFile":
                     loader = _Section(step, f"{owner.field(key)}[{i}]", root.source)
+                    loader.check_keys(step_type)
                 elif step_type == "LoadPointsFromMultiSweeps":
                     sweeps = _Section(step, f"{owner.field(key)}[{i}]", root.source)
+                    sweeps.check_keys(step_type)
             break
 
     if loader is not None:  # mmdet3d LoadPointsFromFile defaults: load_dim=6, use_dim=[0, 1, 2]
-        load_dim = int(loader.get("load_dim", 6))
+        load_dim = loader.integer("load_dim", 6)
         use_dim = _use_dim(loader, "use_dim", [0, 1, 2])
     else:
-        load_dim = int(root.get("point_load_dim", 5))
+        load_dim = root.integer("point_load_dim", 5)
         use_dim = _use_dim(root, "point_use_dim", list(range(in_channels)))
     sweeps_num = 0
     if sweeps is not None:  # mmdet3d LoadPointsFromMultiSweeps defaults: sweeps_num=10, use_dim=[0, 1, 2, 4]
-        sweeps_num = int(sweeps.get("sweeps_num", 10))
-        if int(sweeps.get("load_dim", 5)) != load_dim:
+        sweeps_num = sweeps.integer("sweeps_num", 10)
+        if sweeps.integer("load_dim", 5) != load_dim:
             raise sweeps.error("load_dim", f"= {sweeps.get('load_dim', 5)} must equal the key frame's load_dim = {load_dim}")
         picked = _use_dim(sweeps, "use_dim", [0, 1, 2, 4])
         if any(not 0 <= d < len(use_dim) for d in picked):
             raise sweeps.error("use_dim", f"= {picked} indexes past the {len(use_dim)} columns that LoadPointsFromFile keeps")
         use_dim = [use_dim[d] for d in picked]
     elif loader is None:
-        sweeps_num = int(root.get("sweeps_num", 0))
+        sweeps_num = root.integer("sweeps_num", 0)
     return {"load_dim": load_dim, "use_dim": use_dim, "sweeps_num": sweeps_num}
 
 
@@ -197,7 +292,7 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
             type, or inconsistent with the rest of the config.
     """
     root = _Section(cfg, "", source)
-    model, _ = root.part("model")
+    model, _ = root.part("model")  # checks the detector's keys for mmdet3d's CenterPoint
 
     # geometry: the voxel layer, else the top-level variables -------------------------
     pre, _ = model.part("data_preprocessor", default_type="Det3DDataPreprocessor")
@@ -206,6 +301,7 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
     if pre.get("voxel_type", "hard") != "hard":
         raise pre.error("voxel_type", f"= {pre.get('voxel_type')!r} is not supported; supported: 'hard'")
     layer = pre.section("voxel_layer")
+    layer.check_keys("voxel_layer")
     pc_range = layer.number_list("point_cloud_range", root.get("point_cloud_range", _MISSING))
     voxel_size = layer.number_list("voxel_size", root.get("voxel_size", _MISSING))
     max_voxels = layer.get("max_voxels")
@@ -214,11 +310,11 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
             raise layer.error("max_voxels", f"= {max_voxels!r} must be an int or a (train, test) pair")
         max_voxels = max_voxels[1]
     if not isinstance(max_voxels, int) or isinstance(max_voxels, bool):
-        raise layer.error("max_voxels", f"= {max_voxels!r} must be an int or a (train, test) pair of ints")
+        raise layer.error("max_voxels", f"= {max_voxels!r:.80} must be an int or a (train, test) pair of ints")
     if len(pc_range) != 6 or len(voxel_size) != 3:
         raise layer.error("voxel_size", f"= {voxel_size} with point_cloud_range = {pc_range}: need 3 and 6 values")
     voxelization = {"point_cloud_range": pc_range, "voxel_size": voxel_size,
-                    "max_num_points": int(layer.get("max_num_points")), "max_voxels": max_voxels}
+                    "max_num_points": layer.integer("max_num_points"), "max_voxels": max_voxels}
     try:  # the grid must be valid before the restated shapes are checked against it
         VoxelizationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in voxelization.items()}).validate()
     except ConfigError as exc:
@@ -227,21 +323,23 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
 
     # voxel encoder -------------------------------------------------------------------
     enc, enc_meaning = model.part("pts_voxel_encoder")
-    if enc.get("mode", "max") != "max":
+    if enc.text("mode", "max") != "max":
         raise enc.error("mode", f"= {enc.get('mode')!r} is not supported; supported: 'max'")
     feat_channels = enc.number_list("feat_channels", [64], int)
-    with_voxel_center = bool(enc.get("with_voxel_center", True))
+    if not feat_channels:
+        raise enc.error("feat_channels", "= [] must be a non-empty list of integers (the PFN layer widths)")
+    with_voxel_center = enc.flag("with_voxel_center", True)
     if with_voxel_center:  # the encoder computes pillar centres from its own copy of the geometry
         for key, mmdet3d_default, ours in (("voxel_size", [0.2, 0.2, 4], voxel_size),
                                            ("point_cloud_range", [0, -40, -3, 70.4, 40, 1], pc_range)):
             _same(enc, key, enc.number_list(key, mmdet3d_default), ours, "the voxel layer's value")
     voxel_encoder = {
-        "in_channels": int(enc.get("in_channels", 4)),
+        "in_channels": enc.integer("in_channels", 4),
         "feat_channels": feat_channels,
-        "with_distance": bool(enc.get("with_distance", False)),
-        "with_cluster_center": bool(enc.get("with_cluster_center", True)),
+        "with_distance": enc.flag("with_distance", False),
+        "with_cluster_center": enc.flag("with_cluster_center", True),
         "with_voxel_center": with_voxel_center,
-        "legacy": bool(enc.get("legacy", True)),
+        "legacy": enc.flag("legacy", True),
         **enc_meaning,
     }
     voxel_encoder["norm_eps"], voxel_encoder["norm_momentum"] = _batch_norm(
@@ -250,7 +348,7 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
     # scatter: no weights, only restated shapes ----------------------------------------
     if model.has("pts_middle_encoder"):
         mid, _ = model.part("pts_middle_encoder")
-        if mid.has("in_channels") and int(mid.get("in_channels")) != feat_channels[-1]:
+        if mid.has("in_channels") and mid.integer("in_channels") != feat_channels[-1]:
             raise mid.error("in_channels", f"= {mid.get('in_channels')} must equal the voxel encoder's last feat_channels = {feat_channels[-1]}")
         if mid.has("output_shape"):
             _same(mid, "output_shape", mid.number_list("output_shape"), [grid[1], grid[0]], "the voxel grid (ny, nx)")
@@ -259,7 +357,7 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
     bb, _ = model.part("pts_backbone")
     _require_no_bias(bb, "conv_cfg", {"type": "Conv2d", "bias": False})
     backbone = {
-        "in_channels": int(bb.get("in_channels", 128)),
+        "in_channels": bb.integer("in_channels", 128),
         "out_channels": bb.number_list("out_channels", [128, 128, 256], int),
         "layer_nums": bb.number_list("layer_nums", [3, 5, 5], int),
         "layer_strides": bb.number_list("layer_strides", [2, 2, 2], int),
@@ -274,15 +372,14 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
         "in_channels": nk.number_list("in_channels", [128, 128, 256], int),
         "out_channels": nk.number_list("out_channels", [256, 256, 256], int),
         "upsample_strides": nk.number_list("upsample_strides", [1, 2, 4]),
-        "use_conv_for_no_stride": bool(nk.get("use_conv_for_no_stride", False)),
+        "use_conv_for_no_stride": nk.flag("use_conv_for_no_stride", False),
     }
     neck["norm_eps"], neck["norm_momentum"] = _batch_norm(
         nk, "norm_cfg", {"type": "BN", "eps": 1e-3, "momentum": 0.01}, "BN2d")
 
     # head ------------------------------------------------------------------------------
     hd, _ = model.part("pts_bbox_head")
-    head_in = hd.get("in_channels", [128])
-    head_in = sum(hd.number_list("in_channels", kind=int)) if isinstance(head_in, (list, tuple)) else head_in
+    head_in = sum(hd.number_list("in_channels", [128], int))  # an int or a list of ints (summed)
     tasks, class_names = [], []
     task_list = hd.get("tasks")
     if not isinstance(task_list, (list, tuple)) or not task_list:
@@ -291,22 +388,23 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
         t = _Section(task, hd.field(f"tasks[{i}]"), source) if isinstance(task, Mapping) else None
         if t is None:
             raise hd.error(f"tasks[{i}]", "must be a dict(num_class=..., class_names=[...])")
-        names = [str(n) for n in t.get("class_names")]
-        if t.has("num_class") and int(t.get("num_class")) != len(names):
+        names = t.names("class_names")
+        if t.has("num_class") and t.integer("num_class") != len(names):
             raise t.error("num_class", f"= {t.get('num_class')} but class_names has {len(names)} entries")
         tasks.append({"class_names": names})
         class_names.extend(names)
     if root.has("class_names") and not isinstance(cfg["class_names"], Unresolved):
-        if [str(n) for n in root.get("class_names")] != class_names:
+        if root.names("class_names") != class_names:
             raise root.error("class_names", f"= {root.get('class_names')} must list the head tasks' classes in order: {class_names}")
 
     common = hd.section("common_heads", {})
     common_heads = []
     for head_name in common.data:
         value = common.get(head_name)
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise common.error(head_name, f"= {value!r} must be (channels, num_conv)")
-        common_heads.append([str(head_name), int(value[0]), int(value[1])])
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise common.error(str(head_name), f"= {value!r:.80} must be (channels, num_conv), two integers")
+        common_heads.append([str(head_name), value[0], value[1]])
     if [h[0] for h in common_heads] != list(REGRESSION_HEADS):
         raise hd.error("common_heads", f"has heads {[h[0] for h in common_heads]}; supported: exactly {list(REGRESSION_HEADS)} in this order")
 
@@ -317,45 +415,45 @@ def model_config_from_awml(cfg: Mapping[str, Any], name: str, source: str) -> Mo
     if head_norm != sep_norm:
         raise sep.error("norm_cfg", f"(eps, momentum) = {sep_norm} must equal the head's norm_cfg {head_norm}")
     head = {
-        "in_channels": int(head_in),
-        "share_conv_channel": int(hd.get("share_conv_channel", 64)),
+        "in_channels": head_in,
+        "share_conv_channel": hd.integer("share_conv_channel", 64),
         "tasks": tasks,
         "common_heads": common_heads,
-        "heatmap_num_conv": int(hd.get("num_heatmap_convs", 2)),
-        "head_conv": int(sep.get("head_conv", 64)),
-        "final_kernel": int(sep.get("final_kernel", 1)),
-        "init_bias": float(sep.get("init_bias", -2.19)),
-        "norm_bbox": bool(hd.get("norm_bbox", True)),
+        "heatmap_num_conv": hd.integer("num_heatmap_convs", 2),
+        "head_conv": sep.integer("head_conv", 64),
+        "final_kernel": sep.integer("final_kernel", 1),
+        "init_bias": sep.real("init_bias", -2.19),
+        "norm_bbox": hd.flag("norm_bbox", True),
         "norm_eps": head_norm[0],
         "norm_momentum": head_norm[1],
     }
 
     # decoding and NMS ------------------------------------------------------------------
     coder, _ = hd.part("bbox_coder")
-    if int(coder.get("code_size", 9)) != 9:
+    if coder.integer("code_size", 9) != 9:
         raise coder.error("code_size", f"= {coder.get('code_size')} is not supported; boxes need 9 values (with velocity)")
     _same(coder, "pc_range", coder.number_list("pc_range")[:2], pc_range[:2], "the voxel layer's point_cloud_range[:2]")
     _same(coder, "voxel_size", coder.number_list("voxel_size")[:2], voxel_size[:2], "the voxel layer's voxel_size[:2]")
     post_center_range = coder.get("post_center_range", None)
     score_threshold = coder.get("score_threshold", None)
-    out_size_factor = int(coder.get("out_size_factor"))
+    out_size_factor = coder.integer("out_size_factor")
     decode = {
-        "max_num": int(coder.get("max_num", 100)),
+        "max_num": coder.integer("max_num", 100),
         # mmdet3d skips the filter when the value is None: no score passes below 0, no centre lies outside ±inf
-        "score_threshold": 0.0 if score_threshold is None else float(score_threshold),
+        "score_threshold": 0.0 if score_threshold is None else coder.real("score_threshold"),
         "post_center_range": [-math.inf] * 3 + [math.inf] * 3 if post_center_range is None else coder.number_list("post_center_range"),
         "out_size_factor": out_size_factor,
     }
 
     test = model.section("test_cfg").section("pts")
-    if test.has("out_size_factor") and int(test.get("out_size_factor")) != out_size_factor:
+    if test.has("out_size_factor") and test.integer("out_size_factor") != out_size_factor:
         raise test.error("out_size_factor", f"= {test.get('out_size_factor')} disagrees with the bbox coder's {out_size_factor}")
     if test.has("grid_size"):
         _same(test, "grid_size", test.number_list("grid_size"), grid, "the grid of point_cloud_range / voxel_size")
     nms = {
-        "nms_type": str(test.get("nms_type")),
+        "nms_type": test.text("nms_type"),
         "min_radius": test.number_list("min_radius"),
-        "post_max_size": int(test.get("post_max_size")),
+        "post_max_size": test.integer("post_max_size"),
     }
 
     data = {

@@ -62,7 +62,10 @@ def _load_yaml(path: Path) -> ModelConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read YAML config {path}: {exc}") from exc
+    if data is None or data == {}:
+        raise ConfigError(f"YAML config {path} is empty; expected the mapping that `centerpoint-deploy config show "
+                          "<preset>` prints (an empty file is not taken as the default model)")
     try:
-        return ModelConfig.from_dict(data if data is not None else {})
+        return ModelConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

@@ -17,6 +17,14 @@ Callers fail only when they need an unresolved value.
 mmengine's rules: a child dict merges key by key into the base dict, ``_delete_=True``
 replaces it, any other value replaces the base value, and two base files may not define the
 same top-level name.
+
+The work a config may cause is bounded, for the whole ``_base_`` chain together: evaluation
+steps (every evaluated node, comprehension iteration and element walked by a size check:
+:data:`MAX_STEPS`), the size of every value (elements plus characters, shared parts counted
+each time they occur, as a merge would copy them: :data:`MAX_VALUE_SIZE`), sequence lengths,
+string lengths and format widths, integer bits, and the nesting of values (a list that
+contains itself) and of expressions. Passing a bound is a :class:`ConfigError` naming the
+file and line: such a config is broken or hostile, not merely beyond evaluation.
 """
 
 from __future__ import annotations
@@ -25,13 +33,24 @@ import ast
 import math
 import operator
 import re
+import string
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from centerpoint_deploy.errors import ConfigError
 
-#: Largest sequence a config expression may build (``range``, ``*``, comprehensions).
-MAX_SEQUENCE = 100_000
+#: Largest sequence a config expression may build (``range``, ``*``, ``+``, comprehensions).
+MAX_SEQUENCE = 10_000
+#: Evaluation steps for one config and its ``_base_`` chain (real AWML configs take ~10^4).
+MAX_STEPS = 200_000
+#: Size of one value: container elements plus string characters, shared parts counted in full.
+MAX_VALUE_SIZE = 1_000_000
+#: Longest string, and largest format width or precision.
+MAX_STRING = 100_000
+#: Largest integer, in bits (about 1,200 decimal digits).
+MAX_INT_BITS = 4096
+#: Deepest nesting of a value (lists in dicts in lists ...) and of an expression.
+MAX_DEPTH = 64
 
 _BASE_REFERENCE = re.compile(r"\{\{\s*(_base_(?:\.\w+)+)\s*\}\}")
 _DELETE_KEY = "_delete_"
@@ -57,6 +76,81 @@ class _NotEvaluable(Exception):
     """Raised inside the evaluator; caught at the nearest container element or assignment."""
 
 
+class _LimitExceeded(Exception):
+    """A bound on the evaluator's work was passed; becomes a ConfigError with the file and line.
+
+    Attributes:
+        what: what was received (e.g. "a string of 2000000000 characters").
+        allowed: the bound.
+    """
+
+    def __init__(self, what: str, allowed: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.allowed = allowed
+
+
+class _Budget:
+    """Evaluation steps and value sizes of one config and its ``_base_`` chain.
+
+    ``measure`` walks a value once and remembers its size and height by identity until a
+    mutation (``forget``), so checking a value built from checked parts costs only its own
+    new elements.
+    """
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self._known: dict[int, tuple[Any, int, int]] = {}
+
+    def charge(self, steps: int) -> None:
+        self.steps += steps
+        if self.steps > MAX_STEPS:
+            raise _LimitExceeded(f"evaluating the config takes more than {MAX_STEPS} steps (a comprehension "
+                                 "over a huge range, or values built up again and again?)",
+                                 f"at most {MAX_STEPS} evaluation steps")
+
+    def forget(self) -> None:
+        """A list or dict was changed in place: sizes known so far may be stale."""
+        self._known.clear()
+
+    def measure(self, value: Any) -> int:
+        """The size of ``value``; raises :class:`_LimitExceeded` past any bound."""
+        return self._measure(value, 0)[0]
+
+    def _measure(self, value: Any, depth: int) -> tuple[int, int]:
+        """``(size, height)`` of ``value`` found ``depth`` levels down."""
+        if depth > MAX_DEPTH:
+            raise _LimitExceeded(f"a value nests more than {MAX_DEPTH} levels deep (a list or dict that contains "
+                                 "itself?)", f"at most {MAX_DEPTH} levels of nesting")
+        if isinstance(value, str):
+            _check_string_length(len(value))
+            return 1 + len(value), 0
+        if isinstance(value, int) and not isinstance(value, bool):
+            _check_int_bits(value.bit_length())
+            return 1, 0
+        if not isinstance(value, (list, tuple, dict, set, frozenset)):
+            return 1, 0
+        known = self._known.get(id(value))
+        if known is not None and known[0] is value:
+            self.charge(1)
+            if depth + known[2] > MAX_DEPTH:
+                raise _LimitExceeded(f"a value nests more than {MAX_DEPTH} levels deep",
+                                     f"at most {MAX_DEPTH} levels of nesting")
+            return known[1], known[2]
+        items = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
+        size, height = 1, 0
+        for item in items:
+            n, h = self._measure(item, depth + 1)
+            size += n
+            height = max(height, h + 1)
+            if size > MAX_VALUE_SIZE:
+                raise _LimitExceeded(f"a value holds more than {MAX_VALUE_SIZE} elements and characters (shared "
+                                     "parts counted each time they occur)", f"at most {MAX_VALUE_SIZE}")
+        self.charge(len(items) + 1)
+        self._known[id(value)] = (value, size, height)
+        return size, height
+
+
 def read_python_config(path: str | Path) -> dict[str, Any]:
     """Evaluate a Python config file and its ``_base_`` chain into one merged dict.
 
@@ -72,7 +166,7 @@ def read_python_config(path: str | Path) -> dict[str, Any]:
             ``_base_`` is not a string or a list of strings, the bases form a cycle, or two
             bases define the same name.
     """
-    return _read_file(Path(path).resolve(), ())
+    return _read_file(Path(path).resolve(), (), _Budget())
 
 
 def contains_unresolved(value: Any) -> Unresolved | None:
@@ -108,7 +202,7 @@ def _strip_delete_keys(value: Any) -> Any:
     return value
 
 
-def _read_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+def _read_file(path: Path, chain: tuple[Path, ...], budget: _Budget) -> dict[str, Any]:
     where = f" (a _base_ of {chain[-1]})" if chain else ""
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
@@ -122,17 +216,22 @@ def _read_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}{where}: {exc}") from exc
     except SyntaxError as exc:
         raise ConfigError(f"config file {path}{where} is not valid Python: line {exc.lineno}: {exc.msg}") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise ConfigError(f"config file {path}{where}: its expressions nest too deeply to be parsed; "
+                          f"allowed: at most {MAX_DEPTH} levels") from exc
 
     base: dict[str, Any] = {}
     base_owner: dict[str, Path] = {}
     for base_path in _base_paths(tree, path):
-        for key, value in _read_file(base_path, (*chain, path)).items():
+        for key, value in _read_file(base_path, (*chain, path), budget).items():
             if key in base:
                 raise ConfigError(f"config base files {base_owner[key]} and {base_path} both define '{key}'; "
                                   "mmengine does not allow duplicate keys among _base_ files")
             base[key] = value
             base_owner[key] = base_path
-    own = _Evaluator(path, base).run(tree.body)
+    evaluator = _Evaluator(path, base, budget)
+    own = evaluator.run_file(tree.body)
+    evaluator.check_total(own)  # with the bases under '_base_': bounds what the merge copies
     own.pop("_base_", None)
     return merge_config(base, own)
 
@@ -154,20 +253,91 @@ def _base_paths(tree: ast.Module, path: Path) -> list[Path]:
 
 def _check_size(n: int) -> None:
     if n > MAX_SEQUENCE:
-        raise _NotEvaluable(f"sequence of {n} items is larger than {MAX_SEQUENCE}")
+        raise _LimitExceeded(f"a sequence of {n} items", f"at most {MAX_SEQUENCE} items")
+
+
+def _check_string_length(n: int) -> None:
+    if n > MAX_STRING:
+        raise _LimitExceeded(f"a string of {n} characters", f"at most {MAX_STRING} characters")
+
+
+def _check_int_bits(bits: int) -> None:
+    if bits > MAX_INT_BITS:
+        raise _LimitExceeded(f"an integer of about {bits} bits", f"at most {MAX_INT_BITS} bits "
+                             f"(about {int(MAX_INT_BITS * math.log10(2))} decimal digits)")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _safe_add(a: Any, b: Any) -> Any:
+    if isinstance(a, str) and isinstance(b, str):
+        _check_string_length(len(a) + len(b))
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        _check_size(len(a) + len(b))
+    return operator.add(a, b)
 
 
 def _safe_mul(a: Any, b: Any) -> Any:
+    if _is_int(a) and _is_int(b):
+        _check_int_bits(a.bit_length() + b.bit_length())
     for seq, count in ((a, b), (b, a)):
-        if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
-            _check_size(len(seq) * count)
+        if isinstance(seq, (str, list, tuple)) and _is_int(count):
+            (_check_string_length if isinstance(seq, str) else _check_size)(len(seq) * max(count, 0))
     return operator.mul(a, b)
 
 
 def _safe_pow(a: Any, b: Any) -> Any:
     if isinstance(b, (int, float)) and abs(b) > 1000:
         raise _NotEvaluable(f"exponent {b} is too large")
+    if _is_int(a) and _is_int(b) and b > 0:
+        _check_int_bits(max(a.bit_length(), 1) * b)
     return operator.pow(a, b)
+
+
+_PERCENT_FIELD = re.compile(r"%[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _safe_mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str):  # printf-style formatting: bound the widths before formatting
+        for match in _PERCENT_FIELD.finditer(a):
+            for number in match.groups():
+                if number == "*":
+                    raise _NotEvaluable("'%*d'-style widths taken from arguments are not evaluated")
+                if number is not None:
+                    _check_format_number(number)
+    return operator.mod(a, b)
+
+
+def _check_format_number(digits: str) -> None:
+    if len(digits) > len(str(MAX_STRING)) or int(digits) > MAX_STRING:
+        raise _LimitExceeded(f"a format width or precision of {digits[:20]}{'...' if len(digits) > 20 else ''}",
+                             f"at most {MAX_STRING}")
+
+
+def _check_format_spec(spec: str) -> None:
+    """Bound every width and precision in a ``format()`` spec (e.g. ``>2000000000``)."""
+    for digits in re.findall(r"\d+", spec):
+        _check_format_number(digits)
+
+
+def _check_format_template(template: str) -> None:
+    """Bound the specs of a ``str.format`` template; nested replacement fields in specs are not evaluated."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise _NotEvaluable(f"malformed format string: {exc}") from exc
+    for _, _, spec, _ in fields:
+        if spec:
+            if "{" in spec:
+                raise _NotEvaluable("format specs with nested replacement fields are not evaluated")
+            _check_format_spec(spec)
+
+
+def _safe_format(value: Any, spec: str) -> str:
+    _check_format_spec(spec)
+    return format(value, spec)
 
 
 def _safe_range(*args: int) -> list[int]:
@@ -176,9 +346,29 @@ def _safe_range(*args: int) -> list[int]:
     return list(r)
 
 
+def _safe_sum(items: Any, start: Any = 0) -> Any:
+    values = list(items)
+    if not all(isinstance(v, (int, float)) for v in (*values, start)):
+        raise _NotEvaluable("sum() of values that are not numbers is not evaluated")
+    return sum(values, start)
+
+
+def _check_str_method(text: str, name: str, args: list[Any]) -> None:
+    """Bound what a str method can build before it runs."""
+    if name == "format":
+        _check_format_template(text)
+    elif name == "join" and args and isinstance(args[0], (list, tuple, set, dict, str)):
+        parts = list(args[0])
+        _check_string_length(len(text) * max(len(parts) - 1, 0)
+                             + sum(len(p) if isinstance(p, str) else 0 for p in parts))
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = text.count(args[0]) if args[0] else len(text) + 1
+        _check_string_length(len(text) + count * max(len(args[1]) - len(args[0]), 0))
+
+
 _BINARY_OPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: _safe_mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _safe_pow,
+    ast.Add: _safe_add, ast.Sub: operator.sub, ast.Mult: _safe_mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: _safe_mod, ast.Pow: _safe_pow,
 }
 _UNARY_OPS: dict[type, Callable[[Any], Any]] = {
     ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_,
@@ -190,7 +380,7 @@ _COMPARE_OPS: dict[type, Callable[[Any, Any], bool]] = {
 }
 #: Builtins a config may call. ``dict``, ``list`` and ``tuple`` keep unresolved elements.
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "dict": dict, "list": list, "tuple": tuple, "set": set, "len": len, "sum": sum, "min": min,
+    "dict": dict, "list": list, "tuple": tuple, "set": set, "len": len, "sum": _safe_sum, "min": min,
     "max": max, "abs": abs, "round": round, "int": int, "float": float, "str": str, "bool": bool,
     "range": _safe_range, "sorted": sorted, "zip": lambda *a: list(zip(*a)),
     "enumerate": lambda *a: list(enumerate(*a)), "reversed": lambda a: list(reversed(a)),
@@ -198,6 +388,8 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 _CONTAINER_FUNCTIONS = {"dict", "list", "tuple"}
 _NAMED_CONSTANTS = {"inf": math.inf, "pi": math.pi}
 #: Methods a config may call on plain values (mutating list/dict methods included).
+#: Methods that change their receiver in place (sizes measured before are then stale).
+_MUTATING = frozenset({"append", "extend", "insert", "pop", "update", "setdefault"})
 _METHODS: dict[type, frozenset[str]] = {
     list: frozenset({"append", "extend", "insert", "copy", "index", "count", "pop"}),
     dict: frozenset({"update", "get", "copy", "keys", "values", "items", "pop", "setdefault"}),
@@ -209,16 +401,37 @@ _METHODS: dict[type, frozenset[str]] = {
 class _Evaluator:
     """Evaluates the top-level statements of one config file into a namespace."""
 
-    def __init__(self, path: Path, base: dict[str, Any]) -> None:
+    def __init__(self, path: Path, base: dict[str, Any], budget: _Budget) -> None:
         self.path = path
         self.names: dict[str, Any] = {"_base_": base}
         self.scopes: list[dict[str, Any]] = []  # comprehension variables, innermost last
         self.line = 0
+        self.budget = budget
+        self.depth = 0  # of the expression being evaluated
 
     # ----- statements -----------------------------------------------------------------
+    def run_file(self, body: list[ast.stmt]) -> dict[str, Any]:
+        """Evaluate a file's statements; a passed bound is a ConfigError with the file and line."""
+        try:
+            return self.run(body)
+        except _LimitExceeded as exc:
+            raise self._limit_error(exc) from None
+
+    def check_total(self, value: Any) -> None:
+        """Bound the size of the merged namespace (what the merge and the readers walk)."""
+        try:
+            self.budget.measure(value)
+        except _LimitExceeded as exc:
+            raise ConfigError(f"config file {self.path}: its top-level values together (with its _base_ files): "
+                              f"{exc.what}; allowed: {exc.allowed}") from None
+
+    def _limit_error(self, exc: _LimitExceeded) -> ConfigError:
+        return ConfigError(f"config file {self.path}, line {self.line}: {exc.what}; allowed: {exc.allowed}")
+
     def run(self, body: list[ast.stmt]) -> dict[str, Any]:
         for stmt in body:
             self.line = stmt.lineno
+            self.budget.charge(1)
             self._statement(stmt)
         return self.names
 
@@ -296,6 +509,8 @@ class _Evaluator:
             container[key] = value
         except (TypeError, IndexError) as exc:
             raise _NotEvaluable(f"cannot assign item {key!r}: {exc}") from exc
+        self.budget.forget()
+        self.budget.measure(container)
 
     def _invalidate(self, node: ast.AST, reason: str) -> None:
         """Mark every variable that a statement which is not run could change as unresolved."""
@@ -320,7 +535,17 @@ class _Evaluator:
         method = getattr(self, f"_eval_{type(node).__name__}", None)
         if method is None:
             raise _NotEvaluable(f"{type(node).__name__} expressions are not evaluated")
-        return method(node)
+        self.budget.charge(1)
+        if self.depth >= MAX_DEPTH:
+            raise _LimitExceeded(f"an expression nests more than {MAX_DEPTH} levels deep",
+                                 f"at most {MAX_DEPTH} levels of nesting")
+        self.depth += 1
+        try:
+            value = method(node)
+        finally:
+            self.depth -= 1
+        self.budget.measure(value)
+        return value
 
     def _apply(self, fn: Callable[..., Any], *args: Any) -> Any:
         for a in args:
@@ -328,7 +553,7 @@ class _Evaluator:
                 raise _NotEvaluable(a.reason)
         try:
             return fn(*args)
-        except _NotEvaluable:
+        except (_NotEvaluable, _LimitExceeded):
             raise
         except Exception as exc:  # an error of the config's own expression, e.g. 1 / 0
             raise _NotEvaluable(f"{type(exc).__name__}: {exc}") from exc
@@ -432,6 +657,7 @@ class _Evaluator:
         left = self._eval(node.left)
         for op, right_node in zip(node.ops, node.comparators):
             right = self._eval(right_node)
+            self.budget.charge(self._work(left) + self._work(right))  # ==, in: linear in the operands
             if not self._apply(_COMPARE_OPS[type(op)], left, right):
                 return False
             left = right
@@ -445,9 +671,10 @@ class _Evaluator:
         for value in node.values:
             if isinstance(value, ast.FormattedValue):
                 v = self._eval(value.value)
+                self.budget.charge(self._work(v))  # str / repr walk the whole value
                 v = {-1: v, ord("r"): repr(v), ord("s"): str(v), ord("a"): ascii(v)}[value.conversion]
                 spec = self._eval(value.format_spec) if value.format_spec is not None else ""
-                parts.append(self._apply(format, v, spec))
+                parts.append(self._apply(_safe_format, v, spec))
             else:
                 parts.append(self._eval(value))
         return "".join(parts)
@@ -460,18 +687,35 @@ class _Evaluator:
             allowed = _METHODS.get(type(obj), frozenset())
             if node.func.attr in allowed:
                 args, kwargs = self._call_args(node, keep_unresolved=True)
-                return self._apply(lambda: getattr(obj, node.func.attr)(*args, **kwargs))
+                return self._call_method(obj, node.func.attr, args, kwargs)
         raise _NotEvaluable(f"call to '{ast.unparse(node.func)}' is not evaluated")
+
+    def _call_method(self, obj: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        self.budget.charge(sum(self._work(a) for a in (obj, *args, *kwargs.values())))
+        if isinstance(obj, str):
+            _check_str_method(obj, name, args)
+        result = self._apply(lambda: getattr(obj, name)(*args, **kwargs))
+        if name in _MUTATING and isinstance(obj, (list, dict)):
+            self.budget.forget()
+            self.budget.measure(obj)  # x.append(x), x.extend(x) ...
+        return result
 
     def _call_builtin(self, name: str, node: ast.Call) -> Any:
         keep = name in _CONTAINER_FUNCTIONS
         args, kwargs = self._call_args(node, keep_unresolved=keep)
+        self.budget.charge(sum(self._work(a) for a in (*args, *kwargs.values())))  # builtins walk their args
         if not keep:
             for a in (*args, *kwargs.values()):
                 found = contains_unresolved(a)
                 if found is not None:
                     raise _NotEvaluable(found.reason)
         return self._apply(lambda: _FUNCTIONS[name](*args, **kwargs))
+
+    def _work(self, value: Any) -> int:
+        """Steps to walk ``value`` once (its size; 0 for scalars)."""
+        if isinstance(value, (str, list, tuple, dict, set, frozenset)):
+            return self.budget.measure(value)
+        return 0
 
     def _call_args(self, node: ast.Call, keep_unresolved: bool) -> tuple[list[Any], dict[str, Any]]:
         evaluate = self._try if keep_unresolved else self._eval
@@ -523,6 +767,7 @@ class _Evaluator:
         if not isinstance(iterable, (list, tuple, dict, str, set)):
             raise _NotEvaluable(f"cannot iterate over a {type(iterable).__name__}")
         for item in iterable:
+            self.budget.charge(1)
             self._bind(gen.target, item)
             if all(self._eval(cond) for cond in gen.ifs):
                 yield from self._loop(generators, i + 1, count)

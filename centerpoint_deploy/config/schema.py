@@ -24,8 +24,39 @@ TIME_LAG_COLUMN = 4
 REGRESSION_HEADS = ("reg", "height", "dim", "rot", "vel")
 
 
+#: Bounds on sizes, from what one machine (and TensorRT, whose tensors hold at most 2^31 - 1
+#: elements) can hold; real models are far inside them (j6gen2: 760 x 760 cells, 384 channels).
+MAX_GRID_CELLS = 8192 * 8192
+MAX_CHANNELS = 4096
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+MAX_POINT_COLUMNS = 64
+MAX_SWEEPS = 100
+MAX_POINTS_PER_PILLAR = 1024
+MAX_VOXELS = 2**24
+MAX_LAYERS = 64
+MAX_BOXES = 100_000
+
+
 def _fail(field_name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"config field '{field_name}' = {value!r} is invalid: {allowed}")
+
+
+def _check_range(field_name: str, value: float, low: float, high: float, what: str = "") -> None:
+    """``low <= value <= high`` (finite), else a ConfigError naming the field."""
+    finite = isinstance(value, int) or math.isfinite(value)  # math.isfinite overflows on huge ints
+    if not (finite and low <= value <= high):
+        _fail(field_name, value, what or f"must lie in [{low:g}, {high:g}]")
+
+
+def _check_norm(section: str, eps: float, momentum: float) -> None:
+    if not (math.isfinite(eps) and 0 < eps < 1):
+        _fail(f"{section}.norm_eps", eps, "must lie in (0, 1)")
+    _check_range(f"{section}.norm_momentum", momentum, 0.0, 1.0)
+
+
+def _check_widths(field_name: str, widths: tuple[int, ...]) -> None:
+    if not widths or len(widths) > MAX_LAYERS or any(not 1 <= c <= MAX_CHANNELS for c in widths):
+        _fail(field_name, widths, f"1 to {MAX_LAYERS} widths, each in [1, {MAX_CHANNELS}]")
 
 
 @dataclass(frozen=True)
@@ -52,8 +83,9 @@ class PointsConfig:
             not 0 <= d < max(self.load_dim, TIME_LAG_COLUMN + 1) for d in self.use_dim
         ):
             _fail("points.use_dim", self.use_dim, f"distinct indices below load_dim={self.load_dim}")
-        if self.sweeps_num < 0:
-            _fail("points.sweeps_num", self.sweeps_num, "must be >= 0")
+        if self.load_dim > MAX_POINT_COLUMNS:
+            _fail("points.load_dim", self.load_dim, f"at most {MAX_POINT_COLUMNS} floats per point")
+        _check_range("points.sweeps_num", self.sweeps_num, 0, MAX_SWEEPS)
 
 
 @dataclass(frozen=True)
@@ -93,10 +125,12 @@ class VoxelizationConfig:
                 _fail("voxelization.voxel_size", v, f"the {axis} range must be a whole number of voxels (got {cells:.4f})")
         if self.grid_size[2] != 1:
             _fail("voxelization.voxel_size", v, "pillars need voxel_size[2] equal to the z range")
-        if self.max_num_points < 1:
-            _fail("voxelization.max_num_points", self.max_num_points, "must be >= 1")
-        if self.max_voxels < 1:
-            _fail("voxelization.max_voxels", self.max_voxels, "must be >= 1")
+        nx, ny, _ = self.grid_size
+        if nx * ny > MAX_GRID_CELLS:
+            _fail("voxelization.voxel_size", v, f"the grid of {nx} x {ny} = {nx * ny} cells is larger than "
+                  f"{MAX_GRID_CELLS} cells (8192 x 8192)")
+        _check_range("voxelization.max_num_points", self.max_num_points, 1, MAX_POINTS_PER_PILLAR)
+        _check_range("voxelization.max_voxels", self.max_voxels, 1, MAX_VOXELS)
 
 
 @dataclass(frozen=True)
@@ -137,14 +171,11 @@ class VoxelEncoderConfig:
         return self.feat_channels[-1]
 
     def validate(self) -> None:
-        if self.in_channels < 3:
-            _fail("voxel_encoder.in_channels", self.in_channels, "must be >= 3")
-        if not self.feat_channels or any(c < 1 for c in self.feat_channels):
-            _fail("voxel_encoder.feat_channels", self.feat_channels, "non-empty positive widths")
+        _check_range("voxel_encoder.in_channels", self.in_channels, 3, MAX_POINT_COLUMNS)
+        _check_widths("voxel_encoder.feat_channels", self.feat_channels)
         if any(c % 2 for c in self.feat_channels[:-1]):
             _fail("voxel_encoder.feat_channels", self.feat_channels, "all but the last must be even")
-        if not 0 < self.norm_eps < 1:
-            _fail("voxel_encoder.norm_eps", self.norm_eps, "must lie in (0, 1)")
+        _check_norm("voxel_encoder", self.norm_eps, self.norm_momentum)
 
 
 @dataclass(frozen=True)
@@ -162,12 +193,13 @@ class BackboneConfig:
         n = len(self.out_channels)
         if n == 0 or len(self.layer_nums) != n or len(self.layer_strides) != n:
             _fail("backbone.out_channels", self.out_channels, "out_channels, layer_nums and layer_strides need equal non-zero lengths")
-        if any(c < 1 for c in self.out_channels):
-            _fail("backbone.out_channels", self.out_channels, "positive widths")
-        if any(k < 0 for k in self.layer_nums):
-            _fail("backbone.layer_nums", self.layer_nums, "non-negative")
-        if any(s < 1 for s in self.layer_strides):
-            _fail("backbone.layer_strides", self.layer_strides, "positive integers")
+        _check_range("backbone.in_channels", self.in_channels, 1, MAX_CHANNELS)
+        _check_widths("backbone.out_channels", self.out_channels)
+        if any(not 0 <= k <= MAX_LAYERS for k in self.layer_nums):
+            _fail("backbone.layer_nums", self.layer_nums, f"each in [0, {MAX_LAYERS}]")
+        if any(not 1 <= s <= 64 for s in self.layer_strides):
+            _fail("backbone.layer_strides", self.layer_strides, "integers in [1, 64]")
+        _check_norm("backbone", self.norm_eps, self.norm_momentum)
 
 
 @dataclass(frozen=True)
@@ -192,9 +224,14 @@ class NeckConfig:
         n = len(self.in_channels)
         if n == 0 or len(self.out_channels) != n or len(self.upsample_strides) != n:
             _fail("neck.in_channels", self.in_channels, "in_channels, out_channels and upsample_strides need equal non-zero lengths")
+        _check_widths("neck.in_channels", self.in_channels)
+        _check_widths("neck.out_channels", self.out_channels)
         for s in self.upsample_strides:
-            if s <= 0 or (s < 1 and abs(1 / s - round(1 / s)) > 1e-6) or (s >= 1 and abs(s - round(s)) > 1e-6):
-                _fail("neck.upsample_strides", self.upsample_strides, "integers >= 1 or unit fractions (0.5, 0.25, ...)")
+            if not math.isfinite(s) or not 1 / 64 <= s <= 64 or (s < 1 and abs(1 / s - round(1 / s)) > 1e-6) \
+                    or (s >= 1 and abs(s - round(s)) > 1e-6):
+                _fail("neck.upsample_strides", self.upsample_strides,
+                      "integers in [1, 64] or unit fractions (0.5, 0.25, ... 1/64)")
+        _check_norm("neck", self.norm_eps, self.norm_momentum)
 
 
 @dataclass(frozen=True)
@@ -249,12 +286,17 @@ class HeadConfig:
         for name, channels, num_conv in self.common_heads:
             if channels != expected[name]:
                 _fail(f"head.common_heads.{name}", channels, f"{name} has {expected[name]} channels")
-            if num_conv < 1:
-                _fail(f"head.common_heads.{name}", num_conv, "num_conv must be >= 1")
-        if self.heatmap_num_conv < 1:
-            _fail("head.heatmap_num_conv", self.heatmap_num_conv, "must be >= 1")
+            if not 1 <= num_conv <= MAX_LAYERS:
+                _fail(f"head.common_heads.{name}", num_conv, f"num_conv must lie in [1, {MAX_LAYERS}]")
+        _check_range("head.heatmap_num_conv", self.heatmap_num_conv, 1, MAX_LAYERS)
+        _check_range("head.in_channels", self.in_channels, 1, MAX_CHANNELS)
+        _check_range("head.share_conv_channel", self.share_conv_channel, 1, MAX_CHANNELS)
+        _check_range("head.head_conv", self.head_conv, 1, MAX_CHANNELS)
         if self.final_kernel not in (1, 3):
             _fail("head.final_kernel", self.final_kernel, "1 or 3")
+        if not math.isfinite(self.init_bias):
+            _fail("head.init_bias", self.init_bias, "must be a finite number")
+        _check_norm("head", self.norm_eps, self.norm_momentum)
 
 
 @dataclass(frozen=True)
@@ -267,15 +309,13 @@ class DecodeConfig:
     out_size_factor: int = 1
 
     def validate(self) -> None:
-        if self.max_num < 1:
-            _fail("decode.max_num", self.max_num, "must be >= 1")
+        _check_range("decode.max_num", self.max_num, 1, MAX_BOXES)
         if not 0.0 <= self.score_threshold < 1.0:
             _fail("decode.score_threshold", self.score_threshold, "must lie in [0, 1)")
-        if self.out_size_factor < 1:
-            _fail("decode.out_size_factor", self.out_size_factor, "must be >= 1")
+        _check_range("decode.out_size_factor", self.out_size_factor, 1, 64)
         r = self.post_center_range
-        if len(r) != 6 or any(r[i] > r[i + 3] for i in range(3)):
-            _fail("decode.post_center_range", r, "6 values with min <= max per axis")
+        if len(r) != 6 or any(math.isnan(x) for x in r) or any(r[i] > r[i + 3] for i in range(3)):
+            _fail("decode.post_center_range", r, "6 values (inf allowed) with min <= max per axis")
 
 
 @dataclass(frozen=True)
@@ -289,10 +329,9 @@ class NmsConfig:
     def validate(self) -> None:
         if self.nms_type != "circle":
             _fail("nms.nms_type", self.nms_type, "supported: 'circle'")
-        if any(r < 0 for r in self.min_radius):
-            _fail("nms.min_radius", self.min_radius, "non-negative")
-        if self.post_max_size < 1:
-            _fail("nms.post_max_size", self.post_max_size, "must be >= 1")
+        if any(not (math.isfinite(r) and r >= 0) for r in self.min_radius):
+            _fail("nms.min_radius", self.min_radius, "finite, non-negative")
+        _check_range("nms.post_max_size", self.post_max_size, 1, MAX_BOXES)
 
 
 @dataclass(frozen=True)
@@ -374,7 +413,28 @@ class ModelConfig:
         h, w = self.bev_shape
         if h % self.decode.out_size_factor or w % self.decode.out_size_factor:
             _fail("decode.out_size_factor", self.decode.out_size_factor, f"must divide the BEV grid {h}x{w}")
+        self._check_tensor_sizes()
         return self
+
+    def _check_tensor_sizes(self) -> None:
+        """Every activation must fit one tensor (at most :data:`MAX_TENSOR_ELEMENTS` elements)."""
+        h, w = self.bev_shape
+        v = self.voxelization
+        tensors = [("voxelization.max_voxels", v.max_voxels,
+                    v.max_voxels * v.max_num_points * max(self.num_features, *self.voxel_encoder.feat_channels)),
+                   ("voxel_encoder.feat_channels", self.voxel_encoder.feat_channels, self.voxel_encoder.out_channels * h * w)]
+        stride = 1
+        for s, c in zip(self.backbone.layer_strides, self.backbone.out_channels):
+            stride *= s
+            tensors.append(("backbone.out_channels", self.backbone.out_channels, c * -(-h // stride) * -(-w // stride)))
+        fh, fw = self.feature_map_shape
+        tensors.append(("neck.out_channels", self.neck.out_channels, self.neck.total_out_channels * fh * fw))
+        tensors.append(("head.share_conv_channel", self.head.share_conv_channel,
+                        max(self.head.share_conv_channel, self.head.head_conv) * fh * fw))
+        for name, value, elements in tensors:
+            if elements > MAX_TENSOR_ELEMENTS:
+                _fail(name, value, f"gives a tensor of {elements} elements on the {w} x {h} grid; "
+                      f"allowed: at most {MAX_TENSOR_ELEMENTS} (2^31 - 1)")
 
     # ----- (de)serialisation ----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -413,48 +473,78 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
+def _sequence(value: Any, path: str, what: str) -> list[Any]:
+    """``value`` as a list; a string (which would split into letters) or a scalar is refused."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected a list of {what}")
+    return list(value)
+
+
+def _as_str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected a string")
+    return value
+
+
+def _as_float(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected a number")
+    if isinstance(value, int) and abs(value) > 1e300:  # float() would overflow
+        raise ConfigError(f"config field '{path}' = an integer of {value.bit_length()} bits is invalid: at most 1e300 in magnitude")
+    return float(value)
+
+
 _SECTIONS: dict[str, type] = {}
 
 
 def _convert(type_str: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the field's type; nothing is coerced (no float -> int, no str -> list)."""
     t = str(type_str)
     if t in _SECTIONS:
         return _build(_SECTIONS[t], value, path + ".")
-    try:
-        if t == "tuple[HeadTaskConfig, ...]":
-            return tuple(
-                _build(HeadTaskConfig, {"class_names": tuple(v["class_names"])} if isinstance(v, Mapping) else {"class_names": tuple(v)}, f"{path}[{i}].")
-                for i, v in enumerate(value)
-            )
-        if t == "tuple[tuple[str, int, int], ...]":
-            return tuple((str(n), int(c), int(k)) for n, c, k in value)
-        if t.startswith("tuple[str"):
-            return tuple(str(v) for v in value)
-        if t.startswith("tuple[int"):
-            return tuple(_as_int(v, path) for v in value)
-        if t.startswith("tuple[float"):
-            return tuple(float(v) for v in value)
-        if t == "int":
-            return _as_int(value, path)
-        if t == "float":
-            return float(value)
-        if t == "bool":
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if t == "str":
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"config field '{path}' = {value!r} does not fit type {t}") from exc
+    if t == "tuple[HeadTaskConfig, ...]":
+        tasks = []
+        for i, v in enumerate(_sequence(value, path, "tasks")):
+            names = v.get("class_names") if isinstance(v, Mapping) else v
+            if isinstance(v, Mapping) and set(v) - {"class_names"}:
+                raise ConfigError(f"unknown config field(s) {path}[{i}].{sorted(set(v) - {'class_names'})[0]}; "
+                                  f"allowed in '{path}[{i}]': class_names")
+            tasks.append(HeadTaskConfig(tuple(_as_str(n, f"{path}[{i}].class_names")
+                                              for n in _sequence(names, f"{path}[{i}].class_names", "class names"))))
+        return tuple(tasks)
+    if t == "tuple[tuple[str, int, int], ...]":
+        heads = []
+        for i, v in enumerate(_sequence(value, path, "[name, channels, num_conv] entries")):
+            entry = _sequence(v, f"{path}[{i}]", "[name, channels, num_conv]")
+            if len(entry) != 3:
+                raise ConfigError(f"config field '{path}[{i}]' = {v!r} is invalid: expected [name, channels, num_conv]")
+            heads.append((_as_str(entry[0], f"{path}[{i}]"), _as_int(entry[1], f"{path}[{i}]"),
+                          _as_int(entry[2], f"{path}[{i}]")))
+        return tuple(heads)
+    if t.startswith("tuple[str"):
+        return tuple(_as_str(v, path) for v in _sequence(value, path, "strings"))
+    if t.startswith("tuple[int"):
+        return tuple(_as_int(v, path) for v in _sequence(value, path, "integers"))
+    if t.startswith("tuple[float"):
+        return tuple(_as_float(v, path) for v in _sequence(value, path, "numbers"))
+    if t == "int":
+        return _as_int(value, path)
+    if t == "float":
+        return _as_float(value, path)
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected true or false")
+        return value
+    if t == "str":
+        return _as_str(value, path)
     raise ConfigError(f"config field '{path}' has unsupported type {t}")  # pragma: no cover
 
 
 def _as_int(value: Any, path: str) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ConfigError(f"config field '{path}' = {value!r} must be an integer")
-    return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"config field '{path}' = {value!r:.80} is invalid: expected an integer "
+                          f"(got {type(value).__name__}; floats are not rounded)")
+    return value
 
 
 _SECTIONS.update({

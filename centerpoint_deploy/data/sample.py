@@ -18,7 +18,7 @@ from pathlib import Path
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 
 #: Bump when the generator's output changes, so stale caches are not reused.
-SAMPLE_VERSION = 3
+SAMPLE_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,10 @@ def _scene_records(scene_dir: Path, tables: Mapping[str, Table], class_names: tu
         prev_token = sd["prev"]
         while prev_token and len(sweeps) < max_sweeps:
             prev_sd = _lookup(sample_data, prev_token, "sample_data", scene_dir)
+            if int(prev_sd["timestamp"]) > int(sample["timestamp"]):
+                raise DatasetError(f"T4 scene {scene_dir}: sample_data {prev_token!r} field 'timestamp' = "
+                                   f"{prev_sd['timestamp']} is after its key frame's sample {sample['token']!r} "
+                                   f"timestamp {sample['timestamp']}; allowed: sweeps before their key frame")
             sweep_l2e, sweep_e2g = transforms(prev_sd)
             sweeps.append(SweepRecord(point_file(prev_sd), int(prev_sd["timestamp"]),
                                       sweep_to_key_transform(sweep_l2e, sweep_e2g, lidar2ego, ego2global)))

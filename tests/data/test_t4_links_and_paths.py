@@ -94,3 +94,12 @@ def test_iteration_stops_after_the_last_frame(synth_root):
     assert tokens == frames.tokens and len(tokens) == len(frames) == 8
     assert [f.token for f in frames[2:4]] == tokens[2:4]
     assert list(reversed(frames))[0].token == tokens[-1]
+
+
+def test_sweep_later_than_its_key_sample_is_refused(scene):
+    records = json.loads((scene / "annotation" / "sample_data.json").read_text())
+    key = next(r for r in records if r["is_key_frame"] and r["prev"])
+    edit_table(scene, "sample", lambda recs: next(s for s in recs if s["token"] == key["sample_token"]).update(
+        timestamp=key["timestamp"] - 10 ** 6))
+    with pytest.raises(DatasetError, match=r"field 'timestamp' = \d+ is after its key frame's sample"):
+        open_dataset(scene, class_names=CLASSES, sweeps_num=1)

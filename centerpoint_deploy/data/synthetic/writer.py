@@ -3,8 +3,14 @@
 Layout written::
 
     <scene>/annotation/{scene,sample,sample_data,ego_pose,calibrated_sensor,sensor,
-                        sample_annotation,instance,category,attribute,visibility,log}.json
+                        sample_annotation,instance,category,attribute,visibility,log,map,
+                        object_ann,surface_ann}.json
     <scene>/data/<CHANNEL>/<index>.pcd.bin      # float32 x, y, z, intensity (0..255), 0
+
+Every table of the nuScenes schema is written (``map`` names the scene's log and no mask
+file), plus T4's 2-D image tables ``object_ann`` and ``surface_ann``, empty (there are no
+cameras), so nuscenes-devkit opens a scene as
+``NuScenes(version="annotation", dataroot=<scene>)``.
 
 Tokens are deterministic (hash of scene name, table and key), so a seed reproduces the folder
 byte for byte. Annotation sizes are stored ``[w, l, h]`` as the schema wants.
@@ -120,7 +126,8 @@ def write_scene(out_dir: str | Path, recording: SceneRecording, *, write_velocit
     sample_tokens = _tokens(name, "sample", len(key_scan_index))
     sd_tokens = _tokens(name, "sample_data", len(recording.scans))
     pose_tokens = _tokens(name, "ego_pose", len(recording.scans))
-    scene_token, log_token, sensor_token, calib_token = (_tokens(name, t, 1)[0] for t in ("scene", "log", "sensor", "calib"))
+    scene_token, log_token, sensor_token, calib_token, map_token = (
+        _tokens(name, t, 1)[0] for t in ("scene", "log", "sensor", "calib", "map"))
     categories = sorted(set(recording.instance_categories))
     category_tokens = dict(zip(categories, _tokens(name, "category", len(categories))))
     attribute_tokens = dict(zip(ATTRIBUTE_NAMES, _tokens(name, "attribute", len(ATTRIBUTE_NAMES))))
@@ -176,6 +183,9 @@ def write_scene(out_dir: str | Path, recording: SceneRecording, *, write_velocit
                        for t, level in VISIBILITY_LEVELS],
         "log": [{"token": log_token, "logfile": "", "vehicle": "synthetic", "date_captured": "2024-01-01",
                  "location": "synthetic-road"}],
+        "map": [{"token": map_token, "log_tokens": [log_token], "category": "semantic_prior", "filename": ""}],
+        "object_ann": [],
+        "surface_ann": [],
     }
     for table, records in tables.items():
         (scene_dir / "annotation" / f"{table}.json").write_text(json.dumps(records, indent=1))
