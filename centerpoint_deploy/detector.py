@@ -26,6 +26,7 @@ from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postproces
 from centerpoint_deploy.postprocess.rot_reference import undo_rot_y_axis_reference
 from centerpoint_deploy.preprocess import (check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev,
                                           voxelize, voxelize_padded)
+from centerpoint_deploy.preprocess.autoware_voxelize import NodeVoxelizer
 from centerpoint_deploy.preprocess.voxelize import check_voxel_counts
 from centerpoint_deploy.structures import Detections, Voxels
 
@@ -101,6 +102,9 @@ class Detector:
         compile: ``torch.compile`` the elementwise-heavy pipeline steps, decoration and the
             fixed-round NMS (each then a few fused kernels instead of dozens); needs
             ``static_shapes`` (fixed shapes compile once). The first calls compile.
+        voxel_seed: with ``config.voxelization.mode == "autoware"``, the seed of the node's
+            per-frame shuffle offsets (:class:`~centerpoint_deploy.preprocess.autoware_voxelize.NodeVoxelizer`);
+            the same seed and call order give the same pillars.
 
     Use as ``with Detector(...) as detector: detections = detector(points)``; calling it
     outside ``with`` loads the backends on first use.
@@ -109,7 +113,7 @@ class Detector:
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *,
                  rot_y_axis_reference: bool = False, device: torch.device | str | None = None,
                  static_shapes: bool = False, nms_rounds: int = 16, graph: bool = False,
-                 max_points: int = 400_000, compile: bool = False) -> None:
+                 max_points: int = 400_000, compile: bool = False, voxel_seed: int = 0) -> None:
         if nms_rounds < 1:
             raise ConfigError(f"nms_rounds = {nms_rounds} is invalid: must be >= 1")
         if compile and not static_shapes:
@@ -127,6 +131,12 @@ class Detector:
         self._decorate_fn = torch.compile(decorate, dynamic=False) if compile else decorate
         self._suppress_fn = torch.compile(suppress, dynamic=False) if compile else suppress
         self._graphs: dict[tuple[int, int], PipelineGraph] = {}  # (clouds, buffer rows) -> captured pipeline
+        self.voxel_seed = voxel_seed
+        self._node_voxelizer = (NodeVoxelizer(config.voxelization, seed=voxel_seed)
+                                if config.voxelization.mode == "autoware" else None)
+        if graph and self._node_voxelizer is not None:
+            raise ConfigError("voxelization.mode 'autoware' draws a shuffle offset per frame on the host; "
+                              "it cannot run inside a captured CUDA graph (use graph=False)")
         if graph:
             self._check_graph_support()
 
@@ -272,7 +282,12 @@ class Detector:
         state["nonfinite"] = count_nonfinite(state["clouds"])  # read with the boxes
 
     def _voxelize(self, state: dict[str, Any]) -> None:
-        if self.static_shapes:
+        if self._node_voxelizer is not None:
+            if self.static_shapes:
+                state["voxels"], state["voxel_counts"] = self._node_voxelizer.padded(state["clouds"])
+            else:
+                state["voxels"] = self._node_voxelizer(state["clouds"])
+        elif self.static_shapes:
             state["voxels"], state["voxel_counts"] = voxelize_padded(state["clouds"], self.config.voxelization)
         else:
             state["voxels"] = voxelize(state["clouds"], self.config.voxelization)
@@ -348,6 +363,11 @@ class Detector:
         if self.rot_y_axis_reference:
             task_maps = [undo_rot_y_axis_reference(maps) for maps in task_maps]
         return task_maps
+
+    def task_maps(self, head_outputs: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+        """A head backend's flat outputs as one dict of maps per task, on the detector's device, in the
+        plain mmdet3d convention (what a post-processor takes)."""
+        return self._task_maps(head_outputs)
 
     def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
         """Boxes from a head backend's flat outputs (``contract.head_output_names`` keys).

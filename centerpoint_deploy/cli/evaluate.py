@@ -39,6 +39,7 @@ from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
 from centerpoint_deploy.evaluate.io import METRIC_PRESETS, load_boxes, load_metric_config
 from centerpoint_deploy.evaluate.metrics import class_coverage, evaluate_boxes, evaluate_distance_buckets
 from centerpoint_deploy.evaluate.distributed import rank_group
+from centerpoint_deploy.evaluate.node_spread import spread_markdown, voxelization_spread
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files, write_metrics
 
 _METRIC_HELP = f"Metric preset ({', '.join(METRIC_PRESETS)}: 121 m for every class + distance buckets / devkit " \
@@ -102,8 +103,16 @@ def evaluate(
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised pytorch model (smoke tests)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
                                           help="Processes reading frames ahead (default: up to 4, one core left free)."),
+    voxelization_seeds: Optional[str] = typer.Option(
+        None, "--voxelization-seeds",
+        help="E.g. 0,1,2: evaluate the first backend with the Autoware node's shuffled voxelization once per "
+             "seed and report the spread of mAP/NDS and box movement (voxelization_spread.md)."),
 ) -> None:
     """Run each backend over the dataset, write nuScenes-style metrics per backend and a comparison.
+
+    Every backend is scored twice from one network run: with mmdet3d's post-processing (what
+    training reports) and the Autoware node's (``<backend>@autoware``, what the car outputs);
+    ``views.md`` puts them side by side with the delta.
 
     Under ``torchrun --nproc_per_node N`` each process runs its share of the frames on its own
     GPU (``cuda:LOCAL_RANK``) or CPU; rank 0 scores them and writes the reports."""
@@ -120,11 +129,27 @@ def evaluate(
         with ExitStack() as stack:
             for detector in detectors.values():
                 stack.callback(detector.close)
+            if voxelization_seeds is not None:
+                first = backend[0]
+                seeds = _seeds(voxelization_seeds)
+                summary = voxelization_spread(frames, detectors[first], out, metric_config, seeds, cache=not no_cache,
+                                              frames=indices, workers=workers, group=group,
+                                              fingerprints={f"seed-{s}": fingerprints[first] for s in seeds})
+                if group.is_main:
+                    Console().print(spread_markdown(summary), markup=False, highlight=False)
+                return
             results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
                                         fingerprints=fingerprints, render_frames=indices[:render],
                                         plots=not no_plots, workers=workers, group=group)
         if group.is_main:
             _print_summary(results, out)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise EvaluationError(f"--voxelization-seeds '{text}' must be comma-separated integers, e.g. 0,1,2") from None
 
 
 @app.command("score")

@@ -20,6 +20,9 @@ from centerpoint_deploy.errors import ConfigError
 #: (mmdet3d ``LoadPointsFromMultiSweeps`` semantics).
 TIME_LAG_COLUMN = 4
 
+#: The pre- and post-processing modes: mmdet3d's (what training reports) or the Autoware node's (what the car runs).
+MODES = ("mmdet3d", "autoware")
+
 #: The order of the regression maps every head task emits, after the heatmap.
 REGRESSION_HEADS = ("reg", "height", "dim", "rot", "vel")
 
@@ -98,6 +101,9 @@ class VoxelizationConfig:
         voxel_size: ``[vx, vy, vz]``; ``vz`` must span the whole z range (pillars).
         max_num_points: points kept per pillar (the first ones in input order).
         max_voxels: pillars kept per frame (the first ones in input order).
+        mode: ``mmdet3d`` (first-appearance order, deterministic) or ``autoware`` (the node's
+            shuffled point order and front-to-back pillar order, see
+            :mod:`centerpoint_deploy.preprocess.autoware_voxelize`).
     """
 
     point_cloud_range: tuple[float, float, float, float, float, float] = (
@@ -106,6 +112,7 @@ class VoxelizationConfig:
     voxel_size: tuple[float, float, float] = (0.32, 0.32, 8.0)
     max_num_points: int = 32
     max_voxels: int = 64000
+    mode: str = "mmdet3d"
 
     @property
     def grid_size(self) -> tuple[int, int, int]:
@@ -131,6 +138,8 @@ class VoxelizationConfig:
                   f"{MAX_GRID_CELLS} cells (8192 x 8192)")
         _check_range("voxelization.max_num_points", self.max_num_points, 1, MAX_POINTS_PER_PILLAR)
         _check_range("voxelization.max_voxels", self.max_voxels, 1, MAX_VOXELS)
+        if self.mode not in MODES:
+            _fail("voxelization.mode", self.mode, f"one of {', '.join(MODES)}")
 
 
 @dataclass(frozen=True)
@@ -336,7 +345,11 @@ class NmsConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to run one CenterPoint model, from points to boxes."""
+    """Everything needed to run one CenterPoint model, from points to boxes.
+
+    ``postprocess`` picks the default post-processing: ``mmdet3d`` (top-K decode, circle NMS
+    per task) or ``autoware`` (the node's, :mod:`centerpoint_deploy.postprocess.autoware`).
+    """
 
     name: str = "centerpoint"
     class_names: tuple[str, ...] = ("car", "truck", "bus", "bicycle", "pedestrian")
@@ -348,6 +361,7 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     nms: NmsConfig = field(default_factory=NmsConfig)
+    postprocess: str = "mmdet3d"
 
     # ----- derived values -------------------------------------------------------------
     @property
@@ -384,6 +398,8 @@ class ModelConfig:
         for part in (self.points, self.voxelization, self.voxel_encoder, self.backbone,
                      self.neck, self.head, self.decode, self.nms):
             part.validate()
+        if self.postprocess not in MODES:
+            _fail("postprocess", self.postprocess, f"one of {', '.join(MODES)}")
         if self.voxel_encoder.in_channels != len(self.points.use_dim):
             _fail("voxel_encoder.in_channels", self.voxel_encoder.in_channels,
                   f"must equal len(points.use_dim) = {len(self.points.use_dim)}")

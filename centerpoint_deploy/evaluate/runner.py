@@ -10,7 +10,15 @@ Output folder::
       <backend>/pr_curves.png          precision-recall per class and threshold
       comparison.json, comparison.md   mAP / NDS / TP errors and per-class AP, deltas vs the first backend,
                                        and the loop's throughput (frames/s, read vs. compute time)
+      <backend>@autoware/...           the same for the Autoware node's post-processing of the same head outputs
+      views.json, views.md             per backend: mmdet3d vs the node's post-processing, per class and
+                                       distance bucket, with the delta (see ``evaluate.views``)
       bev/<index>_<token>.png          bird's-eye views of the frames asked for (outputs.safe_name)
+
+Every backend's networks run once per frame; each post-processing view
+(:func:`~centerpoint_deploy.postprocess.modes.default_views`: mmdet3d's, "what training reports",
+and the node's, "what the car outputs") is applied to the same head outputs, and each view is
+scored as its own entry (``<backend>`` and ``<backend>@autoware``).
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of what the predictions are made from, by content (the point files' bytes, poses,
@@ -47,7 +55,10 @@ from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distanc
 from centerpoint_deploy.evaluate.distributed import RankGroup
 from centerpoint_deploy.evaluate.render import render_bev, render_pr_curves
 from centerpoint_deploy.evaluate.report import comparison, comparison_markdown, metrics_markdown
+from centerpoint_deploy.evaluate.views import entry_name, views_markdown, views_table
 from centerpoint_deploy.outputs import inside, safe_name, write_text
+from centerpoint_deploy.postprocess.modes import PostprocessView, default_views
+from centerpoint_deploy.views import detect_views
 from centerpoint_deploy.evaluate.throughput import RankTiming, Throughput, process_age
 
 __all__ = ["evaluate_backends", "fingerprint_files", "ground_truth_boxes", "write_metrics"]
@@ -102,12 +113,20 @@ def _columns(detectors: Mapping[str, Detector]) -> list[int] | None:
     return list(wanted.pop()) if len(wanted) == 1 else None
 
 
+def _view_key(view: PostprocessView) -> str:
+    """What a view's predictions depend on besides the detector (its mode and parameters)."""
+    return json.dumps([view.mode, repr(getattr(view.postprocess, "params", None)),
+                       getattr(view.postprocess, "rot_y_axis_reference", None)])
+
+
 def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Detector],
-                   console: Console, group: RankGroup, workers: int | None) -> tuple[dict[str, dict[str, SampleBoxes]],
-                                                                                  RankTiming]:
-    """Each detector's predictions per sample token of the frames at ``indices`` (read once each,
-    ahead, by ``workers`` reader processes), and how long it took."""
-    results: dict[str, dict[str, SampleBoxes]] = {name: {} for name in detectors}
+                   views: Mapping[str, Sequence[PostprocessView]], console: Console, group: RankGroup,
+                   workers: int | None) -> tuple[dict[tuple[str, str], dict[str, SampleBoxes]], RankTiming]:
+    """Each detector's predictions per view mode and sample token of the frames at ``indices``
+    (read once each, ahead, by ``workers`` reader processes), and how long it took. Each
+    detector's networks run once per frame; its views post-process the same head outputs."""
+    results: dict[tuple[str, str], dict[str, SampleBoxes]] = {(name, v.mode): {} for name in detectors
+                                                              for v in views[name]}
     columns = _columns(detectors)
     devices = {torch.device(getattr(d, "device", "cpu")) for d in detectors.values()}
     device = devices.pop() if len(devices) == 1 else torch.device("cpu")
@@ -133,9 +152,11 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
                     points = frame.points if columns is not None else \
                         frame.points[:, list(detector.config.points.use_dim)].contiguous()
                     begin = time.perf_counter()
-                    detections = detector(points)
+                    by_view = detect_views(detector, points, views[name])
                     timing.compute[name] = timing.compute.get(name, 0.0) + time.perf_counter() - begin
-                    results[name][frame.token] = SampleBoxes.from_detections(detections, detector.config.class_names)
+                    for mode, (detections,) in by_view.items():
+                        results[(name, mode)][frame.token] = SampleBoxes.from_detections(
+                            detections, detector.config.class_names)
                 progress.advance(task)
     timing.wall = time.perf_counter() - start
     return results, timing
@@ -145,7 +166,8 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
                       metric_config: MetricConfig, *, cache: bool = True, frames: Sequence[int] | None = None,
                       fingerprints: Mapping[str, str] | None = None, render_frames: Sequence[int] = (),
                       plots: bool = True, console: Console | None = None, workers: int | None = None,
-                      group: RankGroup | None = None) -> dict[str, DetectionMetrics]:
+                      group: RankGroup | None = None,
+                      views: Mapping[str, Sequence[PostprocessView]] | None = None) -> dict[str, DetectionMetrics]:
     """Run every detector over the frames, evaluate, and write reports (layout in the module doc).
 
     Args:
@@ -165,10 +187,14 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
         workers: reader processes (default :func:`~centerpoint_deploy.data.loader.default_workers`).
         group: this process's rank (default: a single process); every rank of a ``torchrun``
             launch calls this with the same arguments.
+        views: backend name -> its post-processing views, the first one scored under the
+            backend's own name (default: :func:`default_views` of its config, mmdet3d first;
+            a stand-in callable that is not a Detector has its own output only).
 
     Returns:
-        backend name -> metrics over all evaluated frames (buckets are in ``metrics.json``);
-        empty on ranks other than 0.
+        entry name (``<backend>`` for the first view, ``<backend>@<mode>`` for the others) ->
+        metrics over all evaluated frames (buckets are in ``metrics.json``); empty on ranks
+        other than 0.
     """
     if not detectors:
         raise EvaluationError("evaluate_backends needs at least one detector")
@@ -189,36 +215,47 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     for part in group.exchange(stamp_files(frame_files(dataset, shard))):  # each rank hashes its own frames' files
         stamps.update(part)
     inputs = inputs_digest(dataset, indices, stamps)
-    keys = {name: prediction_cache_key(name, det, inputs, (fingerprints or {}).get(name, ""))
-            for name, det in detectors.items()}
+    if views is None:  # both views for real detectors; a stand-in callable has only its own output
+        views = {name: default_views(det.config)[:None if isinstance(det, Detector) else 1]
+                 for name, det in detectors.items()}
+    entries = {entry_name(name, v.mode, first=i == 0): (name, v)  # the first view keeps the backend's name
+               for name in detectors for i, v in enumerate(views[name])}
+    entry_of = {(name, v.mode): entry for entry, (name, v) in entries.items()}
+    keys = {entry: prediction_cache_key(f"{entry} {_view_key(view)}", detectors[name], inputs,
+                                        (fingerprints or {}).get(name, ""))
+            for entry, (name, view) in entries.items()}
     predictions: dict[str, dict[str, SampleBoxes]] = {}
     gts: dict[str, SampleBoxes] = {}
     if group.is_main:
         gts = ground_truth_boxes(dataset, indices)
         save_boxes(out_dir / "ground_truth.json", gts, "ground_truth", meta={"class_names": list(dataset.class_names)})
-        for name in detectors:
-            found = _cached_predictions(out_dir / name / "predictions.json", keys[name], list(gts)) if cache else None
+        for entry in entries:
+            found = _cached_predictions(out_dir / entry / "predictions.json", keys[entry], list(gts)) if cache else None
             if found is not None:
-                console.print(f"{name}: reusing cached predictions ({out_dir / name / 'predictions.json'})",
+                console.print(f"{entry}: reusing cached predictions ({out_dir / entry / 'predictions.json'})",
                               highlight=False)
-                predictions[name] = found
+                predictions[entry] = found
     cached = group.exchange(sorted(predictions) if group.is_main else None)[0]
-    to_run = {name: det for name, det in detectors.items() if name not in cached}
-    fresh, timing = _run_detectors(dataset, shard, to_run, console, group, workers) if to_run else \
-        ({}, RankTiming(group.rank, 0, 0))
+    to_run = {name: det for name, det in detectors.items()
+              if any(entry not in cached for entry, (owner, _) in entries.items() if owner == name)}
+    fresh, timing = _run_detectors(dataset, shard, to_run, {name: views[name] for name in to_run}, console, group,
+                                   workers) if to_run else ({}, RankTiming(group.rank, 0, 0))
     gathered = group.exchange((fresh, timing))
     if not group.is_main:
         return {}
     throughput = Throughput([t for _, t in gathered])
     for name, det in to_run.items():
-        samples = {token: boxes for part, _ in gathered for token, boxes in part[name].items()}
-        save_boxes(out_dir / name / "predictions.json", samples, "predictions",
-                   meta={"backend": name, "cache_key": keys[name], "class_names": list(det.config.class_names)})
-        predictions[name] = samples
+        for view in views[name]:
+            entry = entry_of[(name, view.mode)]
+            samples = {token: boxes for part, _ in gathered for token, boxes in part[(name, view.mode)].items()}
+            save_boxes(out_dir / entry / "predictions.json", samples, "predictions",
+                       meta={"backend": name, "postprocess": view.mode, "cache_key": keys[entry],
+                             "class_names": list(det.config.class_names)})
+            predictions[entry] = samples
 
     results: dict[str, DetectionMetrics] = {}
     side_by_side = {}
-    for name in detectors:
+    for name in entries:
         metrics = evaluate_boxes(predictions[name], gts, metric_config)
         buckets = evaluate_distance_buckets(predictions[name], gts, metric_config)
         write_metrics(out_dir / name, name, metrics, buckets, plots=plots)
@@ -228,6 +265,10 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
     table["throughput"] = {**throughput.to_dict(), "cached": sorted(cached)}
     write_text(out_dir / "comparison.json", json.dumps(table, indent=1, allow_nan=False))
     write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(throughput.markdown()))
+    by_view = views_table({name: {v.mode: side_by_side[entry_of[(name, v.mode)]] for v in views[name]}
+                           for name in detectors})
+    write_text(out_dir / "views.json", json.dumps(by_view, indent=1, allow_nan=False))
+    write_text(out_dir / "views.md", views_markdown(by_view))
 
     extent = max(metric_config.class_range.values()) + 5.0  # the evaluated region and a margin
     for i in render_frames:

@@ -143,6 +143,25 @@ def _metrics_rows(metrics: dict[str, DetectionMetrics]) -> list[list[str]]:
     return [[name, *(fmt(m.summary()[key]) for key in _SUMMARY_METRICS)] for name, m in metrics.items()]
 
 
+def _views_blocks(metrics: dict[str, DetectionMetrics]) -> list[Block]:
+    """mAP / NDS of each backend with mmdet3d's and the node's post-processing (``<backend>@autoware``)."""
+    rows = []
+    for name, reference in metrics.items():
+        node = metrics.get(f"{name}@autoware")
+        if node is None:
+            continue
+        ref, car = reference.summary(), node.summary()
+        rows.append([name, fmt(ref["mAP"]), fmt(car["mAP"]), f"{car['mAP'] - ref['mAP']:+.4f}",
+                     fmt(ref["NDS"]), fmt(car["NDS"]), f"{car['NDS'] - ref['NDS']:+.4f}"])
+    if not rows:
+        return []
+    return [Heading("What training reports vs what the car outputs", 3),
+            Paragraph("The same network outputs post-processed as mmdet3d does (top-K, circle NMS) and as the "
+                      "Autoware node does (per-cell argmax, per-class and distance thresholds, yaw-norm, circle "
+                      "NMS 0.5 m, IoU-BEV NMS, class remapper); per class and distance bucket in views.md."),
+            Table(["backend", "mAP mmdet3d", "mAP autoware", "ΔmAP", "NDS mmdet3d", "NDS autoware", "ΔNDS"], rows)]
+
+
 def _evaluation_section(result: JobResult) -> list[Block]:
     blocks: list[Block] = [Heading("Evaluation")]
     if not result.metrics or result.metric_config is None:
@@ -159,8 +178,9 @@ def _evaluation_section(result: JobResult) -> list[Block]:
         Table(["class", "#GT", *result.metrics], [[c, str(first.num_gt.get(c, 0)),
                                                    *(fmt(m.mean_dist_aps[c]) for m in result.metrics.values())]
                                                   for c in classes]),
-        Heading("Precision-recall curves", 3),
     ]
+    blocks += _views_blocks(result.metrics)
+    blocks += [Heading("Precision-recall curves", 3)]
     blocks += [Figure(folder / name / "pr_curves.png", f"{name}: precision-recall per class")
                for name in result.metrics if (folder / name / "pr_curves.png").is_file()]
     # evaluate_backends names them <index:05d>_<token>.png; earlier runs into the same folder may have left others
@@ -170,6 +190,7 @@ def _evaluation_section(result: JobResult) -> list[Block]:
         blocks += [Heading("Bird's-eye views (GT and every backend's predictions)", 3)]
         blocks += [Figure(path, f"frame {path.stem}") for path in bev]
     blocks.append(Links([("backend comparison", folder / "comparison.md")]
+                        + ([("post-processing views", folder / "views.md")] if (folder / "views.md").is_file() else [])
                         + [(f"{name} metrics", folder / name / "metrics.md") for name in result.metrics]))
     return blocks
 

@@ -54,7 +54,7 @@ def decode_task(maps: dict[str, Tensor], config: ModelConfig) -> DecodedBoxes:
         when the threshold is 0, as mmdet3d) and the centre lies in ``post_center_range``
         (inclusive).
     """
-    heat = _check_maps(maps)
+    heat = check_maps(maps)
     dec = config.decode
     batch, num_classes, height, width = heat.shape
     scores_map = heat.sigmoid().reshape(batch, num_classes, height * width)
@@ -92,7 +92,7 @@ def _gather(feature_map: Tensor, cells: Tensor) -> Tensor:
     return torch.gather(flat, 2, cells.unsqueeze(1).expand(-1, channels, -1)).transpose(1, 2)
 
 
-def _check_maps(maps: dict[str, Tensor]) -> Tensor:
+def check_maps(maps: dict[str, Tensor]) -> Tensor:
     """Return the heatmap after checking that every map is present and shaped alike."""
     missing = [name for name in ("heatmap", *MAP_CHANNELS) if name not in maps]
     if missing:

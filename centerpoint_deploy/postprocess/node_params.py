@@ -24,6 +24,25 @@ DEFAULT_DISTANCE_BINS: tuple[float, ...] = (50.0, 90.0, 121.0, 200.0)
 DEFAULT_SCORE_THRESHOLD = 0.35
 #: The node's default yaw-norm threshold (a pedestrian class gets 0.0, see :func:`default_yaw_norm_thresholds`).
 DEFAULT_YAW_NORM_THRESHOLD = 0.3
+#: The node's default ``cloud_capacity`` (points per frame it can hold; ``centerpoint_common.param.yaml``).
+DEFAULT_CLOUD_CAPACITY = 2_000_000
+
+#: Autoware's object labels (``autoware_perception_msgs/ObjectClassification``) in their numeric
+#: order; the node's ``detection_class_remapper`` matrices are 8 x 8 in this order.
+AUTOWARE_LABELS: tuple[str, ...] = ("UNKNOWN", "CAR", "TRUCK", "BUS", "TRAILER", "MOTORCYCLE", "BICYCLE",
+                                    "PEDESTRIAN")
+#: The node's class-name -> label rule (``ros_utils.cpp`` ``getSemanticType``): these names, upper
+#: case, exactly; any other name is UNKNOWN. ``MOTORBIKE`` is the name the node knows for MOTORCYCLE.
+_SEMANTIC_TYPES = {"CAR": 1, "TRUCK": 2, "BUS": 3, "TRAILER": 4, "MOTORBIKE": 5, "BICYCLE": 6, "PEDESTRIAN": 7}
+
+
+def semantic_label(class_name: str) -> int:
+    """The Autoware label index (into :data:`AUTOWARE_LABELS`) the node gives a model class.
+
+    The node compares the bundle's ``class_names`` (written upper case) with its fixed list;
+    a name it does not know becomes UNKNOWN (0), as in the node.
+    """
+    return _SEMANTIC_TYPES.get(class_name.upper(), 0)
 
 
 def _check_unit_interval(what: str, values: Sequence[float]) -> None:
@@ -107,6 +126,58 @@ class ClassRemapper:
     @property
     def is_identity(self) -> bool:
         return not any(any(row) for row in self.allow_remapping_by_area_matrix)
+
+    def to_node_matrices(self) -> tuple[list[int], list[float], list[float]]:
+        """The three matrices in the node's layout: 8 x 8 over :data:`AUTOWARE_LABELS`, row major, flat.
+
+        Row = original label, column = label to remap to, as ``detection_class_remapper.param.yaml``
+        holds them. Labels no model class maps to stay 0 (no remapping, empty area range).
+
+        Raises:
+            ConfigError: two model classes map to one Autoware label and the remapper is not identity.
+        """
+        labels = [semantic_label(name) for name in self.class_names]
+        if not self.is_identity and len(set(labels)) != len(labels):
+            raise ConfigError(f"classes {list(self.class_names)} map to Autoware labels "
+                              f"{[AUTOWARE_LABELS[i] for i in labels]}: two share one label, the node's "
+                              "8 x 8 remapper cannot tell them apart")
+        n = len(AUTOWARE_LABELS)
+        allow, low, high = [0] * (n * n), [0.0] * (n * n), [0.0] * (n * n)
+        for i, row_label in enumerate(labels):
+            for j, col_label in enumerate(labels):
+                cell = row_label * n + col_label
+                allow[cell] = self.allow_remapping_by_area_matrix[i][j]
+                low[cell] = self.min_area_matrix[i][j]
+                high[cell] = self.max_area_matrix[i][j]
+        return allow, low, high
+
+    @classmethod
+    def from_node_matrices(cls, class_names: Sequence[str], allow: Sequence[int], min_area: Sequence[float],
+                           max_area: Sequence[float]) -> "ClassRemapper":
+        """Read the node's flat 8 x 8 matrices (see :meth:`to_node_matrices`) for a model with ``class_names``.
+
+        Raises:
+            ConfigError: a matrix is not 8 x 8, or it remaps a model class to a label that no
+                model class has (the boxes would leave the model's classes).
+        """
+        n = len(AUTOWARE_LABELS)
+        for what, matrix in (("allow_remapping_by_area_matrix", allow), ("min_area_matrix", min_area),
+                             ("max_area_matrix", max_area)):
+            if len(matrix) != n * n:
+                raise ConfigError(f"{what} must hold {n} x {n} = {n * n} values (labels {list(AUTOWARE_LABELS)}); "
+                                  f"got {len(matrix)}")
+        names = tuple(class_names)
+        labels = [semantic_label(name) for name in names]
+        for row_label in set(labels):
+            for col_label in range(n):
+                if allow[row_label * n + col_label] and col_label not in labels:
+                    raise ConfigError(f"allow_remapping_by_area_matrix remaps {AUTOWARE_LABELS[row_label]} to "
+                                      f"{AUTOWARE_LABELS[col_label]}, which is not one of the model's classes "
+                                      f"{list(names)}")
+        return cls(names,
+                   tuple(tuple(int(allow[r * n + c]) for c in labels) for r in labels),
+                   tuple(tuple(float(min_area[r * n + c]) for c in labels) for r in labels),
+                   tuple(tuple(float(max_area[r * n + c]) for c in labels) for r in labels))
 
 
 def default_yaw_norm_thresholds(class_names: Sequence[str]) -> tuple[float, ...]:

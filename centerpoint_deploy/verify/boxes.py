@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -175,22 +175,27 @@ def match_boxes(ref: Detections, test: Detections, gate: float) -> tuple[np.ndar
     return matched[:, 0], matched[:, 1]
 
 
-def _unmatched(dets: Detections, matched: np.ndarray, side: str, threshold: float, margin: float) -> list[UnmatchedBox]:
+def _unmatched(dets: Detections, matched: np.ndarray, side: str, threshold: np.ndarray,
+               margin: float) -> list[UnmatchedBox]:
     rest = np.setdiff1d(np.arange(len(dets)), matched)
     scores = dets.scores.detach().cpu().double().numpy()
     centers = dets.boxes[:, :3].detach().cpu().double().numpy()
     labels = dets.labels.cpu().numpy()
     return [UnmatchedBox(side, int(i), int(labels[i]), float(scores[i]), tuple(float(c) for c in centers[i]),
-                         bool(abs(scores[i] - threshold) < margin)) for i in rest]
+                         bool(abs(scores[i] - threshold[i]) < margin)) for i in rest]
 
 
-def compare_boxes(ref: Detections, test: Detections, tol: BoxTolerance, score_threshold: float) -> BoxComparison:
+def compare_boxes(ref: Detections, test: Detections, tol: BoxTolerance, score_threshold: float,
+                  thresholds_of: Callable[[Detections], np.ndarray] | None = None) -> BoxComparison:
     """Compare the test backend's boxes of one point cloud with the reference's.
 
     Args:
         ref, test: detections of the same point cloud (boxes ``[x, y, z, l, w, h, yaw, vx, vy]``).
         tol: box tolerances and matching gate.
         score_threshold: the decoder's score threshold (``config.decode.score_threshold``).
+        thresholds_of: per-box score thresholds ``[K]`` where they differ by box (the node's per
+            class and distance bin, :meth:`AutowarePostprocess.box_thresholds`); default:
+            ``score_threshold`` for every box.
     """
     ri, ti = match_boxes(ref, test, tol.gate)
     rb = ref.boxes.detach().cpu().double().numpy()[ri]  # [M, 9]
@@ -206,8 +211,12 @@ def compare_boxes(ref: Detections, test: Detections, tol: BoxTolerance, score_th
     max_yaw = worst(np.abs(wrap_angle(tb[:, 6] - rb[:, 6])))
     max_score = worst(np.abs(ts - rs))
     max_velocity = worst(np.linalg.norm(tb[:, 7:9] - rb[:, 7:9], axis=1))
-    unmatched = (_unmatched(ref, ri, "reference", score_threshold, tol.threshold_margin)
-                 + _unmatched(test, ti, "test", score_threshold, tol.threshold_margin))
+    def limits(dets: Detections) -> np.ndarray:
+        return (np.full(len(dets), score_threshold) if thresholds_of is None
+                else np.asarray(thresholds_of(dets), dtype=np.float64))
+
+    unmatched = (_unmatched(ref, ri, "reference", limits(ref), tol.threshold_margin)
+                 + _unmatched(test, ti, "test", limits(test), tol.threshold_margin))
 
     reasons = []
     for side in ("reference", "test"):

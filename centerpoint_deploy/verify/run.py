@@ -35,6 +35,7 @@ from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
 from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
+from centerpoint_deploy.verify.node_view import compare_node_boxes
 from centerpoint_deploy.verify.compare import TensorComparison, Tolerances, compare_tensors
 
 #: ``(encoder, head, rot_y_axis_reference)``, as ``backends.factory.create_backends`` returns.
@@ -88,6 +89,8 @@ class FrameResult:
         head: one comparison per head output (reference ``spatial_features`` fed to both).
         boxes: boxes decoded from the candidate's head outputs vs the reference's boxes.
         end_to_end: boxes of the candidate's own full pipeline vs the reference's boxes.
+        node_boxes: ``boxes`` under the Autoware node's post-processing (``None`` for a model
+            the node cannot read), see :func:`~centerpoint_deploy.verify.node_view.compare_node_boxes`.
     """
 
     frame: int
@@ -97,16 +100,19 @@ class FrameResult:
     head: list[TensorComparison]
     boxes: BoxComparison
     end_to_end: BoxComparison
+    node_boxes: BoxComparison | None = None
 
     @property
     def passed(self) -> bool:
-        return all(self.encoder) and all(self.head) and bool(self.boxes) and bool(self.end_to_end)
+        return (all(self.encoder) and all(self.head) and bool(self.boxes) and bool(self.end_to_end)
+                and (self.node_boxes is None or bool(self.node_boxes)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"frame": self.frame, "num_points": self.num_points, "num_voxels": self.num_voxels,
                 "passed": self.passed, "encoder": [c.to_dict() for c in self.encoder],
                 "head": [c.to_dict() for c in self.head], "boxes": self.boxes.to_dict(),
-                "end_to_end": self.end_to_end.to_dict()}
+                "end_to_end": self.end_to_end.to_dict(),
+                "node_boxes": None if self.node_boxes is None else self.node_boxes.to_dict()}
 
 
 @dataclass
@@ -144,6 +150,8 @@ class BackendResult:
             lines += [f"frame {f.frame}: head {c.name}: {c.reason}" for c in f.head if not c]
             lines += [f"frame {f.frame}: boxes (head on reference BEV): {r}" for r in f.boxes.reasons]
             lines += [f"frame {f.frame}: boxes (end to end): {r}" for r in f.end_to_end.reasons]
+            if f.node_boxes is not None:
+                lines += [f"frame {f.frame}: boxes (Autoware node post-processing): {r}" for r in f.node_boxes.reasons]
         lines += [b.summary for b in self.bisections]
         return lines
 
@@ -249,7 +257,9 @@ def _verify_frame(reference: Detector, stages: Any, name: str, pair: BackendPair
     boxes = compare_boxes(ref_dets, reference.detect_from_head_outputs(head_out)[0], box_tolerance, threshold)
     own = Detector(config, encoder, head, rot_y_axis_reference=rot, device=reference.device)
     end_to_end = compare_boxes(ref_dets, own(points), box_tolerance, threshold)
-    return FrameResult(index, int(points.shape[0]), stages.voxels.num_voxels, encoder_cmp, head_cmp, boxes, end_to_end)
+    node_boxes = compare_node_boxes(reference, stages.head_outputs, head_out, box_tolerance)
+    return FrameResult(index, int(points.shape[0]), stages.voxels.num_voxels, encoder_cmp, head_cmp, boxes, end_to_end,
+                       node_boxes)
 
 
 def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], frames: Sequence[Tensor],

@@ -108,11 +108,11 @@ def calibrate(graph_path: Path | str, feeds: Sequence[dict[str, np.ndarray]], me
                                            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                            calibrate_method=ort_method, extra_options=options,
                                            providers=["CPUExecutionProvider"])
-            with contextlib.redirect_stdout(io.StringIO()):  # the histogram collector prints progress
+            with contextlib.redirect_stdout(io.StringIO()):  # ORT's histogram calibrators print progress
                 for feed in feeds:
                     calibrator.collect_data(_FeedReader([feed]))
-            if method != "mse":
-                return calibrator.compute_data()
+                if method != "mse":
+                    return calibrator.compute_data()
             histograms = {name: (h[0], h[1]) for name, h in calibrator.collector.histogram_dict.items()}
         except (ValueError, RuntimeError) as exc:  # what ORT's calibrators raise
             raise ExportError(f"calibration of {Path(graph_path).name} failed: {exc}") from exc
