@@ -22,12 +22,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 from centerpoint_deploy.errors import OutputError
 
-#: The lock file :func:`folder_lock` holds inside an output folder.
-LOCK_FILE = ".centerpoint-deploy.lock"
 #: Longest file-name component :func:`safe_name` returns.
 MAX_NAME = 96
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,7 +36,9 @@ def _reason(exc: OSError) -> str:
 
 
 def prepare_dir(path: str | Path, option: str = "--out") -> Path:
-    """Create the output folder ``path`` (with parents) and check that files can be created in it.
+    """Check, before any work, that the output folder ``path`` can be written: it is a folder
+    or can be created as one, in a writable place. Nothing is created (a run that fails a
+    later check leaves no empty folder); :func:`folder_lock` creates it when writing starts.
 
     Args:
         path: the folder.
@@ -54,11 +54,12 @@ def prepare_dir(path: str | Path, option: str = "--out") -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{option} {folder} is an existing file, not a folder; give a folder path")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{option} {folder}: cannot create the folder ({_reason(exc)})") from exc
-    _probe(folder, option)
+    existing = folder
+    while not existing.exists():  # the nearest existing ancestor ('.' for a relative path) receives it
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option} {folder}: cannot create the folder ({existing} is a file)")
+    _probe(existing, option)
     return folder
 
 
@@ -121,9 +122,10 @@ def replacing(path: str | Path) -> Iterator[Path]:
 
     The temporary name keeps ``path``'s suffix (writers that choose the format by suffix
     still work). On an exception the temporary file is removed and ``path`` is untouched.
-    The folder must exist (see :func:`prepare_dir`).
+    The folder is created when missing (check it first with :func:`prepare_dir`).
     """
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
     os.close(fd)
     temporary = Path(name)
@@ -150,29 +152,28 @@ def write_text(path: str | Path, text: str) -> Path:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, command: str) -> Iterator[None]:
-    """Hold an exclusive lock on the output ``folder`` while a command writes into it.
+    """Create the output ``folder`` if needed and hold an exclusive lock on it while ``command``
+    writes into it.
 
-    The lock is an advisory ``flock`` on :data:`LOCK_FILE` inside the folder, released when
-    the process ends however it ends (no stale locks).
+    The lock is an advisory ``flock`` on the folder itself (no lock file is left in it),
+    released when the process ends however it ends (no stale locks).
 
     Raises:
         OutputError: another run holds the folder.
     """
-    path = Path(folder) / LOCK_FILE
-    handle: IO[str] = path.open("a+", encoding="utf-8")
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the folder ({_reason(exc)})") from exc
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise OutputError(f"{folder} is in use by {holder}; wait for it or choose another output folder") from exc
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"'{command}' (pid {os.getpid()})\n")
-        handle.flush()
+            raise OutputError(f"{folder} is in use by another run; wait for it to finish or choose another "
+                              f"output folder for '{command}'") from exc
         yield
     finally:
-        handle.close()
+        os.close(fd)

@@ -13,7 +13,10 @@ from centerpoint_deploy.outputs import (folder_lock, inside, prepare_dir, prepar
 
 
 def test_prepare_dir_creates_and_refuses_a_file(tmp_path: Path) -> None:
-    assert prepare_dir(tmp_path / "a" / "b").is_dir()
+    assert prepare_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()  # checked, not created: a later failure leaves nothing behind
+    with folder_lock(tmp_path / "a" / "b", "test"):  # created when writing starts
+        assert (tmp_path / "a" / "b").is_dir()
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="is an existing file, not a folder"):
         prepare_dir(tmp_path / "f")
@@ -80,7 +83,7 @@ def test_replacing_is_atomic_and_unique(tmp_path: Path) -> None:
 
 def test_folder_lock_refuses_a_second_run(tmp_path: Path) -> None:
     with folder_lock(tmp_path, "first"):  # flock: a second open file conflicts, even in one process
-        with pytest.raises(OutputError, match=r"in use by 'first' \(pid"):
+        with pytest.raises(OutputError, match="in use by another run"):
             with folder_lock(tmp_path, "second"):
                 pass
     with folder_lock(tmp_path, "second"):  # free again once released

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from centerpoint_deploy.benchmark.results import BenchmarkReport, VariantResult
+from centerpoint_deploy.outputs import write_text
 
 #: Stage columns shown in the per-stage table, in pipeline order (others are listed after).
 STAGE_ORDER = ("read", "upload", "voxelize", "decorate", "encoder", "scatter", "backbone_neck_head", "decode",
@@ -87,9 +88,10 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def to_markdown(report: BenchmarkReport) -> str:
     """The report as Markdown: machine line, summary table, per-stage table, scaling, skipped variants."""
-    m = report.machine
+    m = {key: "not installed" if value is None else value for key, value in report.machine.items()}
     hardware = (f"{m.get('gpu')} (driver {m.get('driver')}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')})"
-                if m.get("gpu") else f"{m.get('cpu')}, {m.get('cpu_cores')} cores ({m.get('torch_threads')} torch threads)")
+                if report.machine.get("gpu") else
+                f"{m.get('cpu')}, {m.get('cpu_cores')} cores ({m.get('torch_threads')} torch threads)")
     frame = report.frame
     parts = [
         f"### {report.config}: {frame.get('source')} frame, {frame.get('num_points')} points, "
@@ -135,8 +137,8 @@ def write_report(report: BenchmarkReport, out_dir: Path | str, *, plots: bool = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {"json": out / "benchmark.json", "markdown": out / "benchmark.md"}
-    written["json"].write_text(json.dumps(report.to_dict(), indent=2))
-    written["markdown"].write_text(to_markdown(report))
+    write_text(written["json"], json.dumps(report.to_dict(), indent=2))
+    write_text(written["markdown"], to_markdown(report))
     if plots and report.results:
         written["stages"] = plot_stages(report, out / "stages.png")
     if plots and report.scaling:
@@ -146,15 +148,15 @@ def write_report(report: BenchmarkReport, out_dir: Path | str, *, plots: bool = 
 
 def plot_stages(report: BenchmarkReport, path: Path) -> Path:
     """Stacked horizontal bars: per-stage p50 of every variant, with its end-to-end p50 marked."""
-    import matplotlib
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from centerpoint_deploy.figures import new_figure, save_figure
 
     names = stage_names(report)
     variants = report.results
-    fig, ax = plt.subplots(figsize=(12, 0.5 * len(variants) + 2.2))
-    colors = plt.get_cmap("tab10")
+    fig = new_figure(figsize=(12, 0.5 * len(variants) + 2.2))
+    ax = fig.add_subplot(1, 1, 1)
+    colors = colormaps["tab10"]
     for row, result in enumerate(variants):
         left = 0.0
         for index, stage in enumerate(names):
@@ -169,20 +171,16 @@ def plot_stages(report: BenchmarkReport, path: Path) -> Path:
     ax.set_title(f"{report.config}: {report.frame.get('num_points')} points")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_scaling(report: BenchmarkReport, path: Path) -> Path:
     """End-to-end p50 against points per frame and against grid size (one panel per axis, log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from centerpoint_deploy.figures import new_figure, save_figure
 
     axes_names = list(dict.fromkeys(p.axis for p in report.scaling))
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(5.5 * len(axes_names), 4), squeeze=False)
+    fig = new_figure(figsize=(5.5 * len(axes_names), 4))
+    axes = fig.subplots(1, len(axes_names), squeeze=False)
     for ax, axis in zip(axes[0], axes_names):
         for variant in dict.fromkeys(p.variant for p in report.scaling if p.axis == axis):
             points = sorted((p.value, p.end_to_end.p50) for p in report.scaling if p.axis == axis and p.variant == variant)
@@ -194,6 +192,4 @@ def plot_scaling(report: BenchmarkReport, path: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

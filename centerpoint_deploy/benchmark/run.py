@@ -41,6 +41,7 @@ from centerpoint_deploy.data.pointcloud import read_points
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import BackendUnavailableError
 from centerpoint_deploy.model.centerpoint import input_multiple
+from centerpoint_deploy.progress import Progress, track
 from centerpoint_deploy.structures import Detections
 
 
@@ -128,7 +129,7 @@ def benchmark_detector(name: str, detector: Detector, points: Tensor, *, warmup:
 
 def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_dir: Path | str | None, *,
                        warmup: int, iterations: int, config_name: str, frame: dict[str, Any] | None = None,
-                       plots: bool = True) -> BenchmarkReport:
+                       plots: bool = True, progress: Progress | None = None) -> BenchmarkReport:
     """Benchmark each detector on ``points`` and write the report into ``out_dir``.
 
     Args:
@@ -137,6 +138,7 @@ def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_di
         points: ``Tensor[N, D]`` float32 on the host.
         out_dir: where ``benchmark.json``, ``benchmark.md`` and ``stages.png`` go (None: nothing written).
         frame: description of the input for the report (default: its point count).
+        progress: called ``progress("benchmark", done, len(detectors))`` as detectors finish.
 
     Returns:
         The :class:`BenchmarkReport`.
@@ -146,7 +148,7 @@ def benchmark_backends(detectors: Mapping[str, Detector], points: Tensor, out_di
     device = next(iter(detectors.values())).device
     report = BenchmarkReport(config=config_name, frame={"num_points": int(points.shape[0]), **(frame or {})},
                              settings={"warmup": warmup, "iterations": iterations}, machine=machine_info(device))
-    for name, detector in detectors.items():
+    for name, detector in track(detectors.items(), "benchmark", progress):
         report.results.append(benchmark_detector(name, detector, points, warmup=warmup, iterations=iterations))
     if out_dir is not None:
         write_report(report, out_dir, plots=plots)
@@ -239,7 +241,8 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
                        frame: dict[str, Any] | None = None, point_file: Path | None = None,
                        scaling: ScalingPlan | None = None, out_dir: Path | None = None, plots: bool = True,
                        log: Callable[[str], None] = lambda _: None,
-                       skipped: Mapping[str, str] | None = None) -> BenchmarkReport:
+                       skipped: Mapping[str, str] | None = None,
+                       progress: Progress | None = None) -> BenchmarkReport:
     """Benchmark named variants (:mod:`~centerpoint_deploy.benchmark.variants`) on one cloud, then scale.
 
     A variant whose runtime, device or artifacts are missing here is listed in
@@ -251,6 +254,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         scaling: scaling runs to add (None: none).
         out_dir: where the report files go (None: not written).
         log: progress messages.
+        progress: called ``progress("benchmark variants", done, len(variants))`` as variants finish.
         skipped: variants the caller left out, with the reason (listed in ``report.skipped``).
     """
     from centerpoint_deploy.benchmark.variants import VariantSpec, build_detector
@@ -263,7 +267,7 @@ def benchmark_variants(config: ModelConfig, variants: Sequence[str], points: Ten
         report.skipped[name] = reason
         log(f"{name}: skipped ({reason})")
     detectors: dict[str, Detector] = {}
-    for spec in specs:
+    for spec in track(specs, "benchmark variants", progress):
         try:
             detector = build_detector(spec, config, device=device, checkpoint=checkpoint, deploy_dir=deploy_dir)
             log(f"{spec.name}: measuring")

@@ -11,62 +11,78 @@ Python equivalent::
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-import torch
 import typer
-from rich.console import Console
 
-from centerpoint_deploy.backends.factory import resolve_device
-from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
-from centerpoint_deploy.benchmark.render import rich_tables
-from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants
-from centerpoint_deploy.benchmark.defaults import DEFAULT_RUNS, default_variants
-from centerpoint_deploy.cli.app import app
-from centerpoint_deploy.config import load_config
-from centerpoint_deploy.data.pointcloud import read_points
+from centerpoint_deploy.cli.common import CONFIG_HELP, DEPLOY_DIR_HELP, DEVICE_HELP, bounded, resolve_device
+from centerpoint_deploy.outputs import folder_lock, prepare_dir
 
 
-@app.command("benchmark")
 def benchmark(
-    config: str = typer.Option(..., "--config", "-c", help="Preset name, project .yaml or AWML/mmdet3d .py config."),
+    config: str = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
     variant: list[str] = typer.Option([], "--variant", "-v",
                                       help="Repeat; '<backend>:<precision>[+flag...]', e.g. "
                                            "pytorch:fp16+channels_last+cuda_graph+static (docs/benchmarks.md). "
                                            "Default: a set per device."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights for pytorch variants (default: random)."),
-    deploy_dir: Optional[Path] = typer.Option(None, "--deploy-dir", help="Exported ONNX/engines (onnxruntime, tensorrt)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    deploy_dir: Optional[Path] = typer.Option(None, "--deploy-dir", help=DEPLOY_DIR_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     points: Optional[Path] = typer.Option(None, "--points", help="A point file to time (default: a synthetic frame)."),
-    sweeps: int = typer.Option(1, "--sweeps", min=1, help="Synthetic sweeps merged into the frame."),
+    sweeps: int = typer.Option(1, "--sweeps", callback=bounded(1), help="Synthetic sweeps merged into the frame."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic frame."),
-    warmup: Optional[int] = typer.Option(None, "--warmup", min=0,
+    warmup: Optional[int] = typer.Option(None, "--warmup", callback=bounded(0),
                                          help="Untimed runs before each measurement (default: 1 on CPU, 10 on CUDA)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", min=1,
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", callback=bounded(1),
                                              help="Timed runs per measurement (default: 5 on CPU, 100 on CUDA)."),
     scaling: bool = typer.Option(False, "--scaling/--no-scaling", help="Also scale points per frame and grid size."),
-    scaling_points: list[int] = typer.Option(list(ScalingPlan.points), "--scaling-points", help="Repeat; points per frame."),
-    scaling_sweeps: list[int] = typer.Option(list(ScalingPlan.sweeps), "--scaling-sweeps", help="Repeat; merged sweeps."),
-    scaling_grid: list[int] = typer.Option(list(ScalingPlan.grid), "--scaling-grid", help="Repeat; BEV cells per side."),
+    scaling_points: list[int] = typer.Option([], "--scaling-points", callback=bounded(1),
+                                             help="Repeat; points per frame (default: 10k to 1M)."),
+    scaling_sweeps: list[int] = typer.Option([], "--scaling-sweeps", callback=bounded(1),
+                                             help="Repeat; merged sweeps (default: 1, 3, 10)."),
+    scaling_grid: list[int] = typer.Option([], "--scaling-grid", callback=bounded(1),
+                                           help="Repeat; BEV cells per side (default: 256 to 1024)."),
     scaling_variant: list[str] = typer.Option([], "--scaling-variant",
                                               help="Repeat; variants to scale (default: the first and the fastest)."),
-    scaling_iterations: int = typer.Option(20, "--scaling-iterations", min=1, help="Timed runs per scaling size."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
+    scaling_iterations: int = typer.Option(20, "--scaling-iterations", callback=bounded(1), help="Timed runs per scaling size."),
+    threads: Optional[int] = typer.Option(None, "--threads", callback=bounded(1), help="torch CPU threads (default: torch's)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write benchmark.json/.md and plots here."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the PNG plots."),
 ) -> None:
     """Time every pipeline stage and the whole pipeline for each variant; optionally scale."""
-    model_config = load_config(config)
+    if out is not None:
+        prepare_dir(out)
     target = resolve_device(device)
+
+    import dataclasses
+
+    import numpy as np
+    import torch
+    from rich.console import Console
+
+    from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
+    from centerpoint_deploy.benchmark.render import rich_tables
+    from centerpoint_deploy.benchmark.run import ScalingPlan, benchmark_variants
+    from centerpoint_deploy.benchmark.defaults import DEFAULT_RUNS, default_variants
+    from centerpoint_deploy.config import load_config
+    from centerpoint_deploy.data.pointcloud import read_points
+    from centerpoint_deploy.terminal import plain_console, progress_bars
+
+    model_config = load_config(config)
     warmup = DEFAULT_RUNS[target.type][0] if warmup is None else warmup
     iterations = DEFAULT_RUNS[target.type][1] if iterations is None else iterations
     variants, skipped = (list(variant), {}) if variant else default_variants(target)
     if threads is not None:
         torch.set_num_threads(threads)
-    console = Console(stderr=True)
+    console = plain_console()
+    plan = None
+    if scaling:
+        given = {"points": tuple(scaling_points), "sweeps": tuple(scaling_sweeps), "grid": tuple(scaling_grid)}
+        plan = dataclasses.replace(ScalingPlan(), **{k: v for k, v in given.items() if v},
+                                   variants=tuple(scaling_variant), iterations=scaling_iterations)
     with tempfile.TemporaryDirectory() as scratch:
         if points is None:
             cloud = model_columns(lidar_frame(seed=seed, sweeps=sweeps), model_config)
@@ -78,17 +94,15 @@ def benchmark(
             raw = read_points(points, model_config.points.load_dim)
             cloud = np.ascontiguousarray(raw[:, list(model_config.points.use_dim)], dtype=np.float32)
             frame, point_file = {"source": str(points)}, points
-        plan = None
-        if scaling:
-            plan = ScalingPlan(points=tuple(scaling_points), sweeps=tuple(scaling_sweeps), grid=tuple(scaling_grid),
-                               variants=tuple(scaling_variant), iterations=scaling_iterations)
-        report = benchmark_variants(
-            model_config, variants, torch.from_numpy(cloud), device=target, skipped=skipped,
-            warmup=warmup, iterations=iterations, checkpoint=checkpoint, deploy_dir=deploy_dir, frame=frame,
-            point_file=point_file, scaling=plan, out_dir=out, plots=not no_plots,
-            log=lambda message: console.print(message, highlight=False))
-    stdout = Console(width=max(Console().width, 160))
+        with (folder_lock(out, "centerpoint-deploy benchmark") if out is not None else contextlib.nullcontext(),
+              progress_bars(console) as progress):
+            report = benchmark_variants(
+                model_config, variants, torch.from_numpy(cloud), device=target, skipped=skipped,
+                warmup=warmup, iterations=iterations, checkpoint=checkpoint, deploy_dir=deploy_dir, frame=frame,
+                point_file=point_file, scaling=plan, out_dir=out, plots=not no_plots, log=console.print,
+                progress=progress)
+    stdout = Console(width=max(Console().width, 160), markup=False, highlight=False)
     for table in rich_tables(report):
         stdout.print(table)
     if out is not None:
-        stdout.print(f"reports: {out / 'benchmark.json'}, {out / 'benchmark.md'}", highlight=False)
+        stdout.print(f"reports: {out / 'benchmark.json'}, {out / 'benchmark.md'}")

@@ -13,11 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.export.bundle import check_bundle
 
 bundle_app = typer.Typer(help="Inspect Autoware model bundles (deploy directories).", no_args_is_help=True)
-app.add_typer(bundle_app, name="bundle")
 
 
 @bundle_app.command("check")

@@ -12,21 +12,25 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 
-from centerpoint_deploy.cli.app import app
-from centerpoint_deploy.config import list_presets, load_config, save_config
+from centerpoint_deploy.cli.common import CONFIG_HELP, TYPER_SETTINGS
+from centerpoint_deploy.outputs import prepare_file
 
-config_app = typer.Typer(help="Inspect and convert model configurations.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
+config_app = typer.Typer(help="Inspect and convert model configurations.", **TYPER_SETTINGS)
 
 
 @config_app.command("show")
 def show(
-    spec: str = typer.Argument(..., help="Preset name, project .yaml or AWML/mmdet3d .py config."),
+    spec: str = typer.Argument(..., help=CONFIG_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the project YAML here."),
 ) -> None:
     """Print the validated configuration as project YAML, with derived grid sizes as comments."""
+    import yaml
+
+    from centerpoint_deploy.config import load_config, save_config
+
+    if output is not None:
+        prepare_file(output, "--output")
     config = load_config(spec)
     typer.echo(f"# grid {config.grid_size}, BEV map {config.bev_shape}, head maps {config.feature_map_shape}, "
                f"{config.num_features} features per point")
@@ -38,4 +42,6 @@ def show(
 @config_app.command("presets")
 def presets() -> None:
     """List the bundled preset names."""
+    from centerpoint_deploy.config import list_presets
+
     typer.echo("\n".join(list_presets()))

@@ -13,26 +13,25 @@ Python equivalent::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from centerpoint_deploy.cli.app import app
-from centerpoint_deploy.evaluate.distributed import rank_group
-from centerpoint_deploy.job.run import run_deploy_job
+from centerpoint_deploy.cli.common import CLASS_RANGE_HELP, CONFIG_HELP, DEVICE_HELP, METRIC_HELP
 from centerpoint_deploy.job.settings import TENSORRT_PRECISIONS, load_settings
+from centerpoint_deploy.outputs import folder_lock, prepare_dir
 
 
-@app.command("deploy")
 def deploy(
     deploy_config: Optional[Path] = typer.Option(None, "--deploy-config", help="Deploy settings YAML (see configs/deploy/demo.yaml)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="mmdet3d/AWML checkpoint (default: the bundled demo model)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Preset name, project .yaml or AWML/mmdet3d .py config (default: demo)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=f"{CONFIG_HELP} (default: demo)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="T4 scene(s), split file or info .pkl (default: the generated sample set)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: outputs/deploy-<timestamp>)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)."),
+    device: Optional[str] = typer.Option(None, "--device", help=f"{DEVICE_HELP} (default: auto)"),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset, 13-17 (default: 17)."),
     rot_y_axis_reference: Optional[bool] = typer.Option(None, "--rot-y-axis-reference/--no-rot-y-axis-reference",
                                                         help="Export the head in Autoware's dim/rot convention."),
@@ -41,15 +40,15 @@ def deploy(
                                             help="Build TensorRT engines (default: when TensorRT and CUDA are available)."),
     precision: Optional[str] = typer.Option(None, "--precision", help=f"TensorRT precision: {', '.join(TENSORRT_PRECISIONS)} (default: fp16)."),
     verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help="Verify the exported backends against PyTorch."),
-    verify_frames: Optional[int] = typer.Option(None, "--verify-frames", help="Frames verified (default: 3)."),
+    verify_frames: Optional[int] = typer.Option(None, "--verify-frames", help="Frames verified, spread over the evaluated ones (default: 3)."),
     atol: Optional[float] = typer.Option(None, "--atol", help="Verification absolute tolerance (default: by precision)."),
     rtol: Optional[float] = typer.Option(None, "--rtol", help="Verification relative tolerance (default: by precision)."),
     bisect: Optional[bool] = typer.Option(None, "--bisect/--no-bisect", help="On a verification failure, find the first diverging layer."),
     evaluate: Optional[bool] = typer.Option(None, "--evaluate/--no-evaluate", help="Evaluate every backend on the dataset."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="t4, nuscenes or a metric-config .json (default: t4)."),
-    class_range: Optional[float] = typer.Option(None, "--class-range", help="Evaluation range of every class, metres (default: from the model's grid)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Frames evaluated, spread over the dataset (default: 20)."),
-    bev_frames: Optional[int] = typer.Option(None, "--bev-frames", help="Frames drawn as bird's-eye views (default: 3)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help=f"{METRIC_HELP} (default: t4)"),
+    class_range: Optional[float] = typer.Option(None, "--class-range", help=CLASS_RANGE_HELP),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Frames evaluated, spread evenly over the dataset (first and last included; default: 20)."),
+    bev_frames: Optional[int] = typer.Option(None, "--bev-frames", help="Frames drawn as bird's-eye views, spread over the evaluated ones (default: 3)."),
     benchmark: Optional[bool] = typer.Option(None, "--benchmark/--no-benchmark", help="Measure per-stage latency of every backend."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Timed benchmark runs per backend (default: 5)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed benchmark runs first (default: 1)."),
@@ -65,7 +64,16 @@ def deploy(
         "evaluate.max_frames": max_frames, "evaluate.bev_frames": bev_frames,
         "benchmark.enabled": benchmark, "benchmark.iterations": iterations, "benchmark.warmup": warmup,
     })
+
+    from rich.console import Console
+
+    from centerpoint_deploy.evaluate.distributed import rank_group
+    from centerpoint_deploy.job.inputs import job_out_dir
+    from centerpoint_deploy.job.run import run_deploy_job
+
+    settings = dataclasses.replace(settings, out=prepare_dir(job_out_dir(settings.out)))
     with rank_group() as group:     # under torchrun: rank 0 runs the job, every rank evaluates its share
-        result = run_deploy_job(settings, Console(stderr=True, width=max(Console().width, 150)), group)
+        with folder_lock(settings.out, "centerpoint-deploy deploy") if group.is_main else contextlib.nullcontext():
+            result = run_deploy_job(settings, Console(stderr=True, width=max(Console().width, 150)), group)
     if result is not None and not result.passed:
         raise typer.Exit(1)

@@ -13,21 +13,15 @@ from typing import Mapping
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
+from centerpoint_deploy.figures import save_figure
 
 #: Colour of ground-truth boxes; backends take matplotlib's tab10 cycle in order.
 GT_COLOR = "black"
 BACKEND_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110)
-    return path
+#: Line style of each backend in order (matplotlib dash patterns), so overlapping outlines stay apart.
+BACKEND_STYLES = ("solid", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)))
 
 
 def render_pr_curves(metrics: DetectionMetrics, path: str | Path, title: str = "") -> Path:
@@ -48,7 +42,7 @@ def render_pr_curves(metrics: DetectionMetrics, path: str | Path, title: str = "
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(left=0.07, right=0.97, bottom=0.08, top=0.9, hspace=0.45, wspace=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def box_corners_bev(boxes: np.ndarray) -> np.ndarray:
@@ -72,8 +66,15 @@ def _box_segments(boxes: np.ndarray) -> np.ndarray:
 
 
 def render_bev(points: np.ndarray, gt_boxes: np.ndarray, preds_by_backend: Mapping[str, np.ndarray],
-               path: str | Path, *, extent: float | None = None, title: str = "") -> Path:
+               path: str | Path, *, gt_num_points: np.ndarray | None = None, extent: float | None = None,
+               title: str = "") -> Path:
     """Bird's-eye view of one frame: points, GT boxes and each backend's predicted boxes.
+
+    Only boxes whose centre lies in the view are drawn, and the legend counts exactly those.
+    Ground truth with no LiDAR point inside is drawn dashed and counted apart (no detector
+    can see it, so it is no miss of the backends). Backends are drawn in order with
+    decreasing line widths and their own line styles, so a box two backends agree on shows
+    both outlines instead of one hiding the other.
 
     Args:
         points: ``ndarray[N, >=2]`` LiDAR points (x, y used), metres.
@@ -81,6 +82,8 @@ def render_bev(points: np.ndarray, gt_boxes: np.ndarray, preds_by_backend: Mappi
         preds_by_backend: backend name -> ``ndarray[K, 9]`` predicted boxes (already filtered
             by score as the caller wants them shown).
         path: PNG to write.
+        gt_num_points: ``ndarray[M]`` LiDAR points inside each GT box (``-1`` unknown);
+            ``None``: all treated as seen.
         extent: half width of the square view in metres around the LiDAR origin; default
             fits every box with a 5 m margin (at least 20 m).
         title: figure title.
@@ -89,19 +92,28 @@ def render_bev(points: np.ndarray, gt_boxes: np.ndarray, preds_by_backend: Mappi
     if extent is None:
         centres = np.concatenate([b[:, :2] for b in all_boxes])
         extent = max(20.0, float(np.abs(centres).max()) + 5.0 if centres.size else 20.0)
+
+    def in_view(boxes: np.ndarray) -> np.ndarray:
+        return boxes[(np.abs(boxes[:, 0]) <= extent) & (np.abs(boxes[:, 1]) <= extent)]
+
+    empty = np.zeros(len(gt_boxes), dtype=bool) if gt_num_points is None else np.asarray(gt_num_points) == 0
     fig = Figure(figsize=(8, 8))
     ax = fig.add_subplot(1, 1, 1)
     inside = (np.abs(points[:, 0]) <= extent) & (np.abs(points[:, 1]) <= extent)
     ax.scatter(points[inside, 0], points[inside, 1], s=0.2, c="0.6", linewidths=0, rasterized=True)
-    layers = [("ground truth", gt_boxes, GT_COLOR, 1.6)]
-    layers += [(name, boxes, BACKEND_COLORS[i % len(BACKEND_COLORS)], 1.0)
-               for i, (name, boxes) in enumerate(preds_by_backend.items())]
-    for label, boxes, color, width in layers:
-        ax.add_collection(LineCollection(_box_segments(boxes), colors=color, linewidths=width,
-                                         label=f"{label} ({len(boxes)})"))
+    count = len(preds_by_backend)
+    layers = [("ground truth", in_view(gt_boxes[~empty]), GT_COLOR, 1.2 + 0.8 * count, "solid"),
+              ("ground truth without points", in_view(gt_boxes[empty]), "0.45", 1.0, (0, (2, 2)))]
+    layers += [(name, in_view(boxes), BACKEND_COLORS[i % len(BACKEND_COLORS)], 0.6 + 0.8 * (count - i),
+                BACKEND_STYLES[i % len(BACKEND_STYLES)]) for i, (name, boxes) in enumerate(preds_by_backend.items())]
+    for label, boxes, color, width, style in layers:
+        if label == "ground truth without points" and not len(boxes):
+            continue
+        ax.add_collection(LineCollection(_box_segments(boxes), colors=color, linewidths=width, linestyles=style,
+                                         label=f"{label} ({len(boxes)} in view)"))
     ax.set(xlim=(-extent, extent), ylim=(-extent, extent), aspect="equal", xlabel="x (m)", ylabel="y (m)")
     ax.legend(loc="upper right", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9, parse_math=False)  # titles hold data (sample tokens)
     fig.subplots_adjust(left=0.09, right=0.97, bottom=0.07, top=0.95)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -7,8 +7,11 @@ from typing import Any, Mapping
 
 from centerpoint_deploy.evaluate.data_classes import TP_METRIC_SHORT_NAMES, TP_METRICS, DetectionMetrics
 
-_SUMMARY_KEYS = ("mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE")
-_CLASS_TP_COLUMNS = {"trans_err": "ATE", "scale_err": "ASE", "orient_err": "AOE", "vel_err": "AVE", "attr_err": "AAE"}
+#: The summary metrics every report shows, in order, and the unit each is in (mAP and NDS are scores in [0, 1]).
+SUMMARY_KEYS = ("mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE")
+SUMMARY_UNITS = {"mATE": "m", "mASE": "1-IoU", "mAOE": "rad", "mAVE": "m/s", "mAAE": "1-acc"}
+_CLASS_TP_COLUMNS = {"trans_err": "ATE (m)", "scale_err": "ASE (1-IoU)", "orient_err": "AOE (rad)",
+                     "vel_err": "AVE (m/s)", "attr_err": "AAE (1-acc)"}
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -16,7 +19,13 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 
 def _signed(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:+.4f}"
+    """``value`` with a sign and 4 decimals; a difference that rounds to zero is ``+0.0000``, never ``-0.0000``."""
+    return "n/a" if value is None or math.isnan(value) else f"{round(value, 4) + 0.0:+.4f}"
+
+
+def summary_header() -> list[str]:
+    """Column titles of :data:`SUMMARY_KEYS` with their units, e.g. ``mATE (m)``."""
+    return [f"{key} ({SUMMARY_UNITS[key]})" if key in SUMMARY_UNITS else key for key in SUMMARY_KEYS]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -26,7 +35,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def metrics_markdown(title: str, metrics: DetectionMetrics, buckets: Mapping[str, DetectionMetrics]) -> str:
     """Summary, per-class table and distance-bucket table of one evaluation."""
     summary = metrics.summary()
-    lines = [f"# {title}", "", *_table(list(_SUMMARY_KEYS), [[_fmt(summary[k]) for k in _SUMMARY_KEYS]]), ""]
+    lines = [f"# {title}", "", *_table(summary_header(), [[_fmt(summary[k]) for k in SUMMARY_KEYS]]), ""]
     ths = metrics.config.dist_ths
     header = ["class", "#GT", "#pred", *[f"AP@{th:g}m" for th in ths], "AP", *_CLASS_TP_COLUMNS.values()]
     rows = []
@@ -36,8 +45,8 @@ def metrics_markdown(title: str, metrics: DetectionMetrics, buckets: Mapping[str
                      *[_fmt(metrics.label_tp_errors[name][m]) for m in _CLASS_TP_COLUMNS]])
     lines += ["## Per class", "", *_table(header, rows), ""]
     if buckets:
-        rows = [[bucket, *[_fmt(m.summary()[k]) for k in _SUMMARY_KEYS]] for bucket, m in buckets.items()]
-        lines += ["## Distance buckets", "", *_table(["distance", *_SUMMARY_KEYS], rows), ""]
+        rows = [[bucket, *[_fmt(m.summary()[k]) for k in SUMMARY_KEYS]] for bucket, m in buckets.items()]
+        lines += ["## Distance buckets", "", *_table(["distance", *summary_header()], rows), ""]
     config = metrics.config
     lines += [f"Thresholds {list(config.dist_ths)} m, TP errors at {config.dist_th_tp:g} m, "
               f"min recall {config.min_recall:g}, min precision {config.min_precision:g}, "
@@ -72,7 +81,7 @@ def comparison(results: Mapping[str, tuple[DetectionMetrics, Mapping[str, Detect
             "buckets": {
                 bucket: {"summary": nan_free(m.summary()),
                          "summary_delta": nan_free({k: m.summary()[k] - ref_buckets[bucket].summary()[k]
-                                                    for k in _SUMMARY_KEYS} if bucket in ref_buckets else {})}
+                                                    for k in SUMMARY_KEYS} if bucket in ref_buckets else {})}
                 for bucket, m in buckets.items()
             },
         }
@@ -85,9 +94,9 @@ def comparison_markdown(table: Mapping[str, Any]) -> str:
     lines = [f"# Backend comparison (deltas vs {reference})", ""]
     rows = []
     for name, entry in backends.items():
-        rows.append([name, *[_fmt(entry["summary"][k]) for k in _SUMMARY_KEYS],
+        rows.append([name, *[_fmt(entry["summary"][k]) for k in SUMMARY_KEYS],
                      _signed(entry["summary_delta"]["mAP"]), _signed(entry["summary_delta"]["NDS"])])
-    lines += _table(["backend", *_SUMMARY_KEYS, "ΔmAP", "ΔNDS"], rows) + [""]
+    lines += _table(["backend", *summary_header(), "ΔmAP", "ΔNDS"], rows) + [""]
 
     classes = list(next(iter(backends.values()))["class_ap"])
     rows = [[c, *[f"{_fmt(e['class_ap'][c])} ({_signed(e['class_ap_delta'][c])})" for e in backends.values()]]

@@ -275,7 +275,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Detector], 
         frame = dataset[i]
         shown = {name: p[frame.token].boxes[p[frame.token].scores >= BEV_MIN_SCORE] for name, p in predictions.items()}
         png = inside(out_dir, out_dir / "bev" / f"{safe_name(f'{i:05d}_{frame.token}')}.png")
-        render_bev(frame.points, gts[frame.token].boxes, shown, png,
+        render_bev(frame.points, gts[frame.token].boxes, shown, png, gt_num_points=gts[frame.token].num_pts,
                    extent=extent, title=f"frame {i} ({frame.token}), predictions with score >= {BEV_MIN_SCORE}")
     return results
 

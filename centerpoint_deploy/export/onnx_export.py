@@ -3,13 +3,9 @@
 ``export_onnx`` writes into one deploy directory:
 
 - ``pts_voxel_encoder.onnx`` and ``pts_backbone_neck_head.onnx`` (contract §2),
-- the node's parameter files (``ml_package.param.yaml`` and
-  ``detection_class_remapper.param.yaml`` of Autoware's v4.1 bundle, or the legacy
-  ``<model>_ml_package.param.yaml``),
-- ``deploy_metadata.yaml`` (config, conventions, file digests).
-
-Everything is written into a staging folder beside ``out_dir`` and moved into place only when
-it passed every check (:mod:`~centerpoint_deploy.export.bundle`).
+- ``<model>_ml_package.param.yaml`` (Autoware's model parameters),
+- ``manifest.json`` (config, conventions, file digests), written last: a directory without a
+  manifest is an export that did not finish or did not pass its checks.
 
 Every export is checked: ``onnx.checker`` (full), strict shape inference, the I/O contract,
 and ONNX Runtime against PyTorch on one sample at two voxel counts (and batch 2 for the head):
@@ -52,6 +48,7 @@ from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
+from centerpoint_deploy.progress import Progress
 
 #: Default ``rtol`` of the export's self-check: a share of the output's largest magnitude.
 SELF_CHECK_RTOL = 2e-5
@@ -83,12 +80,16 @@ class ExportResult:
         return self.manifest.deploy_dir / contract.HEAD_FILE
 
 
+#: Units of the export's progress: encoder traced, head traced, graphs saved, ONNX Runtime check, precision.
+_EXPORT_STEPS = 5
+
+
 def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, opset: int = 17,
                 rot_y_axis_reference: bool = False, simplify: bool = False,
                 check_sample: Tensor | None = None, atol: float = 1e-4, rtol: float = SELF_CHECK_RTOL,
                 checkpoint: Path | str | None = None, precision: str = "fp32",
                 calibration: CalibrationSet | None = None, int8: Int8Options = Int8Options(),
-                autoware_format: str = "v4.1", trt_precision: str | None = None,
+                progress: Progress | None = None, autoware_format: str = "v4.1", trt_precision: str | None = None,
                 postprocess: NodePostprocessParams | None = None) -> ExportResult:
     """Export ``model`` into the deploy directory ``out_dir`` and check it against PyTorch.
 
@@ -110,14 +111,12 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
         calibration: inputs of both graphs on calibration frames
             (:func:`~centerpoint_deploy.export.precision.calibration.collect_calibration`).
         int8: how the INT8 graphs are calibrated and which layers stay float.
-        autoware_format: ``"v4.1"`` (Autoware's current bundle) or ``"legacy"``.
-        trt_precision: the node's ``trt_precision`` (``fp32`` / ``fp16``); ``None``: from
-            ``precision`` (:func:`~centerpoint_deploy.export.bundle.node_precision`).
-        postprocess: the node's post-processing parameters to ship; ``None``: its defaults.
+        progress: called ``progress("export", done, 5)`` after tracing the encoder, tracing
+            the head, checking and saving both graphs, comparing them with PyTorch, and
+            writing the reduced-precision graphs (``precision`` fp16/int8; else a no-op).
 
     Raises:
-        ExportError: bad arguments, a config whose grid the node computes differently, an
-            export/check failure, or a difference above the allowance.
+        ExportError: bad arguments, an export/check failure, or a difference above the allowance.
     """
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"opset {opset} is not supported; use {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}")
@@ -152,10 +151,12 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
                 encoder_features = features[coords[:, 0] == 0]
                 encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
                 bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
-                graphs = {
-                    "encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset),
-                    "head": _to_onnx(head_graph, bev[:1], "head", config, opset),
-                }
+                report = progress or (lambda *_: None)
+                report("export", 0, _EXPORT_STEPS)
+                graphs = {"encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset)}
+                report("export", 1, _EXPORT_STEPS)
+                graphs["head"] = _to_onnx(head_graph, bev[:1], "head", config, opset)
+                report("export", 2, _EXPORT_STEPS)
                 facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
                          "tool": f"centerpoint_deploy {__version__}"}
                 for part, graph in graphs.items():
@@ -165,11 +166,14 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
                     _check_graph(graph, part)
                     onnx.save(graph, str(stage / ONNX_FILES[part]))
                     graphs[part] = graph
+                report("export", 3, _EXPORT_STEPS)
                 diffs = _compare_with_pytorch(encoder_graph, head_graph, stage, features, coords, bev, atol, rtol)
+                report("export", 4, _EXPORT_STEPS)
         finally:
             model.train(was_training)
 
         plan = reduce_precision(stage, precision, calibration, int8)
+        report("export", 5, _EXPORT_STEPS)
         extra = [write_plan(plan, stage).name] if precision != "fp32" else []
         manifest = publish_bundle(stage, out_dir, config, autoware_format=autoware_format, precision=precision,
                                   trt_precision=node_trt_precision, opset=opset,

@@ -65,11 +65,14 @@ class Code:
 Block = Heading | Paragraph | Bullets | Table | Figure | Links | Code
 
 _CODE_SPAN = re.compile(r"`([^`]+)`")
+#: A table cell that is a number (optionally signed, with exponent or a percent sign), or a placeholder.
+_NUMBER = re.compile(r"^[-+\u2212]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
+_PLACEHOLDERS = ("", "-", "n/a")
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th.num, td.num { text-align: right; }
 th { background: #f0f0f0; }
 code, pre { background: #f6f6f6; font-size: 0.9em; }
 pre { padding: 0.8em; overflow-x: auto; }
@@ -118,6 +121,14 @@ def _inline(text: str) -> str:
     return re.sub(r"\b(PASS|FAIL)\b", r'<span class="\1">\1</span>', escaped)
 
 
+def _numeric_columns(table: Table) -> list[bool]:
+    """Per column: whether every cell is a number or a placeholder (and one is a number); such
+    columns are right-aligned, text columns (names, steps, notes) left-aligned."""
+    columns = list(zip(*table.rows)) if table.rows else [() for _ in table.header]
+    return [any(_NUMBER.match(c) for c in column) and all(_NUMBER.match(c) or c in _PLACEHOLDERS for c in column)
+            for column in columns]
+
+
 def _image_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -133,8 +144,10 @@ def to_html(blocks: Sequence[Block], title: str, base: Path) -> str:
         elif isinstance(block, Bullets):
             body.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block.items) + "</ul>")
         elif isinstance(block, Table):
-            head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+            align = [' class="num"' if numeric else "" for numeric in _numeric_columns(block)]
+            head = "".join(f"<th{a}>{_inline(h)}</th>" for a, h in zip(align, block.header))
+            rows = "".join("<tr>" + "".join(f"<td{a}>{_inline(c)}</td>" for a, c in zip(align, row)) + "</tr>"
+                           for row in block.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, Figure):
             body.append(f'<figure><img src="{_image_uri(block.path)}" alt="{html.escape(block.caption)}">'

@@ -44,6 +44,8 @@ def job_checkpoint(checkpoint: Path | None, config: str, demo_checkpoint: Path =
         ConfigError: no checkpoint given for a config other than the demo's.
     """
     if checkpoint is not None:
+        if checkpoint.is_dir():
+            raise CheckpointError(f"checkpoint {checkpoint} is a folder, not a checkpoint file")
         if not checkpoint.is_file():
             raise CheckpointError(f"checkpoint {checkpoint} does not exist")
         return checkpoint

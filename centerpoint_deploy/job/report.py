@@ -16,14 +16,16 @@ import yaml
 from rich.table import Table as RichTable
 
 from centerpoint_deploy.benchmark.render import SUMMARY_HEADER, stage_rows, summary_rows
+from centerpoint_deploy.benchmark.results import machine_info
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics
+from centerpoint_deploy.evaluate.report import SUMMARY_KEYS, summary_header
 from centerpoint_deploy.job.document import Block, Bullets, Code, Figure, Heading, Links, Paragraph, Table, to_html, to_markdown
 from centerpoint_deploy.job.log import JobLog
 from centerpoint_deploy.job.result import JobResult
+from centerpoint_deploy.outputs import write_text
 from centerpoint_deploy.verify.run import BackendResult
 
 REPORT_FILES = {"json": "results.json", "markdown": "report.md", "html": "report.html"}
-_SUMMARY_METRICS = ("mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE")
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -140,7 +142,7 @@ def _verification_section(result: JobResult) -> list[Block]:
 
 
 def _metrics_rows(metrics: dict[str, DetectionMetrics]) -> list[list[str]]:
-    return [[name, *(fmt(m.summary()[key]) for key in _SUMMARY_METRICS)] for name, m in metrics.items()]
+    return [[name, *(fmt(m.summary()[key]) for key in SUMMARY_KEYS)] for name, m in metrics.items()]
 
 
 def _views_blocks(metrics: dict[str, DetectionMetrics]) -> list[Block]:
@@ -173,7 +175,7 @@ def _evaluation_section(result: JobResult) -> list[Block]:
     blocks += [
         Paragraph(f"nuScenes-style detection metrics over {len(result.inputs['evaluated_frames'])} frames: centre-distance "
                   f"matching at {', '.join(f'{t:g}' for t in config.dist_ths)} m, TP errors at {config.dist_th_tp:g} m."),
-        Table(["backend", *_SUMMARY_METRICS], _metrics_rows(result.metrics)),
+        Table(["backend", *summary_header()], _metrics_rows(result.metrics)),
         Heading("AP per class (mean over distance thresholds)", 3),
         Table(["class", "#GT", *result.metrics], [[c, str(first.num_gt.get(c, 0)),
                                                    *(fmt(m.mean_dist_aps[c]) for m in result.metrics.values())]
@@ -220,11 +222,33 @@ def _benchmark_section(result: JobResult) -> list[Block]:
     return blocks + [Links([("benchmark report", folder / "benchmark.md")])]
 
 
-def build_report(result: JobResult) -> list[Block]:
-    """The report's blocks: overview, export, verification, evaluation, benchmark, settings."""
+def resolved_settings(result: JobResult) -> dict[str, Any]:
+    """The settings with their defaults replaced by what the job used (checkpoint, dataset,
+    device, output folder), so the report never shows ``checkpoint: null`` or ``device: auto``."""
+    settings = result.settings.to_dict()
+    settings.update({key: str(result.inputs[key]) for key in ("checkpoint", "dataset", "device")
+                     if result.inputs.get(key) is not None})
+    settings["out"] = str(result.out_dir)
+    return settings
+
+
+def software(machine: dict[str, Any]) -> str:
+    """One line naming the machine and the library versions (``not installed`` for a missing one)."""
+    hardware = machine.get("gpu") or f"{machine.get('cpu')} ({machine.get('cpu_cores')} cores)"
+    names = {"python": "Python", "torch": "torch", "onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT",
+             "cuda": "CUDA", "cudnn": "cuDNN", "driver": "driver"}
+    versions = [f"{label} {machine[key] if machine[key] is not None else 'not installed'}"
+                for key, label in names.items() if key in machine]
+    return f"{hardware}; {', '.join(versions)}."
+
+
+def build_report(result: JobResult, machine: dict[str, Any]) -> list[Block]:
+    """The report's blocks: overview, export, verification, evaluation, benchmark, software, settings."""
     return [*_overview(result), *_export_section(result), *_verification_section(result),
             *_evaluation_section(result), *_benchmark_section(result),
-            Heading("Settings"), Code(yaml.safe_dump(result.settings.to_dict(), sort_keys=False)),
+            Heading("Software"), Paragraph(software(machine)),
+            Heading("Settings (as used: defaults resolved)"),
+            Code(yaml.safe_dump(resolved_settings(result), sort_keys=False)),
             Links([("results (JSON)", result.out_dir / REPORT_FILES["json"]), ("log", result.out_dir / "deploy.log")])]
 
 
@@ -236,10 +260,11 @@ def write_job_report(result: JobResult) -> dict[str, Path]:
     """
     out = result.out_dir
     files = {kind: out / name for kind, name in REPORT_FILES.items()}
-    files["json"].write_text(json.dumps(result.to_dict(), indent=1, default=_json_default))
-    blocks = build_report(result)
-    files["markdown"].write_text(to_markdown(blocks, out), encoding="utf-8")
-    files["html"].write_text(to_html(blocks, "CenterPoint deploy report", out), encoding="utf-8")
+    machine = result.benchmark.machine if result.benchmark is not None else machine_info(result.inputs["device"])
+    write_text(files["json"], json.dumps({**result.to_dict(), "machine": machine}, indent=1, default=_json_default))
+    blocks = build_report(result, machine)
+    write_text(files["markdown"], to_markdown(blocks, out))
+    write_text(files["html"], to_html(blocks, "CenterPoint deploy report", out))
     files["log"] = out / "deploy.log"
     return files
 
@@ -257,7 +282,8 @@ def print_summary(result: JobResult, log: JobLog) -> None:
                False: "[bold red]verification FAILED[/]"}[result.verification_passed]
     log.print(verdict)
     if "html" in result.files:
-        log.print(f"report: {result.files['html']} (also {result.files['markdown'].name}, {result.files['json'].name})")
+        log.print(f"report: {result.files['html']} (also {result.files['markdown'].name}, {result.files['json'].name})",
+                  markup=False)
 
 
 def _json_default(value: Any) -> Any:

@@ -33,6 +33,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import Tensor
 
 from centerpoint_deploy.backends.factory import BackendPair, create_backends
@@ -55,6 +56,8 @@ from centerpoint_deploy.job.report import print_summary, write_job_report
 from centerpoint_deploy.job.result import REFERENCE, JobResult, StepRecord
 from centerpoint_deploy.job.settings import DeploySettings, ExportSettings, VerifySettings
 from centerpoint_deploy.model import build_model
+from centerpoint_deploy.progress import Progress
+from centerpoint_deploy.terminal import progress_bars
 from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
 from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tolerances
 from centerpoint_deploy.verify.report import print_report, write_reports
@@ -71,6 +74,21 @@ class _Steps:
         self.log = log
         self.total = total
         self.records: list[StepRecord] = []
+        self._bars: ExitStack | None = None
+        self._report: Progress | None = None
+
+    def progress(self, step: str, done: int, total: int | None) -> None:
+        """The running step's :data:`~centerpoint_deploy.progress.Progress` callback: bars with an ETA
+        on the terminal, opened on the first call (a step that draws its own bar never opens them)."""
+        if self._report is None:
+            self._bars = ExitStack()
+            self._report = self._bars.enter_context(progress_bars(self.log.console))
+        self._report(step, done, total)
+
+    def _close_bars(self) -> None:
+        if self._bars is not None:
+            self._bars.close()
+        self._bars, self._report = None, None
 
     def run(self, title: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         number = len(self.records) + 1
@@ -79,7 +97,10 @@ class _Steps:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                value = fn(*args, **kwargs)
+                try:
+                    value = fn(*args, **kwargs)
+                finally:
+                    self._close_bars()
             except Exception as exc:
                 self._log_warnings(caught)
                 seconds = time.perf_counter() - start
@@ -95,13 +116,13 @@ class _Steps:
     def skip(self, title: str, reason: str) -> None:
         number = len(self.records) + 1
         self.log.rule(f"[{number}/{self.total}] {title}")
-        self.log.print(f"[yellow]skipped:[/] {reason}")
+        self.log.print(f"[yellow]skipped:[/] {escape(reason)}")
         self.records.append(StepRecord(number, title, "skipped", 0.0, reason))
 
     def _log_warnings(self, caught: list[warnings.WarningMessage]) -> None:
         counts = Counter(f"{w.category.__name__}: {w.message}" for w in caught)
         for text, count in counts.items():
-            self.log.print(f"[yellow]warning[/] {text}" + (f" (x{count})" if count > 1 else ""))
+            self.log.print(f"[yellow]warning[/] {escape(text)}" + (f" (x{count})" if count > 1 else ""))
 
 
 def _plan(settings: DeploySettings, candidates: list[str]) -> int:
@@ -111,11 +132,11 @@ def _plan(settings: DeploySettings, candidates: list[str]) -> int:
 
 
 def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: ExportSettings,
-            device: torch.device, sample: Tensor) -> ExportResult:
+            device: torch.device, sample: Tensor, progress: Progress | None = None) -> ExportResult:
     model = build_model(config, checkpoint=checkpoint, device=device)
     return export_onnx(model, config, deploy_dir, opset=export.opset, rot_y_axis_reference=export.rot_y_axis_reference,
                        simplify=export.simplify, check_sample=sample, atol=export.atol, checkpoint=checkpoint,
-                       trt_precision=node_precision(export.tensorrt_precision))
+                       trt_precision=node_precision(export.tensorrt_precision), progress=progress)
 
 
 def _record_checks(deploy_dir: Path, result: JobResult) -> Manifest:
@@ -217,7 +238,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     device = group.device(job_device(settings.device))
     build_engines, no_engines_reason = job_tensorrt(settings.export.tensorrt, device)
     candidates = ["onnxruntime"] + (["tensorrt"] if build_engines else [])
-    log.print(f"[bold]centerpoint-deploy deploy[/] -> {out_dir} (device {device})")
+    log.print(f"[bold]centerpoint-deploy deploy[/] -> {escape(str(out_dir))} (device {device})")
     steps = _Steps(log, _plan(settings, candidates))
     result = JobResult(settings, out_dir, {"device": str(device)}, backends=[REFERENCE, *candidates],
                        steps=steps.records)
@@ -226,7 +247,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     checkpoint = job_checkpoint(settings.checkpoint, settings.config)
     dataset_spec = job_dataset(settings.dataset)
     log.print(f"model {config.name}: grid {config.grid_size[0]} x {config.grid_size[1]}, "
-              f"{config.num_features} features; checkpoint {checkpoint}")
+              f"{config.num_features} features; checkpoint {checkpoint}", markup=False)
     dataset = steps.run("Open the dataset", open_dataset, dataset_spec, class_names=config.class_names,
                         sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
     evaluated = spread_indices(len(dataset), settings.evaluate.max_frames)
@@ -235,12 +256,13 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     result.inputs.update(config=config.name, config_spec=settings.config, checkpoint=str(checkpoint),
                          dataset=dataset_spec, dataset_frames=len(dataset), evaluated_frames=evaluated,
                          verified_frames=verified, bev_frames=drawn)
-    log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}")
+    log.print(f"{len(dataset)} frames in {dataset_spec}; evaluating {len(evaluated)}, verifying {len(verified)}",
+              markup=False)
     frames = load_clouds(dataset, verified, config.points.use_dim)
 
     deploy_dir = out_dir / "deploy"
     result.export = steps.run("Export ONNX", _export, config, checkpoint, deploy_dir, settings.export,
-                              device, frames[0])
+                              device, frames[0], progress=steps.progress)
     result.manifest = result.export.manifest
     for name, diff in result.export.max_abs_diff.items():
         log.print(f"  max |onnxruntime - pytorch| {name}: {diff:.3g}")
@@ -260,7 +282,8 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
             tolerances, precision = _tolerances(kind, result.manifest, settings.verify)
             report = steps.run(f"Verify {kind} against PyTorch ({precision} tolerances)", verify_backends,
                                detectors[REFERENCE], {kind: pairs[kind]}, frames, tolerances,
-                               DEFAULT_BOX_TOLERANCES[precision], bisect_onnx=bisect_onnx, bisect_device=device)
+                               DEFAULT_BOX_TOLERANCES[precision], bisect_onnx=bisect_onnx, bisect_device=device,
+                               progress=steps.progress)
             for target in log.consoles:
                 print_report(report, target)
             result.verification[kind] = report
@@ -285,7 +308,8 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     if settings.benchmark.enabled:
         result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, frames[0], out_dir / "benchmark",
                                      warmup=settings.benchmark.warmup,
-                                     iterations=settings.benchmark.iterations, config_name=config.name)
+                                     iterations=settings.benchmark.iterations, config_name=config.name,
+                                     progress=steps.progress)
     else:
         steps.skip("Benchmark", "disabled (benchmark.enabled: false)")
 

@@ -32,7 +32,6 @@ from typing import Any, Mapping
 import yaml
 
 from centerpoint_deploy.errors import ConfigError
-from centerpoint_deploy.evaluate.io import METRIC_PRESETS
 
 #: TensorRT builder precisions (see ``export.tensorrt_build``).
 TENSORRT_PRECISIONS = ("fp32", "tf32", "fp16")
@@ -124,6 +123,8 @@ class EvaluateSettings:
     bev_frames: int = 3
 
     def __post_init__(self) -> None:
+        from centerpoint_deploy.evaluate.io import METRIC_PRESETS  # numpy and torch: not at import (fast --help)
+
         if self.metric not in METRIC_PRESETS and not self.metric.endswith(".json"):
             _fail("evaluate.metric", self.metric, f"one of {', '.join(METRIC_PRESETS)} or a .json metric config")
         if self.class_range is not None and not self.class_range > 0:

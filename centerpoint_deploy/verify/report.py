@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from centerpoint_deploy.outputs import write_text
 from centerpoint_deploy.verify.bisect import BisectionReport
 from centerpoint_deploy.verify.run import BackendResult, VerificationReport
 
@@ -63,26 +66,26 @@ def print_report(report: VerificationReport, console: Console | None = None) -> 
     """Print the verdict, per-stage tables, failures and bisection tables."""
     console = console or Console(width=max(Console().width, _MIN_WIDTH))
     tol = report.tolerances.default
-    console.print(f"[bold]Reference[/] {report.reference} on {report.reference_device}; "
+    console.print(f"[bold]Reference[/] {escape(report.reference)} on {escape(report.reference_device)}; "
                   f"tolerance atol {tol.atol:g}, rtol {tol.rtol:g}"
-                  + (f", overrides {sorted(report.tolerances.per_output)}" if report.tolerances.per_output else ""))
+                  + (escape(f", overrides {sorted(report.tolerances.per_output)}") if report.tolerances.per_output else ""))
     for check in report.reference_device_check:
         if not check.passed:
-            console.print(f"[red]reference device check failed:[/] {check.backend}: {check.reason}")
+            console.print(f"[red]reference device check failed:[/] {escape(f'{check.backend}: {check.reason}')}")
     for result in report.backends.values():
         verdict = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
         parts = result.encoder_backend if result.encoder_backend == result.head_backend \
             else f"{result.encoder_backend} + {result.head_backend}"
-        table = Table(title=f"{result.name} ({parts}, rot_y_axis_reference={result.rot_y_axis_reference}): {verdict}",
-                      title_justify="left")
+        table = Table(title=escape(f"{result.name} ({parts}, rot_y_axis_reference={result.rot_y_axis_reference}): ")
+                      + verdict, title_justify="left")
         for column in ("stage", "output", "max |d|", "mean |d|", "cosine", "share over", "worst at", "verdict"):
             table.add_column(column)
         for row in _stage_rows(result):
             style = "red" if row[-1].startswith(_FAIL) else None
-            table.add_row(*row, style=style)
+            table.add_row(*map(Text, row), style=style)
         console.print(table)
         for line in result.failures():
-            console.print(f"  [red]-[/] {line}", highlight=False)
+            console.print(f"  [red]-[/] {escape(line)}", highlight=False)
         for bisection in result.bisections:
             console.print(bisection_table(bisection))
     console.print("[bold green]ALL PASSED[/]" if report.passed else "[bold red]VERIFICATION FAILED[/]")
@@ -91,16 +94,15 @@ def print_report(report: VerificationReport, console: Console | None = None) -> 
 def bisection_table(bisection: BisectionReport) -> Table:
     """Per-layer growth table; the first failing layer is marked."""
     first = bisection.first_failure
-    table = Table(title=f"bisection of {bisection.part} ({Path(bisection.onnx_path).name}): {bisection.summary}",
+    table = Table(title=escape(f"bisection of {bisection.part} ({Path(bisection.onnx_path).name}): {bisection.summary}"),
                   title_justify="left")
     for column in ("#", "layer", "max |d|", "mean |d|", "cosine", "passed"):
         table.add_column(column)
     for i, layer in enumerate(bisection.layers):
         c = layer.comparison
         mark = " <- first divergence" if layer is first else ""
-        table.add_row(str(i), layer.probe.label + mark, _fmt(c.max_abs), _fmt(c.mean_abs),
-                      _fmt_cosine(c.cosine), "yes" if c else "NO",
-                      style="red" if not c else None)
+        table.add_row(*map(Text, (str(i), layer.probe.label + mark, _fmt(c.max_abs), _fmt(c.mean_abs),
+                                  _fmt_cosine(c.cosine), "yes" if c else "NO")), style="red" if not c else None)
     return table
 
 
@@ -141,16 +143,14 @@ def _slug(text: str) -> str:
 
 def plot_layer_growth(bisection: BisectionReport, path: Path) -> Path:
     """Max and mean |diff| per probed layer (log scale), first failing layer marked; PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from centerpoint_deploy.figures import new_figure, save_figure
 
     labels = [layer.probe.module for layer in bisection.layers]
     max_abs = np.array([layer.comparison.max_abs for layer in bisection.layers], dtype=float)
     mean_abs = np.array([layer.comparison.mean_abs for layer in bisection.layers], dtype=float)
     floor = 1e-12  # exact agreement plotted at the floor of the log axis
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(labels) + 2), 4.5))
+    fig = new_figure(figsize=(max(6.0, 0.35 * len(labels) + 2), 4.5))
+    ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(labels))
     ax.semilogy(x, np.maximum(max_abs, floor), "o-", label="max |diff|")
     ax.semilogy(x, np.maximum(mean_abs, floor), "s--", label="mean |diff|")
@@ -163,28 +163,22 @@ def plot_layer_growth(bisection: BisectionReport, path: Path) -> Path:
     ax.set_title(f"{bisection.part}: error per layer (graph order)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_bev_diff(diff: np.ndarray, title: str, path: Path) -> Path:
     """Heatmap of ``diff [h, w]`` (rows = y, columns = x, origin at the lower left); PNG."""
-    import matplotlib
+    from centerpoint_deploy.figures import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5.2))
+    fig = new_figure(figsize=(6, 5.2))
+    ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(diff, origin="lower", cmap="magma", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="max over channels |test − ref|")
     ax.set_xlabel("x cell")
     ax.set_ylabel("y cell")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_reports(report: VerificationReport, out_dir: Path | str) -> dict[str, Path]:
@@ -192,8 +186,8 @@ def write_reports(report: VerificationReport, out_dir: Path | str) -> dict[str, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {"json": out / "verification.json", "markdown": out / "verification.md"}
-    written["json"].write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False, default=_json_default))
-    written["markdown"].write_text(markdown_summary(report))
+    write_text(written["json"], json.dumps(report.to_dict(), indent=2, allow_nan=False, default=_json_default))
+    write_text(written["markdown"], markdown_summary(report))
     for result in report.backends.values():
         if result.worst_head_diff is not None:
             key = f"bev_diff_{_slug(result.name)}"

@@ -37,6 +37,7 @@ from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bi
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
 from centerpoint_deploy.verify.node_view import compare_node_boxes
 from centerpoint_deploy.verify.compare import TensorComparison, Tolerances, compare_tensors
+from centerpoint_deploy.progress import Progress, track
 
 #: ``(encoder, head, rot_y_axis_reference)``, as ``backends.factory.create_backends`` returns.
 BackendPair = tuple[Backend, Backend, bool]
@@ -265,7 +266,7 @@ def _verify_frame(reference: Detector, stages: Any, name: str, pair: BackendPair
 def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], frames: Sequence[Tensor],
                     tolerances: Tolerances, box_tolerance: BoxTolerance | None = None, *,
                     bisect_onnx: Mapping[str, Path | str] | None = None,
-                    bisect_device: torch.device | str = "cpu") -> VerificationReport:
+                    bisect_device: torch.device | str = "cpu", progress: Progress | None = None) -> VerificationReport:
     """Compare every candidate with ``reference`` on ``frames``.
 
     Args:
@@ -277,6 +278,7 @@ def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], 
         bisect_onnx: ``{"encoder": path, "head": path}``: when a candidate's stage fails,
             bisect that ONNX file (ONNX Runtime on ``bisect_device``) against the reference's
             PyTorch model on the first failing frame's reference input.
+        progress: called ``progress("verify frames", done, len(frames))`` as frames finish.
 
     Returns:
         A :class:`VerificationReport`; backend errors (e.g. a shape the engine refuses) are
@@ -294,7 +296,7 @@ def verify_backends(reference: Detector, candidates: Mapping[str, BackendPair], 
         for pair in candidates.values():
             for backend in pair[:2]:
                 backend.load()
-        for index, points in enumerate(frames):
+        for index, points in enumerate(track(frames, "verify frames", progress)):
             stages = reference.run_stages(points)
             if index == 0:
                 reference_checks = [check_device(reference.encoder, {"pillar_features": stages.pillar_features}),

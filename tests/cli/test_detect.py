@@ -62,7 +62,7 @@ def test_random_weights_writes_records_per_file(cloud_file: Path, busy_config: P
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ([], "needs --checkpoint PATH \\(or --random-weights"),
+        ([], "no weights: pass --checkpoint PATH \\(or --random-weights"),
         (["--random-weights", "--checkpoint", "x.pth"], "either --checkpoint or --random-weights, not both"),
         (["--backend", "onnxruntime", "--random-weights"], "are for the pytorch backend"),
         (["--backend", "bogus", "--deploy-dir", "d"], "unknown backend 'bogus'"),

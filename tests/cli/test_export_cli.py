@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data.pointcloud import write_points_bin
-from centerpoint_deploy.errors import BackendError, BackendUnavailableError, ExportError
+from centerpoint_deploy.errors import BackendError, BackendUnavailableError, CenterPointError, ExportError
 from centerpoint_deploy.export.manifest import load_manifest, sha256_file
 from centerpoint_deploy.model import build_model, save_checkpoint
 
@@ -68,15 +68,15 @@ def test_export_checkpoint_then_detect_with_onnxruntime(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ([], "exactly one of --checkpoint PATH or --random-weights"),
-    (["--random-weights", "--checkpoint", "x.pth"], "exactly one of --checkpoint PATH or --random-weights"),
+    ([], "no weights: pass --checkpoint PATH (or --random-weights"),
+    (["--random-weights", "--checkpoint", "x.pth"], "either --checkpoint or --random-weights, not both"),
     (["--random-weights", "--tensorrt", "--trt-precision", "int8"], "precision 'int8' is not one of"),
     (["--random-weights", "--precision", "int4"], "--precision 'int4' is not one of"),
     (["--random-weights", "--precision", "int8"], "--precision int8 needs --dataset"),
 ])
 def test_export_argument_errors(tmp_path: Path, extra: list[str], message: str) -> None:
     result = runner.invoke(app, ["export", "-c", "tiny", "--out", str(tmp_path), *extra])
-    assert isinstance(result.exception, ExportError) and message in str(result.exception)
+    assert isinstance(result.exception, CenterPointError) and message in str(result.exception)
     assert not (tmp_path / "deploy_metadata.yaml").exists()
 
 

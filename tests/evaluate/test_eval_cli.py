@@ -43,14 +43,19 @@ def test_evaluate_random_weights_writes_reports(scene: Path, tmp_path: Path) -> 
     again = runner.invoke(app, args + ["--metric", "nuscenes", "--no-plots"])
     assert again.exit_code == 0, again.output
     assert "reusing cached predictions" in again.output
-    # nuScenes ranges for the model's five classes only: the other five would each add an AP of 0.
+    # nuScenes ranges for the model's five classes only (the other five would each add an AP of 0),
+    # each lowered to the tiny grid's reach (+-12.8 m -> 10 m), as deploy does
     scored = json.loads((out / "pytorch" / "metrics.json").read_text())["config"]["class_range"]
-    assert scored == {"car": 50.0, "truck": 50.0, "bus": 50.0, "bicycle": 40.0, "pedestrian": 40.0}
+    assert scored == dict.fromkeys(["car", "truck", "bus", "bicycle", "pedestrian"], 10.0)
+    assert "class range 10 m (the model's grid reaches 12.8 m)" in again.output
+    ranged = runner.invoke(app, args + ["--class-range", "7.5", "--no-plots"])
+    assert ranged.exit_code == 0, ranged.output
+    assert set(json.loads((out / "pytorch" / "metrics.json").read_text())["config"]["class_range"].values()) == {7.5}
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--backend", "onnxruntime"], "--deploy-dir"),
-    (["--backend", "pytorch"], "exactly one of --checkpoint PATH or --random-weights"),
+    (["--backend", "pytorch"], "no weights: pass --checkpoint PATH (or --random-weights"),
     (["--backend", "pytorch", "--backend", "pytorch", "--random-weights"], "distinct"),
 ])
 def test_evaluate_argument_errors(scene: Path, tmp_path: Path, extra: list[str], message: str) -> None:

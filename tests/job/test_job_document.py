@@ -36,7 +36,8 @@ def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
     assert "plots/a.png" not in page
     assert "<title>T &lt;1&gt;</title>" in page
     assert "<p>model <code>demo</code> &lt;b&gt;</p>" in page
-    assert "<th>name</th><th>a|b</th>" in page and "<td>x</td><td>1.0000</td>" in page
+    # text columns left-aligned, numeric ones right-aligned (class "num")
+    assert '<th>name</th><th class="num">a|b</th>' in page and '<td>x</td><td class="num">1.0000</td>' in page
     assert '<li><span class="PASS">PASS</span></li>' in page
     assert '<a href="deploy.log">log</a>' in page
     assert "<pre>k: v\n</pre>" in page

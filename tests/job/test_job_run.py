@@ -50,7 +50,8 @@ def test_job_writes_reports_with_the_results(job_out: tuple[Path, int, str]) -> 
         row = f"| {name} | {fmt(entry['mAP'])} | {fmt(entry['NDS'])} | {entry['verification']} | " \
               f"{fmt(entry['latency_p50_ms'], 1)} |"
         assert row in markdown
-        assert (f"<td>{name}</td><td>{fmt(entry['mAP'])}</td><td>{fmt(entry['NDS'])}</td>" in page)
+        assert (f'<td>{name}</td><td class="num">{fmt(entry["mAP"])}</td><td class="num">{fmt(entry["NDS"])}</td>'
+                in page)
         assert entry["latency_p50_ms"] > 0
     assert summary["onnxruntime"]["verification"] == "PASS"
     assert set(results["metric_config"]["class_range"].values()) == {10.0}  # tiny grid: ±12.8 m

@@ -21,6 +21,7 @@ from centerpoint_deploy.data.synthetic.shapes import agent_parts
 from centerpoint_deploy.data.synthetic.world import AGENT_CLASSES, LANE_WIDTH, World, WorldConfig, build_world
 from centerpoint_deploy.data.synthetic.writer import KeyFrameAnnotations, Scan, SceneRecording, write_scene
 from centerpoint_deploy.errors import DatasetError
+from centerpoint_deploy.progress import Progress, track
 
 #: Time of the first sweep of scene 0 (µs since the epoch); scenes start an hour apart.
 BASE_TIMESTAMP = 1_700_000_000_000_000
@@ -175,7 +176,8 @@ def simulate_scene(name: str, world: World, sensor: LidarConfig, timing: SceneTi
 def generate_dataset(out_dir: str | Path, num_scenes: int, frames_per_scene: int, seed: int,
                      sensor: LidarConfig = LidarConfig(), world: WorldConfig = WorldConfig(), *,
                      key_frame_interval: int = 1, lead_in_sweeps: int = 1, annotation_range: float = 150.0,
-                     write_velocity: bool = True, overwrite: bool = False) -> list[Path]:
+                     write_velocity: bool = True, overwrite: bool = False,
+                     progress: Progress | None = None) -> list[Path]:
     """Generate ``num_scenes`` T4 scenes under ``out_dir`` (deterministic for ``seed``).
 
     Args:
@@ -190,6 +192,7 @@ def generate_dataset(out_dir: str | Path, num_scenes: int, frames_per_scene: int
         annotation_range: agents within this distance (m) of the ego get annotations.
         write_velocity: write T4's ``velocity`` field (else readers use centre differences).
         overwrite: replace existing scene folders instead of refusing.
+        progress: called ``progress("scenes", done, num_scenes)`` as scenes are written.
 
     Returns:
         The scene folders, in order.
@@ -200,11 +203,14 @@ def generate_dataset(out_dir: str | Path, num_scenes: int, frames_per_scene: int
     duration = (timing.num_sweeps - 1) / sensor.rate_hz
     out = Path(out_dir)
     paths = []
-    for i in range(num_scenes):
-        name = f"synth-{seed}-{i:03d}"
+    names = [f"synth-{seed}-{i:03d}" for i in range(num_scenes)]
+    existing = [out / name for name in names if (out / name).exists()]
+    if existing and not overwrite:  # before any work
+        raise DatasetError(f"scene folder {existing[0]} already exists; allow replacing it "
+                           "(CLI: --overwrite; Python: overwrite=True)")
+    for i in track(range(num_scenes), "synthetic scenes", progress):
+        name = names[i]
         if (out / name).exists():
-            if not overwrite:
-                raise DatasetError(f"scene folder {out / name} already exists; pass overwrite=True to replace it")
             shutil.rmtree(out / name)
         rng = np.random.default_rng([seed, i])
         world_i = build_world(rng, world, duration, sensor.max_range)
