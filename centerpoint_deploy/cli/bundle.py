@@ -10,10 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-
-from centerpoint_deploy.export.bundle import check_bundle
 
 bundle_app = typer.Typer(help="Inspect Autoware model bundles (deploy directories).", no_args_is_help=True)
 
@@ -22,6 +18,11 @@ bundle_app = typer.Typer(help="Inspect Autoware model bundles (deploy directorie
 def check(bundle_dir: Path = typer.Argument(..., help="Bundle folder (deploy_metadata.yaml, ONNX and parameter files)."),
           ) -> None:
     """Check a bundle against the Autoware node's rules, its recorded sha256 and its ONNX metadata."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from centerpoint_deploy.export.bundle import check_bundle
+
     manifest = check_bundle(bundle_dir)
     files = sorted(set(manifest.files) | {e.file for e in manifest.engines.values()})
     checks = ", ".join(f"{name} {'passed' if r.passed else 'FAILED'}" for name, r in manifest.checks.items()) or "none"
