@@ -33,6 +33,10 @@ class BackendError(CenterPointError):
     """A backend received inputs that do not fit its contract, or its artifacts are invalid."""
 
 
+class BundleError(BackendError):
+    """A deploy bundle has a missing or edited file, or a file the Autoware node would refuse."""
+
+
 class BackendUnavailableError(BackendError):
     """A backend's runtime (onnxruntime, tensorrt, CUDA) is not installed or not usable here."""
 

@@ -20,7 +20,8 @@ from typing import Sequence
 
 import typer
 
-from centerpoint_deploy.cli import benchmark, calibrate, config_cmd, deploy, detect, evaluate, export, synth, train, verify
+from centerpoint_deploy.cli import (benchmark, bundle, calibrate, config_cmd, deploy, detect, evaluate, export, synth,
+                                    train, verify)
 from centerpoint_deploy.cli.common import TYPER_SETTINGS
 from centerpoint_deploy.errors import CenterPointError
 
@@ -42,6 +43,7 @@ app.command("synth")(synth.synth_command)
 app.command("train")(train.train_command)
 app.command("calibrate-thresholds")(calibrate.calibrate_thresholds_command)
 app.add_typer(config_cmd.config_app, name="config")
+app.add_typer(bundle.bundle_app, name="bundle")
 
 
 def _error(message: str) -> None:

@@ -68,6 +68,9 @@ def export(
                                                 help="TensorRT 10 builder flags for an fp32 graph: fp32, tf32 or fp16 (default: the ONNX's precision)."),
     workspace_gb: float = typer.Option(1.0, "--workspace-gb", callback=positive, help="TensorRT builder workspace in GiB."),
     device: str = typer.Option("auto", "--device", help=f"Where the model is traced and checked: {DEVICE_HELP}"),
+    autoware_format: str = typer.Option("v4.1", "--autoware-format",
+                                        help="Bundle layout: v4.1 or legacy (<model>_ml_package.param.yaml for "
+                                             "nodes before bundle v4.1)."),
 ) -> None:
     """Export the two Autoware ONNX files, the Autoware param file and manifest.json, checked against PyTorch."""
     import dataclasses
@@ -86,6 +89,10 @@ def export(
         int8 = dataclasses.replace(int8, snr_budget_db=int8_snr_db)
     if tensorrt and trt_precision is not None:
         precision_flags(trt_precision)
+    from centerpoint_deploy.export.bundle import check_bundle_options, node_precision
+
+    node_trt_precision = node_precision(trt_precision if trt_precision is not None else precision)
+    check_bundle_options(autoware_format, node_trt_precision)
     prepare_dir(out)
     weights = resolve_checkpoint(checkpoint, config, random_weights, needed=True)
     target = resolve_device(device)
@@ -110,7 +117,8 @@ def export(
         with progress_bars(console) as progress:
             result = export_onnx(model, model_config, out, opset=opset, rot_y_axis_reference=rot_y_axis_reference,
                                  simplify=simplify, atol=atol, rtol=SELF_CHECK_RTOL if rtol is None else rtol, checkpoint=weights, precision=precision,
-                                 calibration=calibration, int8=int8, progress=progress)
+                                 calibration=calibration, int8=int8, progress=progress,
+                                 autoware_format=autoware_format, trt_precision=node_trt_precision)
         console.print(f"exported {model_config.name} from {weights or 'random weights'} to {out} on {target} "
                       f"({precision}, opset {opset}, rot_y_axis_reference={rot_y_axis_reference}, simplified={simplify})")
         for name, diff in result.max_abs_diff.items():

@@ -84,7 +84,7 @@ def _overrides(texts: list[str], num_tasks: int) -> dict[str, "Tolerance"]:
 
 
 def verify(
-    deploy_dir: Path = typer.Option(..., "--deploy-dir", help="Export directory (manifest.json, ONNX files, engines)."),
+    deploy_dir: Path = typer.Option(..., "--deploy-dir", help="Export directory (deploy_metadata.yaml, ONNX files, engines)."),
     config: str = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
                                               help=f"The checkpoint the deploy directory was exported from. {CHECKPOINT_HELP}"),

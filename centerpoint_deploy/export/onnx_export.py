@@ -22,7 +22,6 @@ model with BatchNorm folded) and writes ``precision_plan.json`` beside them (fp3
 from __future__ import annotations
 
 import copy
-import datetime
 import io
 import warnings
 from dataclasses import dataclass
@@ -36,14 +35,16 @@ from centerpoint_deploy import __version__, contract
 from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN, ModelConfig
 from centerpoint_deploy.errors import CenterPointError, ExportError
-from centerpoint_deploy.export.autoware_params import autoware_model_params, set_metadata, write_param_yaml
+from centerpoint_deploy.export.autoware_params import autoware_model_params, check_node_grid, set_metadata
+from centerpoint_deploy.export.bundle import check_bundle_options, node_precision, publish_bundle, staged_bundle
 from centerpoint_deploy.graph_io import GraphPart, contract_problems, onnx_graph_io
 from centerpoint_deploy.export.graphs import EncoderGraph, HeadGraph
-from centerpoint_deploy.export.manifest import MANIFEST_FILE, ONNX_FILES, Manifest, sha256_file, write_manifest
+from centerpoint_deploy.export.manifest import ONNX_FILES, Manifest, sha256_file
 from centerpoint_deploy.export.precision import PRECISIONS
 from centerpoint_deploy.export.precision.calibration import CalibrationSet
 from centerpoint_deploy.export.precision.convert import Int8Options, reduce_precision
-from centerpoint_deploy.export.precision.plan import PLAN_FILE, PrecisionPlan, write_plan
+from centerpoint_deploy.export.precision.plan import PrecisionPlan, write_plan
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.export.trt_ops import SUPPORTED_OPSETS, OpProblem, tensorrt_op_problems
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.preprocess import prepare_encoder_input, scatter_to_bev
@@ -88,7 +89,8 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
                 check_sample: Tensor | None = None, atol: float = 1e-4, rtol: float = SELF_CHECK_RTOL,
                 checkpoint: Path | str | None = None, precision: str = "fp32",
                 calibration: CalibrationSet | None = None, int8: Int8Options = Int8Options(),
-                progress: Progress | None = None) -> ExportResult:
+                progress: Progress | None = None, autoware_format: str = "v4.1", trt_precision: str | None = None,
+                postprocess: NodePostprocessParams | None = None) -> ExportResult:
     """Export ``model`` into the deploy directory ``out_dir`` and check it against PyTorch.
 
     Args:
@@ -128,10 +130,10 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
         raise ExportError(f"a {precision} export needs calibration frames (a dataset)")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ExportError(f"checkpoint {checkpoint} does not exist")
+    node_trt_precision = node_precision(trt_precision if trt_precision is not None else precision)
+    check_bundle_options(autoware_format, node_trt_precision)
+    check_node_grid(config)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
-    (out_dir / PLAN_FILE).unlink(missing_ok=True)  # a plan of an earlier export
     if precision == "int8":
         # Q/DQ weight scales must be those of the weights that run: BatchNorm folded first.
         from centerpoint_deploy.backends.pytorch import fold_batchnorm
@@ -143,53 +145,41 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
 
     was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad():
-            encoder_features = features[coords[:, 0] == 0]
-            encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
-            bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
-            report = progress or (lambda *_: None)
-            report("export", 0, _EXPORT_STEPS)
-            graphs = {"encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset)}
-            report("export", 1, _EXPORT_STEPS)
-            graphs["head"] = _to_onnx(head_graph, bev[:1], "head", config, opset)
-            report("export", 2, _EXPORT_STEPS)
-            facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
-                     "tool": f"centerpoint_deploy {__version__}"}
-            for part, graph in graphs.items():
-                if simplify:
-                    graph = _simplified(graph, part)
-                set_metadata(graph, {**facts, "graph": part})
-                _check_graph(graph, part)
-                onnx.save(graph, str(out_dir / ONNX_FILES[part]))
-                graphs[part] = graph
-            report("export", 3, _EXPORT_STEPS)
-            diffs = _compare_with_pytorch(encoder_graph, head_graph, out_dir, features, coords, bev, atol, rtol)
-            report("export", 4, _EXPORT_STEPS)
-    finally:
-        model.train(was_training)
+    with staged_bundle(out_dir) as stage:
+        try:
+            with torch.no_grad():
+                encoder_features = features[coords[:, 0] == 0]
+                encoder_graph, head_graph = EncoderGraph(model).eval(), HeadGraph(model, rot_y_axis_reference).eval()
+                bev = scatter_to_bev(encoder_graph(features), coords, 2, config.bev_shape)  # [2, C, H, W]
+                report = progress or (lambda *_: None)
+                report("export", 0, _EXPORT_STEPS)
+                graphs = {"encoder": _to_onnx(encoder_graph, encoder_features, "encoder", config, opset)}
+                report("export", 1, _EXPORT_STEPS)
+                graphs["head"] = _to_onnx(head_graph, bev[:1], "head", config, opset)
+                report("export", 2, _EXPORT_STEPS)
+                facts = {**autoware_model_params(config), "rot_y_axis_reference": rot_y_axis_reference,
+                         "tool": f"centerpoint_deploy {__version__}"}
+                for part, graph in graphs.items():
+                    if simplify:
+                        graph = _simplified(graph, part)
+                    set_metadata(graph, {**facts, "graph": part})
+                    _check_graph(graph, part)
+                    onnx.save(graph, str(stage / ONNX_FILES[part]))
+                    graphs[part] = graph
+                report("export", 3, _EXPORT_STEPS)
+                diffs = _compare_with_pytorch(encoder_graph, head_graph, stage, features, coords, bev, atol, rtol)
+                report("export", 4, _EXPORT_STEPS)
+        finally:
+            model.train(was_training)
 
-    plan = reduce_precision(out_dir, precision, calibration, int8)
-    report("export", 5, _EXPORT_STEPS)
-    param_path = write_param_yaml(config, out_dir)
-    files = [out_dir / name for name in ONNX_FILES.values()] + [param_path]
-    if precision != "fp32":
-        files.append(write_plan(plan, out_dir))
-    manifest = Manifest(
-        deploy_dir=out_dir,
-        tool_version=__version__,
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        config=config.to_dict(),
-        class_names=tuple(config.class_names),
-        num_features=config.num_features,
-        checkpoint_sha256=sha256_file(Path(checkpoint)) if checkpoint is not None else None,
-        opset=opset,
-        rot_y_axis_reference=rot_y_axis_reference,
-        simplified=simplify,
-        files={p.name: sha256_file(p) for p in files},
-        precision=precision,
-    )
-    write_manifest(manifest)
+        plan = reduce_precision(stage, precision, calibration, int8)
+        report("export", 5, _EXPORT_STEPS)
+        extra = [write_plan(plan, stage).name] if precision != "fp32" else []
+        manifest = publish_bundle(stage, out_dir, config, autoware_format=autoware_format, precision=precision,
+                                  trt_precision=node_trt_precision, opset=opset,
+                                  rot_y_axis_reference=rot_y_axis_reference, simplified=simplify,
+                                  checkpoint_sha256=sha256_file(Path(checkpoint)) if checkpoint is not None else None,
+                                  params=postprocess, extra_files=extra)
     return ExportResult(manifest, diffs, {part: tensorrt_op_problems(g) for part, g in graphs.items()}, plan)
 
 
@@ -321,7 +311,7 @@ def _compare_with_pytorch(encoder_graph: EncoderGraph, head_graph: HeadGraph, ou
     if worst:
         shown = ", ".join(f"{name}={d:.3g} (allowed {allowed[name]:.3g})" for name, d in worst.items())
         raise ExportError(f"ONNX Runtime disagrees with PyTorch above atol={atol:g} + rtol={rtol:g} * max|output|: "
-                          f"max |diff| {shown} (files left in {out_dir} for inspection; no manifest written)")
+                          f"max |diff| {shown} (nothing written)")
     return diffs
 
 

@@ -291,7 +291,7 @@ def build_deploy_engines(deploy_dir: Path | str, *, precision: Precision | None 
         timing_cache: shared tactic timing cache file (read if present, then updated).
 
     Returns:
-        The updated manifest (also written to ``manifest.json``). The build log of each engine
+        The updated manifest (also written to ``deploy_metadata.yaml``). The build log of each engine
         is written beside it as ``<engine>.log``.
     """
     manifest = load_manifest(deploy_dir)

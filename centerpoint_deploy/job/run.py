@@ -43,7 +43,8 @@ from centerpoint_deploy.data.loader import load_clouds
 from centerpoint_deploy.errors import CenterPointError
 from centerpoint_deploy.evaluate.distributed import RankGroup
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
-from centerpoint_deploy.export.manifest import ONNX_FILES
+from centerpoint_deploy.export.bundle import node_precision, record_check
+from centerpoint_deploy.export.manifest import ONNX_FILES, CheckRecord, Manifest, utc_now
 from centerpoint_deploy.export.onnx_export import ExportResult, export_onnx
 from centerpoint_deploy.export.tensorrt_build import build_deploy_engines
 from centerpoint_deploy.job.inputs import (job_checkpoint, job_dataset, job_device, job_metric_config, job_out_dir,
@@ -134,7 +135,21 @@ def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: Exp
     model = build_model(config, checkpoint=checkpoint, device=device)
     return export_onnx(model, config, deploy_dir, opset=export.opset, rot_y_axis_reference=export.rot_y_axis_reference,
                        simplify=export.simplify, check_sample=sample, atol=export.atol, checkpoint=checkpoint,
-                       progress=progress)
+                       trt_precision=node_precision(export.tensorrt_precision), progress=progress)
+
+
+def _record_checks(deploy_dir: Path, result: JobResult) -> Manifest:
+    """Write what this job verified and measured on the bundle into its ``deploy_metadata.yaml``."""
+    manifest = result.manifest
+    frames = len(result.inputs.get("verified_frames", []))
+    for kind, report in result.verification.items():
+        manifest = record_check(deploy_dir, f"verification.{kind}", CheckRecord(
+            report.passed, utc_now(), f"{kind} against {REFERENCE} on {frames} frames (tensors and boxes)"))
+    evaluated = len(result.inputs.get("evaluated_frames", []))
+    for kind, metrics in (result.metrics or {}).items():
+        manifest = record_check(deploy_dir, f"evaluation.{kind}", CheckRecord(
+            True, utc_now(), f"{kind} on {evaluated} frames", {"mAP": metrics.mean_ap, "NDS": metrics.nd_score}))
+    return manifest
 
 
 def run_deploy_job(settings: DeploySettings, console: Console | None = None,
@@ -275,6 +290,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
                                    render_frames=drawn, console=log.console, group=group)
     else:
         steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
+    result.manifest = _record_checks(deploy_dir, result)
 
     if settings.benchmark.enabled:
         result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, specs, frames[0], out_dir / "benchmark",

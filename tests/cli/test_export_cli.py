@@ -31,8 +31,9 @@ def test_export_random_weights_then_build_engine_errors(tmp_path: Path, monkeypa
     assert "max |onnxruntime - pytorch| heatmap@B2" in result.output
     manifest = load_manifest(out)
     assert (manifest.opset, manifest.rot_y_axis_reference, manifest.checkpoint_sha256) == (16, True, None)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "pts_backbone_neck_head.onnx",
-                                                     "pts_voxel_encoder.onnx", "tiny_ml_package.param.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["deploy_metadata.yaml", "detection_class_remapper.param.yaml",
+                                                     "ml_package.param.yaml", "pts_backbone_neck_head.onnx",
+                                                     "pts_voxel_encoder.onnx"]
 
     result = runner.invoke(app, ["build-engine", str(out), "--opt-voxels", "9000"])
     assert isinstance(result.exception, ExportError) and "opt_voxels = 9000" in str(result.exception)
@@ -76,7 +77,7 @@ def test_export_checkpoint_then_detect_with_onnxruntime(tmp_path: Path) -> None:
 def test_export_argument_errors(tmp_path: Path, extra: list[str], message: str) -> None:
     result = runner.invoke(app, ["export", "-c", "tiny", "--out", str(tmp_path), *extra])
     assert isinstance(result.exception, CenterPointError) and message in str(result.exception)
-    assert not (tmp_path / "manifest.json").exists()
+    assert not (tmp_path / "deploy_metadata.yaml").exists()
 
 
 def test_reduced_precision_export_refuses_bad_calibration_input(tmp_path: Path) -> None:

@@ -156,11 +156,14 @@ def test_manifest_param_file_and_metadata(plain_export: ExportResult, rot_export
     assert manifest.checkpoint_sha256 == sha256_file(tiny_checkpoint)
     assert (manifest.opset, manifest.rot_y_axis_reference, manifest.simplified, manifest.num_features) == (17, False, False, 11)
     assert manifest.class_names == ("car", "truck", "bus", "bicycle", "pedestrian")
-    assert sorted(manifest.files) == ["pts_backbone_neck_head.onnx", "pts_voxel_encoder.onnx", "tiny_ml_package.param.yaml"]
+    assert sorted(manifest.files) == ["detection_class_remapper.param.yaml", "ml_package.param.yaml",
+                                      "pts_backbone_neck_head.onnx", "pts_voxel_encoder.onnx"]
+    assert (manifest.bundle_version, manifest.precision, manifest.trt_precision, manifest.model_name) == \
+        ("v4.1", "fp32", "fp32", "tiny")
     assert all(sha256_file(deploy_dir / name) == digest for name, digest in manifest.files.items())
     assert manifest.engines == {}
-    params = yaml.safe_load((deploy_dir / "tiny_ml_package.param.yaml").read_text())
-    assert params["/**"]["ros__parameters"]["model_params"] == autoware_model_params(tiny_config)
+    params = yaml.safe_load((deploy_dir / "ml_package.param.yaml").read_text())["/**"]["ros__parameters"]
+    assert {k: params["model_params"][k] for k in autoware_model_params(tiny_config)} == autoware_model_params(tiny_config)
 
     rot = load_manifest(rot_export.manifest.deploy_dir)
     assert (rot.opset, rot.rot_y_axis_reference, rot.simplified, rot.checkpoint_sha256) == (16, True, True, None)
@@ -183,17 +186,17 @@ def test_factory_refuses_other_configs_and_broken_dirs(plain_export: ExportResul
         _pair(tiny_config, tmp_path)
     broken = shutil.copytree(deploy_dir, tmp_path / "copy")
     (broken / contract.HEAD_FILE).unlink()
-    with pytest.raises(BackendError, match="pts_backbone_neck_head.onnx is listed in the manifest but missing"):
+    with pytest.raises(BackendError, match="pts_backbone_neck_head.onnx is listed in deploy_metadata.yaml but missing"):
         _pair(tiny_config, broken)
     with pytest.raises(BackendError, match="has no TensorRT engine for the encoder"):
         load_manifest(deploy_dir).engine_path("encoder")
 
 
-def test_disagreement_above_atol_fails_without_manifest(tiny_model, tiny_config: ModelConfig, tmp_path: Path) -> None:
+def test_disagreement_above_atol_writes_nothing(tiny_model, tiny_config: ModelConfig, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"above atol=1e-12 \+ rtol=0 \* max\|output\|: max \|diff\| .*heatmap@B2=") as info:
-        export_onnx(tiny_model, tiny_config, tmp_path, atol=1e-12, rtol=0)
-    assert "no manifest written" in str(info.value)
-    assert not (tmp_path / "manifest.json").exists() and (tmp_path / contract.HEAD_FILE).exists()
+        export_onnx(tiny_model, tiny_config, tmp_path / "deploy", atol=1e-12, rtol=0)
+    assert "nothing written" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # no deploy directory, no staging folder left behind
 
 
 def test_bad_arguments(tiny_model, tiny_config: ModelConfig, tmp_path: Path) -> None:

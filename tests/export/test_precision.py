@@ -155,7 +155,7 @@ def test_bad_calibration_input_is_one_error(calib_frames, tiny_model, tiny_confi
         check_method("kl")
     with pytest.raises(ExportError, match="int8 export needs calibration frames"):
         export_onnx(tiny_model, tiny_config, tmp_path, precision="int8")
-    assert not (tmp_path / "manifest.json").exists()
+    assert not (tmp_path / "deploy_metadata.yaml").exists()
 
 
 def test_mse_threshold_clips_a_rare_outlier() -> None:

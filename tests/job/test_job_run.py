@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 import centerpoint_deploy.job.run as job_run
@@ -59,7 +60,7 @@ def test_job_writes_reports_with_the_results(job_out: tuple[Path, int, str]) -> 
     assert "![pytorch: precision-recall per class](evaluation/pytorch/pr_curves.png)" in markdown
     for linked in ("verification/onnxruntime/verification.md", "evaluation/comparison.md", "benchmark/benchmark.md"):
         assert f"]({linked})" in markdown and (out / linked).is_file()
-    assert (out / "deploy" / "pts_voxel_encoder.onnx").is_file() and (out / "deploy" / "manifest.json").is_file()
+    assert (out / "deploy" / "pts_voxel_encoder.onnx").is_file() and (out / "deploy" / "deploy_metadata.yaml").is_file()
 
 
 def test_command_line_overrides_the_deploy_config(job_out: tuple[Path, int, str]) -> None:
@@ -68,7 +69,10 @@ def test_command_line_overrides_the_deploy_config(job_out: tuple[Path, int, str]
     settings = results["settings"]
     assert settings["config"] == "tiny" and settings["evaluate"]["max_frames"] == 3          # YAML
     assert settings["export"]["rot_y_axis_reference"] is True                                # YAML
-    assert json.loads((out / "deploy" / "manifest.json").read_text())["rot_y_axis_reference"] is True
+    metadata = yaml.safe_load((out / "deploy" / "deploy_metadata.yaml").read_text())
+    assert metadata["rot_y_axis_reference"] is True
+    assert metadata["checks"]["verification.onnxruntime"]["passed"] is True                 # recorded by the job
+    assert set(metadata["checks"]["evaluation.onnxruntime"]["figures"]) == {"mAP", "NDS"}
     assert settings["verify"]["frames"] == 2 and settings["evaluate"]["bev_frames"] == 1     # flags beat YAML
     assert (settings["benchmark"]["iterations"], settings["benchmark"]["warmup"]) == (2, 0)  # flag, YAML
     assert results["inputs"]["verified_frames"] == [0, 2] and results["inputs"]["evaluated_frames"] == [0, 1, 2]

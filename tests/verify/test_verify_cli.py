@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.data.pointcloud import write_points_bin
-from centerpoint_deploy.errors import VerificationError
-from centerpoint_deploy.export.manifest import load_manifest, sha256_file, write_manifest
+from centerpoint_deploy.errors import BundleError, VerificationError
+from centerpoint_deploy.export.manifest import sha256_file
 
 from tests.verify.conftest import scaled_initializer_copy
 
@@ -34,8 +34,10 @@ def broken_deploy_dir(tmp_path: Path, deploy_dir: Path) -> Path:
     shutil.copytree(deploy_dir, out)
     head = out / "pts_backbone_neck_head.onnx"
     scaled_initializer_copy(head, head, "/pts_bbox_head/shared_conv/conv/Conv", 1.05)
-    manifest = load_manifest(out)
-    write_manifest(dataclasses.replace(manifest, files={**manifest.files, head.name: sha256_file(head)}))
+    metadata = out / "deploy_metadata.yaml"
+    data = yaml.safe_load(metadata.read_text())
+    data["files"][head.name] = sha256_file(head)
+    metadata.write_text(yaml.safe_dump(data))
     return out
 
 
@@ -78,3 +80,18 @@ def test_wrong_checkpoint_and_bad_arguments_are_user_errors(deploy_dir, checkpoi
     result = runner.invoke(app, ["verify", "--deploy-dir", str(deploy_dir), "--config", "tiny", "--checkpoint",
                                  str(checkpoint), "--out", str(tmp_path / "out")])
     assert isinstance(result.exception, VerificationError) and "--points" in str(result.exception)
+
+
+@pytest.mark.parametrize("damage", ["edit", "delete"])
+def test_param_yaml_missing_or_edited_fails(deploy_dir, checkpoint, point_file, tmp_path, damage):
+    """#15.5: a deploy directory whose node parameter file was edited or removed is refused."""
+    copy = shutil.copytree(deploy_dir, tmp_path / "copy")
+    param = copy / "ml_package.param.yaml"
+    if damage == "edit":
+        param.write_text(param.read_text().replace("0.35", "0.5"))
+    else:
+        param.unlink()
+    result = run(copy, checkpoint, point_file, tmp_path / "out")
+    assert result.exit_code != 0 and isinstance(result.exception, BundleError)
+    assert "ml_package.param.yaml" in str(result.exception)
+    assert ("changed after export" if damage == "edit" else "is missing") in str(result.exception)
