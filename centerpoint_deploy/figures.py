@@ -1,5 +1,5 @@
 """matplotlib through its object API only: figures on the Agg canvas (no display, no global
-backend switch, no pyplot state), saved atomically.
+backend switch, no global figure state), saved atomically.
 
 Used by every plot the package writes (evaluation, verification, benchmark reports).
 """

@@ -104,8 +104,8 @@ class VariantSpec:
         backend, _, rest = text.partition(":")
         if backend not in BACKENDS:
             old = ", ".join(LEGACY_NAMES)
-            raise BackendError(f"variant '{text}': unknown backend '{backend}'; use one of {', '.join(BACKENDS)} "
-                               f"(or the old names {old})")
+            raise BackendError(f"unknown backend '{backend}'; supported: {', '.join(BACKENDS)} "
+                               f"(as '<backend>:<precision>[+flag...]', or the old names {old})")
         precision, *flags = rest.split("+") if rest else (DEFAULT_PRECISIONS[backend],)
         try:
             return cls(backend, precision, tuple(flags), str(device))

@@ -68,7 +68,8 @@ def test_build_detector_builds_what_the_spec_names(config) -> None:
 def test_evaluate_knows_its_own_pytorch_variants(config) -> None:
     """``evaluate -b pytorch-bf16 --random-weights`` used to answer that no pytorch backend was requested."""
     with pytest.warns(FutureWarning):
-        detectors, fingerprints = _build_detectors(["pytorch-bf16"], config, None, None, "cpu", True)
+        detectors, fingerprints, _ = _build_detectors(["pytorch-bf16"], config, "tiny", None, None,
+                                                      torch.device("cpu"), True)
     assert detectors["pytorch-bf16"].head.options.precision == "bf16"
     assert fingerprints == {"pytorch-bf16": "random-seed-0"}
 
@@ -110,7 +111,7 @@ def test_benchmark_reads_a_point_file_as_every_command_does(tmp_path: Path, monk
         seen["points"] = points
         raise SystemExit(0)
 
-    monkeypatch.setattr(benchmark_cli, "benchmark_variants", capture)
+    monkeypatch.setattr(run_module, "benchmark_variants", capture)  # the command imports it when it runs
     with pytest.raises(SystemExit):
         benchmark_cli.benchmark(config="tiny", variant=["pytorch:fp32"], checkpoint=None, deploy_dir=None,
                                 device="cpu", points=point_file, sweeps=1, seed=0, warmup=0, iterations=1,

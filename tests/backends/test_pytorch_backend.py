@@ -65,7 +65,7 @@ def test_head_of_two_tasks_suffixes_names(config) -> None:
 
 
 def test_factory_rejects_unknown_kinds_and_devices(config) -> None:
-    with pytest.raises(BackendError, match="unknown backend 'openvino'; use one of pytorch, onnxruntime, tensorrt"):
+    with pytest.raises(BackendError, match="unknown backend 'openvino'; supported: pytorch, onnxruntime, tensorrt"):
         VariantSpec.parse("openvino")
     with pytest.raises(BackendError, match="device 'tpu' is not"):
         resolve_device("tpu")
