@@ -1,0 +1,91 @@
+"""Batched inference: B clouds through one detector call (one captured graph per B), frames/s, and
+the boxes of every batch item compared with the same cloud run alone.
+
+    python3 benchmarks/batch_throughput.py --config j6gen2_base --device cuda \
+        --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph \
+        --batch 1 2 4 8 --out batch.json
+
+The clouds are the benchmark's synthetic 64-beam frames (``benchmark.inputs.lidar_frame``, one
+seed per batch item, the model's columns), pinned on the host; a call goes from points on the
+host to boxes on the host. Random weights unless ``--checkpoint`` is given (timing does not depend
+on them; with random weights the heatmap is flat, so ``--checkpoint`` gives the box comparison
+more boxes to compare). Writes a JSON report and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
+from centerpoint_deploy.config import load_config
+from centerpoint_deploy.structures import Detections
+from centerpoint_deploy.variant import VariantSpec, build_detector
+
+
+def compare(batched: Detections, single: Detections) -> dict[str, float | int | bool]:
+    """How far one batch item's boxes are from the same cloud's boxes run alone."""
+    same_count = batched.boxes.shape[0] == single.boxes.shape[0]
+    count = min(batched.boxes.shape[0], single.boxes.shape[0])
+    box_diff = (batched.boxes[:count] - single.boxes[:count]).abs().max().item() if count else 0.0
+    score_diff = (batched.scores[:count] - single.scores[:count]).abs().max().item() if count else 0.0
+    labels_equal = bool(torch.equal(batched.labels[:count], single.labels[:count]))
+    return {"boxes": int(batched.boxes.shape[0]), "alone": int(single.boxes.shape[0]), "same_count": same_count,
+            "labels_equal": labels_equal, "max_box_diff": box_diff, "max_score_diff": score_diff}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="j6gen2_base")
+    parser.add_argument("--variant", default="pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=Path("batch.json"))
+    args = parser.parse_args()
+
+    config = load_config(args.config)
+    spec = VariantSpec.parse(args.variant, device=args.device)
+    cuda = torch.device(args.device).type == "cuda"
+    clouds = [torch.from_numpy(model_columns(lidar_frame(seed=seed), config)) for seed in range(max(args.batch))]
+    if cuda:
+        clouds = [cloud.pin_memory() for cloud in clouds]
+    rows = []
+    with build_detector(spec, config, checkpoint=args.checkpoint, reproducible=False) as detector:
+        alone = [detector([cloud])[0] for cloud in clouds]
+        for size in args.batch:
+            batch = clouds[:size]
+            for _ in range(args.warmup):
+                detector(batch)
+            times = []
+            for _ in range(args.iterations):
+                start = time.perf_counter()
+                detector(batch)  # boxes come back on the host: the call ends when the GPU is done
+                times.append((time.perf_counter() - start) * 1e3)
+            results = detector(batch)
+            p50 = statistics.median(times)
+            rows.append({"batch": size, "p50_ms": p50, "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))],
+                         "frames_per_s": size / p50 * 1e3,
+                         "items": [compare(r, a) for r, a in zip(results, alone)]})
+    report = {"config": args.config, "variant": spec.name, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+              "torch": torch.__version__, "points": [int(c.shape[0]) for c in clouds], "rows": rows}
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"| B | p50 ms | p90 ms | frames/s | boxes equal to alone (count, labels) | max box diff | max score diff |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        items = row["items"]
+        equal = sum(item["same_count"] and item["labels_equal"] for item in items)
+        print(f"| {row['batch']} | {row['p50_ms']:.2f} | {row['p90_ms']:.2f} | {row['frames_per_s']:.0f} | "
+              f"{equal}/{len(items)} | {max(i['max_box_diff'] for i in items):.2e} | "
+              f"{max(i['max_score_diff'] for i in items):.2e} |")
+
+
+if __name__ == "__main__":
+    main()
