@@ -86,7 +86,8 @@ def benchmark_detector(name: str, spec: VariantSpec, detector: Pipeline, points:
             hook("read")
         return cloud
 
-    if spec.pipeline_graph:  # each stage inside a graph of its own: kernel time, no launch overhead
+    captured = spec.pipeline_graph and int(points.shape[0]) <= detector.settings.max_points
+    if captured:  # each stage inside a graph of its own: kernel time, no launch overhead
         stage_samples = {}
         if point_file is not None:  # reading the point file: host work
             stage_samples = time_stages(read, stage_clock("cpu"), warmup=warmup, iterations=iterations)

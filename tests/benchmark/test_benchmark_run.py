@@ -136,3 +136,15 @@ def test_graph_variants_time_each_captured_stage(config, monkeypatch: pytest.Mon
                                 warmup=1, iterations=3)
     assert [d.settings.graph for d in calls] == [True]  # the graph variant only; the static one runs staged
     assert [list(r.stages) for r in report.results] == [[*STAGES, "sum of stages"]] * 2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graph_variant_on_a_cloud_over_max_points_times_the_uncaptured_path(config) -> None:
+    """A 10-sweep cloud over ``max_points`` runs uncaptured; its stage timing used to load it into a graph buffer and crash."""
+    points = torch.from_numpy(random_cloud(3000, config, seed=1))
+    spec = VariantSpec.parse("pytorch:fp32+pipeline_graph", device="cuda")
+    detector = build_detector(spec, config, max_points=1000)
+    with pytest.warns(UserWarning, match="exceed the CUDA graph's max_points=1000"):
+        result = run_module.benchmark_detector(spec.name, spec, detector, points, warmup=1, iterations=2)
+    assert list(result.stages) == [*STAGES, "sum of stages"]
