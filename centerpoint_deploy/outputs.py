@@ -116,6 +116,13 @@ def safe_name(text: str) -> str:
     return name
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """Yield a fresh, unique temporary path beside ``path``; on a clean exit move it onto ``path``.
@@ -131,6 +138,8 @@ def replacing(path: str | Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
+        if temporary.exists():  # mkstemp creates 0600; give the file the mode a plain open() would
+            temporary.chmod(0o666 & ~_umask())
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -88,3 +88,15 @@ def test_folder_lock_refuses_a_second_run(tmp_path: Path) -> None:
                 pass
     with folder_lock(tmp_path, "second"):  # free again once released
         pass
+
+
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files: reports written through it were unreadable to other users."""
+    from centerpoint_deploy.outputs import write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "report.md", "x")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
