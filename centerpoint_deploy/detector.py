@@ -23,12 +23,12 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress
 from centerpoint_deploy.preprocess import check_points, decorate, scatter_to_bev, voxelize
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
-                                       PostProcessor, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
+                                       BackendOwner, PostProcessor, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
                                        no_hook, node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
 from centerpoint_deploy.structures import Detections
 
 
-class Detector:
+class Detector(BackendOwner):
     """CenterPoint inference with shared pre/post-processing.
 
     Args:
@@ -60,21 +60,6 @@ class Detector:
         return Detector(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
                         device=self.device, postprocess=self.postprocess,
                         voxel_seed=self.voxel_seed if voxel_seed is None else voxel_seed)
-
-    def load(self) -> "Detector":
-        self.encoder.load()
-        self.head.load()
-        return self
-
-    def close(self) -> None:
-        self.encoder.close()
-        self.head.close()
-
-    def __enter__(self) -> "Detector":
-        return self.load()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __call__(self, points: Tensor | list[Tensor]) -> Detections | list[Detections]:
         """Boxes for ``Tensor[N, D]`` (``D = len(config.points.use_dim)``) or a list of them (one per cloud)."""

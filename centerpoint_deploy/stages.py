@@ -10,7 +10,7 @@ time mark (or a graph boundary) between them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -70,6 +70,32 @@ class StageOutputs:
         if self.voxel_counts is not None:
             return int(self.voxel_counts.num_voxels.sum())
         return self.voxels.num_voxels
+
+
+_Owner = TypeVar("_Owner", bound="BackendOwner")
+
+
+class BackendOwner:
+    """Lifecycle of a pipeline that owns an encoder and a head backend: ``with pipeline: ...`` loads
+    both and closes both on the way out."""
+
+    encoder: Backend
+    head: Backend
+
+    def load(self: _Owner) -> _Owner:
+        self.encoder.load()
+        self.head.load()
+        return self
+
+    def close(self) -> None:
+        self.encoder.close()
+        self.head.close()
+
+    def __enter__(self: _Owner) -> _Owner:
+        return self.load()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Pipeline(Protocol):

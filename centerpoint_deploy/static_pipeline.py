@@ -31,7 +31,7 @@ from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tas
 from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
 from centerpoint_deploy.preprocess.voxelize import VoxelCounts, check_voxel_counts, voxelize_padded
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
-                                       StageHook, StageOutputs, as_clouds, count_nonfinite_outputs, no_hook,
+                                       BackendOwner, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs, no_hook,
                                        node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
 from centerpoint_deploy.structures import Detections, Voxels
 
@@ -78,7 +78,7 @@ class StaticRun:
     rows: int
 
 
-class StaticPipeline:
+class StaticPipeline(BackendOwner):
     """The fixed-shape pipeline around an (encoder, head) backend pair; constructor as :class:`Detector`'s."""
 
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *, rot_y_axis_reference: bool = False,
@@ -116,21 +116,9 @@ class StaticPipeline:
         return StaticPipeline(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
                               device=self.device, settings=settings)
 
-    def load(self) -> "StaticPipeline":
-        self.encoder.load()
-        self.head.load()
-        return self
-
     def close(self) -> None:
-        self._graphs.clear()
-        self.encoder.close()
-        self.head.close()
-
-    def __enter__(self) -> "StaticPipeline":
-        return self.load()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._graphs.clear()  # captured graphs hold the backends' buffers
+        super().close()
 
     # ----- inference ------------------------------------------------------------------------------
     def __call__(self, points: Tensor | list[Tensor]) -> Detections | list[Detections]:
