@@ -23,8 +23,9 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress
 from centerpoint_deploy.preprocess import check_points, decorate, scatter_to_bev, voxelize
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
-                                       BackendOwner, PostProcessor, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
-                                       no_hook, node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
+                                       BackendOwner, PostProcessor, StageHook, StageOutputs, as_clouds,
+                                       count_nonfinite_outputs, no_hook, node_voxelizer, raise_nonfinite_outputs,
+                                       task_maps, upload)
 from centerpoint_deploy.structures import Detections
 
 

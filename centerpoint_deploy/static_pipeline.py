@@ -31,8 +31,8 @@ from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tas
 from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
 from centerpoint_deploy.preprocess.voxelize import VoxelCounts, check_voxel_counts, voxelize_padded
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
-                                       BackendOwner, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs, no_hook,
-                                       node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
+                                       BackendOwner, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
+                                       no_hook, node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
 from centerpoint_deploy.structures import Detections, Voxels
 
 
