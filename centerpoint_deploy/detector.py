@@ -21,6 +21,7 @@ from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.clouds import file_cloud
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.postprocess import decode_tasks, merge_tasks, postprocess, suppress
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.preprocess import check_points, decorate, scatter_to_bev, voxelize
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
                                        BackendOwner, PostProcessor, StageHook, StageOutputs, as_clouds,
@@ -42,14 +43,17 @@ class Detector(BackendOwner):
         postprocess: task maps -> boxes; default mmdet3d's decode + circle NMS per task
             (stages ``decode`` and ``nms``; a given one runs as stage ``decode``).
         voxel_seed: the shuffle seed of ``voxelization.mode == "autoware"`` (:class:`NodeVoxelizer`).
+        node_params: the node's post-processing parameters of the bundle it runs (reports' autoware
+            view; ``None``: the node's defaults).
 
     Use as ``with Detector(...) as detector: detections = detector(points)`` (loads on first use otherwise).
     """
 
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *, rot_y_axis_reference: bool = False,
                  device: torch.device | str | None = None, postprocess: PostProcessor | None = None,
-                 voxel_seed: int = 0) -> None:
+                 voxel_seed: int = 0, node_params: NodePostprocessParams | None = None) -> None:
         self.config, self.encoder, self.head = config, encoder, head
+        self.node_params = node_params
         self.rot_y_axis_reference = rot_y_axis_reference
         self.device = torch.device(device) if device is not None else encoder.device
         self.postprocess, self.voxel_seed = postprocess, voxel_seed
@@ -60,7 +64,7 @@ class Detector(BackendOwner):
         """The same pipeline (backends, post-processor, seed unless given) for another model config."""
         return Detector(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
                         device=self.device, postprocess=self.postprocess,
-                        voxel_seed=self.voxel_seed if voxel_seed is None else voxel_seed)
+                        voxel_seed=self.voxel_seed if voxel_seed is None else voxel_seed, node_params=self.node_params)
 
     def __call__(self, points: Tensor | list[Tensor]) -> Detections | list[Detections]:
         """Boxes for ``Tensor[N, D]`` (``D = len(config.points.use_dim)``) or a list of them (one per cloud)."""

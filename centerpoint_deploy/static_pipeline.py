@@ -28,6 +28,7 @@ from centerpoint_deploy.cuda_graphs import Captured, capture
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.point_buffer import PointBuffer, point_capacity
 from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tasks, postprocess, suppress, unpack_host
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
 from centerpoint_deploy.preprocess.voxelize import VoxelCounts, check_voxel_counts, voxelize_padded
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
@@ -79,11 +80,14 @@ class StaticRun:
 
 
 class StaticPipeline(BackendOwner):
-    """The fixed-shape pipeline around an (encoder, head) backend pair; constructor as :class:`Detector`'s."""
+    """The fixed-shape pipeline around an (encoder, head) backend pair; constructor as :class:`Detector`'s
+    (``node_params`` too), with ``settings`` for the fixed-shape choices."""
 
     def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *, rot_y_axis_reference: bool = False,
-                 device: torch.device | str | None = None, settings: StaticSettings = StaticSettings()) -> None:
+                 device: torch.device | str | None = None, settings: StaticSettings = StaticSettings(),
+                 node_params: NodePostprocessParams | None = None) -> None:
         self.config, self.encoder, self.head = config, encoder, head
+        self.node_params = node_params
         self.rot_y_axis_reference = rot_y_axis_reference
         self.device = torch.device(device) if device is not None else encoder.device
         self.settings = settings
@@ -114,7 +118,7 @@ class StaticPipeline(BackendOwner):
         """The same pipeline (backends, settings, seed unless given) for another model config, e.g. another grid."""
         settings = self.settings if voxel_seed is None else replace(self.settings, voxel_seed=voxel_seed)
         return StaticPipeline(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
-                              device=self.device, settings=settings)
+                              device=self.device, settings=settings, node_params=self.node_params)
 
     def close(self) -> None:
         self._graphs.clear()  # captured graphs hold the backends' buffers

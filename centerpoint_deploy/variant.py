@@ -35,6 +35,8 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.device import resolve_device
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError, ConfigError
+from centerpoint_deploy.postprocess.modes import build_postprocess
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.stages import PostProcessor
 from centerpoint_deploy.static_pipeline import StaticPipeline, StaticSettings
 
@@ -152,8 +154,9 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path |
         model: a ``CenterPoint`` module a ``pytorch`` variant runs instead (e.g. fake-quantized);
             not with ``checkpoint``.
         deploy_dir: exported graphs / engines of ``onnxruntime`` and ``tensorrt`` variants.
-        postprocess: task maps -> boxes (default: mmdet3d decode + circle NMS; the fixed-shape
-            pipeline runs its own).
+        postprocess: task maps -> boxes (default: ``config.postprocess``'s, the autoware one with
+            the bundle's parameters when ``deploy_dir`` is a v4.1 bundle; the fixed-shape pipeline
+            runs mmdet3d's own).
         max_points: the largest cloud a ``pipeline_graph`` variant captures.
         nms_rounds: NMS round budget of the fixed-shape pipeline.
         work_dir: where fp16 copies of the ONNX files go (default ``deploy_dir/fp16``).
@@ -162,35 +165,57 @@ def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path |
             ``False`` lets it pick them for speed (cuDNN's heuristic search), as the benchmark
             measures. ``cudnn_benchmark`` implies ``False``.
 
+    The detector's ``node_params`` are the bundle's (``None``: the node's defaults), which
+    reports use for their autoware view.
+
     Raises:
         BackendError: arguments that do not fit the variant.
         BackendUnavailableError: the runtime, the device or the artifacts are missing here.
+        ConfigError: a fixed-shape variant asked for another post-processing than mmdet3d's.
     """
     device = resolve_device(spec.device)
-    if spec.static and postprocess is not None:
-        raise ConfigError(f"variant '{spec.name}': the fixed-shape pipeline runs its own decode and NMS; "
-                          "a postprocess callable needs a variant without static / pipeline_graph")
+    if spec.static and (postprocess is not None or config.postprocess != "mmdet3d"):
+        asked = "a postprocess callable" if postprocess is not None else f"postprocess '{config.postprocess}'"
+        raise ConfigError(f"variant '{spec.name}': the fixed-shape pipeline runs mmdet3d's decode and NMS; "
+                          f"{asked} needs a variant without static / pipeline_graph")
     if spec.pipeline_graph and device.type != "cuda":
         raise BackendUnavailableError(f"variant '{spec.name}': pipeline_graph needs a CUDA device, not '{device}'")
-    encoder, head, rot = create_backends(spec, config, device, checkpoint=checkpoint, model=model,
-                                         deploy_dir=deploy_dir, work_dir=work_dir, seed=seed,
-                                         reproducible=reproducible)
+    backends = create_backends(spec, config, device, checkpoint=checkpoint, model=model, deploy_dir=deploy_dir,
+                               work_dir=work_dir, seed=seed, reproducible=reproducible)
+    encoder, head, rot, params = backends.encoder, backends.head, backends.rot_y_axis_reference, backends.node_params
     if not spec.static:
-        return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, postprocess=postprocess)
+        if postprocess is None and config.postprocess != "mmdet3d":
+            postprocess = build_postprocess(config, params=params)
+        return Detector(config, encoder, head, rot_y_axis_reference=rot, device=device, postprocess=postprocess,
+                        node_params=params)
     settings = StaticSettings(nms_rounds=nms_rounds, graph=spec.pipeline_graph, max_points=max_points,
                               compile="compile" in spec.flags)
-    return StaticPipeline(config, encoder, head, rot_y_axis_reference=rot, device=device, settings=settings)
+    return StaticPipeline(config, encoder, head, rot_y_axis_reference=rot, device=device, settings=settings,
+                          node_params=params)
 
 
-#: ``(encoder, head, rot_y_axis_reference)``: the head's outputs need
-#: :func:`~centerpoint_deploy.postprocess.rot_reference.undo_rot_y_axis_reference` when True.
-BackendPair = tuple[Backend, Backend, bool]
+@dataclass(frozen=True)
+class BackendSet:
+    """What a variant runs, as :func:`create_backends` finds it.
+
+    Attributes:
+        encoder, head: the two backends (not loaded).
+        rot_y_axis_reference: the head's outputs need
+            :func:`~centerpoint_deploy.postprocess.rot_reference.undo_rot_y_axis_reference`.
+        node_params: the node's post-processing parameters of a v4.1 bundle (its score and
+            yaw-norm thresholds, its class remapper); ``None`` for a checkpoint or a legacy bundle.
+    """
+
+    encoder: Backend
+    head: Backend
+    rot_y_axis_reference: bool
+    node_params: NodePostprocessParams | None = None
 
 
 def create_backends(spec: VariantSpec, config: ModelConfig, device: torch.device, *,
                     checkpoint: Path | str | None = None, model: nn.Module | None = None,
                     deploy_dir: Path | str | None = None,
-                    work_dir: Path | None = None, seed: int = 0, reproducible: bool = True) -> BackendPair:
+                    work_dir: Path | None = None, seed: int = 0, reproducible: bool = True) -> BackendSet:
     """The encoder and head backends of ``spec`` (not loaded); :func:`build_detector` is the one caller.
 
     Runtimes are imported inside, so a missing ``onnxruntime`` / ``tensorrt`` only matters when
@@ -202,14 +227,19 @@ def create_backends(spec: VariantSpec, config: ModelConfig, device: torch.device
         return _pytorch_backends(spec, config, device, checkpoint, model, seed)
     if model is not None:
         raise BackendError(f"the {spec.backend} backend runs the exported files in deploy_dir, not a model")
+    from centerpoint_deploy.export.bundle import bundle_node_params
+
     manifest = _deploy_manifest(spec.backend, config, checkpoint, deploy_dir)
     if spec.backend == "onnxruntime":
-        return _onnxruntime_backends(spec, manifest, device, work_dir or Path(deploy_dir) / "fp16", reproducible)
-    return _tensorrt_backends(spec, manifest, device, Path(deploy_dir))
+        encoder, head = _onnxruntime_backends(spec, manifest, device, work_dir or Path(deploy_dir) / "fp16",
+                                              reproducible)
+    else:
+        encoder, head = _tensorrt_backends(spec, manifest, device, Path(deploy_dir))
+    return BackendSet(encoder, head, manifest.rot_y_axis_reference, bundle_node_params(manifest, config))
 
 
 def _pytorch_backends(spec: VariantSpec, config: ModelConfig, device: torch.device,
-                      checkpoint: Path | str | None, model: nn.Module | None, seed: int) -> BackendPair:
+                      checkpoint: Path | str | None, model: nn.Module | None, seed: int) -> BackendSet:
     from centerpoint_deploy.backends.pytorch import TorchEncoderBackend, TorchHeadBackend, TorchOptions
     from centerpoint_deploy.model import build_model
 
@@ -220,7 +250,8 @@ def _pytorch_backends(spec: VariantSpec, config: ModelConfig, device: torch.devi
         with torch.random.fork_rng(devices=[]):  # random weights are reproducible and leave the caller's RNG alone
             torch.manual_seed(seed)
             model = build_model(config, checkpoint=checkpoint, device=device)
-    return TorchEncoderBackend(model, config, device, options), TorchHeadBackend(model, config, device, options), False
+    return BackendSet(TorchEncoderBackend(model, config, device, options),
+                      TorchHeadBackend(model, config, device, options), False)
 
 
 def _deploy_manifest(kind: str, config: ModelConfig, checkpoint: Path | str | None,
@@ -241,7 +272,7 @@ def _deploy_manifest(kind: str, config: ModelConfig, checkpoint: Path | str | No
 
 
 def _onnxruntime_backends(spec: VariantSpec, manifest: "Manifest", device: torch.device,
-                          work_dir: Path, reproducible: bool) -> BackendPair:
+                          work_dir: Path, reproducible: bool) -> tuple[Backend, Backend]:
     from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend, require_cuda_provider
     from centerpoint_deploy.export.precision.fp16 import convert_onnx_to_fp16
 
@@ -259,10 +290,11 @@ def _onnxruntime_backends(spec: VariantSpec, manifest: "Manifest", device: torch
     encoder, head = (OnnxRuntimeBackend(paths[part], device, part=part, deterministic=deterministic,
                                         tf32=spec.precision == "tf32", cudnn_benchmark="cudnn_benchmark" in spec.flags)
                      for part in ("encoder", "head"))
-    return encoder, head, manifest.rot_y_axis_reference
+    return encoder, head
 
 
-def _tensorrt_backends(spec: VariantSpec, manifest: "Manifest", device: torch.device, deploy_dir: Path) -> BackendPair:
+def _tensorrt_backends(spec: VariantSpec, manifest: "Manifest", device: torch.device,
+                       deploy_dir: Path) -> tuple[Backend, Backend]:
     from centerpoint_deploy.backends.tensorrt import TensorRTBackend
 
     if device.type != "cuda":
@@ -272,5 +304,4 @@ def _tensorrt_backends(spec: VariantSpec, manifest: "Manifest", device: torch.de
         raise BackendError(f"variant '{spec.name}': the engines in {deploy_dir} were built with precision "
                            f"{sorted(built)}; name that precision (or 'tensorrt:engine') or rebuild")
     return (TensorRTBackend(manifest.engine_path("encoder"), device, part="encoder"),
-            TensorRTBackend(manifest.engine_path("head"), device, part="head"),
-            manifest.rot_y_axis_reference)
+            TensorRTBackend(manifest.engine_path("head"), device, part="head"))

@@ -24,18 +24,18 @@ def detect_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
 
     Args:
         points: ``Tensor[N, D]`` or a list of them.
-        views: the post-processings (``PostprocessView.mode`` names the result).
+        views: the post-processings (``PostprocessView.name`` names the result).
 
     Returns:
-        ``{view.mode: one Detections per cloud}``, each on the detector's device. Any other
+        ``{view.name: one Detections per cloud}``, each on the detector's device. Any other
         callable ``points -> Detections`` (e.g. a stand-in in tests) gives its own output as
         the single view it is allowed.
     """
     if not isinstance(detector, (Detector, StaticPipeline)):
         if len(views) != 1:
             raise ConfigError(f"{type(detector).__name__} is not a Detector: it has one post-processing, "
-                              f"not the views {[v.mode for v in views]}")
+                              f"not the views {[v.name for v in views]}")
         clouds = [points] if isinstance(points, Tensor) else list(points)
-        return {views[0].mode: [detector(cloud) for cloud in clouds]}
+        return {views[0].name: [detector(cloud) for cloud in clouds]}
     task_maps = detector.task_maps(detector.run_stages(points).head_outputs)
-    return {view.mode: view.postprocess(task_maps) for view in views}
+    return {view.name: view.postprocess(task_maps) for view in views}

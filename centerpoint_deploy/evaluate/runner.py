@@ -117,17 +117,17 @@ def _columns(detectors: Mapping[str, Pipeline]) -> list[int] | None:
 
 def _view_key(view: PostprocessView) -> str:
     """What a view's predictions depend on besides the detector (its mode and parameters)."""
-    return json.dumps([view.mode, repr(getattr(view.postprocess, "params", None)),
+    return json.dumps([view.name, view.mode, repr(getattr(view.postprocess, "params", None)),
                        getattr(view.postprocess, "rot_y_axis_reference", None)])
 
 
 def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Pipeline],
                    views: Mapping[str, Sequence[PostprocessView]], console: Console, group: RankGroup,
                    workers: int | None) -> tuple[dict[tuple[str, str], dict[str, SampleBoxes]], RankTiming]:
-    """Each detector's predictions per view mode and sample token of the frames at ``indices``
+    """Each detector's predictions per view name and sample token of the frames at ``indices``
     (read once each, ahead, by ``workers`` reader processes), and how long it took. Each
     detector's networks run once per frame; its views post-process the same head outputs."""
-    results: dict[tuple[str, str], dict[str, SampleBoxes]] = {(name, v.mode): {} for name in detectors
+    results: dict[tuple[str, str], dict[str, SampleBoxes]] = {(name, v.name): {} for name in detectors
                                                               for v in views[name]}
     columns = _columns(detectors)
     devices = {torch.device(getattr(d, "device", "cpu")) for d in detectors.values()}
@@ -156,8 +156,8 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
                     begin = time.perf_counter()
                     by_view = detect_views(detector, points, views[name])
                     timing.compute[name] = timing.compute.get(name, 0.0) + time.perf_counter() - begin
-                    for mode, (detections,) in by_view.items():
-                        results[(name, mode)][frame.token] = SampleBoxes.from_detections(
+                    for view_name, (detections,) in by_view.items():
+                        results[(name, view_name)][frame.token] = SampleBoxes.from_detections(
                             detections, detector.config.class_names)
                 progress.advance(task)
     timing.wall = time.perf_counter() - start
@@ -169,7 +169,8 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
                       fingerprints: Mapping[str, str] | None = None, render_frames: Sequence[int] = (),
                       plots: bool = True, console: Console | None = None, workers: int | None = None,
                       group: RankGroup | None = None,
-                      views: Mapping[str, Sequence[PostprocessView]] | None = None) -> dict[str, DetectionMetrics]:
+                      views: Mapping[str, Sequence[PostprocessView]] | None = None,
+                      calibration_floor: float | None = None) -> dict[str, DetectionMetrics]:
     """Run every detector over the frames, evaluate, and write reports (layout in the module doc).
 
     Args:
@@ -190,11 +191,15 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
         group: this process's rank (default: a single process); every rank of a ``torchrun``
             launch calls this with the same arguments.
         views: backend name -> its post-processing views, the first one scored under the
-            backend's own name (default: :func:`default_views` of its config, mmdet3d first;
-            a stand-in callable that is not a detector has its own output only).
+            backend's own name (default: :func:`default_views` of its config and its bundle's
+            node parameters, mmdet3d first; a stand-in callable that is not a detector has its
+            own output only).
+        calibration_floor: with the default views, also each detector's
+            :func:`~centerpoint_deploy.postprocess.modes.calibration_view` at this floor
+            (``<backend>@calibration``, what ``calibrate-thresholds`` reads).
 
     Returns:
-        entry name (``<backend>`` for the first view, ``<backend>@<mode>`` for the others) ->
+        entry name (``<backend>`` for the first view, ``<backend>@<view>`` for the others) ->
         metrics over all evaluated frames (buckets are in ``metrics.json``); empty on ranks
         other than 0.
     """
@@ -218,11 +223,12 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
         stamps.update(part)
     inputs = inputs_digest(dataset, indices, stamps)
     if views is None:  # both views for real detectors; a stand-in callable has only its own output
-        views = {name: default_views(det.config)[:None if isinstance(det, (Detector, StaticPipeline)) else 1]
+        views = {name: default_views(det.config, params=det.node_params, calibration_floor=calibration_floor)
+                 if isinstance(det, (Detector, StaticPipeline)) else default_views(det.config)[:1]
                  for name, det in detectors.items()}
-    entries = {entry_name(name, v.mode, first=i == 0): (name, v)  # the first view keeps the backend's name
+    entries = {entry_name(name, v.name, first=i == 0): (name, v)  # the first view keeps the backend's name
                for name in detectors for i, v in enumerate(views[name])}
-    entry_of = {(name, v.mode): entry for entry, (name, v) in entries.items()}
+    entry_of = {(name, v.name): entry for entry, (name, v) in entries.items()}
     keys = {entry: prediction_cache_key(f"{entry} {_view_key(view)}", detectors[name], inputs,
                                         (fingerprints or {}).get(name, ""))
             for entry, (name, view) in entries.items()}
@@ -248,10 +254,10 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
     throughput = Throughput([t for _, t in gathered])
     for name, det in to_run.items():
         for view in views[name]:
-            entry = entry_of[(name, view.mode)]
-            samples = {token: boxes for part, _ in gathered for token, boxes in part[(name, view.mode)].items()}
+            entry = entry_of[(name, view.name)]
+            samples = {token: boxes for part, _ in gathered for token, boxes in part[(name, view.name)].items()}
             save_boxes(out_dir / entry / "predictions.json", samples, "predictions",
-                       meta={"backend": name, "postprocess": view.mode, "cache_key": keys[entry],
+                       meta={"backend": name, "postprocess": view.mode, "view": view.name, "cache_key": keys[entry],
                              "class_names": list(det.config.class_names)})
             predictions[entry] = samples
 
@@ -267,7 +273,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
     table["throughput"] = {**throughput.to_dict(), "cached": sorted(cached)}
     write_text(out_dir / "comparison.json", json.dumps(table, indent=1, allow_nan=False))
     write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(throughput.markdown()))
-    by_view = views_table({name: {v.mode: side_by_side[entry_of[(name, v.mode)]] for v in views[name]}
+    by_view = views_table({name: {v.name: side_by_side[entry_of[(name, v.name)]] for v in views[name]}
                            for name in detectors})
     write_text(out_dir / "views.json", json.dumps(by_view, indent=1, allow_nan=False))
     write_text(out_dir / "views.md", views_markdown(by_view))

@@ -17,7 +17,8 @@ checks every reader applies (:func:`~centerpoint_deploy.export.manifest.load_man
 only then moved into place, the metadata last: a bundle that fails them is never written.
 
 The node's post-processing parameters have one writer and one reader here, shared by the
-autoware post-processing, threshold calibration and export: :func:`read_node_params`,
+autoware post-processing, threshold calibration and export: :func:`read_node_params`
+(:func:`bundle_node_params` of an opened bundle),
 :func:`write_node_params` / :func:`write_thresholds`.
 """
 
@@ -165,6 +166,14 @@ def read_node_params(bundle_dir: Path | str) -> NodePostprocessParams:
     """
     manifest = load_manifest(bundle_dir)
     return _node_params(manifest, manifest.model_config())
+
+
+def bundle_node_params(manifest: Manifest, config: ModelConfig | None = None) -> NodePostprocessParams | None:
+    """The node's post-processing parameters of an opened bundle (``None`` for a ``legacy`` one,
+    which has none), class names as ``config``'s (default: the bundle's model config)."""
+    if manifest.bundle_version != BUNDLE_VERSION:
+        return None
+    return _node_params(manifest, config or manifest.model_config())
 
 
 def write_node_params(bundle_dir: Path | str, params: NodePostprocessParams) -> Manifest:

@@ -12,7 +12,7 @@ pedestrian, class of the 5-class models), circle NMS 0.5 m, IoU-BEV NMS 0.1 with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from math import isfinite
 from typing import Sequence
 
@@ -85,6 +85,11 @@ class ScoreThresholds:
             if len(row) != len(bins):
                 raise ConfigError(f"min_confidence_scores[{name}] has {len(row)} values for {len(bins)} distance bins")
             _check_unit_interval(f"min_confidence_scores[{name}]", row)
+
+    def at(self, value: float) -> "ScoreThresholds":
+        """The same classes and bins with ``value`` in every cell."""
+        return ScoreThresholds(self.class_names, self.distance_bin_upper_limits,
+                               tuple((float(value),) * len(self.distance_bin_upper_limits) for _ in self.class_names))
 
     def for_class(self, name: str) -> tuple[float, ...]:
         """The thresholds of class ``name`` (case-insensitive), one per bin."""
@@ -221,6 +226,10 @@ class NodePostprocessParams:
             object.__setattr__(self, "remapper", ClassRemapper(names))
         elif tuple(self.remapper.class_names) != tuple(names):
             raise ConfigError(f"the class remapper names {list(self.remapper.class_names)}, the model {list(names)}")
+
+    def with_thresholds_at(self, value: float) -> "NodePostprocessParams":
+        """These parameters with every score threshold at ``value`` (the rest unchanged)."""
+        return replace(self, thresholds=self.thresholds.at(value))
 
     @classmethod
     def defaults(cls, class_names: Sequence[str]) -> "NodePostprocessParams":
