@@ -21,7 +21,7 @@ from typing import Optional
 import typer
 
 from centerpoint_deploy.cli.common import CLASS_RANGE_HELP, CONFIG_HELP, DEVICE_HELP, METRIC_HELP
-from centerpoint_deploy.job.settings import TENSORRT_PRECISIONS, load_settings
+from centerpoint_deploy.job.settings import AUTOWARE_FORMATS, TENSORRT_PRECISIONS, load_settings
 from centerpoint_deploy.outputs import folder_lock, prepare_dir
 
 
@@ -36,6 +36,9 @@ def deploy(
     rot_y_axis_reference: Optional[bool] = typer.Option(None, "--rot-y-axis-reference/--no-rot-y-axis-reference",
                                                         help="Export the head in Autoware's dim/rot convention."),
     simplify: Optional[bool] = typer.Option(None, "--simplify/--no-simplify", help="Run onnxsim on both graphs."),
+    autoware_format: Optional[str] = typer.Option(None, "--autoware-format",
+                                                  help=f"Bundle layout: {' or '.join(AUTOWARE_FORMATS)} (default: v4.1; "
+                                                       "legacy for nodes before bundle v4.1)."),
     tensorrt: Optional[bool] = typer.Option(None, "--tensorrt/--no-tensorrt",
                                             help="Build TensorRT engines (default: when TensorRT and CUDA are available)."),
     precision: Optional[str] = typer.Option(None, "--precision", help=f"TensorRT precision: {', '.join(TENSORRT_PRECISIONS)} (default: fp16)."),
@@ -49,14 +52,18 @@ def deploy(
     class_range: Optional[float] = typer.Option(None, "--class-range", help=CLASS_RANGE_HELP),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Frames evaluated, spread evenly over the dataset (first and last included; default: 20)."),
     bev_frames: Optional[int] = typer.Option(None, "--bev-frames", help="Frames drawn as bird's-eye views, spread over the evaluated ones (default: 3)."),
+    calibrate: Optional[bool] = typer.Option(None, "--calibrate/--no-calibrate",
+                                             help="Calibrate the bundle's score thresholds on the evaluated frames "
+                                                  "(written when they gain F1 on the held-out part)."),
     benchmark: Optional[bool] = typer.Option(None, "--benchmark/--no-benchmark", help="Measure per-stage latency of every backend."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Timed benchmark runs per backend (default: 5)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed benchmark runs first (default: 1)."),
 ) -> None:
-    """Deploy a CenterPoint model: export ONNX (+ TensorRT), verify, evaluate, benchmark, write one report."""
+    """Deploy a CenterPoint model: export the bundle (+ TensorRT), verify, evaluate, calibrate thresholds, benchmark, report."""
     settings = load_settings(deploy_config, {
         "checkpoint": checkpoint, "config": config, "dataset": dataset, "out": out, "device": device,
         "export.opset": opset, "export.rot_y_axis_reference": rot_y_axis_reference, "export.simplify": simplify,
+        "export.autoware_format": autoware_format, "calibrate.enabled": calibrate,
         "export.tensorrt": tensorrt, "export.tensorrt_precision": precision,
         "verify.enabled": verify, "verify.frames": verify_frames, "verify.atol": atol, "verify.rtol": rtol,
         "verify.bisect": bisect,

@@ -97,6 +97,10 @@ def evaluate(
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised pytorch model (smoke tests)."),
     workers: Optional[int] = typer.Option(None, "--workers", callback=bounded(0),
                                           help="Processes reading frames ahead (default: up to 4, one core left free)."),
+    calibration_floor: Optional[float] = typer.Option(
+        None, "--calibration-floor",
+        help="Also keep the node's boxes down to this score (e.g. 0.1) in <backend>@calibration/: the input of "
+             "calibrate-thresholds."),
     voxelization_seeds: Optional[str] = typer.Option(
         None, "--voxelization-seeds",
         help="E.g. 0,1,2: evaluate the first backend with the Autoware node's shuffled voxelization once per "
@@ -105,13 +109,16 @@ def evaluate(
     """Run each backend over the dataset, write nuScenes-style metrics per backend and a comparison.
 
     Every backend is scored twice from one network run: with mmdet3d's post-processing (what
-    training reports) and the Autoware node's (``<backend>@autoware``, what the car outputs);
-    ``views.md`` puts them side by side with the delta.
+    training reports) and the Autoware node's (``<backend>@autoware``, what the car outputs, with
+    the bundle's thresholds for a deploy directory); ``views.md`` puts them side by side with the
+    delta.
 
     Under ``torchrun --nproc_per_node N`` each process runs its share of the frames on its own
     GPU (``cuda:LOCAL_RANK``) or CPU; rank 0 scores them and writes the reports."""
     prepare_dir(out)
     device_asked = resolve_device(device)
+    if calibration_floor is not None and not 0.0 <= calibration_floor < 1.0:
+        raise EvaluationError(f"--calibration-floor must be in [0, 1), got {calibration_floor:g}")
 
     from rich.console import Console
 
@@ -156,7 +163,8 @@ def evaluate(
                 return
             results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
                                         fingerprints=fingerprints, render_frames=spread_subset(indices, render),
-                                        plots=not no_plots, console=console, workers=workers, group=group)
+                                        plots=not no_plots, console=console, workers=workers, group=group,
+                                        calibration_floor=calibration_floor)
         if group.is_main:
             _print_summary(results, out)
 

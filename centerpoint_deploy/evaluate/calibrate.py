@@ -64,8 +64,8 @@ class CalibrationSettings:
         match_distance: centre-distance match in metres (a TP needs a strictly smaller distance).
         target_precision: ``None``: maximise F1. A value in (0, 1]: the smallest threshold whose
             precision reaches it.
-        min_gt, min_predictions: fewer GT boxes or predictions in a bin keep the default threshold.
-        default_threshold: the threshold kept where a bin cannot be calibrated (the schema's 0.35).
+        min_gt, min_predictions: fewer GT boxes or predictions in a bin keep its baseline threshold.
+        default_threshold: the baseline of every cell when no other is given (the schema's 0.35).
     """
 
     distance_bin_upper_limits: tuple[float, ...] = DEFAULT_DISTANCE_BINS
@@ -132,12 +132,13 @@ class BinCalibration:
     Attributes:
         class_name, bin_name: which cell.
         num_gt, num_predictions: counted GT boxes and predictions in the bin.
-        threshold: the chosen minimum confidence (the default where ``calibrated`` is False).
-        calibrated: False when the bin kept the default; ``note`` says why.
+        threshold: the chosen minimum confidence (``baseline`` where ``calibrated`` is False).
+        calibrated: False when the bin kept its baseline; ``note`` says why.
         precision, recall, f1: at ``threshold`` on the calibration data.
-        default_f1: F1 at the default threshold on the same data.
+        baseline: the threshold the cell had before (the default, or a bundle's current one).
+        default_f1: F1 at ``baseline`` on the same data.
         curve: the PR curve the choice was made on (None when there was no prediction).
-        note: why the default was kept, or ``""``.
+        note: why the baseline was kept, or ``""``.
     """
 
     class_name: str
@@ -149,6 +150,7 @@ class BinCalibration:
     precision: float
     recall: float
     f1: float
+    baseline: float
     default_f1: float
     curve: PRCurve | None
     note: str = ""
@@ -156,7 +158,7 @@ class BinCalibration:
     def to_dict(self, include_curve: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in (
             "class_name", "bin_name", "num_gt", "num_predictions", "threshold", "calibrated", "precision", "recall",
-            "f1", "default_f1", "note")}
+            "f1", "baseline", "default_f1", "note")}
         if include_curve:
             out["curve"] = None if self.curve is None else self.curve.to_dict()
         return out
@@ -171,12 +173,20 @@ class Calibration:
         class_names: the model's classes, in head order.
         cells: ``cells[c][b]``: class ``class_names[c]``, bin ``b``.
         num_samples: samples the calibration used.
+        baseline: the thresholds compared against and kept where a cell cannot be calibrated.
     """
 
     settings: CalibrationSettings
     class_names: tuple[str, ...]
     cells: tuple[tuple[BinCalibration, ...], ...]
     num_samples: int
+    baseline: ScoreThresholds
+
+    @property
+    def baseline_label(self) -> str:
+        """``"0.35"`` when every baseline cell holds that value, else ``"current"``."""
+        values = {v for row in self.baseline.min_confidence_scores for v in row}
+        return f"{values.pop():g}" if len(values) == 1 else "current"
 
     @property
     def thresholds(self) -> ScoreThresholds:
@@ -194,6 +204,8 @@ class Calibration:
                 "default_threshold": self.settings.default_threshold,
             },
             "num_samples": self.num_samples,
+            "baseline_min_confidence_scores": {n: list(r) for n, r in zip(self.baseline.class_names,
+                                                                           self.baseline.min_confidence_scores)},
             "detection_score_thresholds": {
                 "distance_bin_upper_limits": list(thresholds.distance_bin_upper_limits),
                 "min_confidence_scores": {n: list(r) for n, r in zip(thresholds.class_names,
@@ -285,56 +297,83 @@ def _choose(curve: PRCurve, settings: CalibrationSettings) -> int | None:
 
 
 def _calibrate_bin(name: str, bin_name: str, scores: np.ndarray, is_tp: np.ndarray, num_gt: int,
-                   settings: CalibrationSettings) -> BinCalibration:
-    default = settings.default_threshold
+                   settings: CalibrationSettings, default: float) -> BinCalibration:
     curve = pr_curve(scores, is_tp, num_gt) if scores.size else None
     default_f1 = curve.at(default)[2] if curve is not None else 0.0
 
     def keep_default(note: str) -> BinCalibration:
         p, r, f = curve.at(default) if curve is not None else (0.0, 0.0, 0.0)
-        return BinCalibration(name, bin_name, num_gt, int(scores.size), default, False, p, r, f, default_f1, curve,
-                              note)
+        return BinCalibration(name, bin_name, num_gt, int(scores.size), default, False, p, r, f, default, default_f1,
+                              curve, note)
 
     if num_gt < settings.min_gt or scores.size < settings.min_predictions:
         return keep_default(f"too few to calibrate ({num_gt} GT, {scores.size} predictions; need "
-                            f"{settings.min_gt} and {settings.min_predictions}): default {default:g} kept")
+                            f"{settings.min_gt} and {settings.min_predictions}): {default:g} kept")
     chosen = _choose(curve, settings)
     if chosen is None:
         goal = "no match" if settings.target_precision is None else f"precision {settings.target_precision:g} never reached"
-        return keep_default(f"{goal}: default {default:g} kept")
+        return keep_default(f"{goal}: {default:g} kept")
     threshold = float(curve.thresholds[chosen])
     return BinCalibration(name, bin_name, num_gt, int(scores.size), threshold, True, float(curve.precision[chosen]),
-                          float(curve.recall[chosen]), float(curve.f1[chosen]), default_f1, curve)
+                          float(curve.recall[chosen]), float(curve.f1[chosen]), default, default_f1, curve)
 
 
 def calibrate_thresholds(preds: Mapping[str, SampleBoxes], gts: Mapping[str, SampleBoxes],
-                         class_names: Sequence[str], settings: CalibrationSettings | None = None) -> Calibration:
+                         class_names: Sequence[str], settings: CalibrationSettings | None = None,
+                         baseline: ScoreThresholds | None = None) -> Calibration:
     """Per class and distance bin, the threshold of ``settings`` (max F1, or a target precision).
 
     Args:
-        preds: sample token -> predictions (made with every score threshold at 0, ideally).
+        preds: sample token -> predictions (the node's boxes with every score threshold at a
+            low floor: :func:`~centerpoint_deploy.postprocess.modes.calibration_view`).
         gts: sample token -> ground truth; the same samples as ``preds``.
         class_names: the model's classes, in head order (every box's class is one of them).
         settings: what to optimise (default: max F1 at 2 m, the node's bins).
+        baseline: the thresholds a cell keeps when it cannot be calibrated, and the ones
+            compared against (e.g. a bundle's current ones); the same classes (case aside) and
+            bins as ``settings``. Default: ``settings.default_threshold`` everywhere.
 
     Raises:
-        EvaluationError: the samples differ, a class is not the model's, or no sample is given.
+        EvaluationError: the samples differ, a class is not the model's, no sample is given,
+            or ``baseline`` has other classes or bins.
     """
     settings = settings or CalibrationSettings()
     names = tuple(class_names)
     _check_inputs(preds, gts, names)
     limits = settings.distance_bin_upper_limits
+    baseline = check_baseline(baseline, names, settings)
     matches = _match_classes(preds, gts, names, limits, settings.match_distance)
+    baseline_rows = baseline.min_confidence_scores
     cells = []
-    for name in names:
+    for c, name in enumerate(names):
         m = matches[name]
         row = []
         for b, bin_name in enumerate(settings.bin_names):
             in_bin = m.pred_bin == b
             row.append(_calibrate_bin(name, bin_name, m.scores[in_bin], m.is_tp[in_bin],
-                                      int(np.count_nonzero(m.gt_bin == b)), settings))
+                                      int(np.count_nonzero(m.gt_bin == b)), settings, baseline_rows[c][b]))
         cells.append(tuple(row))
-    return Calibration(settings, names, tuple(cells), len(gts))
+    return Calibration(settings, names, tuple(cells), len(gts), baseline)
+
+
+def check_baseline(baseline: ScoreThresholds | None, class_names: Sequence[str],
+                   settings: CalibrationSettings) -> ScoreThresholds:
+    """``baseline`` with ``class_names`` (default: ``settings.default_threshold`` in every cell).
+
+    Raises:
+        EvaluationError: ``baseline`` names other classes (case aside) or has other bins than ``settings``.
+    """
+    names = tuple(class_names)
+    limits = settings.distance_bin_upper_limits
+    if baseline is None:
+        return ScoreThresholds(names, limits).at(settings.default_threshold)
+    if [n.lower() for n in baseline.class_names] != [n.lower() for n in names]:
+        raise EvaluationError(f"the baseline thresholds name classes {list(baseline.class_names)}, the predictions "
+                              f"{list(names)}")
+    if tuple(baseline.distance_bin_upper_limits) != tuple(limits):
+        raise EvaluationError(f"the baseline thresholds have distance bins {list(baseline.distance_bin_upper_limits)}, "
+                              f"the calibration {list(limits)}")
+    return ScoreThresholds(names, limits, baseline.min_confidence_scores)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -31,6 +31,7 @@ from centerpoint_deploy.evaluate.calibrate import (
     calibrate_thresholds,
     operating_point,
 )
+from centerpoint_deploy.evaluate.data_classes import SampleBoxes
 from centerpoint_deploy.evaluate.io import load_boxes
 from centerpoint_deploy.outputs import replacing, write_text
 from centerpoint_deploy.postprocess.node_params import ScoreThresholds
@@ -42,12 +43,12 @@ JSON_NAME, MARKDOWN_NAME, PLOT_NAME, PARAMS_NAME = (
 
 @dataclass(frozen=True)
 class ThresholdComparison:
-    """The default and the calibrated thresholds on one data set (exact, kept boxes matched).
+    """The baseline and the calibrated thresholds on one data set (exact, kept boxes matched).
 
     Attributes:
         label: what the data is (e.g. ``"calibration frames"``, ``"held-out frames"``).
         num_samples: its samples.
-        default, calibrated: the counts of each set of thresholds.
+        default, calibrated: the counts of the baseline thresholds and of the calibrated ones.
     """
 
     label: str
@@ -106,21 +107,24 @@ def calibration_markdown(calibration: Calibration, comparisons: list[ThresholdCo
     """Thresholds per class x bin with P / R / F1, the cells left at the default and why, and
     the F1 of default vs calibrated thresholds on each compared data set."""
     settings = calibration.settings
+    label = calibration.baseline_label
+    baseline = label if label != "current" else "the bundle's current ones"
     goal = (f"the smallest threshold reaching precision {settings.target_precision:g}"
             if settings.target_precision is not None else "the minimum confidence that maximises F1")
     lines = ["# Score-threshold calibration", "",
              f"{goal.capitalize()} per class and distance bin, at a {settings.match_distance:g} m centre-distance "
              f"match, over {calibration.num_samples} samples. Bins (upper limits) "
              f"{list(settings.distance_bin_upper_limits)} m; cells with fewer than {settings.min_gt} GT boxes or "
-             f"{settings.min_predictions} predictions keep {settings.default_threshold:g}.", ""]
+             f"{settings.min_predictions} predictions keep their baseline threshold "
+             f"({baseline}).", ""]
     rows = [[c.class_name, c.bin_name, str(c.num_gt), str(c.num_predictions), f"{c.threshold:.4f}",
-             _fmt(c.precision), _fmt(c.recall), _fmt(c.f1), _fmt(c.default_f1),
+             _fmt(c.precision), _fmt(c.recall), _fmt(c.f1), f"{c.baseline:.4f}", _fmt(c.default_f1),
              "calibrated" if c.calibrated else c.note] for row in calibration.cells for c in row]
     lines += _table(["class", "distance", "#GT", "#pred", "threshold", "precision", "recall", "F1",
-                     f"F1 @ {settings.default_threshold:g}", "note"], rows) + [""]
+                     "baseline", "F1 @ baseline", "note"], rows) + [""]
     for comparison in comparisons:
         d, c = comparison.default, comparison.calibrated
-        lines += [f"## {comparison.label} ({comparison.num_samples} samples): default vs calibrated", "",
+        lines += [f"## {comparison.label} ({comparison.num_samples} samples): baseline ({label}) vs calibrated", "",
                   "F1 per cell (what the calibration maximises; cells without GT or predictions left out):", ""]
         rows = [[name, bin_name, str(int(d.tp[i, b] + d.fn[i, b])), _fmt(d.f1(name, b)), _fmt(c.f1(name, b)),
                  f"{c.f1(name, b) - d.f1(name, b):+.4f}"]
@@ -129,12 +133,12 @@ def calibration_markdown(calibration: Calibration, comparisons: list[ThresholdCo
         cell_default, cell_calibrated = comparison.cell_f1()
         rows.append(["mean over these cells", "", "", _fmt(cell_default), _fmt(cell_calibrated),
                      f"{cell_calibrated - cell_default:+.4f}"])
-        lines += _table(["class", "distance", "#GT", f"F1 @ {settings.default_threshold:g}", "F1 calibrated", "ΔF1"],
+        lines += _table(["class", "distance", "#GT", f"F1 @ {label}", "F1 calibrated", "ΔF1"],
                         rows) + ["", "F1 per class (bins pooled):", ""]
         rows = [[name, _fmt(d.f1(name)), _fmt(c.f1(name)), f"{c.f1(name) - d.f1(name):+.4f}"] for name in d.class_names]
         rows.append(["all (pooled)", _fmt(d.f1()), _fmt(c.f1()), f"{c.f1() - d.f1():+.4f}"])
         rows.append(["mean over classes", _fmt(d.macro_f1()), _fmt(c.macro_f1()), f"{c.macro_f1() - d.macro_f1():+.4f}"])
-        lines += _table(["class", f"F1 @ {settings.default_threshold:g}", "F1 calibrated", "ΔF1"], rows) + [""]
+        lines += _table(["class", f"F1 @ {label}", "F1 calibrated", "ΔF1"], rows) + [""]
     return "\n".join(lines)
 
 
@@ -146,7 +150,6 @@ def render_calibration(calibration: Calibration, path: str | Path) -> Path:
     rows = math.ceil(len(names) / cols)
     fig = Figure(figsize=(4.4 * cols, 3.6 * rows))
     FigureCanvasAgg(fig)
-    default = calibration.settings.default_threshold
     for i, row in enumerate(calibration.cells):
         ax = fig.add_subplot(rows, cols, i + 1)
         for b, cell in enumerate(row):
@@ -155,7 +158,7 @@ def render_calibration(calibration: Calibration, path: str | Path) -> Path:
             color = f"C{b}"
             ax.plot(cell.curve.recall, cell.curve.precision, color=color, lw=1.2,
                     label=f"{cell.bin_name} ({cell.num_gt} GT)" + ("" if cell.calibrated else ", default kept"))
-            p, r, _ = cell.curve.at(default)
+            p, r, _ = cell.curve.at(cell.baseline)
             ax.plot([r], [p], "o", color=color, mfc="none", ms=6)
             if cell.calibrated:
                 ax.plot([cell.recall], [cell.precision], "*", color=color, ms=11, mec="black", mew=0.5)
@@ -167,7 +170,7 @@ def render_calibration(calibration: Calibration, path: str | Path) -> Path:
         else:
             ax.text(0.5, 0.5, "no predictions", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(f"PR per distance bin ({calibration.settings.match_distance:g} m match): "
-                 f"star = calibrated threshold, circle = {default:g}", fontsize=10)
+                 f"star = calibrated threshold, circle = baseline ({calibration.baseline_label})", fontsize=10)
     fig.subplots_adjust(left=0.07, right=0.97, bottom=0.09, top=0.88, hspace=0.5, wspace=0.3)
     with replacing(path) as temporary:
         fig.savefig(temporary, dpi=110, format="png")
@@ -193,46 +196,75 @@ def write_calibration_report(out_dir: str | Path, calibration: Calibration,
     return files
 
 
-def _class_names(pred_meta: Mapping[str, Any], gt_meta: Mapping[str, Any], gts: Mapping[str, Any]) -> list[str]:
-    """The model's classes: the prediction file's ``meta.class_names``, else the GT file's, else
-    the GT classes found (sorted)."""
+@dataclass(frozen=True)
+class CalibrationBoxes:
+    """A prediction / GT box-file pair read for a calibration.
+
+    Attributes:
+        preds, gts: sample token -> boxes, the same samples in the GT file's order.
+        class_names: the model's classes: the prediction file's ``meta.class_names``, else the
+            GT file's, else ``default_classes``, else the GT classes found (sorted).
+        view: the post-processing view the predictions came from (``meta.view``; ``""`` if unknown).
+    """
+
+    preds: dict[str, SampleBoxes]
+    gts: dict[str, SampleBoxes]
+    class_names: tuple[str, ...]
+    view: str
+
+    def split(self, tokens: Sequence[str]) -> tuple[dict[str, SampleBoxes], dict[str, SampleBoxes]]:
+        """Predictions and GT of ``tokens`` only."""
+        return {t: self.preds[t] for t in tokens}, {t: self.gts[t] for t in tokens}
+
+
+def read_calibration_boxes(predictions: str | Path, ground_truth: str | Path,
+                           default_classes: Sequence[str] | None = None) -> CalibrationBoxes:
+    """Read both files (module doc of :mod:`~centerpoint_deploy.evaluate.io` for the layout).
+
+    Raises:
+        EvaluationError: an unreadable file, bad ``meta.class_names``, or other samples in each.
+    """
+    preds, pred_meta = load_boxes(predictions, "predictions")
+    gts, gt_meta = load_boxes(ground_truth, "ground_truth")
+    names = None
     for meta in (pred_meta, gt_meta):
         names = meta.get("class_names")
         if names:
             if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
                 raise EvaluationError(f"meta.class_names must be a list of class names, got {names!r}")
-            return list(names)
-    return sorted({n for boxes in gts.values() for n in boxes.names.tolist()})
+            break
+    if not names:
+        names = list(default_classes) if default_classes else sorted({n for b in gts.values() for n in b.names.tolist()})
+    if set(preds) != set(gts):
+        raise EvaluationError(f"{predictions} and {ground_truth} hold other samples ({len(preds)} and {len(gts)}; "
+                              f"{len(set(preds) ^ set(gts))} in one only)")
+    return CalibrationBoxes({t: preds[t] for t in gts}, dict(gts), tuple(names), str(pred_meta.get("view", "")))
 
 
-def calibrate_files(predictions: str | Path, ground_truth: str | Path, out_dir: str | Path,
-                    settings: CalibrationSettings, *, holdout: tuple[str | Path, str | Path] | None = None,
-                    plots: bool = True) -> tuple[Calibration, list[ThresholdComparison], dict[str, Path]]:
-    """Calibrate on a prediction / GT box-file pair, compare with the default thresholds there and
-    (``holdout``: another pair) on held-out data, and write the report into ``out_dir``.
+def calibrate_boxes(preds: Mapping[str, SampleBoxes], gts: Mapping[str, SampleBoxes], class_names: Sequence[str],
+                    out_dir: str | Path, settings: CalibrationSettings, *,
+                    holdout: tuple[Mapping[str, SampleBoxes], Mapping[str, SampleBoxes]] | None = None,
+                    baseline: ScoreThresholds | None = None, plots: bool = True,
+                    extra: Mapping[str, Any] | None = None
+                    ) -> tuple[Calibration, list[ThresholdComparison], dict[str, Path]]:
+    """Calibrate on ``preds`` / ``gts``, compare with the baseline thresholds there and (``holdout``:
+    other samples' predictions and GT) on held-out data, and write the report into ``out_dir``.
+
+    Args:
+        baseline: see :func:`~centerpoint_deploy.evaluate.calibrate.calibrate_thresholds`.
+        extra: top-level entries added to ``calibration.json``.
 
     Returns:
         the calibration, the comparisons (calibration data first), and the written files.
     """
-    preds, pred_meta = load_boxes(predictions, "predictions")
-    gts, gt_meta = load_boxes(ground_truth, "ground_truth")
-    names = _class_names(pred_meta, gt_meta, gts)
-    held_out = None
-    if holdout is not None:  # read before any work: a bad file fails fast
-        held_out = load_boxes(holdout[0], "predictions")[0], load_boxes(holdout[1], "ground_truth")[0]
-    calibration = calibrate_thresholds(preds, gts, names, settings)
-    default = ScoreThresholds(tuple(names), settings.distance_bin_upper_limits,
-                              tuple((settings.default_threshold,) * len(settings.distance_bin_upper_limits)
-                                    for _ in names))
+    calibration = calibrate_thresholds(preds, gts, class_names, settings, baseline)
 
-    def compare(label: str, p: Mapping[str, Any], g: Mapping[str, Any]) -> ThresholdComparison:
-        return ThresholdComparison(label, len(g), operating_point(p, g, default, settings.match_distance),
+    def compare(label: str, p: Mapping[str, SampleBoxes], g: Mapping[str, SampleBoxes]) -> ThresholdComparison:
+        return ThresholdComparison(label, len(g), operating_point(p, g, calibration.baseline, settings.match_distance),
                                    operating_point(p, g, calibration.thresholds, settings.match_distance))
 
     comparisons = [compare("calibration frames", preds, gts)]
-    if held_out is not None:
-        comparisons.append(compare("held-out frames", *held_out))
-    extra = {"predictions": str(predictions), "ground_truth": str(ground_truth),
-             "holdout": None if holdout is None else [str(p) for p in holdout]}
+    if holdout is not None:
+        comparisons.append(compare("held-out frames", *holdout))
     files = write_calibration_report(out_dir, calibration, comparisons, plots=plots, extra=extra)
     return calibration, comparisons, files

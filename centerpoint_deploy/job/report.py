@@ -197,6 +197,35 @@ def _evaluation_section(result: JobResult) -> list[Block]:
     return blocks
 
 
+def _calibration_section(result: JobResult) -> list[Block]:
+    blocks: list[Block] = [Heading("Score-threshold calibration")]
+    outcome = result.calibration
+    if outcome is None:
+        return blocks + [Paragraph("Not run.")]
+    calibration, judged = outcome.calibration, outcome.judged
+    settings = calibration.settings
+    baseline_f1, calibrated_f1 = judged.cell_f1()
+    goal = ("max F1" if settings.target_precision is None else f"precision >= {settings.target_precision:g}")
+    verdict = ("written into the bundle's `ml_package.param.yaml`" if outcome.written
+               else f"**not written** ({outcome.reason}); the bundle keeps its thresholds")
+    blocks += [
+        Paragraph(f"Per class and distance bin, the node's minimum confidence ({goal} at a "
+                  f"{settings.match_distance:g} m centre-distance match) from the ONNX Runtime backend's boxes with "
+                  f"the node's post-processing at a low score floor, on {calibration.num_samples} frames; judged on "
+                  f"the {judged.label} ({judged.num_samples}): mean F1 per class x bin cell {fmt(baseline_f1)} with "
+                  f"the bundle's thresholds, {fmt(calibrated_f1)} calibrated; pooled F1 {fmt(judged.default.f1())} -> "
+                  f"{fmt(judged.calibrated.f1())}. The thresholds are {verdict}. The evaluation's autoware view "
+                  "above ran with the thresholds the bundle had before."),
+        Table(["class", *settings.bin_names],
+              [[name, *(f"{cell.baseline:.3f} → {cell.threshold:.3f}" if cell.calibrated else f"{cell.baseline:.3f}"
+                        for cell in row)] for name, row in zip(calibration.class_names, calibration.cells)]),
+    ]
+    if "plot" in outcome.files:
+        blocks.append(Figure(outcome.files["plot"], "precision over recall per distance bin: the chosen threshold "
+                                                   "(star) and the bundle's (circle)"))
+    return blocks + [Links([("calibration report", outcome.files["markdown"]), ("JSON", outcome.files["json"])])]
+
+
 def _benchmark_section(result: JobResult) -> list[Block]:
     blocks: list[Block] = [Heading("Benchmark")]
     report = result.benchmark
@@ -243,9 +272,9 @@ def software(machine: dict[str, Any]) -> str:
 
 
 def build_report(result: JobResult, machine: dict[str, Any]) -> list[Block]:
-    """The report's blocks: overview, export, verification, evaluation, benchmark, software, settings."""
+    """The report's blocks: overview, export, verification, evaluation, calibration, benchmark, software, settings."""
     return [*_overview(result), *_export_section(result), *_verification_section(result),
-            *_evaluation_section(result), *_benchmark_section(result),
+            *_evaluation_section(result), *_calibration_section(result), *_benchmark_section(result),
             Heading("Software"), Paragraph(software(machine)),
             Heading("Settings (as used: defaults resolved)"),
             Code(yaml.safe_dump(resolved_settings(result), sort_keys=False)),

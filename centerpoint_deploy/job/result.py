@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from centerpoint_deploy.benchmark.results import BenchmarkReport
+from centerpoint_deploy.evaluate.calibrate_bundle import BundleCalibration
 from centerpoint_deploy.evaluate.data_classes import DetectionMetrics, MetricConfig
 from centerpoint_deploy.export.manifest import Manifest
 from centerpoint_deploy.export.onnx_export import ExportResult
@@ -15,6 +16,8 @@ from centerpoint_deploy.verify.run import VerificationReport
 
 #: The backend every other one is verified against and compared with.
 REFERENCE = "pytorch"
+#: The backend that runs the bundle's ONNX files, always verified and evaluated (its boxes calibrate the thresholds).
+CANDIDATE = "onnxruntime"
 
 
 @dataclass
@@ -49,6 +52,7 @@ class JobResult:
         verification_files: backend -> the files its verification report wrote (kind -> path).
         metric_config: the evaluation's metric settings (``None`` if disabled).
         metrics: backend -> detection metrics over the evaluated frames (empty if disabled).
+        calibration: the bundle's score-threshold calibration (``None`` if it did not run).
         benchmark: latency of every backend (``None`` if disabled).
         files: report kind -> path (``json``, ``markdown``, ``html``, ``log``).
     """
@@ -64,6 +68,7 @@ class JobResult:
     verification_files: dict[str, dict[str, Path]] = field(default_factory=dict)
     metric_config: MetricConfig | None = None
     metrics: dict[str, DetectionMetrics] = field(default_factory=dict)
+    calibration: BundleCalibration | None = None
     benchmark: BenchmarkReport | None = None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -119,5 +124,9 @@ class JobResult:
             "verification": {name: r.to_dict() for name, r in self.verification.items()},
             "metric_config": None if self.metric_config is None else self.metric_config.to_dict(),
             "metrics": {name: m.to_dict(include_curves=False) for name, m in self.metrics.items()},
+            "calibration": None if self.calibration is None else {
+                "written": self.calibration.written, "reason": self.calibration.reason,
+                "comparisons": [c.to_dict() for c in self.calibration.comparisons],
+                **self.calibration.calibration.to_dict(include_curves=False)},
             "benchmark": None if self.benchmark is None else self.benchmark.to_dict(),
         }

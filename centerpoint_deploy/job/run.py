@@ -9,8 +9,9 @@ Numbered steps, each one call of a library function:
    (when ``import tensorrt`` works and the device is CUDA; else skipped, saying why)
 5. verify each exported backend             ``verify.run.verify_backends`` (one step per backend)
 6. evaluate every backend                   ``evaluate.runner.evaluate_backends``
-7. benchmark every backend                  ``benchmark.run.benchmark_backends``
-8. write the report                         ``job.report.write_job_report``
+7. calibrate the bundle's score thresholds  ``evaluate.calibrate_bundle.calibrate_bundle``
+8. benchmark every backend                  ``benchmark.run.benchmark_backends``
+9. write the report                         ``job.report.write_job_report``
 
 Everything printed also goes to ``<out>/deploy.log``. A failed verification does not stop the
 job (evaluation and latency are still worth reading); :attr:`JobResult.passed` says so and
@@ -42,8 +43,12 @@ from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.loader import load_clouds
 from centerpoint_deploy.errors import CenterPointError
 from centerpoint_deploy.evaluate.distributed import RankGroup
+from centerpoint_deploy.evaluate.calibrate import CalibrationSettings
+from centerpoint_deploy.evaluate.calibrate_bundle import BundleCalibration, calibrate_bundle, split_samples
+from centerpoint_deploy.evaluate.calibrate_report import read_calibration_boxes
 from centerpoint_deploy.evaluate.runner import evaluate_backends, fingerprint_files
 from centerpoint_deploy.export.bundle import node_precision, record_check
+from centerpoint_deploy.export.bundle_schema import BUNDLE_VERSION
 from centerpoint_deploy.export.manifest import ONNX_FILES, CheckRecord, Manifest, utc_now
 from centerpoint_deploy.export.onnx_export import ExportResult, export_onnx
 from centerpoint_deploy.export.tensorrt_build import build_deploy_engines
@@ -51,9 +56,10 @@ from centerpoint_deploy.job.inputs import (job_checkpoint, job_dataset, job_devi
                                            job_tensorrt, model_reach, spread_indices, spread_subset)
 from centerpoint_deploy.job.log import JobLog
 from centerpoint_deploy.job.report import print_summary, write_job_report
-from centerpoint_deploy.job.result import REFERENCE, JobResult, StepRecord
+from centerpoint_deploy.job.result import CANDIDATE, REFERENCE, JobResult, StepRecord
 from centerpoint_deploy.job.settings import DeploySettings, ExportSettings
 from centerpoint_deploy.model import build_model
+from centerpoint_deploy.postprocess.modes import CALIBRATION_VIEW
 from centerpoint_deploy.progress import Progress
 from centerpoint_deploy.terminal import progress_bars
 from centerpoint_deploy.stages import Pipeline
@@ -127,7 +133,7 @@ class _Steps:
 def _plan(settings: DeploySettings, candidates: list[str]) -> int:
     """Number of steps the job shows (disabled ones are listed as skipped)."""
     verify_steps = len(candidates) if settings.verify.enabled else 1
-    return 4 + verify_steps + 3
+    return 4 + verify_steps + 4
 
 
 def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: ExportSettings,
@@ -135,7 +141,8 @@ def _export(config: ModelConfig, checkpoint: Path, deploy_dir: Path, export: Exp
     model = build_model(config, checkpoint=checkpoint, device=device)
     return export_onnx(model, config, deploy_dir, opset=export.opset, rot_y_axis_reference=export.rot_y_axis_reference,
                        simplify=export.simplify, check_sample=sample, atol=export.atol, checkpoint=checkpoint,
-                       trt_precision=node_precision(export.tensorrt_precision), progress=progress)
+                       autoware_format=export.autoware_format, trt_precision=node_precision(export.tensorrt_precision),
+                       progress=progress)
 
 
 def _record_checks(deploy_dir: Path, result: JobResult) -> Manifest:
@@ -150,6 +157,41 @@ def _record_checks(deploy_dir: Path, result: JobResult) -> Manifest:
         manifest = record_check(deploy_dir, f"evaluation.{kind}", CheckRecord(
             True, utc_now(), f"{kind} on {evaluated} frames", {"mAP": metrics.mean_ap, "NDS": metrics.nd_score}))
     return manifest
+
+
+def _calibration_skip_reason(settings: DeploySettings) -> str:
+    """Why the calibration step does not run (``""``: it runs)."""
+    if not settings.calibrate.enabled:
+        return "disabled (calibrate.enabled: false)"
+    if not settings.evaluate.enabled:
+        return "needs the evaluation (evaluate.enabled: false)"
+    if settings.export.autoware_format != BUNDLE_VERSION:
+        return f"a {settings.export.autoware_format} bundle holds no score thresholds"
+    return ""
+
+
+def _calibration_floor(settings: DeploySettings) -> float | None:
+    """The evaluation's calibration view floor, when the calibration step will read it."""
+    return None if _calibration_skip_reason(settings) else settings.calibrate.floor
+
+
+def _calibrate(settings: DeploySettings, out_dir: Path, deploy_dir: Path, log: JobLog) -> BundleCalibration:
+    """Calibrate the bundle's thresholds on the ONNX Runtime backend's node boxes at the floor, the
+    last ``holdout_fraction`` of the evaluated frames held out (:class:`CalibrateSettings`)."""
+    calibrate = settings.calibrate
+    folder = out_dir / "evaluation"
+    boxes = read_calibration_boxes(folder / f"{CANDIDATE}@{CALIBRATION_VIEW}" / "predictions.json",
+                                   folder / "ground_truth.json")
+    fit, held = split_samples(boxes.preds, calibrate.holdout_fraction)
+    outcome = calibrate_bundle(*boxes.split(fit), boxes.class_names, deploy_dir, out_dir / "calibration",
+                               CalibrationSettings(target_precision=calibrate.target_precision, min_gt=calibrate.min_gt,
+                                                   min_predictions=calibrate.min_predictions),
+                               holdout=boxes.split(held) if held else None)
+    baseline_f1, calibrated_f1 = outcome.judged.cell_f1()
+    verdict = "written into ml_package.param.yaml" if outcome.written else f"not written: {outcome.reason}"
+    log.print(f"calibrated on {len(fit)} frames, judged on the {outcome.judged.label} ({outcome.judged.num_samples}): "
+              f"mean F1 per class x bin cell {baseline_f1:.4f} -> {calibrated_f1:.4f}; {verdict}", markup=False)
+    return outcome
 
 
 def run_deploy_job(settings: DeploySettings, console: Console | None = None,
@@ -214,7 +256,8 @@ def _evaluate_share(settings: DeploySettings, group: RankGroup, open_backends: E
     _, detectors = _detectors(kinds, config, checkpoint, out_dir / "deploy", device, open_backends)
     evaluate_backends(dataset, detectors, out_dir / "evaluation", job_metric_config(
         settings.evaluate.metric, settings.evaluate.class_range, config), frames=evaluated,
-        fingerprints=_fingerprints(kinds, checkpoint, out_dir / "deploy"), console=Console(quiet=True), group=group)
+        fingerprints=_fingerprints(kinds, checkpoint, out_dir / "deploy"), console=Console(quiet=True), group=group,
+        calibration_floor=_calibration_floor(settings))
 
 
 def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: ExitStack,
@@ -222,7 +265,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
     """The steps, in order; backends opened along the way are closed by ``open_backends``."""
     device = group.device(job_device(settings.device))
     build_engines, no_engines_reason = job_tensorrt(settings.export.tensorrt, device)
-    candidates = ["onnxruntime"] + (["tensorrt"] if build_engines else [])
+    candidates = [CANDIDATE] + (["tensorrt"] if build_engines else [])
     log.print(f"[bold]centerpoint-deploy deploy[/] -> {escape(str(out_dir))} (device {device})")
     steps = _Steps(log, _plan(settings, candidates))
     result = JobResult(settings, out_dir, {"device": str(device)}, backends=[REFERENCE, *candidates],
@@ -287,10 +330,18 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
         result.metrics = steps.run("Evaluate", evaluate_backends, dataset, detectors, out_dir / "evaluation",
                                    result.metric_config, frames=evaluated,
                                    fingerprints=_fingerprints(list(specs), checkpoint, deploy_dir),
-                                   render_frames=drawn, console=log.console, group=group)
+                                   render_frames=drawn, console=log.console, group=group,
+                                   calibration_floor=_calibration_floor(settings))
     else:
         steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
     result.manifest = _record_checks(deploy_dir, result)
+
+    skip_calibration = _calibration_skip_reason(settings)
+    if skip_calibration:
+        steps.skip("Calibrate score thresholds", skip_calibration)
+    else:
+        result.calibration = steps.run("Calibrate score thresholds", _calibrate, settings, out_dir, deploy_dir, log)
+        result.manifest = result.calibration.manifest
 
     if settings.benchmark.enabled:
         result.benchmark = steps.run("Benchmark", benchmark_backends, detectors, specs, frames[0], out_dir / "benchmark",

@@ -8,10 +8,12 @@ flags. The YAML has the layout :meth:`DeploySettings.to_dict` writes::
     dataset: null                # null: the generated sample validation set
     out: null                    # null: outputs/deploy-<timestamp>
     device: auto                 # auto (cuda when available), cpu, cuda, cuda:N
-    export:    {opset: 17, rot_y_axis_reference: false, simplify: false, atol: 1.0e-4,
+    export:    {opset: 17, rot_y_axis_reference: false, simplify: false, atol: 1.0e-4, autoware_format: v4.1,
                 tensorrt: null, tensorrt_precision: fp16, workspace_gb: 1.0}
     verify:    {enabled: true, frames: 3, atol: null, rtol: null, bisect: true}
     evaluate:  {enabled: true, metric: t4, class_range: null, max_frames: 20, bev_frames: 3}
+    calibrate: {enabled: true, floor: 0.1, holdout_fraction: 0.5, target_precision: null, min_gt: 10,
+                min_predictions: 10}
     benchmark: {enabled: true, iterations: 5, warmup: 1}
 
 Any key may be left out (its default applies). Relative paths are relative to the working
@@ -33,6 +35,8 @@ import yaml
 
 from centerpoint_deploy.errors import ConfigError
 
+#: Bundle layouts (``export.bundle.AUTOWARE_FORMATS``, written here so that --help imports no torch).
+AUTOWARE_FORMATS = ("v4.1", "legacy")
 #: TensorRT builder precisions (see ``export.tensorrt_build``).
 TENSORRT_PRECISIONS = ("fp32", "tf32", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -51,6 +55,8 @@ class ExportSettings:
         rot_y_axis_reference: export the head in Autoware's dim/rot convention (AWML's switch).
         simplify: run onnxsim on both graphs.
         atol: largest allowed max |ONNX Runtime - PyTorch| in the export's own check.
+        autoware_format: the bundle layout, ``v4.1`` (Autoware's current node) or ``legacy``
+            (``<model>_ml_package.param.yaml`` for nodes before bundle v4.1).
         tensorrt: build engines; ``None`` = when ``import tensorrt`` works and the device is CUDA.
         tensorrt_precision: ``fp32`` (strict), ``tf32`` or ``fp16`` (Autoware's default).
         workspace_gb: TensorRT builder workspace, GiB.
@@ -60,6 +66,7 @@ class ExportSettings:
     rot_y_axis_reference: bool = False
     simplify: bool = False
     atol: float = 1e-4
+    autoware_format: str = "v4.1"
     tensorrt: bool | None = None
     tensorrt_precision: str = "fp16"
     workspace_gb: float = 1.0
@@ -69,6 +76,8 @@ class ExportSettings:
             _fail("export.opset", self.opset, "an integer in 13..17")
         if not self.atol > 0:
             _fail("export.atol", self.atol, "a number > 0")
+        if self.autoware_format not in AUTOWARE_FORMATS:
+            _fail("export.autoware_format", self.autoware_format, f"one of {', '.join(AUTOWARE_FORMATS)}")
         if self.tensorrt_precision not in TENSORRT_PRECISIONS:
             _fail("export.tensorrt_precision", self.tensorrt_precision, f"one of {', '.join(TENSORRT_PRECISIONS)}")
         if not self.workspace_gb > 0:
@@ -136,6 +145,42 @@ class EvaluateSettings:
 
 
 @dataclass(frozen=True)
+class CalibrateSettings:
+    """Score-threshold calibration of the bundle (``evaluate.calibrate_bundle``), after the evaluation.
+
+    The ONNX Runtime backend's boxes with the node's post-processing at ``floor`` are split:
+    the last ``holdout_fraction`` of the evaluated frames are held out, the rest calibrate; the
+    calibrated thresholds go into ``ml_package.param.yaml`` unless they lose F1 on the held-out
+    frames. A legacy bundle has no thresholds to calibrate.
+
+    Attributes:
+        enabled: run the calibration step (needs the evaluation).
+        floor: score down to which the node's boxes are kept for the calibration.
+        holdout_fraction: share of the evaluated frames held out, in [0, 1) (0: judged in-sample).
+        target_precision: ``None``: maximise F1; else the smallest threshold reaching it, (0, 1].
+        min_gt, min_predictions: a class x bin cell with fewer keeps the bundle's threshold.
+    """
+
+    enabled: bool = True
+    floor: float = 0.1
+    holdout_fraction: float = 0.5
+    target_precision: float | None = None
+    min_gt: int = 10
+    min_predictions: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.floor < 1.0:
+            _fail("calibrate.floor", self.floor, "a score in [0, 1)")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            _fail("calibrate.holdout_fraction", self.holdout_fraction, "a fraction in [0, 1)")
+        if self.target_precision is not None and not 0.0 < self.target_precision <= 1.0:
+            _fail("calibrate.target_precision", self.target_precision, "null (max F1) or a precision in (0, 1]")
+        for name in ("min_gt", "min_predictions"):
+            if getattr(self, name) < 1:
+                _fail(f"calibrate.{name}", getattr(self, name), "an integer >= 1")
+
+
+@dataclass(frozen=True)
 class BenchmarkSettings:
     """Per-stage latency of every backend on one frame.
 
@@ -176,6 +221,7 @@ class DeploySettings:
     export: ExportSettings = field(default_factory=ExportSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    calibrate: CalibrateSettings = field(default_factory=CalibrateSettings)
     benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
 
     def __post_init__(self) -> None:

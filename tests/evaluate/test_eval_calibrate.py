@@ -160,7 +160,7 @@ def test_calibrate_thresholds_command(tmp_path: Path) -> None:
     assert car_near["curve"]["thresholds"][0] == pytest.approx(0.94) and len(car_near["curve"]["f1"]) == 15
     markdown = (out / "calibration.md").read_text()
     assert "| car | 0-50m | 12 | 15 | 0.5000 |" in markdown and "too few to calibrate" in markdown
-    assert "held-out frames (1 samples): default vs calibrated" in markdown
+    assert "held-out frames (1 samples): baseline (0.35) vs calibrated" in markdown
     assert (out / "calibration_pr.png").stat().st_size > 10_000
     assert "car: 0-50m 0.500, 50-90m 0.350" in result.stderr
 

@@ -72,3 +72,20 @@ def test_both_views_from_one_network_run(tmp_path: Path, dataset, config, monkey
     # other node parameters invalidate the autoware view's cache
     evaluate_backends(dataset, {"pytorch": detector}, out, t4_metric_config(CLASSES), plots=False)
     assert calls["head"] == 2 * len(dataset)
+
+
+def test_detector_node_params_and_the_calibration_view(tmp_path: Path, dataset, config) -> None:  # noqa: F811
+    detector = _tiny_detector(config)
+    detector.node_params = low_threshold_params()  # what build_detector sets from a v4.1 bundle
+    out = tmp_path / "eval"
+    results = evaluate_backends(dataset, {"pytorch": detector}, out, t4_metric_config(CLASSES), plots=False,
+                                calibration_floor=0.0102)
+    assert set(results) == {"pytorch", "pytorch@autoware", "pytorch@calibration"}
+    autoware, _ = load_boxes(out / "pytorch@autoware" / "predictions.json", "predictions")
+    floor, meta = load_boxes(out / "pytorch@calibration" / "predictions.json", "predictions")
+    assert meta["view"] == "calibration" and meta["postprocess"] == "autoware"
+    kept = np.concatenate([b.scores for b in autoware.values()])
+    low = np.concatenate([b.scores for b in floor.values()])
+    assert kept.size > 0 and kept.min() >= np.float32(0.0103)  # the detector's own node parameters
+    assert low.size > kept.size and low.min() >= np.float32(0.0102) and low.min() < 0.0103
+    assert "calibration" in json.loads((out / "views.json").read_text())["backends"]["pytorch"]["backends"]

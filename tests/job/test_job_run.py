@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 import centerpoint_deploy.job.run as job_run
 from centerpoint_deploy.cli.app import app
 from centerpoint_deploy.errors import ConfigError
+from centerpoint_deploy.export import bundle
 from centerpoint_deploy.job.report import fmt
+from centerpoint_deploy.job.settings import AUTOWARE_FORMATS, DeploySettings
 
 
 def _deploy(args: list[str]) -> tuple[int, str]:
@@ -86,10 +88,41 @@ def test_everything_printed_is_logged(job_out: tuple[Path, int, str]) -> None:
     log = (out / "deploy.log").read_text()
     steps = json.loads((out / "results.json").read_text())["steps"]
     for step in steps:
-        assert f"[{step['number']}/8] {step['title']}" in log
-    assert [s["status"] for s in steps] == ["done", "done", "done", "skipped", "done", "done", "done"]
+        assert f"[{step['number']}/9] {step['title']}" in log
+    assert [s["status"] for s in steps] == ["done", "done", "done", "skipped", "done", "done", "done", "done"]
+    assert steps[6]["title"] == "Calibrate score thresholds"
     assert "verification PASSED" in log and "verification PASSED" in output
     assert f"report: {out / 'report.html'}" in log
+
+
+def test_job_calibrates_the_bundle_on_the_evaluated_frames(job_out: tuple[Path, int, str]) -> None:
+    out, _, _ = job_out
+    results = json.loads((out / "results.json").read_text())
+    calibration = results["calibration"]
+    # 3 frames: 1 calibrates, the last 2 are held out; the tiny random model leaves cells too thin to calibrate
+    assert calibration["num_samples"] == 1 and calibration["comparisons"][-1]["label"] == "held-out frames"
+    assert calibration["comparisons"][-1]["num_samples"] == 2
+    assert calibration["written"] is (calibration["reason"] == "")
+    metadata = yaml.safe_load((out / "deploy" / "deploy_metadata.yaml").read_text())
+    assert metadata["checks"]["calibration"]["passed"] is calibration["written"]
+    assert (out / "evaluation" / "onnxruntime@calibration" / "predictions.json").is_file()
+    assert (out / "calibration" / "calibration.md").is_file()
+    assert "## Score-threshold calibration" in (out / "report.md").read_text()
+
+
+def test_calibration_step_is_skipped_with_its_reason() -> None:
+    def reason(**sections: dict) -> str:
+        return job_run._calibration_skip_reason(DeploySettings.from_dict(sections))
+
+    assert reason() == ""
+    assert reason(calibrate={"enabled": False}) == "disabled (calibrate.enabled: false)"
+    assert reason(evaluate={"enabled": False}).startswith("needs the evaluation")
+    assert reason(export={"autoware_format": "legacy"}) == "a legacy bundle holds no score thresholds"
+    with pytest.raises(ConfigError, match="export.autoware_format"):
+        DeploySettings.from_dict({"export": {"autoware_format": "v3"}})
+    with pytest.raises(ConfigError, match="calibrate.holdout_fraction"):
+        DeploySettings.from_dict({"calibrate": {"holdout_fraction": 1.0}})
+    assert AUTOWARE_FORMATS == bundle.AUTOWARE_FORMATS
 
 
 def test_failed_verification_exits_nonzero_after_the_report(tmp_path: Path, tiny_checkpoint: Path, tiny_dataset: Path,
