@@ -19,6 +19,7 @@ from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendError
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.postprocess.rot_reference import undo_rot_y_axis_reference
 from centerpoint_deploy.preprocess.autoware_voxelize import NodeVoxelizer
 from centerpoint_deploy.preprocess.voxelize import VoxelCounts
@@ -107,6 +108,8 @@ class Pipeline(Protocol):
     head: Backend
     rot_y_axis_reference: bool
     device: torch.device
+    #: the node's post-processing parameters of the bundle it runs (``None``: the node's defaults)
+    node_params: NodePostprocessParams | None
 
     def load(self) -> "Pipeline": ...
 

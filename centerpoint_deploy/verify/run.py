@@ -253,7 +253,9 @@ def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidat
     ref_dets = stages.detections[0]
     boxes = compare_boxes(ref_dets, reference.detect_from_head_outputs(head_out)[0], box_tolerance, threshold)
     end_to_end = compare_boxes(ref_dets, candidate(points), box_tolerance, threshold)
-    node_boxes = compare_node_boxes(reference, stages.head_outputs, head_out, box_tolerance)
+    # under the node's post-processing with the parameters the candidate's bundle ships (its thresholds)
+    node_boxes = compare_node_boxes(reference, stages.head_outputs, head_out, box_tolerance,
+                                    candidate.node_params)
     return FrameResult(index, int(points.shape[0]), stages.voxels.num_voxels, encoder_cmp, head_cmp, boxes, end_to_end,
                        node_boxes)
 
