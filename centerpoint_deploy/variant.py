@@ -52,7 +52,8 @@ PIPELINE_FLAGS = ("static", "pipeline_graph")
 PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32", "tf32", "fp16", "int8"),
               "tensorrt": ("engine", "fp32", "tf32", "fp16", "bf16", "int8", "best")}
 DEFAULT_PRECISIONS = {"pytorch": "fp32", "onnxruntime": "fp32", "tensorrt": "engine"}
-_ALLOWED_FLAGS = {"pytorch": (*TORCH_FLAGS, *PIPELINE_FLAGS), "onnxruntime": ("static", "cudnn_benchmark"),
+_ALLOWED_FLAGS = {"pytorch": (*TORCH_FLAGS, *PIPELINE_FLAGS),
+                  "onnxruntime": ("channels_last", "cudnn_benchmark", "static"),
                   "tensorrt": ("static",)}
 #: Old short names (``backends.factory``) and the variants they meant.
 LEGACY_NAMES = {"pytorch-tf32": "pytorch:tf32", "pytorch-fp16": "pytorch:fp16+channels_last+fuse_batchnorm",
@@ -288,7 +289,8 @@ def _onnxruntime_backends(spec: VariantSpec, manifest: "Manifest", device: torch
                  for part, path in paths.items()}
     deterministic = reproducible and "cudnn_benchmark" not in spec.flags
     encoder, head = (OnnxRuntimeBackend(paths[part], device, part=part, deterministic=deterministic,
-                                        tf32=spec.precision == "tf32", cudnn_benchmark="cudnn_benchmark" in spec.flags)
+                                        tf32=spec.precision == "tf32", cudnn_benchmark="cudnn_benchmark" in spec.flags,
+                                        prefer_nhwc="channels_last" in spec.flags)
                      for part in ("encoder", "head"))
     return encoder, head
 
