@@ -150,3 +150,12 @@ def test_one_construction_site(config) -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in builders:
                 sites.add(path.relative_to(package).as_posix())
     assert sites <= {"variant.py", "detector.py", "static_pipeline.py", "export/onnx_export.py"}, sites
+
+
+def test_onnxruntime_channels_last_is_the_cuda_providers_nhwc_option(tmp_path) -> None:
+    from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend
+
+    spec = VariantSpec.parse("onnxruntime:fp16+static+channels_last", device="cuda")
+    assert spec.flags == ("channels_last", "static") and spec.name == "onnxruntime:fp16+channels_last+static"
+    with pytest.raises(BackendError, match="prefer_nhwc is an option of ONNX Runtime's CUDA provider"):
+        OnnxRuntimeBackend(tmp_path / "head.onnx", "cpu", prefer_nhwc=True)

@@ -42,7 +42,7 @@ def test_variant_strings_parse_to_a_canonical_name() -> None:
 @pytest.mark.parametrize("text, message", [
     ("jax:fp32", "unknown backend 'jax'; supported:"),
     ("onnxruntime:bf16", "precision 'bf16' is not one of fp32, tf32, fp16, int8 for onnxruntime"),
-    ("onnxruntime:fp32+cuda_graph", "must be distinct, from static, cudnn_benchmark"),
+    ("onnxruntime:fp32+cuda_graph", "must be distinct, from channels_last, cudnn_benchmark, static"),
     ("tensorrt:fp16+cudnn_benchmark", "must be distinct, from static$"),
     ("pytorch:fp32+static+static", "must be distinct"),
 ])

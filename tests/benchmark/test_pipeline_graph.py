@@ -106,7 +106,7 @@ def test_graph_option_is_refused_where_it_cannot_run(config) -> None:
         _OtherRuntime("cuda").forward_in_capture(torch.zeros(1))
     with pytest.raises(ConfigError, match="max_points = 0 is invalid"):
         StaticPipeline(config, encoder, head, device="cuda", settings=StaticSettings(graph=True, max_points=0))
-    with pytest.raises(ConfigError, match="runs its own decode and NMS"):
+    with pytest.raises(ConfigError, match="runs mmdet3d's decode and NMS"):
         build_detector(VariantSpec.parse("pytorch:fp32+static"), config, postprocess=lambda maps: [])
 
 
