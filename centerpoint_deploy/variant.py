@@ -290,7 +290,7 @@ def _onnxruntime_backends(spec: VariantSpec, manifest: "Manifest", device: torch
     deterministic = reproducible and "cudnn_benchmark" not in spec.flags
     encoder, head = (OnnxRuntimeBackend(paths[part], device, part=part, deterministic=deterministic,
                                         tf32=spec.precision == "tf32", cudnn_benchmark="cudnn_benchmark" in spec.flags,
-                                        prefer_nhwc="channels_last" in spec.flags)
+                                        prefer_nhwc=part == "head" and "channels_last" in spec.flags)
                      for part in ("encoder", "head"))
     return encoder, head
 

@@ -15,7 +15,9 @@ Reproducibility settings (all explicit constructor arguments):
   layout transformer moves convolutions to channels-last, which cuDNN's fp16 tensor-core
   kernels want). On an H200 the fp16 j6gen2 head took 6.9 ms with it against 9.0 ms without
   (heuristic search); the fp32 head was slower with it (39.7 against 33.9 ms), so it is a
-  variant flag (``onnxruntime:fp16+channels_last``), not a default.
+  variant flag (``onnxruntime:fp16+channels_last``), not a default, and applies to the head:
+  an fp16 encoder session with it aborted the process in onnxruntime-gpu 1.31.1
+  ("terminate called without an active exception").
 
 On CUDA, inputs and outputs stay on the GPU: torch tensors are bound with ``IOBinding``
 by their device pointers, and ONNX Runtime runs on a CUDA stream of the backend's own
