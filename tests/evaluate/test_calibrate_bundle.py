@@ -6,7 +6,6 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -16,36 +15,21 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BundleError, ConfigError, EvaluationError
 from centerpoint_deploy.evaluate.calibrate import CalibrationSettings
 from centerpoint_deploy.evaluate.calibrate_bundle import calibrate_bundle, split_samples
-from centerpoint_deploy.evaluate.data_classes import SampleBoxes
 from centerpoint_deploy.evaluate.io import save_boxes
 from centerpoint_deploy.export.bundle import read_node_params, write_thresholds
 from centerpoint_deploy.export.manifest import load_manifest
-from centerpoint_deploy.export.onnx_export import ExportResult
+from centerpoint_deploy.config import load_config
+from centerpoint_deploy.export.onnx_export import export_onnx
+from centerpoint_deploy.model import build_model
 from centerpoint_deploy.postprocess.autoware import AutowarePostprocess
 from centerpoint_deploy.postprocess.modes import CALIBRATION_VIEW, calibration_view, default_views
 from centerpoint_deploy.postprocess.node_params import ScoreThresholds
 from centerpoint_deploy.variant import VariantSpec, build_detector
 
+from .test_eval_calibrate import _scene
+
 runner = CliRunner()
 SETTINGS = CalibrationSettings(min_gt=5, min_predictions=5)
-
-
-def _boxes(xy: list[tuple[float, float]], names: list[str], scores: list[float] | None = None) -> SampleBoxes:
-    k = len(xy)
-    rows = np.zeros((k, 9))
-    rows[:, :2] = np.array(xy, dtype=np.float64).reshape(k, 2)
-    rows[:, 3:6] = (4.0, 2.0, 1.5)
-    return SampleBoxes(rows, np.array(names, dtype=str), np.full(k, -1.0) if scores is None else np.array(scores),
-                       np.array([""] * k, dtype=str), np.full(k, 5 if scores is None else -1, dtype=np.int64))
-
-
-def _scene(tp_scores: list[float], fp_scores: list[float]) -> tuple[SampleBoxes, SampleBoxes]:
-    """Cars on a 6 m grid within 50 m: TPs 0.5 m off their GT, FPs over 4 m from any GT."""
-    n = max(len(tp_scores), len(fp_scores))
-    grid = [(10.0 + 6.0 * (i % 4), 6.0 * (i // 4)) for i in range(n)]
-    gt = _boxes(grid[:len(tp_scores)], ["car"] * len(tp_scores))
-    xy = [(x + 0.5, y) for x, y in grid[:len(tp_scores)]] + [(x + 3.0, y + 3.0) for x, y in grid[:len(fp_scores)]]
-    return gt, _boxes(xy, ["car"] * len(xy), list(tp_scores) + list(fp_scores))
 
 
 #: Eight TPs at 0.6..0.88 and FPs at 0.5, 0.45, 0.4: the best car threshold in the near bin is 0.6.
@@ -53,10 +37,23 @@ TP = [0.6 + 0.04 * i for i in range(8)]
 FP = [0.5, 0.45, 0.4]
 
 
+@pytest.fixture(scope="module")
+def tiny_config() -> ModelConfig:
+    return load_config("tiny")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, tiny_config: ModelConfig) -> Path:
+    """A v4.1 bundle of the tiny model with random weights."""
+    out = tmp_path_factory.mktemp("bundle")
+    export_onnx(build_model(tiny_config), tiny_config, out)
+    return out
+
+
 @pytest.fixture()
-def bundle(plain_export: ExportResult, tmp_path: Path) -> Path:
+def bundle(exported: Path, tmp_path: Path) -> Path:
     """A copy of the tiny v4.1 bundle whose car thresholds are 0.3 (not the default) in every bin."""
-    out = Path(shutil.copytree(plain_export.manifest.deploy_dir, tmp_path / "bundle"))
+    out = Path(shutil.copytree(exported, tmp_path / "bundle"))
     current = read_node_params(out).thresholds
     rows = tuple((0.3,) * len(current.distance_bin_upper_limits) if n == "car" else row
                  for n, row in zip(current.class_names, current.min_confidence_scores))
