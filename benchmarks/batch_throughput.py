@@ -8,14 +8,16 @@ the boxes of every batch item compared with the same cloud run alone.
 The clouds are the benchmark's synthetic 64-beam frames (``benchmark.inputs.lidar_frame``, one
 seed per batch item, the model's columns), pinned on the host; a call goes from points on the
 host to boxes on the host. Random weights unless ``--checkpoint`` is given (timing does not depend
-on them; with random weights the heatmap is flat, so ``--checkpoint`` gives the box comparison
-more boxes to compare). Writes a JSON report and prints a Markdown table.
+on them); a random model's heatmap is flat and gives no box, so its heatmap bias is raised until
+about ``--boxes`` cells of the first cloud pass the decoder's score threshold, giving the box
+comparison something to compare. Writes a JSON report and prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -39,12 +41,31 @@ def compare(batched: Detections, single: Detections) -> dict[str, float | int | 
             "labels_equal": labels_equal, "max_box_diff": box_diff, "max_score_diff": score_diff}
 
 
+def boxes_model(config, cloud: torch.Tensor, boxes: int, device: str):
+    """A random-weights CenterPoint whose heatmap bias puts about ``boxes`` cells of ``cloud``
+    above the decoder's score threshold (the fp32 logits, before NMS)."""
+    from centerpoint_deploy.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(config, device=device).eval()
+    probe = build_detector(VariantSpec.parse("pytorch:fp32", device=device), config, model=model)
+    with probe, torch.inference_mode():
+        logits = torch.cat([maps["heatmap"].flatten() for maps in probe.task_maps(probe.run_stages(cloud).head_outputs)])
+    threshold = config.decode.score_threshold
+    shift = math.log(threshold / (1 - threshold)) + 0.5 - float(torch.topk(logits, boxes).values[-1])
+    with torch.no_grad():
+        for task_head in model.pts_bbox_head.task_heads:
+            task_head.heatmap[-1].bias += shift
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="j6gen2_base")
     parser.add_argument("--variant", default="pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--boxes", type=int, default=100, help="random weights: heatmap cells raised above threshold")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=50)
@@ -58,7 +79,8 @@ def main() -> None:
     if cuda:
         clouds = [cloud.pin_memory() for cloud in clouds]
     rows = []
-    with build_detector(spec, config, checkpoint=args.checkpoint, reproducible=False) as detector:
+    model = None if args.checkpoint else boxes_model(config, clouds[0], args.boxes, args.device)
+    with build_detector(spec, config, checkpoint=args.checkpoint, model=model, reproducible=False) as detector:
         alone = [detector([cloud])[0] for cloud in clouds]
         for size in args.batch:
             batch = clouds[:size]
