@@ -9,7 +9,10 @@ falls back to the exact iteration), the same typed interface.
 
 With ``graph`` the whole pipeline is captured (:func:`~centerpoint_deploy.cuda_graphs.capture`)
 once per batch size and point-buffer size (:mod:`~centerpoint_deploy.point_buffer`): a call is
-one copy in, one replay, one copy out. With ``compile`` decoration and NMS are compiled.
+one copy in, one replay, one copy out. Backends that cannot be captured (ONNX Runtime's) run
+between three captured parts instead (:class:`HybridRun`: pre-processing, scatter,
+post-processing), their outputs copied into the buffers the next part reads. With ``compile``
+decoration and NMS are compiled.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ class StaticSettings:
 
     Attributes:
         nms_rounds: the NMS round budget (>= 1).
-        graph: capture the pipeline as a CUDA graph (a CUDA device and capturable backends,
-            i.e. PyTorch's). :meth:`StaticPipeline.run_stages` still runs it uncaptured.
+        graph: capture the pipeline as a CUDA graph (a CUDA device; with backends that cannot
+            be captured, the parts around them, :class:`HybridRun`).
+            :meth:`StaticPipeline.run_stages` still runs it uncaptured.
         max_points: the most rows per cloud of a graph's point buffer; a larger cloud runs
             uncaptured (same results, slower) and warns.
         compile: ``torch.compile`` decoration and the fixed-round NMS (a few fused kernels each).
@@ -79,6 +83,56 @@ class StaticRun:
     rows: int
 
 
+@dataclass
+class _PreRun:
+    """Pre-processing's tensors (stages ``upload`` to ``decorate``)."""
+
+    nonfinite: Tensor
+    voxels: Voxels
+    counts: VoxelCounts
+    features: Tensor
+
+
+class HybridRun:
+    """The fixed-shape pipeline as three CUDA graphs with the (uncapturable) backends run between
+    them: pre-processing, then the encoder, its output copied into the buffer the scatter graph
+    reads, then the head, its outputs copied into the buffers the post-processing graph reads.
+
+    Same interface as a :class:`~centerpoint_deploy.cuda_graphs.Captured`: :meth:`replay`, ``result``.
+    """
+
+    def __init__(self, pipeline: "StaticPipeline", buffer: PointBuffer) -> None:
+        self.pipeline = pipeline
+        self.pre = capture(lambda _: pipeline._pre(buffer.clouds, no_hook), pipeline.device)
+        self.pre.replay()  # recording runs nothing: the encoder's first input comes from a replay
+        self.pillars = self._encode().clone()
+        self.scatter = capture(lambda _: pipeline._scatter(self.pillars, self.pre.result.voxels), pipeline.device)
+        self.scatter.replay()
+        self.head_outputs = {name: t.clone() for name, t in self._head().items()}
+        self.post = capture(lambda _: pipeline._post(buffer.clouds, self.pre.result, self.pillars,
+                                                     self.scatter.result, self.head_outputs, no_hook),
+                            pipeline.device)
+        self.result = self.post.result
+
+    def _encode(self) -> Tensor:
+        pipeline = self.pipeline
+        return pipeline._infer(pipeline.encoder, contract.ENCODER_INPUT, self.pre.result.features,
+                               False)[contract.ENCODER_OUTPUT].to(pipeline.device)
+
+    def _head(self) -> dict[str, Tensor]:
+        pipeline = self.pipeline
+        return pipeline._infer(pipeline.head, contract.HEAD_INPUT, self.scatter.result, False)
+
+    def replay(self) -> None:
+        """One run: three replays and the two backends in between (all queued on the current stream)."""
+        self.pre.replay()
+        self.pillars.copy_(self._encode())
+        self.scatter.replay()
+        for name, tensor in self._head().items():
+            self.head_outputs[name].copy_(tensor)
+        self.post.replay()
+
+
 class StaticPipeline(BackendOwner):
     """The fixed-shape pipeline around an (encoder, head) backend pair; constructor as :class:`Detector`'s
     (``node_params`` too), with ``settings`` for the fixed-shape choices."""
@@ -102,17 +156,22 @@ class StaticPipeline(BackendOwner):
         self._head_names = contract.head_output_names(len(config.head.tasks))
         self._decorate = torch.compile(decorate, dynamic=False) if settings.compile else decorate
         self._suppress = torch.compile(suppress, dynamic=False) if settings.compile else suppress
-        self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun]]] = {}
+        self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun] | HybridRun]] = {}
 
     def _check_graph_support(self) -> None:
         if self.device.type != "cuda":
             raise ConfigError(f"graph=True needs a CUDA device; this pipeline runs on '{self.device}'")
         if self.settings.max_points < 1:
             raise ConfigError(f"max_points = {self.settings.max_points} is invalid: must be >= 1")
-        for part, backend in (("encoder", self.encoder), ("head", self.head)):
-            if not backend.capturable:
-                raise BackendError(f"graph=True captures PyTorch backends only; the {part} is '{backend.name}' "
-                                   f"(use the static pipeline without graph for it)")
+        capturable = {self.encoder.capturable, self.head.capturable}
+        if len(capturable) != 1:
+            raise BackendError(f"graph=True captures both backends or neither; the encoder is '{self.encoder.name}', "
+                               f"the head '{self.head.name}'")
+
+    @property
+    def captures_backends(self) -> bool:
+        """The backends run inside the graph (PyTorch's), not between its parts (:class:`HybridRun`)."""
+        return self.encoder.capturable and self.head.capturable
 
     def with_config(self, config: ModelConfig, *, voxel_seed: int | None = None) -> "StaticPipeline":
         """The same pipeline (backends, settings, seed unless given) for another model config, e.g. another grid."""
@@ -189,7 +248,8 @@ class StaticPipeline(BackendOwner):
         key = (len(clouds), self._buffer_rows(clouds))
         if key not in self._graphs:  # one graph per batch size and buffer size, captured on first use
             buffer = self.point_buffer(clouds)
-            self._graphs[key] = (buffer, self.capture(buffer))
+            self.load()
+            self._graphs[key] = (buffer, self.capture(buffer) if self.captures_backends else HybridRun(self, buffer))
         buffer, captured = self._graphs[key]
         buffer.load(clouds)
         captured.replay()
@@ -204,32 +264,47 @@ class StaticPipeline(BackendOwner):
 
     def _body(self, clouds: list[Tensor], hook: StageHook, capturing: bool) -> StaticRun:
         """Voxelize to the packed result on the device; nothing read on the host."""
-        cfg = self.config
+        pre = self._pre(clouds, hook)
+        pillars = self._infer(self.encoder, contract.ENCODER_INPUT, pre.features, capturing)[contract.ENCODER_OUTPUT]
+        pillars = pillars.to(self.device)
+        hook(ENCODER)
+        bev = self._scatter(pillars, pre.voxels)
+        hook(SCATTER)
+        head_outputs = self._infer(self.head, contract.HEAD_INPUT, bev, capturing)
+        hook(HEAD)
+        return self._post(clouds, pre, pillars, bev, head_outputs, hook)
+
+    def _pre(self, clouds: list[Tensor], hook: StageHook) -> _PreRun:
+        """Stages ``upload`` (the deferred non-finite count) to ``decorate``."""
         nonfinite = count_nonfinite(clouds)
         hook(UPLOAD)
         if self._node_voxelizer is not None:
             voxels, counts = self._node_voxelizer.padded(clouds)
         else:
-            voxels, counts = voxelize_padded(clouds, cfg.voxelization)
+            voxels, counts = voxelize_padded(clouds, self.config.voxelization)
         hook(VOXELIZE)
-        features = self._decorate(voxels, cfg)
+        features = self._decorate(voxels, self.config)
         hook(DECORATE)
-        pillars = self._infer(self.encoder, contract.ENCODER_INPUT, features, capturing)[contract.ENCODER_OUTPUT]
-        pillars = pillars.to(self.device)
-        hook(ENCODER)
-        # the coords come from voxelize, so the (synchronising) range check is not needed
-        bev = scatter_to_bev(pillars, voxels.coords, voxels.batch_size, cfg.bev_shape, check_coords=False,
-                             channels_last=self.head.channels_last_input)
-        hook(SCATTER)
-        head_outputs = self._infer(self.head, contract.HEAD_INPUT, bev, capturing)
-        hook(HEAD)
+        return _PreRun(nonfinite, voxels, counts, features)
+
+    def _scatter(self, pillars: Tensor, voxels: Voxels) -> Tensor:
+        """``pillars [P, C]`` into the head's BEV canvas (the coords come from voxelize, so the
+        synchronising range check is not needed)."""
+        return scatter_to_bev(pillars, voxels.coords, voxels.batch_size, self.config.bev_shape, check_coords=False,
+                              channels_last=self.head.channels_last_input)
+
+    def _post(self, clouds: list[Tensor], pre: _PreRun, pillars: Tensor, bev: Tensor,
+              head_outputs: dict[str, Tensor], hook: StageHook) -> StaticRun:
+        """Stages ``decode`` and ``nms``, and the packed result with the deferred checks."""
+        cfg = self.config
         decoded = decode_tasks(self.task_maps(head_outputs), cfg)
         hook(DECODE)
         keep, converged = self._suppress(decoded, cfg, self.settings.nms_rounds)
         hook(NMS)
         padded = merge_tasks(decoded, keep, converged, cfg.nms.post_max_size)
-        checks = torch.cat([nonfinite, counts.table.flatten(), count_nonfinite_outputs(head_outputs, self._head_names)])
-        return StaticRun(clouds, voxels, counts, features, pillars, bev, head_outputs, decoded,
+        checks = torch.cat([pre.nonfinite, pre.counts.table.flatten(),
+                            count_nonfinite_outputs(head_outputs, self._head_names)])
+        return StaticRun(clouds, pre.voxels, pre.counts, pre.features, pillars, bev, head_outputs, decoded,
                          padded.pack(extra=checks), padded.scores.shape[1])
 
     def _finish(self, run: StaticRun, host: Tensor, num_points: list[int]) -> list[Detections]:

@@ -53,7 +53,7 @@ PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32
               "tensorrt": ("engine", "fp32", "tf32", "fp16", "bf16", "int8", "best")}
 DEFAULT_PRECISIONS = {"pytorch": "fp32", "onnxruntime": "fp32", "tensorrt": "engine"}
 _ALLOWED_FLAGS = {"pytorch": (*TORCH_FLAGS, *PIPELINE_FLAGS),
-                  "onnxruntime": ("channels_last", "cudnn_benchmark", "static"),
+                  "onnxruntime": ("channels_last", "cudnn_benchmark", "static", "pipeline_graph"),
                   "tensorrt": ("static",)}
 #: Old short names (``backends.factory``) and the variants they meant.
 LEGACY_NAMES = {"pytorch-tf32": "pytorch:tf32", "pytorch-fp16": "pytorch:fp16+channels_last+fuse_batchnorm",

@@ -86,7 +86,9 @@ def benchmark_detector(name: str, spec: VariantSpec, detector: Pipeline, points:
             hook("read")
         return cloud
 
-    captured = spec.pipeline_graph and int(points.shape[0]) <= detector.settings.max_points
+    # each stage as a graph of its own needs the backends inside it (PyTorch's)
+    captured = spec.pipeline_graph and int(points.shape[0]) <= detector.settings.max_points \
+        and detector.captures_backends
     if captured:  # each stage inside a graph of its own: kernel time, no launch overhead
         stage_samples = {}
         if point_file is not None:  # reading the point file: host work

@@ -19,7 +19,7 @@ from centerpoint_deploy.point_buffer import MIN_CAPACITY, PointBuffer, padding_p
 from centerpoint_deploy.postprocess import unpack_host
 from centerpoint_deploy.preprocess import voxelize
 from centerpoint_deploy.stages import no_hook
-from centerpoint_deploy.static_pipeline import StaticPipeline, StaticSettings
+from centerpoint_deploy.static_pipeline import HybridRun, StaticPipeline, StaticSettings
 from centerpoint_deploy.variant import VariantSpec, build_detector
 
 from .test_static_pipeline import assert_deferred_checks_raise, make_detector, random_clouds
@@ -100,7 +100,7 @@ def test_graph_option_is_refused_where_it_cannot_run(config) -> None:
         make_detector(config, static=True, graph=True)
     built = build_detector(VariantSpec.parse("pytorch"), config)
     encoder, head = built.encoder, built.head
-    with pytest.raises(BackendError, match="PyTorch backends only; the encoder is 'other-cuda'"):
+    with pytest.raises(BackendError, match="captures both backends or neither; the encoder is 'other-cuda'"):
         StaticPipeline(config, _OtherRuntime("cuda"), head, device="cuda", settings=StaticSettings(graph=True))
     with pytest.raises(BackendError, match="other-cuda cannot run inside a CUDA graph capture"):
         _OtherRuntime("cuda").forward_in_capture(torch.zeros(1))
@@ -169,3 +169,22 @@ def test_compiled_pipeline_graph_equals_the_static_path(config) -> None:
         for got, expected in zip(compiled(clouds), eager(clouds)):
             assert len(got) == len(expected) > 5
             assert torch.allclose(got.boxes, expected.boxes.cpu(), atol=1e-3) and torch.equal(got.labels, expected.labels.cpu())
+
+
+@pytest.mark.cuda
+@cuda
+def test_uncapturable_backends_run_between_captured_parts(config) -> None:
+    """ONNX Runtime's case, with PyTorch backends that claim not to be capturable: a HybridRun."""
+    eager = make_detector(config, static=True, device="cuda").load()
+    hybrid = make_detector(config, static=True, device="cuda", graph=True, max_points=2500)
+    for backend in (hybrid.encoder, hybrid.head):
+        backend.capturable = False  # an instance attribute over the class's True
+    assert not hybrid.captures_backends
+    for seed in (7, 8, 7):
+        clouds = random_clouds((2000, 900), seed=seed)
+        got, expected = hybrid(clouds), eager(clouds)
+        assert [len(d) for d in got] == [len(d) for d in expected] and len(expected[0]) > 5
+        for g, e in zip(got, expected):
+            assert torch.allclose(g.boxes, e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels, e.labels.cpu())
+    (_, run), = hybrid._graphs.values()
+    assert isinstance(run, HybridRun) and len(run.pre.graphs) == len(run.scatter.graphs) == len(run.post.graphs) == 1
