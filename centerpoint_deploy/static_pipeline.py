@@ -95,8 +95,11 @@ class _PreRun:
 
 class HybridRun:
     """The fixed-shape pipeline as three CUDA graphs with the (uncapturable) backends run between
-    them: pre-processing, then the encoder, its output copied into the buffer the scatter graph
-    reads, then the head, its outputs copied into the buffers the post-processing graph reads.
+    them: pre-processing, then the encoder on each cloud's kept pillars only (reading their counts
+    is the one extra synchronisation; the padding rows would cost the encoder ``max_voxels``
+    pillars a cloud), its output copied into the buffer the scatter graph reads, then the head,
+    its outputs copied into the buffers the post-processing graph reads. The padding rows of that
+    buffer keep what the first run wrote: the scatter sends padding pillars to spare entries.
 
     Same interface as a :class:`~centerpoint_deploy.cuda_graphs.Captured`: :meth:`replay`, ``result``.
     """
@@ -123,10 +126,22 @@ class HybridRun:
         pipeline = self.pipeline
         return pipeline._infer(pipeline.head, contract.HEAD_INPUT, self.scatter.result, False)
 
+    def _encode_kept(self) -> None:
+        """The encoder on each cloud's kept pillars, into their rows of :attr:`pillars`."""
+        pipeline, pre = self.pipeline, self.pre.result
+        rows = pipeline.config.voxelization.max_voxels
+        for index, kept in enumerate(pre.counts.num_voxels.tolist()):  # synchronises
+            if kept == 0:  # no pillar: refused after the run (check_voxel_counts)
+                continue
+            block = slice(index * rows, index * rows + kept)
+            out = pipeline._infer(pipeline.encoder, contract.ENCODER_INPUT, pre.features[block], False)
+            self.pillars[block].copy_(out[contract.ENCODER_OUTPUT])
+
     def replay(self) -> None:
-        """One run: three replays and the two backends in between (all queued on the current stream)."""
+        """One run: three replays and the two backends in between (queued on the current stream,
+        after one read of the pillar counts)."""
         self.pre.replay()
-        self.pillars.copy_(self._encode())
+        self._encode_kept()
         self.scatter.replay()
         for name, tensor in self._head().items():
             self.head_outputs[name].copy_(tensor)
