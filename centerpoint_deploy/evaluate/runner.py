@@ -326,7 +326,8 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
     table = comparison(side_by_side)
     table["throughput"] = {**throughput.to_dict(), "batch_size": batch_size, "cached": sorted(cached)}
     write_text(out_dir / "comparison.json", json.dumps(table, indent=1, allow_nan=False))
-    write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(throughput.markdown()))
+    write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(
+        [*throughput.markdown(), f"Frames per network run (batch size): {batch_size}.", ""]))
     by_view = views_table({name: {v.name: side_by_side[entry_of[(name, v.name)]] for v in views[name]}
                            for name in detectors})
     write_text(out_dir / "views.json", json.dumps(by_view, indent=1, allow_nan=False))
