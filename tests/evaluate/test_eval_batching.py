@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,12 @@ def test_evaluate_batch_size_option_errors(tmp_path: Path, capsys: pytest.Captur
     status = run(["evaluate", "--dataset", str(tmp_path), "-c", "tiny", "--out", str(tmp_path / "out"), *extra])
     lines = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
+def test_the_evaluation_runner_starts_without_matplotlib() -> None:
+    """Start-up: the plots' matplotlib (~0.3 s of imports) loads only when a plot is drawn."""
+    script = ("import sys\nimport centerpoint_deploy.evaluate.runner, centerpoint_deploy.cli.evaluate\n"
+              "print('matplotlib' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
