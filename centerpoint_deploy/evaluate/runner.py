@@ -15,10 +15,12 @@ Output folder::
                                        distance bucket, with the delta (see ``evaluate.views``)
       bev/<index>_<token>.png          bird's-eye views of the frames asked for (outputs.safe_name)
 
-Every backend's networks run once per frame; each post-processing view
-(:func:`~centerpoint_deploy.postprocess.modes.default_views`: mmdet3d's, "what training reports",
-and the node's, "what the car outputs") is applied to the same head outputs, and each view is
-scored as its own entry (``<backend>`` and ``<backend>@autoware``).
+Every backend's networks run once per frame (or per batch of ``batch_size`` frames); each
+post-processing view (:func:`~centerpoint_deploy.postprocess.modes.default_views`: mmdet3d's,
+"what training reports", and the node's, "what the car outputs") is applied to the same head
+outputs, and each view is scored as its own entry (``<backend>`` and ``<backend>@autoware``).
+A batch's boxes are converted to the host after the next batch was launched
+(:class:`~centerpoint_deploy.evaluate.data_classes.HostDetections`).
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of what the predictions are made from, by content (the point files' bytes, poses,
