@@ -2,7 +2,8 @@
 
 Reports show the mmdet3d view ("what training reports") and the Autoware node's ("what the car
 outputs") side by side; both must come from one network run, so that their difference is the
-post-processing alone.
+post-processing alone. A view that post-processes as the detector's own run did takes that
+run's boxes rather than computing them again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import Tensor
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import ConfigError
 from centerpoint_deploy.static_pipeline import StaticPipeline
-from centerpoint_deploy.postprocess.modes import PostprocessView
+from centerpoint_deploy.postprocess.modes import Mmdet3dPostprocess, PostprocessView
 from centerpoint_deploy.structures import Detections
 
 
@@ -37,5 +38,21 @@ def detect_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
                               f"not the views {[v.name for v in views]}")
         clouds = [points] if isinstance(points, Tensor) else list(points)
         return {views[0].name: [detector(cloud) for cloud in clouds]}
-    task_maps = detector.task_maps(detector.run_stages(points).head_outputs)
-    return {view.name: view.postprocess(task_maps) for view in views}
+    run = detector.run_stages(points)
+    task_maps = detector.task_maps(run.head_outputs)
+    return {view.name: run.detections if _is_own_postprocess(detector, view) else view.postprocess(task_maps)
+            for view in views}
+
+
+def _is_own_postprocess(detector: Detector | StaticPipeline, view: PostprocessView) -> bool:
+    """Whether ``view`` post-processes as the detector's own run did, so that its boxes are the run's.
+
+    A :class:`Detector` with a post-processor of its own runs that very callable; one without, and
+    a :class:`StaticPipeline` (whose fixed-round NMS gives the exact NMS's boxes, falling back
+    to it where the rounds do not suffice), run
+    :class:`~centerpoint_deploy.postprocess.modes.Mmdet3dPostprocess` of their config.
+    """
+    if isinstance(detector, Detector) and detector.postprocess is not None:
+        return view.postprocess is detector.postprocess
+    own = view.postprocess
+    return isinstance(own, Mmdet3dPostprocess) and (own.config is detector.config or own.config == detector.config)

@@ -101,6 +101,9 @@ def evaluate(
         None, "--calibration-floor",
         help="Also keep the node's boxes down to this score (e.g. 0.1) in <backend>@calibration/: the input of "
              "calibrate-thresholds."),
+    batch_size: int = typer.Option(1, "--batch-size", callback=bounded(1),
+                                   help="Frames per network run (boxes can differ from batch 1's in the last float "
+                                        "bit; a batch size other than 1 is part of the prediction cache key)."),
     voxelization_seeds: Optional[str] = typer.Option(
         None, "--voxelization-seeds",
         help="E.g. 0,1,2: evaluate the first backend with the Autoware node's shuffled voxelization once per "
@@ -115,6 +118,8 @@ def evaluate(
 
     Under ``torchrun --nproc_per_node N`` each process runs its share of the frames on its own
     GPU (``cuda:LOCAL_RANK``) or CPU; rank 0 scores them and writes the reports."""
+    if voxelization_seeds is not None and batch_size != 1:
+        raise EvaluationError("--batch-size is for the plain evaluation; --voxelization-seeds runs one frame at a time")
     prepare_dir(out)
     device_asked = resolve_device(device)
     if calibration_floor is not None and not 0.0 <= calibration_floor < 1.0:
@@ -125,7 +130,6 @@ def evaluate(
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data import open_dataset
     from centerpoint_deploy.evaluate.distributed import rank_group
-    from centerpoint_deploy.evaluate.node_spread import spread_markdown, voxelization_spread
     from centerpoint_deploy.evaluate.runner import evaluate_backends
     from centerpoint_deploy.job.inputs import job_metric_config, model_reach, spread_indices, spread_subset
 
@@ -153,6 +157,8 @@ def evaluate(
             for detector in detectors.values():
                 stack.callback(detector.close)
             if voxelization_seeds is not None:
+                from centerpoint_deploy.evaluate.node_spread import spread_markdown, voxelization_spread
+
                 first = backend[0]
                 seeds = _seeds(voxelization_seeds)
                 summary = voxelization_spread(frames, detectors[first], out, metric_config, seeds, cache=not no_cache,
@@ -164,7 +170,7 @@ def evaluate(
             results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
                                         fingerprints=fingerprints, render_frames=spread_subset(indices, render),
                                         plots=not no_plots, console=console, workers=workers, group=group,
-                                        calibration_floor=calibration_floor)
+                                        calibration_floor=calibration_floor, batch_size=batch_size)
         if group.is_main:
             _print_summary(results, out)
 

@@ -13,14 +13,16 @@ radians, m/s).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from centerpoint_deploy.evaluate.attributes import attributes_from_velocity
+from centerpoint_deploy.evaluate.attributes import MOVING_SPEED, attributes_from_velocity
 from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.structures import Detections
 
@@ -290,20 +292,23 @@ class SampleBoxes:
         """Predictions from a detector's :class:`Detections` (labels index ``class_names``).
 
         Attributes follow mmdet3d's class-and-speed rule (:mod:`.attributes`)."""
-        labels = detections.labels.detach().cpu().numpy().astype(np.int64)
+        k = len(detections)
+        return cls.from_prediction_arrays(detections.boxes.detach().to(torch.float64).cpu().numpy().reshape(k, 9),
+                                          detections.scores.detach().to(torch.float64).cpu().numpy(),
+                                          detections.labels.detach().cpu().numpy().astype(np.int64), class_names)
+
+    @classmethod
+    def from_prediction_arrays(cls, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                               class_names: Sequence[str]) -> "SampleBoxes":
+        """Predictions from host arrays: ``boxes [K, 9]``, ``scores [K]``, ``labels [K]`` indexing
+        ``class_names``; attributes by mmdet3d's class-and-speed rule (:mod:`.attributes`)."""
         if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise EvaluationError(f"detection labels must be in [0, {len(class_names)}) for class names "
                                   f"{list(class_names)}, got range [{labels.min()}, {labels.max()}]")
-        k = labels.shape[0]
-        boxes = detections.boxes.detach().to(torch.float64).cpu().numpy().reshape(k, 9)
-        names = np.asarray(class_names, dtype=str)[labels] if k else np.zeros(0, dtype=str)
-        return cls(
-            boxes=boxes,
-            names=names,
-            scores=detections.scores.detach().to(torch.float64).cpu().numpy(),
-            attributes=attributes_from_velocity(names, boxes[:, 7:9]),
-            num_pts=np.full(k, -1, dtype=np.int64),
-        )
+        names, attributes = _class_tables(tuple(class_names))
+        moving = np.hypot(boxes[:, 7], boxes[:, 8]) > MOVING_SPEED
+        return cls(boxes=boxes, names=names[labels], scores=scores, attributes=attributes[labels, moving.astype(int)],
+                   num_pts=np.full(labels.shape[0], -1, dtype=np.int64))
 
     @classmethod
     def from_ground_truth(cls, boxes: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -322,6 +327,66 @@ class SampleBoxes:
             attributes=np.asarray(list(attributes) if attributes is not None else [""] * m, dtype=str),
             num_pts=np.asarray(num_lidar_pts, dtype=np.int64),
         )
+
+
+class HostDetections:
+    """Detections on their way to the host: one packed copy, started without waiting for it.
+
+    On CUDA the copy goes into pinned memory with ``non_blocking`` and an event marks its end,
+    so the host can queue the next batch's work first and read these boxes later
+    (:meth:`sample_boxes`); on the CPU the packed tensor already is the host copy.
+
+    Args:
+        detections: one :class:`Detections` per cloud, all on one device.
+    """
+
+    #: Columns of the packed rows: ``[9 box columns, score, label]`` in float64 (labels exact).
+    COLUMNS = 11
+
+    def __init__(self, detections: Sequence[Detections]) -> None:
+        self.counts = [len(d) for d in detections]
+        packed = torch.cat([_packed_rows(d) for d in detections]) if detections else \
+            torch.zeros(0, self.COLUMNS, dtype=torch.float64)
+        self._event: torch.cuda.Event | None = None
+        if packed.device.type == "cuda":
+            self._host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+            self._host.copy_(packed, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record(torch.cuda.current_stream(packed.device))  # the stream the copy was queued on
+        else:
+            self._host = packed.cpu()
+
+    def sample_boxes(self, class_names: Sequence[str]) -> list[SampleBoxes]:
+        """One :class:`SampleBoxes` per cloud (waits for the copy), as :meth:`SampleBoxes.from_detections` gives."""
+        if self._event is not None:
+            self._event.synchronize()
+        rows = self._host.numpy()
+        out, start = [], 0
+        for count in self.counts:
+            part = rows[start:start + count]
+            out.append(SampleBoxes.from_prediction_arrays(  # own copies: nothing keeps the pinned buffer
+                np.ascontiguousarray(part[:, :9]), part[:, 9].copy(), part[:, 10].astype(np.int64), class_names))
+            start += count
+        return out
+
+
+def _packed_rows(detections: Detections) -> Tensor:
+    """``Tensor[K, 11]`` float64 on the detections' device: boxes, score, label per row."""
+    k = len(detections)
+    return torch.cat([detections.boxes.detach().reshape(k, 9).to(torch.float64),
+                      detections.scores.detach().reshape(k, 1).to(torch.float64),
+                      detections.labels.detach().reshape(k, 1).to(torch.float64)], dim=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _class_tables(class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``(names [C], attributes [C, 2])``: each class's name, and its attribute when still (column 0)
+    and moving (column 1) by :func:`attributes_from_velocity` (the rule reads only class and
+    "moving"), so that a frame's attributes are two table look-ups."""
+    names = np.asarray(class_names, dtype=str)
+    speeds = np.array([[0.0, 0.0], [np.inf, 0.0]])  # still, moving
+    attributes = attributes_from_velocity(np.repeat(names, 2), np.tile(speeds, (len(names), 1)))
+    return names, attributes.reshape(len(names), 2)
 
 
 # ----------------------------------------------------------------------------------------------

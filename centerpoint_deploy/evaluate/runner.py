@@ -15,10 +15,12 @@ Output folder::
                                        distance bucket, with the delta (see ``evaluate.views``)
       bev/<index>_<token>.png          bird's-eye views of the frames asked for (outputs.safe_name)
 
-Every backend's networks run once per frame; each post-processing view
-(:func:`~centerpoint_deploy.postprocess.modes.default_views`: mmdet3d's, "what training reports",
-and the node's, "what the car outputs") is applied to the same head outputs, and each view is
-scored as its own entry (``<backend>`` and ``<backend>@autoware``).
+Every backend's networks run once per frame (or per batch of ``batch_size`` frames); each
+post-processing view (:func:`~centerpoint_deploy.postprocess.modes.default_views`: mmdet3d's,
+"what training reports", and the node's, "what the car outputs") is applied to the same head
+outputs, and each view is scored as its own entry (``<backend>`` and ``<backend>@autoware``).
+A batch's boxes are converted to the host after the next batch was launched
+(:class:`~centerpoint_deploy.evaluate.data_classes.HostDetections`).
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of what the predictions are made from, by content (the point files' bytes, poses,
@@ -36,26 +38,27 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+from torch import Tensor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.data.loader import FrameLoader, device_prefetch
+from centerpoint_deploy.data.loader import FrameBatch, FrameLoader, device_prefetch
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.stages import Pipeline
 from centerpoint_deploy.static_pipeline import StaticPipeline
 from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.evaluate.cache_key import (fingerprint_files, frame_files, inputs_digest, prediction_cache_key,
                                                    stamp_files)
-from centerpoint_deploy.evaluate.data_classes import DetectionMetrics, MetricConfig, SampleBoxes
+from centerpoint_deploy.evaluate.data_classes import DetectionMetrics, HostDetections, MetricConfig, SampleBoxes
 from centerpoint_deploy.evaluate.io import load_boxes, save_boxes
 from centerpoint_deploy.evaluate.metrics import evaluate_boxes, evaluate_distance_buckets
 from centerpoint_deploy.evaluate.distributed import RankGroup
-from centerpoint_deploy.evaluate.render import render_bev, render_pr_curves
 from centerpoint_deploy.evaluate.report import comparison, comparison_markdown, metrics_markdown
 from centerpoint_deploy.evaluate.views import entry_name, views_markdown, views_table
 from centerpoint_deploy.outputs import inside, safe_name, write_text
@@ -121,18 +124,64 @@ def _view_key(view: PostprocessView) -> str:
                        getattr(view.postprocess, "rot_y_axis_reference", None)])
 
 
+@dataclass(frozen=True)
+class _Launched:
+    """One detector view's boxes of one batch, on their way to the host."""
+
+    backend: str
+    view: str
+    tokens: tuple[str, ...]
+    boxes: HostDetections
+
+
+def _clouds(batch: FrameBatch, detector: Pipeline, columns: list[int] | None) -> list[Tensor]:
+    """The batch's clouds with ``detector``'s columns (already selected when every detector reads the same)."""
+    if columns is not None:
+        return batch.clouds
+    use_dim = list(detector.config.points.use_dim)
+    return [cloud[:, use_dim].contiguous() for cloud in batch.clouds]
+
+
+def _launch(batch: FrameBatch, detectors: Mapping[str, Pipeline], views: Mapping[str, Sequence[PostprocessView]],
+            columns: list[int] | None, timing: RankTiming) -> list[_Launched]:
+    """Every detector and view on the batch, each view's boxes copied towards the host without waiting."""
+    tokens = tuple(frame.token for frame in batch.frames)
+    launched = []
+    for name, detector in detectors.items():
+        begin = time.perf_counter()
+        by_view = detect_views(detector, _clouds(batch, detector, columns), views[name])
+        launched += [_Launched(name, view, tokens, HostDetections(detections)) for view, detections in by_view.items()]
+        timing.compute[name] = timing.compute.get(name, 0.0) + time.perf_counter() - begin
+    return launched
+
+
+def _collect(launched: Sequence[_Launched], detectors: Mapping[str, Pipeline],
+             results: dict[tuple[str, str], dict[str, SampleBoxes]], timing: RankTiming) -> None:
+    """The launched boxes as host :class:`SampleBoxes` into ``results`` (waits for their copies; counted
+    as the detector's compute: its boxes are on the host only now)."""
+    for item in launched:
+        begin = time.perf_counter()
+        boxes = item.boxes.sample_boxes(detectors[item.backend].config.class_names)
+        results[(item.backend, item.view)].update(zip(item.tokens, boxes))
+        timing.compute[item.backend] += time.perf_counter() - begin
+
+
 def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Mapping[str, Pipeline],
                    views: Mapping[str, Sequence[PostprocessView]], console: Console, group: RankGroup,
-                   workers: int | None) -> tuple[dict[tuple[str, str], dict[str, SampleBoxes]], RankTiming]:
+                   workers: int | None, batch_size: int = 1
+                   ) -> tuple[dict[tuple[str, str], dict[str, SampleBoxes]], RankTiming]:
     """Each detector's predictions per view name and sample token of the frames at ``indices``
-    (read once each, ahead, by ``workers`` reader processes), and how long it took. Each
-    detector's networks run once per frame; its views post-process the same head outputs."""
+    (read once each, ahead, by ``workers`` reader processes), and how long it took.
+
+    ``batch_size`` frames at a time go through each detector's networks once; its views
+    post-process the same head outputs. A batch's boxes become host :class:`SampleBoxes` only
+    after the next batch was launched, so that on a GPU their copy overlaps that work."""
     results: dict[tuple[str, str], dict[str, SampleBoxes]] = {(name, v.name): {} for name in detectors
                                                               for v in views[name]}
     columns = _columns(detectors)
     devices = {torch.device(getattr(d, "device", "cpu")) for d in detectors.values()}
     device = devices.pop() if len(devices) == 1 else torch.device("cpu")
-    loader = FrameLoader(dataset, indices, columns, workers=workers, device=device)
+    loader = FrameLoader(dataset, indices, columns, workers=workers, batch_size=batch_size, device=device)
     timing = RankTiming(group.rank, len(indices), loader.workers, startup=process_age())
     bar = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     rank = f" rank {group.rank}/{group.world_size}" if group.distributed else ""
@@ -141,6 +190,7 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
             torch.inference_mode():
         task = progress.add_task(f"detect ({', '.join(detectors)}){rank}", total=len(indices))
         batches = device_prefetch(loader, device)
+        previous: list[_Launched] = []
         while True:
             asked = time.perf_counter()
             batch = next(batches, None)
@@ -148,20 +198,21 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
             if batch is None:
                 break
             group.check()  # another rank failed: stop here rather than finish this share
-            for frame in batch.frames:
-                timing.read += frame.read_seconds
-                for name, detector in detectors.items():
-                    points = frame.points if columns is not None else \
-                        frame.points[:, list(detector.config.points.use_dim)].contiguous()
-                    begin = time.perf_counter()
-                    by_view = detect_views(detector, points, views[name])
-                    timing.compute[name] = timing.compute.get(name, 0.0) + time.perf_counter() - begin
-                    for view_name, (detections,) in by_view.items():
-                        results[(name, view_name)][frame.token] = SampleBoxes.from_detections(
-                            detections, detector.config.class_names)
-                progress.advance(task)
+            timing.read += sum(frame.read_seconds for frame in batch.frames)
+            launched = _launch(batch, detectors, views, columns, timing)
+            _collect(previous, detectors, results, timing)
+            previous = launched
+            progress.advance(task, len(batch.frames))
+        _collect(previous, detectors, results, timing)
     timing.wall = time.perf_counter() - start
     return results, timing
+
+
+def _batched_inputs(inputs: str, batch_size: int, world_size: int) -> str:
+    """The inputs part of the cache key with the batching: B > 1 runs the networks on stacked inputs,
+    whose floats may differ in the last bit from B = 1 (convolution kernels are chosen by shape),
+    and the batches of a rank's share depend on the number of ranks. B = 1 keeps the plain key."""
+    return inputs if batch_size == 1 else f"{inputs} batch {batch_size} of {world_size} rank(s)"
 
 
 def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], out_dir: str | Path,
@@ -170,7 +221,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
                       plots: bool = True, console: Console | None = None, workers: int | None = None,
                       group: RankGroup | None = None,
                       views: Mapping[str, Sequence[PostprocessView]] | None = None,
-                      calibration_floor: float | None = None) -> dict[str, DetectionMetrics]:
+                      calibration_floor: float | None = None, batch_size: int = 1) -> dict[str, DetectionMetrics]:
     """Run every detector over the frames, evaluate, and write reports (layout in the module doc).
 
     Args:
@@ -197,6 +248,9 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
         calibration_floor: with the default views, also each detector's
             :func:`~centerpoint_deploy.postprocess.modes.calibration_view` at this floor
             (``<backend>@calibration``, what ``calibrate-thresholds`` reads).
+        batch_size: frames per network run (the last batch of a rank may be smaller). Boxes
+            equal batch 1's up to the networks' floating-point results, which may change in the
+            last bit with the batch's shape; B > 1 is therefore part of the cache key.
 
     Returns:
         entry name (``<backend>`` for the first view, ``<backend>@<view>`` for the others) ->
@@ -205,6 +259,8 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
     """
     if not detectors:
         raise EvaluationError("evaluate_backends needs at least one detector")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EvaluationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     bad_names = [n for n in detectors if not _BACKEND_NAME.match(n)]
     if bad_names:
         raise EvaluationError(f"backend names {bad_names} are not usable as folder names; "
@@ -221,7 +277,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
     stamps = {}
     for part in group.exchange(stamp_files(frame_files(dataset, shard))):  # each rank hashes its own frames' files
         stamps.update(part)
-    inputs = inputs_digest(dataset, indices, stamps)
+    inputs = _batched_inputs(inputs_digest(dataset, indices, stamps), batch_size, group.world_size)
     if views is None:  # both views for real detectors; a stand-in callable has only its own output
         views = {name: default_views(det.config, params=det.node_params, calibration_floor=calibration_floor)
                  if isinstance(det, (Detector, StaticPipeline)) else default_views(det.config)[:1]
@@ -247,7 +303,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
     to_run = {name: det for name, det in detectors.items()
               if any(entry not in cached for entry, (owner, _) in entries.items() if owner == name)}
     fresh, timing = _run_detectors(dataset, shard, to_run, {name: views[name] for name in to_run}, console, group,
-                                   workers) if to_run else ({}, RankTiming(group.rank, 0, 0))
+                                   workers, batch_size) if to_run else ({}, RankTiming(group.rank, 0, 0))
     gathered = group.exchange((fresh, timing))
     if not group.is_main:
         return {}
@@ -270,9 +326,10 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
         results[name] = metrics
         side_by_side[name] = (metrics, buckets)
     table = comparison(side_by_side)
-    table["throughput"] = {**throughput.to_dict(), "cached": sorted(cached)}
+    table["throughput"] = {**throughput.to_dict(), "batch_size": batch_size, "cached": sorted(cached)}
     write_text(out_dir / "comparison.json", json.dumps(table, indent=1, allow_nan=False))
-    write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(throughput.markdown()))
+    write_text(out_dir / "comparison.md", comparison_markdown(table) + "\n" + "\n".join(
+        [*throughput.markdown(), f"Frames per network run (batch size): {batch_size}.", ""]))
     by_view = views_table({name: {v.name: side_by_side[entry_of[(name, v.name)]] for v in views[name]}
                            for name in detectors})
     write_text(out_dir / "views.json", json.dumps(by_view, indent=1, allow_nan=False))
@@ -280,6 +337,7 @@ def evaluate_backends(dataset: FrameDataset, detectors: Mapping[str, Pipeline], 
 
     extent = max(metric_config.class_range.values()) + 5.0  # the evaluated region and a margin
     for i in render_frames:
+        from centerpoint_deploy.evaluate.render import render_bev  # matplotlib: only when drawing
         frame = dataset[i]
         shown = {name: p[frame.token].boxes[p[frame.token].scores >= BEV_MIN_SCORE] for name, p in predictions.items()}
         png = inside(out_dir, out_dir / "bev" / f"{safe_name(f'{i:05d}_{frame.token}')}.png")
@@ -299,4 +357,6 @@ def write_metrics(folder: str | Path, title: str, metrics: DetectionMetrics,
     (folder / "metrics.json").write_text(json.dumps(content, allow_nan=False))
     (folder / "metrics.md").write_text(metrics_markdown(title, metrics, buckets))
     if plots:
+        from centerpoint_deploy.evaluate.render import render_pr_curves  # matplotlib: not at start-up
+
         render_pr_curves(metrics, folder / "pr_curves.png", title=title)

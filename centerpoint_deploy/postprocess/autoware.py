@@ -12,28 +12,33 @@ runs it (``lib/postprocess/postprocess_kernel.cu``, ``circle_nms_kernel.cu``,
 4. the class remapper by footprint area.
 
 ``docs/autoware-postprocess.md`` lists every comparison matched and where it was read.
-Everything runs on the maps' device; the per-item compaction and the NMS rounds read on the
-host (as the node does: its NMS runs on the CPU).
+Everything runs on the maps' device; the compaction (once per batch) and the NMS rounds read
+on the host (as the node does: its NMS runs on the CPU). Constant tables are made once per
+device, not per frame (a host -> device copy waits for the device).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.config.schema import ModelConfig, VoxelizationConfig
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.postprocess.decode import check_maps
-from centerpoint_deploy.postprocess.node_params import NodePostprocessParams, semantic_label
+from centerpoint_deploy.postprocess.node_params import ClassRemapper, NodePostprocessParams, semantic_label
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
 from centerpoint_deploy.postprocess.rotated_iou import bev_iou_pairs
 from centerpoint_deploy.structures import Detections
 
 #: Autoware's PEDESTRIAN label (``node_params.AUTOWARE_LABELS``).
 _PEDESTRIAN = semantic_label("pedestrian")
+#: Box columns of a BEV footprint: x, y, length, width, yaw.
+_FOOTPRINT = (0, 1, 3, 4, 6)
 #: Most entries of one distance block while finding close pairs (bounds memory, not a limit on boxes).
 _PAIR_BLOCK = 1 << 22
 
@@ -95,22 +100,19 @@ def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostpr
     found = max_score >= 0  # some class had a number
 
     reg, z, dim, rot, vel = (maps[name].to(f32) for name in ("reg", "height", "dim", "rot", "vel"))
-    step_x = torch.tensor(config.voxelization.voxel_size[0], dtype=f32) * config.decode.out_size_factor
-    step_y = torch.tensor(config.voxelization.voxel_size[1], dtype=f32) * config.decode.out_size_factor
-    x_min = torch.tensor(config.voxelization.point_cloud_range[0], dtype=f32)
-    y_min = torch.tensor(config.voxelization.point_cloud_range[1], dtype=f32)
+    step_x, step_y, x_min, y_min = _grid(config.voxelization, config.decode.out_size_factor, device)
     xi = torch.arange(width, device=device, dtype=f32)[None, None, :]
     yi = torch.arange(height, device=device, dtype=f32)[None, :, None]
-    x = step_x.to(device) * (xi + reg[:, 0]) + x_min.to(device)  # [B, h, w]
-    y = step_y.to(device) * (yi + reg[:, 1]) + y_min.to(device)
+    x = step_x * (xi + reg[:, 0]) + x_min  # [B, h, w]
+    y = step_y * (yi + reg[:, 1]) + y_min
     radial = torch.sqrt(x * x + y * y)
 
-    limits = torch.tensor(params.thresholds.distance_bin_upper_limits, dtype=f32, device=device)
+    limits = _constant(params.thresholds.distance_bin_upper_limits, f32, device)
     bins = (radial[..., None] >= limits).sum(dim=-1)  # first bin with radial < limit
     in_bins = (bins < limits.numel()) & ~torch.isnan(radial)
-    table = torch.tensor(params.thresholds.min_confidence_scores, dtype=f32, device=device)  # [C, bins]
+    table = _constant(params.thresholds.min_confidence_scores, f32, device)  # [C, bins]
     threshold = table[label, bins.clamp(max=limits.numel() - 1)]
-    yaw_limit = torch.tensor(params.yaw_norm_thresholds, dtype=f32, device=device)[label]
+    yaw_limit = _constant(params.yaw_norm_thresholds, f32, device)[label]
     yaw_norm = torch.sqrt(rot[:, 0] * rot[:, 0] + rot[:, 1] * rot[:, 1])
     score = torch.where(found & in_bins & ~(max_score < threshold) & (yaw_norm >= yaw_limit), max_score,
                         torch.zeros_like(max_score))
@@ -120,16 +122,34 @@ def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostpr
     yaw = _wrap(-yaw_net.double() - math.pi / 2).to(f32)  # ros_utils: yaw = -box.yaw - pi/2
     sizes = torch.exp(dim)  # channel 0 = width, 1 = length, 2 = height in the node's reading
     boxes = torch.stack([x, y, z[:, 0], sizes[:, 1], sizes[:, 0], sizes[:, 2], yaw, vel[:, 0], vel[:, 1]], dim=-1)
-    flat_keep = keep.reshape(batch, -1)
-    flat_boxes, flat_scores, flat_labels = boxes.reshape(batch, -1, 9), score.reshape(batch, -1), label.reshape(batch, -1)
-    out = []
-    for item in range(batch):
-        cells = flat_keep[item].nonzero().squeeze(1)  # ascending cell index (the kernel's copy_if)
-        item_scores = flat_scores[item, cells]
-        order = torch.argsort(item_scores, descending=True, stable=True)
-        cells = cells[order]
-        out.append(NodeBoxes(flat_boxes[item, cells], item_scores[order], flat_labels[item, cells], cells))
-    return out
+    items, cells = keep.reshape(batch, -1).nonzero(as_tuple=True)  # by item, then ascending cell (the kernel's copy_if)
+    kept_scores = score.reshape(batch, -1)[items, cells]
+    order = torch.argsort(kept_scores, descending=True, stable=True)
+    order = order[torch.argsort(items[order], stable=True)]  # by item, then descending score, ties in cell order
+    items, cells = items[order], cells[order]
+    counts = torch.bincount(items, minlength=batch).tolist()  # the batch's one read on the host
+    columns = (boxes.reshape(batch, -1, 9)[items, cells], kept_scores[order], label.reshape(batch, -1)[items, cells],
+               cells)
+    parts = zip(*(torch.split(column, counts) for column in columns))
+    return [NodeBoxes(*part) for part in parts]
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(values: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``torch.tensor(values)`` on ``device``, made once (a host -> device copy per call would wait for
+    the device); ``values`` a number or nested tuples. Read only; a normal tensor even when first
+    asked for under ``inference_mode`` (so that autograd may still use it)."""
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(voxelization: VoxelizationConfig, out_size_factor: int, device: torch.device) -> tuple[Tensor, ...]:
+    """``(step_x, step_y, x_min, y_min)``: float32 scalars on ``device``, the steps rounded as float32
+    products on the host (as the kernel's ``voxel_size * downsample``). Read only."""
+    f32 = torch.float32
+    steps = [float(torch.tensor(size, dtype=f32) * out_size_factor) for size in voxelization.voxel_size[:2]]
+    return tuple(_constant(value, f32, device) for value in (*steps, *voxelization.point_cloud_range[:2]))
 
 
 def _wrap(angle: Tensor) -> Tensor:
@@ -199,9 +219,15 @@ def circle_nms_node(boxes: NodeBoxes, distance: float) -> Tensor:
     Returns:
         ``Tensor[K]`` bool, boxes kept.
     """
-    limit = float(torch.tensor(distance, dtype=torch.float32) ** 2)
+    limit = _float32_square(distance)
     src, dst = close_pairs(boxes.boxes[:, :2].to(torch.float32), limit, strict=True)
     return greedy_keep(len(boxes.scores), src, dst)
+
+
+@functools.lru_cache(maxsize=16)
+def _float32_square(value: float) -> float:
+    """``value ** 2`` rounded as float32 (the node's ``dist_thresh * dist_thresh`` in float)."""
+    return float(torch.tensor(value, dtype=torch.float32) ** 2)
 
 
 def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_distance: float,
@@ -219,10 +245,11 @@ def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_dist
     count = len(boxes.scores)
     xy = boxes.boxes[:, :2].to(torch.float64)
     src, dst = close_pairs(xy, float(search_distance) ** 2, strict=False)
-    semantic = torch.tensor([semantic_label(name) for name in class_names], device=boxes.labels.device)[boxes.labels]
+    semantic = _constant(tuple(semantic_label(name) for name in class_names), torch.int64,
+                         boxes.labels.device)[boxes.labels]
     a, b = semantic[src], semantic[dst]
     counted = ~((a != b) & ((a == _PEDESTRIAN) | (b == _PEDESTRIAN)))
-    footprint = boxes.boxes[:, [0, 1, 3, 4, 6]].to(torch.float64)  # x, y, length, width, yaw
+    footprint = boxes.boxes.index_select(1, _constant(_FOOTPRINT, torch.int64, boxes.boxes.device)).to(torch.float64)
     # pairs farther apart than their circumscribed circles cannot overlap (IoU 0): skip them
     radius = torch.sqrt(footprint[:, 2] ** 2 + footprint[:, 3] ** 2) / 2
     gap = (xy[src] - xy[dst]).pow(2).sum(dim=1)
@@ -248,20 +275,26 @@ def remap_classes(boxes: NodeBoxes, params: NodePostprocessParams) -> Tensor:
     remapper = params.remapper
     if remapper.is_identity or len(boxes.scores) == 0:
         return boxes.labels
-    device = boxes.labels.device
-    big = torch.finfo(torch.float64).max
-    allow = torch.tensor(remapper.allow_remapping_by_area_matrix, dtype=torch.bool, device=device)
-    low = torch.tensor(remapper.min_area_matrix, dtype=torch.float64, device=device)
-    high = torch.tensor(remapper.max_area_matrix, dtype=torch.float64, device=device)
-    low, high = (torch.where(torch.isfinite(m), m, torch.full_like(m, big)) for m in (low, high))
-    # the node walks the target labels in Autoware's order: sort the model's classes by it
-    order = sorted(range(len(remapper.class_names)), key=lambda c: semantic_label(remapper.class_names[c]))
-    order_t = torch.tensor(order, device=device)
+    allow, low, high, order_t = _remap_tables(remapper, boxes.labels.device)
     area = (boxes.boxes[:, 3].double() * boxes.boxes[:, 4].double()).to(torch.float32).double()[:, None]
     labels = boxes.labels
     match = allow[labels][:, order_t] & (area >= low[labels][:, order_t]) & (area <= high[labels][:, order_t])
     first = match.to(torch.int8).argmax(dim=1)  # first True in the node's order
     return torch.where(match.any(dim=1), order_t[first], labels)
+
+
+@functools.lru_cache(maxsize=16)
+def _remap_tables(remapper: ClassRemapper, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(allow [C, C] bool, low [C, C] f64, high [C, C] f64, order [C] int64)`` on ``device``: the
+    matrices with non-finite entries as the largest double, and the model's classes in Autoware's
+    label order (the order the node walks the targets in). Made once per remapper; read only."""
+    big = torch.finfo(torch.float64).max
+    low, high = (tuple(tuple(v if math.isfinite(v) else big for v in row) for row in matrix)
+                 for matrix in (remapper.min_area_matrix, remapper.max_area_matrix))
+    order = sorted(range(len(remapper.class_names)), key=lambda c: semantic_label(remapper.class_names[c]))
+    return (_constant(remapper.allow_remapping_by_area_matrix, torch.bool, device),
+            _constant(low, torch.float64, device), _constant(high, torch.float64, device),
+            _constant(tuple(order), torch.int64, device))
 
 
 class AutowarePostprocess:
