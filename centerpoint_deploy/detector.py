@@ -71,6 +71,11 @@ class Detector(BackendOwner):
         detections = self.run_stages(points).detections
         return detections[0] if isinstance(points, Tensor) else detections
 
+    def detect_with_head_outputs(self, points: Tensor | list[Tensor]) -> tuple[dict[str, Tensor], list[Detections]]:
+        """The head outputs and one :class:`Detections` per cloud made from them."""
+        run = self.run_stages(points)
+        return run.head_outputs, run.detections
+
     def run_stages(self, points: Tensor | list[Tensor], hook: StageHook = no_hook) -> StageOutputs:
         """The whole pipeline, keeping every intermediate tensor; ``hook(stage)`` after each stage."""
         self.load()

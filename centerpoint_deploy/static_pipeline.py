@@ -201,12 +201,19 @@ class StaticPipeline(BackendOwner):
     # ----- inference ------------------------------------------------------------------------------
     def __call__(self, points: Tensor | list[Tensor]) -> Detections | list[Detections]:
         """Boxes on the CPU: :class:`Detections` for a single ``Tensor[N, D]``, else one per cloud."""
+        detections = self.detect_with_head_outputs(points)[1]
+        return detections[0] if isinstance(points, Tensor) else detections
+
+    def detect_with_head_outputs(self, points: Tensor | list[Tensor]) -> tuple[dict[str, Tensor], list[Detections]]:
+        """The head outputs and one :class:`Detections` per cloud (on the CPU) made from them: with
+        ``graph`` one replay, whose head outputs live in the graph's memory (read them before the
+        next call); else :meth:`run_stages`."""
         clouds = as_clouds(points)
         if self.settings.graph and self._fits_graph(clouds):
-            detections = self._replay(clouds)
-        else:
-            detections = self.run_stages(clouds).detections
-        return detections[0] if isinstance(points, Tensor) else detections
+            run, detections = self._replay(clouds)
+            return run.head_outputs, detections
+        stages = self.run_stages(clouds)
+        return stages.head_outputs, stages.detections
 
     def run_stages(self, points: Tensor | list[Tensor], hook: StageHook = no_hook) -> StageOutputs:
         """The uncaptured pipeline, ``hook(stage)`` after each stage; padded intermediates."""
@@ -258,8 +265,8 @@ class StaticPipeline(BackendOwner):
                       stacklevel=3)
         return False
 
-    def _replay(self, clouds: list[Tensor]) -> list[Detections]:
-        """One copy in, one replay, one copy out, then the checks."""
+    def _replay(self, clouds: list[Tensor]) -> tuple[StaticRun, list[Detections]]:
+        """One copy in, one replay, one copy out, then the checks; the run's tensors and the boxes."""
         key = (len(clouds), self._buffer_rows(clouds))
         if key not in self._graphs:  # one graph per batch size and buffer size, captured on first use
             buffer = self.point_buffer(clouds)
@@ -268,7 +275,8 @@ class StaticPipeline(BackendOwner):
         buffer, captured = self._graphs[key]
         buffer.load(clouds)
         captured.replay()
-        return self._finish(captured.result, captured.result.packed.cpu(), [int(c.shape[0]) for c in clouds])
+        run = captured.result
+        return run, self._finish(run, run.packed.cpu(), [int(c.shape[0]) for c in clouds])
 
     # ----- the stages -----------------------------------------------------------------------------
     def _infer(self, backend: Backend, name: str, tensor: Tensor, capturing: bool) -> dict[str, Tensor]:

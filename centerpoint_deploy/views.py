@@ -38,9 +38,9 @@ def detect_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
                               f"not the views {[v.name for v in views]}")
         clouds = [points] if isinstance(points, Tensor) else list(points)
         return {views[0].name: [detector(cloud) for cloud in clouds]}
-    run = detector.run_stages(points)
-    task_maps = detector.task_maps(run.head_outputs)
-    return {view.name: run.detections if _is_own_postprocess(detector, view) else view.postprocess(task_maps)
+    head_outputs, detections = detector.detect_with_head_outputs(points)  # a pipeline graph replays
+    task_maps = detector.task_maps(head_outputs)
+    return {view.name: detections if _is_own_postprocess(detector, view) else view.postprocess(task_maps)
             for view in views}
 
 

@@ -188,3 +188,25 @@ def test_uncapturable_backends_run_between_captured_parts(config) -> None:
             assert torch.allclose(g.boxes, e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels, e.labels.cpu())
     (_, run), = hybrid._graphs.values()
     assert isinstance(run, HybridRun) and len(run.pre.graphs) == len(run.scatter.graphs) == len(run.post.graphs) == 1
+
+
+@pytest.mark.cuda
+@cuda
+def test_views_of_a_graph_replay_equal_the_static_path(config) -> None:
+    """evaluate's views come from the replayed graph (its head outputs), not from an uncaptured run."""
+    from centerpoint_deploy.postprocess.modes import default_views
+    from centerpoint_deploy.views import detect_views
+
+    eager = make_detector(config, static=True, device="cuda").load()
+    graphed = make_detector(config, static=True, device="cuda", graph=True, max_points=2500).load()
+    views = default_views(config)
+    for seed in (9, 10):
+        clouds = random_clouds((2000, 900), seed=seed)
+        got, expected = detect_views(graphed, clouds, views), detect_views(eager, clouds, views)
+        assert list(got) == ["mmdet3d", "autoware"]
+        for name in got:
+            for g, e in zip(got[name], expected[name]):
+                assert len(g) == len(e) > 0
+                assert torch.allclose(g.boxes.cpu(), e.boxes.cpu(), atol=1e-5)
+                assert torch.equal(g.labels.cpu(), e.labels.cpu())
+    assert list(graphed._graphs) == [(2, 2500)]  # the views were made from replays
