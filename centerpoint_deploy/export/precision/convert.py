@@ -24,7 +24,8 @@ from centerpoint_deploy.export.precision.calibration import CalibrationSet
 from centerpoint_deploy.export.precision.fp16 import to_fp16
 from centerpoint_deploy.export.precision.int8 import calibrate, check_method, quantized_layers
 from centerpoint_deploy.export.precision.plan import PartPlan, PrecisionPlan
-from centerpoint_deploy.export.precision.sensitivity import DetectionProbe, choose_int8, scan_groups, weighted_nodes
+from centerpoint_deploy.export.precision.sensitivity import (DetectionProbe, choose_int8, layer_groups, scan_groups,
+                                                               weighted_nodes)
 
 _FILES = {"encoder": contract.ENCODER_FILE, "head": contract.HEAD_FILE}
 
@@ -82,6 +83,11 @@ def reduce_precision(deploy_dir: Path, precision: str, calibration: CalibrationS
         for part, name in _FILES.items():
             shutil.copyfile(deploy_dir / name, fp32_paths[part])
         fp32 = {part: onnx.load(str(path)) for part, path in fp32_paths.items()}
+        groups = {part: set(layer_groups(graph)) for part, graph in fp32.items()}
+        unknown = [g for g in int8.exclude_groups if not any(g in known for known in groups.values())]
+        if precision == "int8" and unknown:
+            raise ExportError(f"layer group(s) {unknown} do not exist; the groups are "
+                              f"{sorted(set().union(*groups.values()))}")
         for part, name in _FILES.items():
             probe = DetectionProbe.build(part, check, fp32["encoder"], fp32["head"])
             feeds = calibration.feeds(part)
@@ -95,7 +101,7 @@ def reduce_precision(deploy_dir: Path, precision: str, calibration: CalibrationS
                 ranges = calibrate(fp32_paths[part], feeds, int8.method)
                 sensitivity = scan_groups(fp32_paths[part], ranges, probe)
                 graph, excluded, _ = choose_int8(fp32_paths[part], ranges, probe, sensitivity, int8.snr_budget_db,
-                                                 [g for g in int8.exclude_groups if g in {s.group for s in sensitivity}])
+                                                 [g for g in int8.exclude_groups if g in groups[part]])
                 kept = {n for s in sensitivity if s.group in excluded for n in s.nodes}
                 missed = sorted(set(nodes) - kept - set(quantized_layers(graph)))
                 if missed:  # ORT leaves a layer float when it has no range for its input

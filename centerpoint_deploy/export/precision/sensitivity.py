@@ -167,15 +167,11 @@ def choose_int8(fp32_path: Path, ranges: Any, probe: DetectionProbe, sensitivity
 
     Args:
         sensitivity: :func:`scan_groups`'s result (most sensitive first).
-        exclude_groups: groups kept out of INT8 regardless of the scan.
+        exclude_groups: groups of this graph kept out of INT8 regardless of the scan.
 
     Returns:
         ``(graph, excluded groups in the order taken out, final head output SNR)``.
     """
-    known = {s.group for s in sensitivity}
-    unknown = [g for g in exclude_groups if g not in known]
-    if unknown:
-        raise ExportError(f"layer group(s) {unknown} do not exist; the groups are {sorted(known)}")
     excluded = list(exclude_groups)
     nodes = {s.group: s.nodes for s in sensitivity}
     while True:
