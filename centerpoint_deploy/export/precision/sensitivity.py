@@ -113,15 +113,27 @@ def detection_snr(reference: Outputs, test: Outputs, score_threshold: float) -> 
     return {name: _snr_db(signal[name], noise[name]) for name in signal}
 
 
+def head_outputs(part: str, graph: onnx.ModelProto, check: CalibrationSet, head: onnx.ModelProto) -> Outputs:
+    """The head outputs on ``check`` with ``graph`` as ``part``: a head graph is run on the head inputs;
+    an encoder graph's pillar features are scattered to the BEV map and fed to ``head``."""
+    if part == "head":
+        return run_graph(graph, check.feeds("head"))
+    pillars = run_graph(graph, check.feeds("encoder"))
+    bev = [{contract.HEAD_INPUT: scatter_to_bev(torch.from_numpy(p[contract.ENCODER_OUTPUT]), coords, 1,
+                                                check.bev_shape).numpy()}
+           for p, coords in zip(pillars, check.pillar_coords)]
+    return run_graph(head, bev)
+
+
 @dataclass(frozen=True)
 class DetectionProbe:
-    """Judges a candidate graph of one part by the fp32 model's head outputs on the check frames.
+    """Judges a candidate graph of one part by the head outputs it gives on the check frames.
 
     Attributes:
         part: ``"encoder"`` or ``"head"``.
         check: the check frames.
-        head: the fp32 head graph (an encoder candidate's pillar features are scattered and fed to it).
-        reference: the fp32 head outputs of both fp32 graphs on ``check``.
+        head: the fp32 head graph (fed an encoder candidate's scattered pillar features).
+        reference: the head outputs of both fp32 graphs on ``check``.
     """
 
     part: str
@@ -131,23 +143,13 @@ class DetectionProbe:
 
     @classmethod
     def build(cls, part: str, check: CalibrationSet, encoder: onnx.ModelProto, head: onnx.ModelProto) -> "DetectionProbe":
-        """The probe of ``part``, its reference computed from the fp32 ``encoder`` and ``head`` graphs."""
-        probe = cls(part, check, head, [])
-        return cls(part, check, head, probe.head_outputs(encoder if part == "encoder" else head))
-
-    def head_outputs(self, graph: onnx.ModelProto) -> Outputs:
-        """The head outputs with ``graph`` as this part (the other part fp32)."""
-        if self.part == "head":
-            return run_graph(graph, self.check.feeds("head"))
-        pillars = run_graph(graph, self.check.feeds("encoder"))
-        bev = [{contract.HEAD_INPUT: scatter_to_bev(torch.from_numpy(p[contract.ENCODER_OUTPUT]), coords, 1,
-                                                    self.check.bev_shape).numpy()}
-               for p, coords in zip(pillars, self.check.pillar_coords)]
-        return run_graph(self.head, bev)
+        """The probe of ``part``; its reference from the fp32 ``encoder`` and ``head`` graphs."""
+        return cls(part, check, head, head_outputs(part, encoder if part == "encoder" else head, check, head))
 
     def snr(self, graph: onnx.ModelProto) -> dict[str, float]:
-        """:func:`detection_snr` of ``graph`` as this part against fp32."""
-        return detection_snr(self.reference, self.head_outputs(graph), self.check.score_threshold)
+        """:func:`detection_snr` of ``graph`` as this part (the other one fp32) against fp32."""
+        return detection_snr(self.reference, head_outputs(self.part, graph, self.check, self.head),
+                             self.check.score_threshold)
 
 
 def scan_groups(fp32_path: Path, ranges: Any, probe: DetectionProbe) -> list[GroupSensitivity]:
