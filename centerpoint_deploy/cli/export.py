@@ -11,7 +11,7 @@ Python equivalent::
     frames = open_dataset("data/t4", class_names=config.class_names)
     calibration = collect_calibration(model, config, [frames[i] for i in pick_frames(len(frames), 256)])
     export_onnx(model, config, "deploy-int8/", precision="int8", calibration=calibration,
-                int8=Int8Options(method="percentile"))
+                int8=Int8Options(method="max"))
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def export(
     category_mapping: str = typer.Option("j6gen2", "--category-mapping", help="Dataset categories -> model classes: j6gen2, nuscenes or identity."),
     calib_frames: Optional[int] = typer.Option(None, "--calib-frames",
                                                help="Calibration frames, spread over the dataset (default: 256)."),
-    calib_method: str = typer.Option("percentile", "--calib-method",
+    calib_method: str = typer.Option("max", "--calib-method",
                                      help="INT8 activation ranges: max, minmax, percentile, entropy or mse."),
     int8_snr_db: Optional[float] = typer.Option(None, "--int8-snr-db",
                                                 help="INT8: layer groups leave INT8, most sensitive first, until every head "

@@ -84,7 +84,7 @@ def test_int8_export_writes_symmetric_per_channel_qdq(int8_export) -> None:
                     assert scale.size == inits[node.input[0]].shape[axis]
     plan = load_plan(manifest.deploy_dir)
     head = plan.part("head")
-    assert plan.method == "percentile" and len(plan.calibration_sha256) == 4
+    assert plan.method == "max" and len(plan.calibration_sha256) == 4
     assert head.sensitivity and head.snr_db and min(head.snr_db.values()) >= plan.snr_budget_db
     assert set(head.quantized_nodes).isdisjoint(head.float_nodes)
 
@@ -220,7 +220,7 @@ def test_precision_plan_is_recorded_in_the_metadata(int8_export, calibration: Ca
     directory = int8_export.manifest.deploy_dir
     manifest = load_manifest(directory)
     record, plan = manifest.precision_plan, load_plan(directory)
-    assert record == PlanRecord.of(plan) and record.precision == "int8" and record.method == "percentile"
+    assert record == PlanRecord.of(plan) and record.precision == "int8" and record.method == "max"
     assert record.calibration_frames == 4 and record.calibration_digest == calibration.digest
     assert record.int8_layers["head"] == len(plan.part("head").quantized_nodes)
     assert record.head_int8_share == plan.part("head").int8_share
@@ -237,7 +237,7 @@ def test_precision_plan_is_recorded_in_the_metadata(int8_export, calibration: Ca
 
 
 @pytest.mark.parametrize("key, value, error, message", [
-    ("method", "max", BundleError, "edited after export"),
+    ("method", "mse", BundleError, "edited after export"),
     ("kept_float", {"encoder": ["pts_voxel_encoder/pfn_layers.0"], "head": []}, BundleError, "edited after export"),
     ("calibration_digest", "0" * 64, BundleError, "edited after export"),
     ("precision", "fp16", BundleError, "'precision' says 'int8'"),

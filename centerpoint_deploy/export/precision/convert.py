@@ -42,8 +42,8 @@ class Int8Options:
         exclude_groups: layer groups kept out of INT8 whatever the scan says.
     """
 
-    method: str = "percentile"
-    snr_budget_db: float = 30.0
+    method: str = "max"
+    snr_budget_db: float = 20.0
     check_frames: int = 8
     exclude_groups: tuple[str, ...] = ()
 
@@ -97,10 +97,11 @@ def reduce_precision(deploy_dir: Path, precision: str, calibration: CalibrationS
                 graph = converted.graph
                 plan = PartPlan(part, float_nodes=tuple(n for n in converted.kept_fp32 if n in nodes),
                                 peaks=converted.peaks)
+                snr = probe.snr(graph)
             else:
                 ranges = calibrate(fp32_paths[part], feeds, int8.method)
                 sensitivity = scan_groups(fp32_paths[part], ranges, probe)
-                graph, excluded, _ = choose_int8(fp32_paths[part], ranges, probe, sensitivity, int8.snr_budget_db,
+                graph, excluded, snr = choose_int8(fp32_paths[part], ranges, probe, sensitivity, int8.snr_budget_db,
                                                  [g for g in int8.exclude_groups if g in groups[part]])
                 kept = {n for s in sensitivity if s.group in excluded for n in s.nodes}
                 missed = sorted(set(nodes) - kept - set(quantized_layers(graph)))
@@ -110,7 +111,7 @@ def reduce_precision(deploy_dir: Path, precision: str, calibration: CalibrationS
                                 float_nodes=tuple(n for n in nodes if n in kept), excluded_groups=tuple(excluded),
                                 sensitivity=tuple(sensitivity))
             _save(graph, deploy_dir / name)
-            parts.append(PartPlan(**{**plan.__dict__, "snr_db": probe.snr(graph)}))
+            parts.append(PartPlan(**{**plan.__dict__, "snr_db": snr}))
     return PrecisionPlan(precision, method=check_method(int8.method) if precision == "int8" else None,
                          snr_budget_db=int8.snr_budget_db if precision == "int8" else None,
                          calibration_frames=calibration.frame_tokens, calibration_sha256=calibration.frame_sha256,

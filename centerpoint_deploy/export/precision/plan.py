@@ -22,7 +22,7 @@ PLAN_FILE = "precision_plan.json"
 
 @dataclass(frozen=True)
 class GroupSensitivity:
-    """One layer group quantized alone: the graph outputs' SNR (dB) against fp32."""
+    """One layer group quantized alone: the head outputs' detection SNR (dB) against fp32."""
 
     group: str
     nodes: tuple[str, ...]
@@ -42,7 +42,8 @@ class PartPlan:
         quantized_nodes: nodes in INT8 (Q/DQ on their inputs); empty outside int8.
         float_nodes: weighted nodes left in float (int8: the sensitive groups; fp16: overflow).
         excluded_groups: int8 layer groups kept out of INT8, most sensitive first.
-        snr_db: the final graph's outputs' SNR (dB) against the fp32 graph on the check frames.
+        snr_db: the head outputs' detection SNR (dB) against fp32 with this graph reduced, the
+            other fp32, on the check frames (:func:`~.sensitivity.detection_snr`).
         sensitivity: the per-group scan (int8), most sensitive first.
         peaks: fp16: node -> measured ``max |output|`` of the nodes kept fp32.
     """
