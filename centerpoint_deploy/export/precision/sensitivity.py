@@ -39,18 +39,17 @@ Outputs = list[dict[str, np.ndarray]]
 
 
 def layer_group(node_name: str) -> str:
-    """The layer group of a node: its first two scopes, three inside ``task_heads.N`` and ``pts_backbone``.
+    """The layer group of a node: its first two scopes, three inside ``task_heads.N``.
 
-    ``/pts_backbone/blocks.1/blocks.1.3/Conv`` -> ``pts_backbone/blocks.1/blocks.1.3`` (each backbone
-    convolution alone: a backbone block holds up to 6 of the head graph's layers, too coarse a step
-    for the INT8 share); ``/pts_bbox_head/task_heads.0/heatmap/heatmap.0/heatmap.0.0/Conv`` ->
-    ``pts_bbox_head/task_heads.0/heatmap``; a node without scopes is its own group.
+    ``/pts_backbone/blocks.1/blocks.1.3/Conv`` -> ``pts_backbone/blocks.1``;
+    ``/pts_bbox_head/task_heads.0/heatmap/heatmap.0/heatmap.0.0/Conv`` -> ``pts_bbox_head/task_heads.0/heatmap``;
+    a node without scopes is its own group.
     """
     scopes = [s for s in node_name.split("/")[1:-1] if s] if node_name.startswith("/") else []
     if not scopes:
         return node_name
-    deeper = scopes[0] == "pts_backbone" or (len(scopes) > 1 and scopes[1].startswith("task_heads"))
-    return "/".join(scopes[:3 if deeper else 2])
+    depth = 3 if len(scopes) > 1 and scopes[1].startswith("task_heads") else 2
+    return "/".join(scopes[:depth])
 
 
 def weighted_nodes(graph: onnx.ModelProto) -> list[str]:
