@@ -43,7 +43,7 @@ class Int8Options:
     """
 
     method: str = "max"
-    snr_budget_db: float = 20.0
+    snr_budget_db: float = 25.0
     check_frames: int = 8
     exclude_groups: tuple[str, ...] = ()
 
