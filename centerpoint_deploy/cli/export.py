@@ -11,7 +11,7 @@ Python equivalent::
     frames = open_dataset("data/t4", class_names=config.class_names)
     calibration = collect_calibration(model, config, [frames[i] for i in pick_frames(len(frames), 256)])
     export_onnx(model, config, "deploy-int8/", precision="int8", calibration=calibration,
-                int8=Int8Options(method="percentile"))
+                int8=Int8Options(method="max"))
 """
 
 from __future__ import annotations
@@ -57,11 +57,12 @@ def export(
     category_mapping: str = typer.Option("j6gen2", "--category-mapping", help="Dataset categories -> model classes: j6gen2, nuscenes or identity."),
     calib_frames: Optional[int] = typer.Option(None, "--calib-frames",
                                                help="Calibration frames, spread over the dataset (default: 256)."),
-    calib_method: str = typer.Option("percentile", "--calib-method",
+    calib_method: str = typer.Option("max", "--calib-method",
                                      help="INT8 activation ranges: max, minmax, percentile, entropy or mse."),
     int8_snr_db: Optional[float] = typer.Option(None, "--int8-snr-db",
-                                                help="INT8: layer groups leave INT8, most sensitive first, until every output's "
-                                                     "SNR vs fp32 is at least this (dB; default: Int8Options')."),
+                                                help="INT8: layer groups leave INT8, most sensitive first, until every head "
+                                                     "output's SNR vs fp32 is at least this (dB; the score over the whole "
+                                                     "map, the box maps where fp32 detects; default: Int8Options')."),
     int8_exclude: list[str] = typer.Option([], "--int8-exclude", help="INT8: a layer group kept float (repeat), e.g. pts_voxel_encoder/pfn_layers.0."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
     trt_precision: Optional[str] = typer.Option(None, "--trt-precision",
@@ -132,7 +133,7 @@ def export(
                 console.print(f"  {part.part}: kept fp32 (fp16 overflow on the calibration frames): "
                               f"{list(part.peaks) or 'none'}")
             if part.snr_db:
-                console.print(f"  {part.part} output SNR vs fp32 (dB): "
+                console.print(f"  head output SNR vs fp32, {part.part} {precision} (dB): "
                               + ", ".join(f"{k} {v:.1f}" for k, v in part.snr_db.items()))
         for part, problems in result.tensorrt_problems.items():
             for problem in problems:

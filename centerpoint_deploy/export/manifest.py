@@ -27,6 +27,8 @@ import yaml
 from centerpoint_deploy import contract
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.errors import BackendError, BundleError, CenterPointError
+from centerpoint_deploy.export.precision.int8 import quantized_layers
+from centerpoint_deploy.export.precision.plan import PLAN_FILE, PlanRecord, load_plan
 from centerpoint_deploy.export.autoware_params import (autoware_model_params, legacy_document,
                                                        legacy_param_file_name, read_metadata)
 from centerpoint_deploy.export.bundle_schema import (BUNDLE_VERSION, ML_PACKAGE_FILE, REMAPPER_FILE, MlPackage,
@@ -134,6 +136,10 @@ class Manifest:
         files: file name -> sha256 of the ONNX files and the node's parameter files.
         engines: graph part (``"encoder"``/``"head"``) -> its TensorRT engine, if built.
         checks: check name -> the last result recorded for this bundle.
+        precision_plan: fp16/int8: the plan of ``precision_plan.json`` (calibration method and
+            frames, what stayed float, INT8 layer counts, the budget); ``None`` for fp32 and for
+            bundles written before it was recorded. When the bundle lists ``precision_plan.json``
+            and none is given, it is read from there.
         format_version: metadata layout version.
     """
 
@@ -155,7 +161,13 @@ class Manifest:
     files: dict[str, str]
     engines: dict[str, EngineRecord] = field(default_factory=dict)
     checks: dict[str, CheckRecord] = field(default_factory=dict)
+    precision_plan: PlanRecord | None = None
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.precision_plan is None and PLAN_FILE in self.files and (self.deploy_dir / PLAN_FILE).is_file():
+            plan = load_plan(self.deploy_dir)
+            object.__setattr__(self, "precision_plan", PlanRecord.of(plan) if plan is not None else None)
 
     def model_config(self) -> ModelConfig:
         """The exported model's validated config."""
@@ -208,6 +220,7 @@ class Manifest:
         data = asdict(self)
         del data["deploy_dir"]
         data["class_names"] = list(self.class_names)
+        data["precision_plan"] = self.precision_plan.to_dict() if self.precision_plan is not None else None
         return data
 
 
@@ -266,6 +279,7 @@ def load_manifest(deploy_dir: Path | str) -> Manifest:
     for record in manifest.engines.values():
         manifest._checked(record.file, record.sha256)
     _check_onnx_metadata(manifest, config)
+    _check_precision_plan(manifest)
     if packages is not None:
         _check_ml_package(manifest, config, packages)
     return manifest
@@ -296,7 +310,7 @@ def _from_dict(deploy_dir: Path, data: dict[str, Any]) -> Manifest:
             raise BackendError(f"field '{name}' is missing")
         if not isinstance(data[name], kind) or (kind is int and isinstance(data[name], bool)):
             raise BackendError(f"field '{name}' = {data[name]!r} has the wrong type")
-    unknown = sorted(set(data) - set(_FIELD_TYPES) - {"format_version"})
+    unknown = sorted(set(data) - set(_FIELD_TYPES) - {"format_version", "precision_plan"})
     if unknown:
         raise BackendError(f"unknown field(s) {unknown}")
     if data["bundle_version"] not in (BUNDLE_VERSION, LEGACY_BUNDLE):
@@ -308,6 +322,8 @@ def _from_dict(deploy_dir: Path, data: dict[str, Any]) -> Manifest:
     checks = {name: _record(CheckRecord, f"checks.{name}", record) for name, record in data["checks"].items()}
     fields = {k: v for k, v in data.items() if k not in ("engines", "checks")}
     fields["class_names"] = tuple(fields["class_names"])
+    if fields.get("precision_plan") is not None:  # optional: bundles written before it have none
+        fields["precision_plan"] = PlanRecord.from_dict(fields["precision_plan"])
     return Manifest(deploy_dir=deploy_dir, engines=engines, checks=checks, **fields)
 
 
@@ -348,6 +364,34 @@ def _check_ml_package(manifest: Manifest, config: ModelConfig, package: MlPackag
         raise BundleError(f"{path}: 'trt_precision' = '{package.trt_precision}', {MANIFEST_FILE} says "
                           f"'{manifest.trt_precision}'")
     _compare(path, "model_params", package.model_facts, autoware_model_params(config))
+
+
+def _check_precision_plan(manifest: Manifest) -> None:
+    """The recorded plan must be ``precision_plan.json``'s and describe the ONNX files' Q/DQ layers."""
+    record = manifest.precision_plan
+    if record is None:
+        return
+    path = manifest.deploy_dir / MANIFEST_FILE
+    if record.precision != manifest.precision:
+        raise BundleError(f"{path}: 'precision_plan.precision' = {record.precision!r}, 'precision' says "
+                          f"{manifest.precision!r}")
+    if PLAN_FILE not in manifest.files:
+        raise BundleError(f"{path}: 'precision_plan' is recorded but 'files' does not list {PLAN_FILE}")
+    try:
+        written = load_plan(manifest.deploy_dir)
+        if written is None or PlanRecord.of(written) != record:
+            raise BundleError(f"{path}: 'precision_plan' was edited after export (it is not the plan of {PLAN_FILE}); "
+                              "re-export instead of editing")
+        for part, name in ONNX_FILES.items():
+            graph = onnx.load(str(manifest.deploy_dir / name), load_external_data=False)
+            found = len(quantized_layers(graph))
+            if found != record.int8_layers.get(part, 0):
+                raise BundleError(f"{manifest.deploy_dir / name}: {found} INT8 layers, {MANIFEST_FILE} "
+                                  f"'precision_plan.int8_layers.{part}' says {record.int8_layers.get(part, 0)}")
+    except BundleError:
+        raise
+    except CenterPointError as exc:
+        raise BundleError(f"{path}: 'precision_plan' cannot be checked: {exc}") from exc
 
 
 def _check_onnx_metadata(manifest: Manifest, config: ModelConfig) -> None:

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+import yaml
 from onnx import helper, numpy_helper
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.config.schema import ModelConfig
-from centerpoint_deploy.errors import ExportError
-from centerpoint_deploy.export.manifest import load_manifest
+from centerpoint_deploy.errors import BackendError, BundleError, ExportError
+from centerpoint_deploy.export.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from centerpoint_deploy.export.onnx_export import _compare_with_pytorch, _sample_voxels, export_onnx, random_points
 from centerpoint_deploy.export.graphs import EncoderGraph, HeadGraph
 from centerpoint_deploy.export.precision.calibration import (CalibrationSet, check_classes, check_frame_count,
                                                                collect_calibration)
 from centerpoint_deploy.export.precision.fp16 import FP16_SAFE_MAX, to_fp16
-from centerpoint_deploy.export.precision.int8 import check_method, mse_thresholds
-from centerpoint_deploy.export.precision.plan import PLAN_FILE, load_plan
-from centerpoint_deploy.export.precision.sensitivity import layer_group
+from centerpoint_deploy.export.precision.convert import Int8Options
+from centerpoint_deploy.export.precision.int8 import check_method, mse_thresholds, quantized_layers
+from centerpoint_deploy.export.precision.plan import PLAN_FILE, PlanRecord, load_plan
+from centerpoint_deploy.export.precision.sensitivity import detection_snr, layer_group
 from centerpoint_deploy.preprocess import scatter_to_bev
 
 
@@ -77,10 +80,11 @@ def test_int8_export_writes_symmetric_per_channel_qdq(int8_export) -> None:
                 scale, zero = inits[node.input[1]], inits[node.input[2]]
                 assert zero.dtype == np.int8 and not zero.any() and (scale > 0).all()
                 if node.input[0] in inits:  # a weight: one scale per output channel
-                    assert scale.size > 1
+                    axis = next(a.i for a in node.attribute if a.name == "axis")
+                    assert scale.size == inits[node.input[0]].shape[axis]
     plan = load_plan(manifest.deploy_dir)
     head = plan.part("head")
-    assert plan.method == "percentile" and len(plan.calibration_sha256) == 4
+    assert plan.method == "max" and len(plan.calibration_sha256) == 4
     assert head.sensitivity and head.snr_db and min(head.snr_db.values()) >= plan.snr_budget_db
     assert set(head.quantized_nodes).isdisjoint(head.float_nodes)
 
@@ -172,3 +176,107 @@ def test_layer_groups() -> None:
     assert layer_group("/pts_bbox_head/task_heads.0/heatmap/heatmap.0/heatmap.0.0/Conv") == \
         "pts_bbox_head/task_heads.0/heatmap"
     assert layer_group("/pts_voxel_encoder/pfn_layers.0/linear/MatMul") == "pts_voxel_encoder/pfn_layers.0"
+
+
+def test_detection_snr_counts_box_maps_only_where_fp32_detects() -> None:
+    logits = np.full((1, 2, 4, 4), -10.0, np.float32)
+    logits[0, 1, 2, 2] = 3.0  # one detection
+    reg = np.zeros((1, 2, 4, 4), np.float32)
+    reg[0, :, 2, 2] = 1.0
+    noisy = reg + 5.0  # large errors everywhere ...
+    noisy[0, :, 2, 2] = 1.01  # ... but 1 % where the box is
+    snr = detection_snr([{"heatmap": logits, "reg": reg}], [{"heatmap": logits, "reg": noisy}], 0.1)
+    assert snr["heatmap"] == float("inf") and snr["reg"] == pytest.approx(40.0, abs=0.1)
+
+
+def _plant_outlier_channel(model: torch.nn.Module) -> torch.nn.Module:
+    """Scale one channel of ``blocks.0``'s first BN by 1000 and its consumer's weights by 1/1000.
+
+    fp32 outputs are unchanged (ReLU is positively homogeneous); the second conv's per-tensor
+    INT8 input scale is set by the huge channel, which rounds the other 15 channels to zero.
+    """
+    planted = copy.deepcopy(model).eval()
+    block = planted.pts_backbone.blocks[0]
+    with torch.no_grad():
+        block[1].weight[0] *= 1000.0
+        block[1].bias[0] *= 1000.0
+        block[3].weight[:, 0] /= 1000.0
+    return planted
+
+
+def test_scan_keeps_a_planted_sensitive_layer_float(tmp_path: Path, tiny_model, tiny_config, calib_frames) -> None:
+    planted = _plant_outlier_channel(tiny_model)
+    result = export_onnx(planted, tiny_config, tmp_path, precision="int8",
+                         calibration=collect_calibration(planted, tiny_config, calib_frames),
+                         int8=Int8Options(method="max", snr_budget_db=40.0, check_frames=2))
+    head = result.plan.part("head")
+    first, second = head.sensitivity[:2]
+    assert first.group == "pts_backbone/blocks.0" and first.worst_snr_db < second.worst_snr_db - 20
+    assert head.excluded_groups == ("pts_backbone/blocks.0",)
+    assert min(head.snr_db.values()) >= 40.0 and head.int8_share > 0.8
+
+
+def test_precision_plan_is_recorded_in_the_metadata(int8_export, calibration: CalibrationSet, tmp_path: Path) -> None:
+    directory = int8_export.manifest.deploy_dir
+    manifest = load_manifest(directory)
+    record, plan = manifest.precision_plan, load_plan(directory)
+    assert record == PlanRecord.of(plan) and record.precision == "int8" and record.method == "max"
+    assert record.calibration_frames == 4 and record.calibration_digest == calibration.digest
+    assert record.int8_layers["head"] == len(plan.part("head").quantized_nodes)
+    assert record.head_int8_share == plan.part("head").int8_share
+    assert record.kept_float["head"] == plan.part("head").excluded_groups
+    written = yaml.safe_load((directory / MANIFEST_FILE).read_text())["precision_plan"]
+    assert written["snr_budget_db"] == plan.snr_budget_db and written["head_int8_share"] == round(record.head_int8_share, 4)
+
+    older = tmp_path / "older"  # written before the field existed: still read, the plan taken from its file
+    shutil.copytree(directory, older)
+    data = yaml.safe_load((older / MANIFEST_FILE).read_text())
+    del data["precision_plan"]
+    (older / MANIFEST_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    assert load_manifest(older).precision_plan == record
+
+
+@pytest.mark.parametrize("key, value, error, message", [
+    ("method", "mse", BundleError, "edited after export"),
+    ("kept_float", {"encoder": ["pts_voxel_encoder/pfn_layers.0"], "head": []}, BundleError, "edited after export"),
+    ("calibration_digest", "0" * 64, BundleError, "edited after export"),
+    ("precision", "fp16", BundleError, "'precision' says 'int8'"),
+    ("head_int8_share", 0.5, BackendError, "head_int8_share"),
+])
+def test_an_edited_plan_in_the_metadata_is_refused(int8_export, tmp_path: Path, key, value, error, message) -> None:
+    edited = tmp_path / "edited"
+    shutil.copytree(int8_export.manifest.deploy_dir, edited)
+    data = yaml.safe_load((edited / MANIFEST_FILE).read_text())
+    data["precision_plan"][key] = value
+    (edited / MANIFEST_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(error, match=message):
+        load_manifest(edited)
+
+
+def test_a_graph_without_the_plans_int8_layers_is_refused(int8_export, tmp_path: Path) -> None:
+    """A head graph whose Q/DQ inputs were dropped (sha256 re-recorded): the plan's INT8 count does not hold."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(int8_export.manifest.deploy_dir, bundle)
+    path = bundle / contract.HEAD_FILE
+    graph = onnx.load(str(path))
+    node = next(n for n in graph.graph.node if n.name in quantized_layers(graph))
+    producer = {out: n for n in graph.graph.node for out in n.output}
+    node.input[1] = producer[node.input[1]].input[0]  # the weight read unquantized (an int8 initializer)
+    onnx.save(graph, str(path))
+    data = yaml.safe_load((bundle / MANIFEST_FILE).read_text())
+    data["files"][contract.HEAD_FILE] = sha256_file(path)
+    (bundle / MANIFEST_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(BundleError, match="INT8 layers"):
+        load_manifest(bundle)
+
+
+def test_missing_qdq_scales_are_refused(int8_export) -> None:
+    graph = onnx.load(str(int8_export.head_path))
+    dq = next(n for n in graph.graph.node if n.op_type == "DequantizeLinear")
+    graph.graph.initializer.remove(next(i for i in graph.graph.initializer if i.name == dq.input[1]))
+    with pytest.raises(ExportError, match="Q/DQ scales are missing"):
+        quantized_layers(graph)
+
+
+def test_fp32_export_records_no_plan(plain_export) -> None:
+    assert load_manifest(plain_export.manifest.deploy_dir).precision_plan is None

@@ -16,14 +16,13 @@ from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.export.onnx_export import export_onnx
 from centerpoint_deploy.export.precision.calibration import collect_calibration
 from centerpoint_deploy.export.precision.convert import Int8Options
-from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
-from centerpoint_deploy.verify.compare import default_tolerances
 from centerpoint_deploy.verify.fake_quant import fake_quant_model, read_quantized_layers, weight_scale_mismatches
 from centerpoint_deploy.verify.run import verify_backends
+from centerpoint_deploy.verify.tolerances import verification_tolerances
 
 from tests.verify.conftest import ort_detector
 
-INT8, INT8_BOXES = default_tolerances("int8"), DEFAULT_BOX_TOLERANCES["int8"]
+INT8, INT8_BOXES = verification_tolerances("int8")
 PLANTED = "/pts_backbone/blocks.1/blocks.1.3/Conv"
 
 

@@ -4,7 +4,9 @@ The encoder graph is fed what the detector's own pre-processing makes of each fr
 (voxelization and decoration, :func:`~centerpoint_deploy.preprocess.prepare_encoder_input`);
 the head graph is fed the scattered BEV map of the fp32 PyTorch encoder's pillar features on
 the same frame (:func:`~centerpoint_deploy.preprocess.scatter_to_bev`), i.e. what the head
-sees in deployment. Each frame is identified by the sha256 of its point array, so the plan
+sees in deployment. The pillar coordinates and the model's score threshold are kept too: the
+sensitivity scan judges an encoder candidate by the fp32 head's outputs on its scattered
+features, and every candidate by the outputs where the fp32 model detects something. Each frame is identified by the sha256 of its point array, so the plan
 written into the bundle says exactly which data the scales came from.
 """
 
@@ -37,14 +39,21 @@ class CalibrationSet:
     Attributes:
         encoder_inputs: per frame ``input_features`` ``Tensor[V_i, P, F]`` float32, CPU.
         head_inputs: per frame ``spatial_features`` ``Tensor[1, C, H, W]`` float32, CPU.
+        pillar_coords: per frame ``Tensor[V_i, 4]`` int ``(batch, z, y, x)`` of the encoder's pillars.
         frame_tokens: sample token of each frame.
         frame_sha256: sha256 (hex) of each frame's point array (float32 bytes, as fed).
+        bev_shape: ``(H, W)`` of the head input.
+        score_threshold: the model's ``decode.score_threshold``: cells whose fp32 score reaches
+            it are where the box outputs count (:func:`~.sensitivity.detection_snr`).
     """
 
     encoder_inputs: tuple[Tensor, ...]
     head_inputs: tuple[Tensor, ...]
+    pillar_coords: tuple[Tensor, ...]
     frame_tokens: tuple[str, ...]
     frame_sha256: tuple[str, ...]
+    bev_shape: tuple[int, int]
+    score_threshold: float
 
     def __len__(self) -> int:
         return len(self.frame_tokens)
@@ -57,12 +66,16 @@ class CalibrationSet:
             return [{contract.HEAD_INPUT: t.numpy()} for t in self.head_inputs]
         raise ExportError(f"graph part '{part}' is not one of 'encoder', 'head'")
 
-    def split(self, count: int) -> tuple["CalibrationSet", "CalibrationSet"]:
-        """The first ``count`` frames and the rest."""
-        def take(s: slice) -> CalibrationSet:
-            return CalibrationSet(self.encoder_inputs[s], self.head_inputs[s], self.frame_tokens[s],
-                                  self.frame_sha256[s])
-        return take(slice(None, count)), take(slice(count, None))
+    def first(self, count: int) -> "CalibrationSet":
+        """The first ``count`` frames."""
+        return CalibrationSet(self.encoder_inputs[:count], self.head_inputs[:count], self.pillar_coords[:count],
+                              self.frame_tokens[:count], self.frame_sha256[:count], self.bev_shape,
+                              self.score_threshold)
+
+    @property
+    def digest(self) -> str:
+        """sha256 (hex) of the frames' sha256s, one per line in frame order: the data the scales came from."""
+        return hashlib.sha256("\n".join(self.frame_sha256).encode()).hexdigest()
 
 
 def check_frame_count(requested: int, available: int) -> None:
@@ -103,7 +116,7 @@ def collect_calibration(model: nn.Module, config: ModelConfig, frames: Sequence[
     """
     device = next(model.parameters()).device
     use_dim = list(config.points.use_dim)
-    encoder_inputs, head_inputs, tokens, digests = [], [], [], []
+    encoder_inputs, head_inputs, coords, tokens, digests = [], [], [], [], []
     with torch.no_grad():
         for frame in frames:
             points = np.ascontiguousarray(frame.points[:, use_dim], dtype=np.float32)
@@ -112,7 +125,9 @@ def collect_calibration(model: nn.Module, config: ModelConfig, frames: Sequence[
             bev = scatter_to_bev(pillars, voxels.coords, 1, config.bev_shape)
             encoder_inputs.append(features.cpu())
             head_inputs.append(bev.cpu())
+            coords.append(voxels.coords.cpu())
             tokens.append(frame.token)
             digests.append(hashlib.sha256(points.tobytes()).hexdigest())
-    return CalibrationSet(tuple(encoder_inputs), tuple(head_inputs), tuple(tokens), tuple(digests))
+    return CalibrationSet(tuple(encoder_inputs), tuple(head_inputs), tuple(coords), tuple(tokens), tuple(digests),
+                          tuple(config.bev_shape), config.decode.score_threshold)
 

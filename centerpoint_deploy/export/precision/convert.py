@@ -3,7 +3,8 @@
 :func:`reduce_precision` reads each fp32 graph, makes its fp16 or INT8 version from the
 calibration inputs, writes it over the fp32 file (temp name, then ``os.replace``) and returns
 the :class:`~.plan.PrecisionPlan`. The fp32 graphs have passed the export's PyTorch check
-before; the reduced graphs are measured against them (output SNR on the check frames).
+before; each reduced graph is measured against them by the head outputs it gives, the other
+part fp32 (:func:`~.sensitivity.detection_snr` on the check frames).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from centerpoint_deploy.errors import ExportError
 from centerpoint_deploy.export.precision import PRECISIONS
 from centerpoint_deploy.export.precision.calibration import CalibrationSet
 from centerpoint_deploy.export.precision.fp16 import to_fp16
-from centerpoint_deploy.export.precision.int8 import calibrate, check_method
+from centerpoint_deploy.export.precision.int8 import calibrate, check_method, quantized_layers
 from centerpoint_deploy.export.precision.plan import PartPlan, PrecisionPlan
-from centerpoint_deploy.export.precision.sensitivity import (choose_int8, output_snr, run_graph, scan_groups,
+from centerpoint_deploy.export.precision.sensitivity import (DetectionProbe, choose_int8, layer_groups, scan_groups,
                                                                weighted_nodes)
 
 _FILES = {"encoder": contract.ENCODER_FILE, "head": contract.HEAD_FILE}
@@ -35,13 +36,14 @@ class Int8Options:
 
     Attributes:
         method: calibration method (:data:`~.int8.CALIBRATION_METHODS`).
-        snr_budget_db: smallest acceptable SNR (dB) of every graph output against fp32.
+        snr_budget_db: smallest acceptable :func:`~.sensitivity.detection_snr` (dB) of every head
+            output against fp32, each graph judged with the other one fp32.
         check_frames: calibration frames the sensitivity scan and the SNR are measured on.
         exclude_groups: layer groups kept out of INT8 whatever the scan says.
     """
 
-    method: str = "percentile"
-    snr_budget_db: float = 30.0
+    method: str = "max"
+    snr_budget_db: float = 25.0
     check_frames: int = 8
     exclude_groups: tuple[str, ...] = ()
 
@@ -74,34 +76,41 @@ def reduce_precision(deploy_dir: Path, precision: str, calibration: CalibrationS
         return PrecisionPlan("fp32", parts=tuple(PartPlan(part) for part in _FILES))
     if calibration is None or not len(calibration):
         raise ExportError(f"a {precision} export needs calibration frames from a dataset")
+    check = calibration.first(int8.check_frames)
     parts = []
     with tempfile.TemporaryDirectory(prefix="cp-precision.") as tmp:
+        fp32_paths = {part: Path(tmp) / name for part, name in _FILES.items()}
         for part, name in _FILES.items():
-            target = deploy_dir / name
-            fp32_path = Path(tmp) / name
-            shutil.copyfile(target, fp32_path)
-            fp32 = onnx.load(str(fp32_path))
+            shutil.copyfile(deploy_dir / name, fp32_paths[part])
+        fp32 = {part: onnx.load(str(path)) for part, path in fp32_paths.items()}
+        groups = {part: set(layer_groups(graph)) for part, graph in fp32.items()}
+        unknown = [g for g in int8.exclude_groups if not any(g in known for known in groups.values())]
+        if precision == "int8" and unknown:
+            raise ExportError(f"layer group(s) {unknown} do not exist; the groups are "
+                              f"{sorted(set().union(*groups.values()))}")
+        for part, name in _FILES.items():
+            probe = DetectionProbe.build(part, check, fp32["encoder"], fp32["head"])
             feeds = calibration.feeds(part)
-            check = feeds[: int8.check_frames]
-            reference = run_graph(fp32, check)
+            nodes = weighted_nodes(fp32[part])
             if precision == "fp16":
-                converted = to_fp16(fp32, feeds)
+                converted = to_fp16(fp32[part], feeds)
                 graph = converted.graph
-                plan = PartPlan(part, float_nodes=tuple(n for n in converted.kept_fp32 if n in weighted_nodes(fp32)),
+                plan = PartPlan(part, float_nodes=tuple(n for n in converted.kept_fp32 if n in nodes),
                                 peaks=converted.peaks)
+                snr = probe.snr(graph)
             else:
-                ranges = calibrate(fp32_path, feeds, int8.method)
-                sensitivity = scan_groups(fp32_path, ranges, check, reference)
-                graph, excluded, _ = choose_int8(fp32_path, ranges, check, reference, sensitivity,
-                                                 int8.snr_budget_db, [g for g in int8.exclude_groups
-                                                                       if g in {s.group for s in sensitivity}])
+                ranges = calibrate(fp32_paths[part], feeds, int8.method)
+                sensitivity = scan_groups(fp32_paths[part], ranges, probe)
+                graph, excluded, snr = choose_int8(fp32_paths[part], ranges, probe, sensitivity, int8.snr_budget_db,
+                                                 [g for g in int8.exclude_groups if g in groups[part]])
                 kept = {n for s in sensitivity if s.group in excluded for n in s.nodes}
-                nodes = weighted_nodes(fp32)
+                missed = sorted(set(nodes) - kept - set(quantized_layers(graph)))
+                if missed:  # ORT leaves a layer float when it has no range for its input
+                    raise ExportError(f"the {part} graph's layers {missed} were to be INT8 but have no Q/DQ inputs")
                 plan = PartPlan(part, quantized_nodes=tuple(n for n in nodes if n not in kept),
                                 float_nodes=tuple(n for n in nodes if n in kept), excluded_groups=tuple(excluded),
                                 sensitivity=tuple(sensitivity))
-            snr = output_snr(reference, run_graph(graph, check))
-            _save(graph, target)
+            _save(graph, deploy_dir / name)
             parts.append(PartPlan(**{**plan.__dict__, "snr_db": snr}))
     return PrecisionPlan(precision, method=check_method(int8.method) if precision == "int8" else None,
                          snr_budget_db=int8.snr_budget_db if precision == "int8" else None,

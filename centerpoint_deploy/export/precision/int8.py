@@ -147,3 +147,26 @@ def quantize(graph_path: Path | str, ranges: Any, *, exclude_nodes: Sequence[str
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             node.name = node.name.lstrip("/")  # named after their tensor; outside every module scope
     return graph
+
+
+def quantized_layers(graph: onnx.ModelProto) -> tuple[str, ...]:
+    """Weighted nodes whose activation and weight both come through ``DequantizeLinear``, in graph order.
+
+    Raises:
+        ExportError: a ``DequantizeLinear`` feeding one has no scale initializer (the graph's
+            Q/DQ scales are missing).
+    """
+    inits = {i.name for i in graph.graph.initializer}
+    producer = {out: node for node in graph.graph.node for out in node.output}
+    found = []
+    for node in graph.graph.node:
+        sources = [producer.get(name) for name in node.input[:2]]
+        if node.op_type not in QUANTIZED_OPS or not all(s is not None and s.op_type == "DequantizeLinear"
+                                                         for s in sources):
+            continue
+        missing = [s.name for s in sources if len(s.input) < 2 or s.input[1] not in inits]
+        if missing:
+            raise ExportError(f"INT8 node '{node.name}': DequantizeLinear {missing} has no scale initializer "
+                              "(the graph's Q/DQ scales are missing)")
+        found.append(node.name)
+    return tuple(found)

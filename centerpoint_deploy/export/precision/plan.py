@@ -1,11 +1,13 @@
 """The precision plan of an export: what runs in which precision, and from which data.
 
-Written as ``precision_plan.json`` beside the ONNX files (and, through the bundle, into
-``deploy_metadata.yaml``), so a reader can tell how the graphs were made and reproduce it.
+Written in full as ``precision_plan.json`` beside the ONNX files (listed with its sha256 in
+``deploy_metadata.yaml``), so a reader can tell how the graphs were made and reproduce it; its
+:class:`PlanRecord` summary is a field of ``deploy_metadata.yaml`` itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -20,7 +22,7 @@ PLAN_FILE = "precision_plan.json"
 
 @dataclass(frozen=True)
 class GroupSensitivity:
-    """One layer group quantized alone: the graph outputs' SNR (dB) against fp32."""
+    """One layer group quantized alone: the head outputs' detection SNR (dB) against fp32."""
 
     group: str
     nodes: tuple[str, ...]
@@ -40,7 +42,8 @@ class PartPlan:
         quantized_nodes: nodes in INT8 (Q/DQ on their inputs); empty outside int8.
         float_nodes: weighted nodes left in float (int8: the sensitive groups; fp16: overflow).
         excluded_groups: int8 layer groups kept out of INT8, most sensitive first.
-        snr_db: the final graph's outputs' SNR (dB) against the fp32 graph on the check frames.
+        snr_db: the head outputs' detection SNR (dB) against fp32 with this graph reduced, the
+            other fp32, on the check frames (:func:`~.sensitivity.detection_snr`).
         sensitivity: the per-group scan (int8), most sensitive first.
         peaks: fp16: node -> measured ``max |output|`` of the nodes kept fp32.
     """
@@ -67,7 +70,7 @@ class PrecisionPlan:
     Attributes:
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
         method: int8 calibration method (``None`` otherwise).
-        snr_budget_db: int8: the smallest output SNR the sensitivity scan accepted.
+        snr_budget_db: int8: the smallest head output SNR (detection-weighted, dB) the scan accepted.
         calibration_frames: sample tokens of the calibration frames (empty for fp32).
         calibration_sha256: sha256 of each calibration frame's points.
         parts: one :class:`PartPlan` per graph.
@@ -113,6 +116,66 @@ class PrecisionPlan:
                        calibration_sha256=tuple(data["calibration_sha256"]), parts=parts)
         except (KeyError, TypeError) as exc:
             raise ExportError(f"precision plan is malformed: missing or wrong field {exc}") from exc
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """The plan as ``deploy_metadata.yaml`` records it (:attr:`Manifest.precision_plan`).
+
+    Attributes:
+        precision: ``"fp16"`` or ``"int8"``.
+        method: int8 calibration method (``None`` for fp16).
+        snr_budget_db: int8: the scan's budget (``None`` for fp16).
+        calibration_frames: number of calibration frames.
+        calibration_digest: sha256 of the frames' sha256s, one per line in order.
+        kept_float: part -> int8: the layer groups kept float; fp16: the nodes kept fp32.
+        int8_layers: part -> weighted layers in INT8 (Q/DQ on their inputs).
+        weighted_layers: part -> weighted layers (Conv, ConvTranspose, MatMul, Gemm).
+    """
+
+    precision: str
+    method: str | None
+    snr_budget_db: float | None
+    calibration_frames: int
+    calibration_digest: str
+    kept_float: dict[str, tuple[str, ...]]
+    int8_layers: dict[str, int]
+    weighted_layers: dict[str, int]
+
+    @property
+    def head_int8_share(self) -> float:
+        """Share of the backbone/neck/head graph's weighted layers in INT8."""
+        total = self.weighted_layers.get("head", 0)
+        return self.int8_layers.get("head", 0) / total if total else 0.0
+
+    @classmethod
+    def of(cls, plan: PrecisionPlan) -> "PlanRecord":
+        return cls(plan.precision, plan.method, plan.snr_budget_db, len(plan.calibration_sha256),
+                   hashlib.sha256("\n".join(plan.calibration_sha256).encode()).hexdigest(),
+                   {p.part: p.excluded_groups if plan.precision == "int8" else tuple(p.peaks) for p in plan.parts},
+                   {p.part: len(p.quantized_nodes) for p in plan.parts},
+                   {p.part: len(p.quantized_nodes) + len(p.float_nodes) for p in plan.parts})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "kept_float": {k: list(v) for k, v in self.kept_float.items()},
+                "head_int8_share": round(self.head_int8_share, 4)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "PlanRecord":
+        """Read :meth:`to_dict`'s mapping back; :class:`ExportError` when it is malformed."""
+        names = [f for f in cls.__dataclass_fields__]
+        if not isinstance(data, dict) or set(data) != {*names, "head_int8_share"}:
+            raise ExportError(f"precision_plan must be a mapping with fields {sorted([*names, 'head_int8_share'])}, "
+                              f"got {data!r}")
+        try:
+            record = cls(**{**{n: data[n] for n in names},
+                            "kept_float": {str(k): tuple(v) for k, v in data["kept_float"].items()}})
+        except (AttributeError, TypeError) as exc:
+            raise ExportError(f"precision_plan is malformed: {exc}") from exc
+        if data["head_int8_share"] != round(record.head_int8_share, 4):
+            raise ExportError(f"precision_plan.head_int8_share = {data['head_int8_share']!r} is not "
+                              f"int8_layers / weighted_layers of the head ({record.head_int8_share:.4f})")
+        return record
 
 
 def write_plan(plan: PrecisionPlan, deploy_dir: Path | str) -> Path:
