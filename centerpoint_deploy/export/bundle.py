@@ -44,7 +44,7 @@ from centerpoint_deploy.export.manifest import (ENGINE_FILES, LEGACY_BUNDLE, LEG
                                                 ONNX_FILES, CheckRecord, Manifest, config_sha256, load_manifest,
                                                 read_param_yaml, sha256_file, utc_now, write_manifest,
                                                 write_text_atomic)
-from centerpoint_deploy.export.precision.plan import PLAN_FILE
+from centerpoint_deploy.export.precision.plan import PLAN_FILE, PlanRecord, load_plan
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams, ScoreThresholds
 
 #: Values of ``--autoware-format``.
@@ -129,6 +129,7 @@ def publish_bundle(stage: Path, out_dir: Path | str, config: ModelConfig, *, aut
         param_files = [legacy_param_file_name(config)]
         _dump(stage / param_files[0], legacy_document(config))
     config_dict = config.to_dict()
+    plan = load_plan(stage) if PLAN_FILE in (extra_files or []) else None
     manifest = Manifest(
         deploy_dir=stage, bundle_version=autoware_format, model_name=config.name, tool_version=__version__,
         created=utc_now(), config=config_dict, config_sha256=config_sha256(config_dict),
@@ -136,6 +137,7 @@ def publish_bundle(stage: Path, out_dir: Path | str, config: ModelConfig, *, aut
         checkpoint_sha256=checkpoint_sha256, opset=opset, precision=precision, trt_precision=trt_precision,
         rot_y_axis_reference=rot_y_axis_reference, simplified=simplified,
         files={name: sha256_file(stage / name) for name in [*ONNX_FILES.values(), *param_files, *(extra_files or [])]},
+        precision_plan=PlanRecord.of(plan) if plan is not None else None,
     )
     write_manifest(manifest)
     try:

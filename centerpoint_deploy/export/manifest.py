@@ -164,11 +164,6 @@ class Manifest:
     precision_plan: PlanRecord | None = None
     format_version: int = FORMAT_VERSION
 
-    def __post_init__(self) -> None:
-        if self.precision_plan is None and PLAN_FILE in self.files and (self.deploy_dir / PLAN_FILE).is_file():
-            plan = load_plan(self.deploy_dir)
-            object.__setattr__(self, "precision_plan", PlanRecord.of(plan) if plan is not None else None)
-
     def model_config(self) -> ModelConfig:
         """The exported model's validated config."""
         return ModelConfig.from_dict(self.config)
