@@ -19,22 +19,6 @@ from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tol
 #: Tolerance classes from strict to loose (:data:`~centerpoint_deploy.verify.compare.DEFAULT_TOLERANCES` keys).
 CLASSES = ("fp32", "fp16", "int8")
 
-#: Tolerances re-set from what the demo model's exports give on the deploy job's 20 validation
-#: frames (docs/precision.md, "Tolerances"), the measured worst with a margin: fp16 against
-#: PyTorch fp32. int8 keeps the compare/boxes defaults: measured against the fake-quantized
-#: reference a correct INT8 export of the demo model fails them by far (docs), which no margin
-#: on a tolerance should hide.
-MEASURED_TOLERANCES: dict[str, Tolerance] = {
-    # measured: max share over 1e-2 + 1e-2 |ref| 0.042 % (vel), min SNR 58.1 dB (vel)
-    "fp16": Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=1e-3, min_snr_db=50.0),
-}
-#: Box tolerances re-set the same way (matched boxes, head on the reference BEV map).
-MEASURED_BOX_TOLERANCES: dict[str, BoxTolerance] = {
-    # measured worst: centre 0.0019 m, size 0.0046 m, yaw 0.041 rad, score 0.0006, velocity 0.024 m/s
-    "fp16": BoxTolerance(center=0.02, size=0.1, yaw=0.08, score=0.02, velocity=0.15, gate=1.0, threshold_margin=0.02),
-}
-
-
 def run_precision(spec: VariantSpec, manifest: Manifest | None) -> str:
     """The precision ``spec`` computes in: a deploy directory's reduced ONNX graphs (``export --precision``)
     run in their precision whatever the variant; else the variant's own, and for ``tensorrt:engine``
@@ -62,13 +46,14 @@ def judged_precision(specs: list[VariantSpec], manifest: Manifest | None) -> str
 
 def verification_tolerances(tolerance: str, *, atol: float | None = None, rtol: float | None = None,
                             overrides: Mapping[str, Tolerance] | None = None) -> tuple[Tolerances, BoxTolerance]:
-    """Tensor and box tolerances of a tolerance class (:data:`MEASURED_TOLERANCES` where re-measured);
-    ``atol``/``rtol`` replace the default, ``overrides`` set single outputs."""
-    tolerances = Tolerances(MEASURED_TOLERANCES[tolerance]) if tolerance in MEASURED_TOLERANCES else \
-        default_tolerances(tolerance)
+    """Tensor and box tolerances of a tolerance class (the measured defaults of
+    :data:`~centerpoint_deploy.verify.compare.DEFAULT_TOLERANCES` and
+    :data:`~centerpoint_deploy.verify.boxes.DEFAULT_BOX_TOLERANCES`); ``atol``/``rtol`` replace
+    the default, ``overrides`` set single outputs."""
+    tolerances = default_tolerances(tolerance)
     if atol is not None or rtol is not None:
         base = tolerances.default
         tolerances = Tolerances(replace(base, atol=base.atol if atol is None else atol,
                                         rtol=base.rtol if rtol is None else rtol))
     return tolerances.with_overrides(dict(overrides or {})), \
-        MEASURED_BOX_TOLERANCES.get(tolerance, DEFAULT_BOX_TOLERANCES[tolerance])
+        DEFAULT_BOX_TOLERANCES[tolerance]

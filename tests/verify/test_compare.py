@@ -108,7 +108,7 @@ def test_tolerance_validation_and_overrides():
     tols: Tolerances = default_tolerances("fp32").with_overrides(dict([parse_tolerance_override("heatmap=1e-3,2e-2")]))
     assert tols.for_output("heatmap") == Tolerance(1e-3, 2e-2)
     assert tols.for_output("reg") == Tolerance(1e-4, 1e-3)
-    assert default_tolerances("fp16").default == Tolerance(1e-2, 1e-2)
+    assert default_tolerances("fp16").default == Tolerance(1e-2, 1e-2, max_outlier_share=1e-3, min_snr_db=50.0)
     for bad in ("heatmap", "heatmap=1e-3", "=1,2", "heatmap=a,b"):
         with pytest.raises(VerificationError, match="NAME=ATOL,RTOL"):
             parse_tolerance_override(bad)

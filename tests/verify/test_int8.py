@@ -88,3 +88,22 @@ def test_missing_qdq_scales_and_float_graphs_are_refused(model, int8_dir, deploy
         read_quantized_layers(graph, model)
     with pytest.raises(VerificationError, match="holds no INT8 layer"):
         fake_quant_model(model, [onnx.load(str(deploy_dir / "pts_backbone_neck_head.onnx"))])
+
+
+def test_a_float_layer_reading_a_shared_quantized_tensor_is_followed(tmp_path, model, config, frames) -> None:
+    """blocks.1 kept float: its first conv still reads blocks.0's output through the Q/DQ pair the
+    quantizer put there for deblocks.0 (INT8), and the fake-quant reference must do the same."""
+    from centerpoint_deploy.data.frame import Frame
+
+    clouds = [Frame(f"f{i}", "s", 0, "", points.numpy(), None, np.eye(4), np.eye(4)) for i, points in enumerate(frames)]
+    out = tmp_path / "int8"
+    export_onnx(model, config, out, precision="int8", calibration=collect_calibration(model, config, clouds * 2),
+                int8=Int8Options(method="max", snr_budget_db=-100.0, check_frames=1,
+                                 exclude_groups=("pts_backbone/blocks.1",)))
+    layers = {layer.module: layer for graph in _graphs(out) for layer in read_quantized_layers(graph, model)}
+    shared = layers["pts_backbone.blocks.1.0"]
+    assert shared.input_scale is not None and shared.weight_scale is None and not shared.int8
+    assert "pts_backbone.blocks.1.3" not in layers and layers["pts_neck.deblocks.0.0"].int8
+    report = verify_backends(_fake_quant_reference(model, config, out), {"int8": ort_detector(config, out, False)},
+                             frames[:1], INT8, INT8_BOXES)
+    assert report, report.backends["int8"].failures()
