@@ -45,7 +45,8 @@ _PAIR_BLOCK = 1 << 22
 
 @dataclass
 class NodeBoxes:
-    """Boxes of one frame as the node's decode kernel leaves them, by descending score.
+    """Boxes of one frame, or of a batch's frames one after another, as the node's decode kernel
+    leaves them: by frame, then by descending score.
 
     Attributes:
         boxes: ``Tensor[K, 9]`` float32 ``[x, y, z, l, w, h, yaw, vx, vy]``, yaw as the node
@@ -53,15 +54,19 @@ class NodeBoxes:
         scores: ``Tensor[K]`` float32, all > 0.
         labels: ``Tensor[K]`` int64, index into ``config.class_names``.
         cells: ``Tensor[K]`` int64, flat cell index ``yi * w + xi`` (ties in score keep this order).
+        items: ``Tensor[K]`` int64 batch item of each box (``None``: all of one frame). Boxes of
+            different items never suppress each other.
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
     cells: Tensor
+    items: Tensor | None = None
 
     def select(self, keep: Tensor) -> "NodeBoxes":
-        return NodeBoxes(self.boxes[keep], self.scores[keep], self.labels[keep], self.cells[keep])
+        return NodeBoxes(self.boxes[keep], self.scores[keep], self.labels[keep], self.cells[keep],
+                         None if self.items is None else self.items[keep])
 
 
 def node_maps(maps: dict[str, Tensor], rot_y_axis_reference: bool) -> dict[str, Tensor]:
@@ -75,6 +80,14 @@ def node_maps(maps: dict[str, Tensor], rot_y_axis_reference: bool) -> dict[str, 
 
 
 def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> list[NodeBoxes]:
+    """:func:`decode_node_batch`, one :class:`NodeBoxes` per batch item."""
+    boxes = decode_node_batch(maps, config, params)
+    counts = torch.bincount(boxes.items, minlength=maps["heatmap"].shape[0]).tolist()  # the batch's one read
+    parts = zip(*(torch.split(column, counts) for column in (boxes.boxes, boxes.scores, boxes.labels, boxes.cells)))
+    return [NodeBoxes(*part) for part in parts]
+
+
+def decode_node_batch(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> NodeBoxes:
     """The node's ``generateBoxes3D_kernel`` and its score filter and sort, for every batch item.
 
     Args:
@@ -85,9 +98,9 @@ def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostpr
         params: thresholds per class and distance bin, yaw-norm thresholds.
 
     Returns:
-        One :class:`NodeBoxes` per item: the cells whose score survives, sorted by descending
+        The cells whose score survives, of every item (``items``), by item, then by descending
         score with ties in cell order (a stable sort; the node's ``thrust::sort`` promises no
-        order for ties).
+        order for ties). Nothing is read on the host.
     """
     heat = _check(maps, config)
     batch, num_classes, height, width = heat.shape
@@ -127,11 +140,8 @@ def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostpr
     order = torch.argsort(kept_scores, descending=True, stable=True)
     order = order[torch.argsort(items[order], stable=True)]  # by item, then descending score, ties in cell order
     items, cells = items[order], cells[order]
-    counts = torch.bincount(items, minlength=batch).tolist()  # the batch's one read on the host
-    columns = (boxes.reshape(batch, -1, 9)[items, cells], kept_scores[order], label.reshape(batch, -1)[items, cells],
-               cells)
-    parts = zip(*(torch.split(column, counts) for column in columns))
-    return [NodeBoxes(*part) for part in parts]
+    return NodeBoxes(boxes.reshape(batch, -1, 9)[items, cells], kept_scores[order],
+                     label.reshape(batch, -1)[items, cells], cells, items)
 
 
 @functools.lru_cache(maxsize=64)
@@ -157,13 +167,14 @@ def _wrap(angle: Tensor) -> Tensor:
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
-def close_pairs(xy: Tensor, limit_sq: float, *, strict: bool) -> tuple[Tensor, Tensor]:
+def close_pairs(xy: Tensor, limit_sq: float, *, strict: bool, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Ordered pairs ``(earlier, later)`` of points whose squared distance is below a limit.
 
     Args:
         xy: ``Tensor[K, 2]`` in rank order; distances in its dtype as ``dx*dx + dy*dy``.
         limit_sq: the squared distance limit.
         strict: ``<`` (else ``<=``).
+        groups: ``Tensor[K]`` int64; only points of the same group pair (``None``: one group).
 
     Returns:
         ``(src, dst)`` ``Tensor[E]`` int64 with ``src < dst``. Built in blocks of rows so
@@ -181,6 +192,8 @@ def close_pairs(xy: Tensor, limit_sq: float, *, strict: bool) -> tuple[Tensor, T
         dist_sq = dx * dx + dy * dy  # [rows, start + rows]
         close = dist_sq < limit_sq if strict else dist_sq <= limit_sq
         close &= columns[None, :start + len(block)] < (columns[start:start + rows])[:, None]
+        if groups is not None:
+            close &= groups[None, :start + len(block)] == groups[start:start + rows, None]
         target, source = close.nonzero(as_tuple=True)
         sources.append(source)
         targets.append(target + start)
@@ -213,14 +226,14 @@ def greedy_keep(count: int, src: Tensor, dst: Tensor) -> Tensor:
 def circle_nms_node(boxes: NodeBoxes, distance: float) -> Tensor:
     """The node's ``circleNMS``: greedy over the score order, class-agnostic.
 
-    A later box is suppressed by a kept earlier one when ``dx**2 + dy**2 < distance**2``
+    A later box is suppressed by a kept earlier one of its frame when ``dx**2 + dy**2 < distance**2``
     (float32, strict).
 
     Returns:
         ``Tensor[K]`` bool, boxes kept.
     """
     limit = _float32_square(distance)
-    src, dst = close_pairs(boxes.boxes[:, :2].to(torch.float32), limit, strict=True)
+    src, dst = close_pairs(boxes.boxes[:, :2].to(torch.float32), limit, strict=True, groups=boxes.items)
     return greedy_keep(len(boxes.scores), src, dst)
 
 
@@ -234,8 +247,8 @@ def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_dist
                      iou_threshold: float) -> Tensor:
     """The node's ``NonMaximumSuppression::apply`` (IoU-BEV NMS on the CPU in the node).
 
-    Box ``i`` is dropped when some earlier box ``j`` (in the circle-NMS output order, dropped
-    or not: the node's rule is not greedy) has ``IoU > iou_threshold``, where a pair counts
+    Box ``i`` is dropped when some earlier box ``j`` of its frame (in the circle-NMS output order,
+    dropped or not: the node's rule is not greedy) has ``IoU > iou_threshold``, where a pair counts
     only if its squared centre distance is ``<= search_distance**2`` (float64) and it is not a
     pedestrian facing another label.
 
@@ -244,7 +257,7 @@ def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_dist
     """
     count = len(boxes.scores)
     xy = boxes.boxes[:, :2].to(torch.float64)
-    src, dst = close_pairs(xy, float(search_distance) ** 2, strict=False)
+    src, dst = close_pairs(xy, float(search_distance) ** 2, strict=False, groups=boxes.items)
     semantic = _constant(tuple(semantic_label(name) for name in class_names), torch.int64,
                          boxes.labels.device)[boxes.labels]
     a, b = semantic[src], semantic[dst]
@@ -326,14 +339,15 @@ class AutowarePostprocess:
     def __call__(self, task_maps: list[dict[str, Tensor]]) -> list[Detections]:
         if len(task_maps) != 1:
             raise BackendError(f"got head maps for {len(task_maps)} tasks, the node reads 1")
-        params = self.params
-        results = []
-        for boxes in decode_node(node_maps(task_maps[0], self.rot_y_axis_reference), self.config, params):
-            boxes = boxes.select(circle_nms_node(boxes, params.circle_nms_dist_threshold))
-            boxes = boxes.select(iou_bev_nms_node(boxes, self.config.class_names, params.iou_nms_search_distance_2d,
-                                                  params.iou_nms_threshold))
-            results.append(Detections(boxes.boxes, boxes.scores, remap_classes(boxes, params)))
-        return results
+        params, maps = self.params, node_maps(task_maps[0], self.rot_y_axis_reference)
+        boxes = decode_node_batch(maps, self.config, params)  # the whole batch at once, frames kept apart
+        boxes = boxes.select(circle_nms_node(boxes, params.circle_nms_dist_threshold))
+        boxes = boxes.select(iou_bev_nms_node(boxes, self.config.class_names, params.iou_nms_search_distance_2d,
+                                              params.iou_nms_threshold))
+        labels = remap_classes(boxes, params)
+        counts = torch.bincount(boxes.items, minlength=maps["heatmap"].shape[0]).tolist()  # the one host read
+        return [Detections(*part) for part in zip(*(torch.split(column, counts)
+                                                    for column in (boxes.boxes, boxes.scores, labels)))]
 
     @property
     def lowest_threshold(self) -> float:

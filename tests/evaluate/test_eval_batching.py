@@ -19,7 +19,7 @@ from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.evaluate.data_classes import HostDetections, SampleBoxes, t4_metric_config
 from centerpoint_deploy.evaluate.io import load_boxes
 from centerpoint_deploy.evaluate.runner import evaluate_backends
-from centerpoint_deploy.postprocess.autoware import decode_node, node_maps
+from centerpoint_deploy.postprocess.autoware import AutowarePostprocess, decode_node, node_maps
 from centerpoint_deploy.postprocess.modes import default_views
 from centerpoint_deploy.static_pipeline import StaticPipeline
 from centerpoint_deploy.structures import Detections
@@ -147,6 +147,25 @@ def test_node_decode_of_a_batch_is_each_items_decode(config) -> None:  # noqa: F
         assert len(alone.scores) > 0
         for field in ("boxes", "scores", "labels", "cells"):
             assert torch.equal(getattr(boxes, field), getattr(alone, field)), (item, field)
+
+
+def test_node_postprocess_of_a_batch_keeps_the_frames_apart(config) -> None:  # noqa: F811
+    """Both NMS run once over the whole batch: a frame's boxes must not suppress another's (item 1 is
+    item 0 again, so every box of item 1 would fall to its twin if they met)."""
+    generator = torch.Generator().manual_seed(6)
+    height, width = config.feature_map_shape
+    shapes = {"heatmap": len(CLASSES), "reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
+    first = {name: torch.randn(1, channels, height, width, generator=generator) for name, channels in shapes.items()}
+    first["heatmap"] -= 1.0
+    third = {name: torch.randn_like(value) for name, value in first.items()}
+    maps = {name: torch.cat([first[name], first[name], third[name]]) for name in shapes}
+    node = AutowarePostprocess(config, low_threshold_params())
+    batch = node([maps])
+    assert len(batch) == 3 and len(batch[0]) > 5
+    for item, got in enumerate(batch):
+        alone, = node([{k: v[item:item + 1] for k, v in maps.items()}])
+        assert torch.equal(got.boxes, alone.boxes) and torch.equal(got.scores, alone.scores)
+        assert torch.equal(got.labels, alone.labels)
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
