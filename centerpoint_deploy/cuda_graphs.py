@@ -65,7 +65,9 @@ def capture(body: Callable[[Split], T], device: torch.device, *, warmup: int = 3
 
     def begin() -> None:
         graph = torch.cuda.CUDAGraph()
-        recording.append(torch.cuda.graph(graph))
+        # thread_local: a DataLoader's pin-memory thread allocating pinned host memory while this
+        # thread records (evaluate captures a new batch size mid-loop) must not invalidate the capture
+        recording.append(torch.cuda.graph(graph, capture_error_mode="thread_local"))
         recording[-1].__enter__()
         graphs.append(("", graph))
 
