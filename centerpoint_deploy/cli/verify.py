@@ -123,6 +123,7 @@ def verify(
     from centerpoint_deploy.terminal import progress_bars
     from centerpoint_deploy.variant import VariantSpec, build_detector
     from centerpoint_deploy.verify.report import print_report, write_reports
+    from centerpoint_deploy.verify.compare import INT8_LAYER_TOLERANCE
     from centerpoint_deploy.verify.run import verify_backends
     from centerpoint_deploy.verify.tolerances import verification_tolerances
 
@@ -155,6 +156,8 @@ def verify(
                                        deploy_dir=None if spec.runs_checkpoint else deploy_dir)
                   for text, spec in zip(backend, specs)}
     bisect_onnx = {part: deploy_dir / name for part, name in ONNX_FILES.items()} if bisect else None
+    # INT8: each quantized layer also alone on its node's own input (rounding does not compound there)
+    int8_layers = {part: manifest.onnx_path(part) for part in ONNX_FILES} if chosen == "int8" else None
     console = Console(width=max(Console().width, 150))
     console.print(f"verifying {', '.join(backend)} against PyTorch ({weights}) on {len(frames)} frame(s), device "
                   f"{target}, {chosen} tolerances ({why})", markup=False, highlight=False)
@@ -162,7 +165,8 @@ def verify(
         with folder_lock(out, "centerpoint-deploy verify"):
             with progress_bars(console) as progress:
                 report = verify_backends(reference, candidates, frames, tolerances, box_tolerance,
-                                         bisect_onnx=bisect_onnx, bisect_device=target, progress=progress)
+                                         bisect_onnx=bisect_onnx, bisect_device=target, progress=progress,
+                                         int8_layers=int8_layers, layer_tolerance=INT8_LAYER_TOLERANCE)
             print_report(report, console)
             written = write_reports(report, out)
     finally:

@@ -95,7 +95,7 @@ class BisectionReport:
                 "outputs": [o.to_dict() for o in self.outputs], "notes": self.notes}
 
 
-def _unwrap_model(model_or_reference: Any) -> nn.Module:
+def unwrap_model(model_or_reference: Any) -> nn.Module:
     """The ``CenterPoint`` module of a model, a PyTorch backend, or a Detector using one."""
     candidate = model_or_reference
     for attribute in ("head", "model"):
@@ -108,7 +108,7 @@ def _unwrap_model(model_or_reference: Any) -> nn.Module:
     return candidate
 
 
-def _run_onnx_probes(graph: onnx.ModelProto, feed: dict[str, Tensor], tensors: list[str],
+def run_onnx_probes(graph: onnx.ModelProto, feed: dict[str, Tensor], tensors: list[str],
                      device: torch.device) -> dict[str, Tensor]:
     """Run ``graph`` + ``tensors`` as extra outputs with ONNX Runtime; all outputs, on CPU."""
     probed = with_extra_outputs(graph, tensors)
@@ -198,7 +198,7 @@ def bisect_graph(part: GraphPart, root: nn.Module, forward: Callable[[], dict[st
     captured: dict[str, Tensor] = {}
     reference_outputs = _run_torch_probes(root, lambda: captured.update(forward()), {p.hook_module for p in probes})
     reference_outputs = {**reference_outputs, **{f"output:{k}": v.detach().float().cpu() for k, v in captured.items()}}
-    onnx_outputs = _run_onnx_probes(graph, feed, [p.tensor for p in probes], torch.device(device))
+    onnx_outputs = run_onnx_probes(graph, feed, [p.tensor for p in probes], torch.device(device))
 
     layers = []
     for probe in probes:
@@ -228,7 +228,7 @@ def bisect_head(model_or_reference: Any, onnx_path: Path | str, spatial_features
         rot_y_axis_reference: the graph's outputs use Autoware's dim/rot convention (the
             manifest says); only affects the comparison of the final outputs.
     """
-    model = _unwrap_model(model_or_reference)
+    model = unwrap_model(model_or_reference)
     model_device = next(model.parameters()).device
     bev = spatial_features.to(model_device)
 
@@ -251,7 +251,7 @@ def bisect_encoder(model_or_reference: Any, onnx_path: Path | str, input_feature
     Args:
         input_features: ``Tensor[V, P, F]`` decorated pillars, the same for both sides.
     """
-    model = _unwrap_model(model_or_reference)
+    model = unwrap_model(model_or_reference)
     features = input_features.to(next(model.parameters()).device)
     return bisect_graph("encoder", model, lambda: {contract.ENCODER_OUTPUT: model.encode(features)}, onnx_path,
                         {contract.ENCODER_INPUT: input_features.cpu()}, tol, device,

@@ -85,17 +85,22 @@ class Tolerance:
 
 
 #: Default tolerance per precision (see the module docstring for the reasoning).
-#: fp16 is set from what the demo model's fp16 export gives against PyTorch fp32 on the deploy
-#: job's 20 validation frames (docs/precision.md, "Tolerances, measured"), with a margin: worst
-#: share over 1e-2 + 1e-2 |ref| 0.042 % (vel), min SNR 58.1 dB. int8 (against the fake-quantized
-#: reference) is not re-set: a correct INT8 demo export reaches only 23.5 dB (rounding ties
-#: compounding through 22 INT8 layers), while a factor-2 weight-scale error in one layer of the
-#: tiny model still gives 30-50 dB, so no whole-tensor bound separates the two (docs).
+#: fp16 and int8 are set from what the demo model's exports give on the deploy job's 20
+#: validation frames (docs/precision.md, "Tolerances, measured"), with a margin. fp16 against
+#: PyTorch fp32: worst share over 1e-2 + 1e-2 |ref| 0.042 % (vel), min SNR 58.1 dB. int8 against
+#: the fake-quantized reference, end to end: rounding ties compound through 22 INT8 layers to
+#: 53 % of the vel elements over at a min SNR of 23.5 dB (rot), so INT8 outputs are judged by SNR
+#: only; what catches a wrong scale is each INT8 layer run alone (:data:`INT8_LAYER_TOLERANCE`).
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3),
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=1e-3, min_snr_db=50.0),
-    "int8": Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=0.05, min_snr_db=35.0),
+    "int8": Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=1.0, min_snr_db=20.0),
 }
+
+#: Each INT8 layer alone on its ONNX node's own input (:mod:`.layerwise`): the demo export's
+#: layers agree to 67.8-156.7 dB; a weight scale off by 1 % gives about 40 dB, one off by 2x
+#: about 0 dB.
+INT8_LAYER_TOLERANCE = Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=1.0, min_snr_db=40.0)
 
 
 @dataclass(frozen=True)

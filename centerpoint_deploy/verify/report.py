@@ -62,6 +62,17 @@ def _stage_rows(result: BackendResult) -> list[list[str]]:
     return rows
 
 
+def layer_checks_line(result: BackendResult) -> str:
+    """One sentence on the INT8 layers run alone (``""`` when there were none)."""
+    checks = result.layer_checks
+    if not checks:
+        return ""
+    worst = min(checks, key=lambda c: c.comparison.snr_db)
+    passed = sum(c.passed for c in checks)
+    return (f"INT8 layers alone on the graph's own inputs: {passed} of {len(checks)} pass; lowest SNR "
+            f"{worst.comparison.snr_db:.1f} dB ({worst.module})")
+
+
 def print_report(report: VerificationReport, console: Console | None = None) -> None:
     """Print the verdict, per-stage tables, failures and bisection tables."""
     console = console or Console(width=max(Console().width, _MIN_WIDTH))
@@ -84,6 +95,8 @@ def print_report(report: VerificationReport, console: Console | None = None) -> 
             style = "red" if row[-1].startswith(_FAIL) else None
             table.add_row(*map(Text, row), style=style)
         console.print(table)
+        if result.layer_checks:
+            console.print(escape(layer_checks_line(result)), highlight=False)
         for line in result.failures():
             console.print(f"  [red]-[/] {escape(line)}", highlight=False)
         for bisection in result.bisections:
@@ -124,6 +137,8 @@ def markdown_summary(report: VerificationReport) -> str:
                   "| stage | output | max abs | mean abs | cosine | share over | worst at | verdict |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in _stage_rows(result)]
+        if result.layer_checks:
+            lines += ["", layer_checks_line(result) + "."]
         failures = result.failures()
         if failures:
             lines += ["", "Failures:", ""] + [f"- {line}" for line in failures]

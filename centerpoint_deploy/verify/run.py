@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import onnx
 import torch
 from torch import Tensor
 
@@ -33,10 +34,11 @@ from centerpoint_deploy.stages import Pipeline, StageOutputs
 from centerpoint_deploy.errors import CenterPointError, VerificationError
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
-from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head
+from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head, unwrap_model
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
 from centerpoint_deploy.verify.node_view import compare_node_boxes
-from centerpoint_deploy.verify.compare import TensorComparison, Tolerances, compare_tensors
+from centerpoint_deploy.verify.compare import TensorComparison, Tolerance, Tolerances, compare_tensors
+from centerpoint_deploy.verify.layerwise import LayerCheck, int8_layer_checks
 from centerpoint_deploy.progress import Progress, track
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -128,6 +130,7 @@ class BackendResult:
     frames: list[FrameResult] = field(default_factory=list)
     device_checks: list[DeviceCheck] = field(default_factory=list)
     bisections: list[BisectionReport] = field(default_factory=list)
+    layer_checks: list[LayerCheck] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     worst_head_output: str | None = None
     worst_violation: float = -1.0
@@ -136,7 +139,7 @@ class BackendResult:
     @property
     def passed(self) -> bool:
         return (not self.errors and bool(self.frames) and all(f.passed for f in self.frames)
-                and all(d.passed for d in self.device_checks))
+                and all(d.passed for d in self.device_checks) and all(c.passed for c in self.layer_checks))
 
     def failures(self) -> list[str]:
         """One line per failed check, in the order a reader should look at them."""
@@ -149,6 +152,8 @@ class BackendResult:
             lines += [f"frame {f.frame}: boxes (end to end): {r}" for r in f.end_to_end.reasons]
             if f.node_boxes is not None:
                 lines += [f"frame {f.frame}: boxes (Autoware node post-processing): {r}" for r in f.node_boxes.reasons]
+        lines += [f"INT8 layer {c.module} ({c.part}) alone on the graph's own input: {c.comparison.reason}"
+                  for c in self.layer_checks if not c.passed]
         lines += [b.summary for b in self.bisections]
         return lines
 
@@ -159,6 +164,7 @@ class BackendResult:
                 "device_checks": [d.to_dict() for d in self.device_checks],
                 "frames": [f.to_dict() for f in self.frames],
                 "bisections": [b.to_dict() for b in self.bisections],
+                "layer_checks": [c.to_dict() for c in self.layer_checks],
                 "worst_head_output": self.worst_head_output}
 
 
@@ -263,7 +269,9 @@ def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidat
 def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], frames: Sequence[Tensor],
                     tolerances: Tolerances, box_tolerance: BoxTolerance | None = None, *,
                     bisect_onnx: Mapping[str, Path | str] | None = None,
-                    bisect_device: torch.device | str = "cpu", progress: Progress | None = None) -> VerificationReport:
+                    bisect_device: torch.device | str = "cpu", progress: Progress | None = None,
+                    int8_layers: Mapping[str, Path | str] | None = None,
+                    layer_tolerance: Tolerance | None = None) -> VerificationReport:
     """Compare every candidate with ``reference`` on ``frames``.
 
     Args:
@@ -276,6 +284,10 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
             bisect that ONNX file (ONNX Runtime on ``bisect_device``) against the reference's
             PyTorch model on the first failing frame's reference input.
         progress: called ``progress("verify frames", done, len(frames))`` as frames finish.
+        int8_layers: ``{"encoder": path, "head": path}`` of Q/DQ graphs: on the first frame,
+            every INT8 layer is also run alone on its node's own input against the reference's
+            (fake-quantized) module (:mod:`.layerwise`), judged by ``layer_tolerance``; a
+            failing layer fails the candidate and, with ``bisect_onnx``, has its graph bisected.
 
     Returns:
         A :class:`VerificationReport`; backend errors (e.g. a shape the engine refuses) are
@@ -309,6 +321,9 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
                     result.errors.append(f"frame {index}: {exc}")
                     continue
                 result.frames.append(frame)
+                if index == 0 and int8_layers is not None:
+                    result.layer_checks = _int8_layer_checks(reference, stages, int8_layers, layer_tolerance,
+                                                             bisect_device)
                 if bisect_onnx is not None:
                     _bisect_failures(reference, stages, frame, result, tolerances, bisect_onnx, bisect_device)
     settings = {**settings, **_environment()}
@@ -316,16 +331,29 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
                               settings, results, reference_checks)
 
 
+def _int8_layer_checks(reference: Pipeline, stages: StageOutputs, graphs: Mapping[str, Path | str],
+                       tolerance: Tolerance | None, device: torch.device | str) -> list[LayerCheck]:
+    """Each INT8 layer of the ``graphs`` alone on one frame's reference inputs (:mod:`.layerwise`)."""
+    if tolerance is None:
+        raise VerificationError("int8_layers needs a layer_tolerance")
+    feeds = {"encoder": {contract.ENCODER_INPUT: stages.features}, "head": {contract.HEAD_INPUT: stages.spatial_features}}
+    model = unwrap_model(reference)
+    return [check for part, path in graphs.items()
+            for check in int8_layer_checks(model, onnx.load(str(path)), part, feeds[part], tolerance, device)]
+
+
 def _bisect_failures(reference: Pipeline, stages: StageOutputs, frame: FrameResult, result: BackendResult,
                      tolerances: Tolerances, onnx_files: Mapping[str, Path | str],
                      device: torch.device | str) -> None:
-    """Bisect each failing stage once per candidate (first failing frame)."""
+    """Bisect each failing stage once per candidate (first failing frame); a stage whose INT8
+    layers failed alone counts as failing."""
     done = {b.part for b in result.bisections}
-    if "encoder" in onnx_files and "encoder" not in done and not all(frame.encoder):
+    layers_failed = {c.part for c in result.layer_checks if not c.passed}
+    if "encoder" in onnx_files and "encoder" not in done and (not all(frame.encoder) or "encoder" in layers_failed):
         result.bisections.append(bisect_encoder(reference, onnx_files["encoder"], stages.features,
                                                 tolerances.for_output(contract.ENCODER_OUTPUT), device))
-    if "head" in onnx_files and "head" not in done and not all(frame.head):
-        failing = next(c for c in frame.head if not c)
+    if "head" in onnx_files and "head" not in done and (not all(frame.head) or "head" in layers_failed):
+        failing = next((c for c in frame.head if not c), frame.head[0])
         result.bisections.append(bisect_head(reference, onnx_files["head"], stages.spatial_features,
                                              tolerances.for_output(failing.name), device,
                                              rot_y_axis_reference=result.rot_y_axis_reference))

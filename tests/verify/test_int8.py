@@ -17,6 +17,7 @@ from centerpoint_deploy.export.onnx_export import export_onnx
 from centerpoint_deploy.export.precision.calibration import collect_calibration
 from centerpoint_deploy.export.precision.convert import Int8Options
 from centerpoint_deploy.verify.fake_quant import fake_quant_model, read_quantized_layers, weight_scale_mismatches
+from centerpoint_deploy.verify.compare import INT8_LAYER_TOLERANCE
 from centerpoint_deploy.verify.run import verify_backends
 from centerpoint_deploy.verify.tolerances import verification_tolerances
 
@@ -52,9 +53,12 @@ def test_fake_quant_pytorch_matches_the_int8_graph(model, config, int8_dir, fram
     layers = [layer for graph in _graphs(int8_dir) for layer in read_quantized_layers(graph, model)]
     assert {layer.module for layer in layers} >= {"pts_voxel_encoder.pfn_layers.0.linear", "pts_backbone.blocks.1.3"}
     candidates = {"int8": ort_detector(config, int8_dir, False)}
+    graphs = {"encoder": int8_dir / "pts_voxel_encoder.onnx", "head": int8_dir / "pts_backbone_neck_head.onnx"}
     report = verify_backends(_fake_quant_reference(model, config, int8_dir), candidates,
-                             frames[:1], INT8, INT8_BOXES)
+                             frames[:1], INT8, INT8_BOXES, int8_layers=graphs, layer_tolerance=INT8_LAYER_TOLERANCE)
     assert report, report.backends["int8"].failures()
+    checks = report.backends["int8"].layer_checks
+    assert {c.part for c in checks} == {"encoder", "head"} and all(c.passed for c in checks)
 
 
 def test_planted_scale_error_is_caught_and_bisected_to_its_layer(model, config, int8_dir, frames, tmp_path) -> None:
@@ -71,9 +75,13 @@ def test_planted_scale_error_is_caught_and_bisected_to_its_layer(model, config, 
 
     reference = _fake_quant_reference(model, config, int8_dir)
     report = verify_backends(reference, {"broken": ort_detector(config, int8_dir, False, broken)}, frames[:1], INT8, INT8_BOXES,
-                             bisect_onnx={"head": broken})
+                             bisect_onnx={"head": broken}, int8_layers={"head": broken},
+                             layer_tolerance=INT8_LAYER_TOLERANCE)
     result = report.backends["broken"]
-    assert not report and result.frames[0].encoder[0].passed and not all(result.frames[0].head)
+    assert not report and result.frames[0].encoder[0].passed
+    failed = [check.module for check in result.layer_checks if not check.passed]
+    assert failed == ["pts_backbone.blocks.1.3"]  # alone on its own input, only the planted layer fails
+    assert min(c.comparison.snr_db for c in result.layer_checks if c.passed) > INT8_LAYER_TOLERANCE.min_snr_db
     (bisection,) = result.bisections
     assert bisection.first_failure.probe.module == "pts_backbone.blocks.1.3"
     assert all(PLANTED in line for line in weight_scale_mismatches(read_quantized_layers(graph, model),
