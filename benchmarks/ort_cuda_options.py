@@ -70,7 +70,7 @@ def time_graph(ort, path: Path, inputs: dict[str, torch.Tensor], algo: str, nhwc
             session = _session(ort, path, algo, nhwc, graph, tf32)
             binding = session.io_binding()
             for name, tensor in inputs.items():
-                binding.bind_input(name, "cuda", 0, _elem(ort, tensor), list(tensor.shape), tensor.data_ptr())
+                binding.bind_input(name, "cuda", 0, _numpy_dtype(tensor), list(tensor.shape), tensor.data_ptr())
             outputs = [o.name for o in session.get_outputs()]
             for name in outputs:
                 binding.bind_output(name, "cuda", 0)
@@ -94,7 +94,7 @@ def time_graph(ort, path: Path, inputs: dict[str, torch.Tensor], algo: str, nhwc
             "warnings": len(lines), "no_execution_plans": plans, "first_warning": lines[0][:200] if lines else ""}
 
 
-def _elem(ort, tensor: torch.Tensor):
+def _numpy_dtype(tensor: torch.Tensor):
     import numpy as np
 
     return {torch.float32: np.float32, torch.float16: np.float16}[tensor.dtype]

@@ -103,9 +103,8 @@ class Detector(BackendOwner):
     def _boxes(self, head_outputs: dict[str, Tensor], hook: StageHook) -> list[Detections]:
         """Decode and NMS (stages ``decode``, ``nms``, ``output``), after refusing non-finite head outputs."""
         maps = self.task_maps(head_outputs)
-        nonfinite = count_nonfinite_outputs(head_outputs, self._head_names).tolist()
-        if any(nonfinite):  # the backend's name only for the message (it is built on each read)
-            raise_nonfinite_outputs(nonfinite, self._head_names, self.head.name)
+        raise_nonfinite_outputs(count_nonfinite_outputs(head_outputs, self._head_names).tolist(), self._head_names,
+                                self.head.name)
         if self.postprocess is not None:
             detections = self.postprocess(maps)
             for stage in (DECODE, NMS, OUTPUT):

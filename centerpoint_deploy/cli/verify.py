@@ -123,7 +123,6 @@ def verify(
     from centerpoint_deploy.terminal import progress_bars
     from centerpoint_deploy.variant import VariantSpec, build_detector
     from centerpoint_deploy.verify.report import print_report, write_reports
-    from centerpoint_deploy.verify.compare import INT8_LAYER_TOLERANCE
     from centerpoint_deploy.verify.run import verify_backends
     from centerpoint_deploy.verify.tolerances import verification_tolerances
 
@@ -166,7 +165,7 @@ def verify(
             with progress_bars(console) as progress:
                 report = verify_backends(reference, candidates, frames, tolerances, box_tolerance,
                                          bisect_onnx=bisect_onnx, bisect_device=target, progress=progress,
-                                         int8_layers=int8_layers, layer_tolerance=INT8_LAYER_TOLERANCE)
+                                         int8_layers=int8_layers)
             print_report(report, console)
             written = write_reports(report, out)
     finally:

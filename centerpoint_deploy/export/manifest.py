@@ -137,9 +137,9 @@ class Manifest:
         engines: graph part (``"encoder"``/``"head"``) -> its TensorRT engine, if built.
         checks: check name -> the last result recorded for this bundle.
         precision_plan: fp16/int8: the plan of ``precision_plan.json`` (calibration method and
-            frames, what stayed float, INT8 layer counts, the budget); ``None`` for fp32 and for
-            bundles written before it was recorded. When the bundle lists ``precision_plan.json``
-            and none is given, it is read from there.
+            frames, what stayed float, INT8 layer counts, the budget), recorded by the exporter;
+            ``None`` for fp32 and for bundles written before it was recorded (their plan stays in
+            the hashed ``precision_plan.json``).
         format_version: metadata layout version.
     """
 

@@ -59,7 +59,7 @@ from centerpoint_deploy.job.report import print_summary, write_job_report
 from centerpoint_deploy.job.result import CANDIDATE, REFERENCE, JobResult, StepRecord
 from centerpoint_deploy.job.settings import DeploySettings, ExportSettings
 from centerpoint_deploy.model import build_model
-from centerpoint_deploy.postprocess.modes import CALIBRATION_VIEW
+from centerpoint_deploy.postprocess.modes import CALIBRATION_VIEW, PostprocessView, default_views
 from centerpoint_deploy.progress import Progress
 from centerpoint_deploy.terminal import progress_bars
 from centerpoint_deploy.stages import Pipeline
@@ -170,9 +170,14 @@ def _calibration_skip_reason(settings: DeploySettings) -> str:
     return ""
 
 
-def _calibration_floor(settings: DeploySettings) -> float | None:
-    """The evaluation's calibration view floor, when the calibration step will read it."""
-    return None if _calibration_skip_reason(settings) else settings.calibrate.floor
+def _views(settings: DeploySettings, detectors: dict[str, Pipeline]) -> dict[str, list[PostprocessView]]:
+    """Each backend's evaluation views: both default views, and for the bundle's ONNX Runtime
+    backend the calibration view too when the calibration step will read it (the others'
+    would only cost time)."""
+    floor = None if _calibration_skip_reason(settings) else settings.calibrate.floor
+    return {name: default_views(detector.config, params=detector.node_params,
+                                calibration_floor=floor if name == CANDIDATE else None)
+            for name, detector in detectors.items()}
 
 
 def _calibrate(settings: DeploySettings, out_dir: Path, deploy_dir: Path, log: JobLog) -> BundleCalibration:
@@ -257,7 +262,7 @@ def _evaluate_share(settings: DeploySettings, group: RankGroup, open_backends: E
     evaluate_backends(dataset, detectors, out_dir / "evaluation", job_metric_config(
         settings.evaluate.metric, settings.evaluate.class_range, config), frames=evaluated,
         fingerprints=_fingerprints(kinds, checkpoint, out_dir / "deploy"), console=Console(quiet=True), group=group,
-        calibration_floor=_calibration_floor(settings))
+        views=_views(settings, detectors))
 
 
 def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: ExitStack,
@@ -331,7 +336,7 @@ def _run(settings: DeploySettings, out_dir: Path, log: JobLog, open_backends: Ex
                                    result.metric_config, frames=evaluated,
                                    fingerprints=_fingerprints(list(specs), checkpoint, deploy_dir),
                                    render_frames=drawn, console=log.console, group=group,
-                                   calibration_floor=_calibration_floor(settings))
+                                   views=_views(settings, detectors))
     else:
         steps.skip("Evaluate", "disabled (evaluate.enabled: false)")
     result.manifest = _record_checks(deploy_dir, result)

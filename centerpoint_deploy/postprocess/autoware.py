@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -68,6 +68,14 @@ class NodeBoxes:
         return NodeBoxes(self.boxes[keep], self.scores[keep], self.labels[keep], self.cells[keep],
                          None if self.items is None else self.items[keep])
 
+    def per_item(self, batch: int) -> list["NodeBoxes"]:
+        """One :class:`NodeBoxes` per batch item of ``batch`` (reading the counts is one host read)."""
+        if self.items is None:
+            return [self]
+        counts = torch.bincount(self.items, minlength=batch).tolist()
+        columns = (self.boxes, self.scores, self.labels, self.cells)
+        return [NodeBoxes(*part) for part in zip(*(torch.split(column, counts) for column in columns))]
+
 
 def node_maps(maps: dict[str, Tensor], rot_y_axis_reference: bool) -> dict[str, Tensor]:
     """The maps as the node reads them from the ONNX: plain mmdet3d maps in, the export's convention out.
@@ -81,10 +89,7 @@ def node_maps(maps: dict[str, Tensor], rot_y_axis_reference: bool) -> dict[str, 
 
 def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> list[NodeBoxes]:
     """:func:`decode_node_batch`, one :class:`NodeBoxes` per batch item."""
-    boxes = decode_node_batch(maps, config, params)
-    counts = torch.bincount(boxes.items, minlength=maps["heatmap"].shape[0]).tolist()  # the batch's one read
-    parts = zip(*(torch.split(column, counts) for column in (boxes.boxes, boxes.scores, boxes.labels, boxes.cells)))
-    return [NodeBoxes(*part) for part in parts]
+    return decode_node_batch(maps, config, params).per_item(maps["heatmap"].shape[0])
 
 
 def decode_node_batch(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> NodeBoxes:
@@ -344,10 +349,8 @@ class AutowarePostprocess:
         boxes = boxes.select(circle_nms_node(boxes, params.circle_nms_dist_threshold))
         boxes = boxes.select(iou_bev_nms_node(boxes, self.config.class_names, params.iou_nms_search_distance_2d,
                                               params.iou_nms_threshold))
-        labels = remap_classes(boxes, params)
-        counts = torch.bincount(boxes.items, minlength=maps["heatmap"].shape[0]).tolist()  # the one host read
-        return [Detections(*part) for part in zip(*(torch.split(column, counts)
-                                                    for column in (boxes.boxes, boxes.scores, labels)))]
+        boxes = replace(boxes, labels=remap_classes(boxes, params))
+        return [Detections(item.boxes, item.scores, item.labels) for item in boxes.per_item(maps["heatmap"].shape[0])]
 
     @property
     def lowest_threshold(self) -> float:

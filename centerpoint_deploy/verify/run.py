@@ -37,7 +37,8 @@ from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_refere
 from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head, unwrap_model
 from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
 from centerpoint_deploy.verify.node_view import compare_node_boxes
-from centerpoint_deploy.verify.compare import TensorComparison, Tolerance, Tolerances, compare_tensors
+from centerpoint_deploy.verify.compare import (INT8_LAYER_TOLERANCE, TensorComparison, Tolerance, Tolerances,
+                                              compare_tensors)
 from centerpoint_deploy.verify.layerwise import LayerCheck, int8_layer_checks
 from centerpoint_deploy.progress import Progress, track
 
@@ -271,7 +272,7 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
                     bisect_onnx: Mapping[str, Path | str] | None = None,
                     bisect_device: torch.device | str = "cpu", progress: Progress | None = None,
                     int8_layers: Mapping[str, Path | str] | None = None,
-                    layer_tolerance: Tolerance | None = None) -> VerificationReport:
+                    layer_tolerance: Tolerance = INT8_LAYER_TOLERANCE) -> VerificationReport:
     """Compare every candidate with ``reference`` on ``frames``.
 
     Args:
@@ -332,10 +333,8 @@ def verify_backends(reference: Pipeline, candidates: Mapping[str, Pipeline], fra
 
 
 def _int8_layer_checks(reference: Pipeline, stages: StageOutputs, graphs: Mapping[str, Path | str],
-                       tolerance: Tolerance | None, device: torch.device | str) -> list[LayerCheck]:
+                       tolerance: Tolerance, device: torch.device | str) -> list[LayerCheck]:
     """Each INT8 layer of the ``graphs`` alone on one frame's reference inputs (:mod:`.layerwise`)."""
-    if tolerance is None:
-        raise VerificationError("int8_layers needs a layer_tolerance")
     feeds = {"encoder": {contract.ENCODER_INPUT: stages.features}, "head": {contract.HEAD_INPUT: stages.spatial_features}}
     model = unwrap_model(reference)
     return [check for part, path in graphs.items()

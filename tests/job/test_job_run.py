@@ -106,6 +106,7 @@ def test_job_calibrates_the_bundle_on_the_evaluated_frames(job_out: tuple[Path, 
     metadata = yaml.safe_load((out / "deploy" / "deploy_metadata.yaml").read_text())
     assert metadata["checks"]["calibration"]["passed"] is calibration["written"]
     assert (out / "evaluation" / "onnxruntime@calibration" / "predictions.json").is_file()
+    assert not (out / "evaluation" / "pytorch@calibration").exists()  # only the bundle's backend is calibrated
     assert (out / "calibration" / "calibration.md").is_file()
     assert "## Score-threshold calibration" in (out / "report.md").read_text()
 
