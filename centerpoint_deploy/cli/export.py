@@ -64,6 +64,14 @@ def export(
                                                      "output's SNR vs fp32 is at least this (dB; the score over the whole "
                                                      "map, the box maps where fp32 detects; default: Int8Options')."),
     int8_exclude: list[str] = typer.Option([], "--int8-exclude", help="INT8: a layer group kept float (repeat), e.g. pts_voxel_encoder/pfn_layers.0."),
+    int8_map_budget: Optional[float] = typer.Option(None, "--int8-map-budget", callback=bounded(0),
+                                                    help="INT8: choose the plan by mAP instead of SNR: layer groups "
+                                                         "leave INT8, the one whose removal gains most first, until "
+                                                         "the mAP drop vs fp32 on annotated frames of --dataset that "
+                                                         "the calibration did not use is at most this (e.g. 0.0025)."),
+    int8_map_frames: int = typer.Option(64, "--int8-map-frames", callback=bounded(1),
+                                        help="INT8 by mAP: frames of --dataset the calibration did not use (spread over them) the mAP is measured on."),
+    metric: str = typer.Option("t4", "--metric", help="INT8 by mAP: metric preset (t4, nuscenes) or a metric .json."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
     trt_precision: Optional[str] = typer.Option(None, "--trt-precision",
                                                 help="TensorRT 10 builder flags for an fp32 graph: fp32, tf32 or fp16 (default: the ONNX's precision)."),
@@ -85,6 +93,10 @@ def export(
         raise ExportError(f"--precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if precision != "fp32" and dataset is None:
         raise ExportError(f"--precision {precision} needs --dataset: calibration frames from your data")
+    if int8_map_budget is not None and precision != "int8":
+        raise ExportError("--int8-map-budget applies to --precision int8 only")
+    if int8_map_budget is not None and int8_snr_db is not None:
+        raise ExportError("--int8-map-budget and --int8-snr-db choose the INT8 plan in two ways; pass one")
     int8 = Int8Options(method=calib_method, exclude_groups=tuple(int8_exclude))
     if int8_snr_db is not None:
         int8 = dataclasses.replace(int8, snr_budget_db=int8_snr_db)
@@ -107,13 +119,29 @@ def export(
 
     model_config = load_config(config)
     console = plain_console()
+    metric_config = None
+    if int8_map_budget is not None:
+        from centerpoint_deploy.job.inputs import job_metric_config
+
+        metric_config = job_metric_config(metric, None, model_config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         model = build_model(model_config, checkpoint=weights, device=target)
     calibration = None
     if precision != "fp32":
-        calibration = _calibration(model, model_config, dataset, category_mapping,
-                                   DEFAULT_CALIBRATION_FRAMES if calib_frames is None else calib_frames)
+        calibration, judged, judged_frames = _calibration(
+            model, model_config, dataset, category_mapping,
+            DEFAULT_CALIBRATION_FRAMES if calib_frames is None else calib_frames,
+            int8_map_frames if int8_map_budget is not None else 0)
+        if int8_map_budget is not None:
+            from centerpoint_deploy.evaluate.plan_judge import MapJudge
+            from centerpoint_deploy.export.precision.map_scan import MapBudget
+
+            judge = MapJudge(model_config, judged_frames, metric_config, rot_y_axis_reference=rot_y_axis_reference)
+            int8 = dataclasses.replace(int8, by_map=MapBudget(
+                int8_map_budget, judged, judge,
+                report=lambda step: console.print(f"  INT8 plan by mAP: float {list(step.excluded) or 'none'}: "
+                                                  f"mAP {step.map:.4f}")))
     with folder_lock(out, "centerpoint-deploy export"):
         with progress_bars(console) as progress:
             result = export_onnx(model, model_config, out, opset=opset, rot_y_axis_reference=rot_y_axis_reference,
@@ -135,6 +163,10 @@ def export(
             if part.snr_db:
                 console.print(f"  head output SNR vs fp32, {part.part} {precision} (dB): "
                               + ", ".join(f"{k} {v:.1f}" for k, v in part.snr_db.items()))
+        if result.plan.map_drop is not None:
+            console.print(f"  INT8 plan chosen by mAP on {len(result.plan.map_frames)} frames outside the calibration: fp32 "
+                          f"{result.plan.baseline_map:.4f}, INT8 {result.plan.map_steps[-1].map:.4f} (drop "
+                          f"{result.plan.map_drop:+.4f}, budget {result.plan.map_budget:g})")
         for part, problems in result.tensorrt_problems.items():
             for problem in problems:
                 console.print(f"warning: {part} graph: TensorRT would refuse {problem}", style="yellow")
@@ -142,8 +174,15 @@ def export(
             _build(out, trt_precision, workspace_gb, console)
 
 
-def _calibration(model: Any, config: "ModelConfig", dataset: str, category_mapping: str, count: int) -> Any:
-    """Calibration inputs from ``count`` frames spread over ``dataset`` (checked before any compute)."""
+def _calibration(model: Any, config: "ModelConfig", dataset: str, category_mapping: str, count: int,
+                 judged: int = 0) -> tuple[Any, Any, list[Any]]:
+    """Calibration inputs from ``count`` frames spread over ``dataset`` (checked before any compute).
+
+    Returns:
+        ``(calibration, judged set, judged frames)``: with ``judged > 0``, up to that many other
+        frames of the dataset (spread over those left) to judge an INT8 plan by mAP on, with
+        their graph inputs; else ``None`` and ``[]``.
+    """
     from centerpoint_deploy.data import open_dataset
     from centerpoint_deploy.export.precision.calibration import (check_classes, check_frame_count,
                                                                    collect_calibration, pick_frames)
@@ -151,10 +190,18 @@ def _calibration(model: Any, config: "ModelConfig", dataset: str, category_mappi
     frames = open_dataset(dataset, class_names=config.class_names, category_mapping=category_mapping,
                           sweeps_num=config.points.sweeps_num, load_dim=config.points.load_dim)
     check_frame_count(count, len(frames))
-    chosen = [frames[i] for i in pick_frames(len(frames), count)]
+    picked = pick_frames(len(frames), count)
+    chosen = [frames[i] for i in picked]
     check_classes(chosen, config.class_names)
+    rest = sorted(set(range(len(frames))) - set(picked))
+    if judged and not rest:
+        raise ExportError(f"--int8-map-budget judges the INT8 plan on annotated frames the calibration did not use, "
+                          f"but --calib-frames {count} takes all {len(frames)} frames of the dataset: lower "
+                          "--calib-frames or pass a larger dataset")
+    judged_frames = [frames[rest[i]] for i in pick_frames(len(rest), min(judged, len(rest)))] if judged else []
     model.eval()
-    return collect_calibration(model, config, chosen)
+    return (collect_calibration(model, config, chosen),
+            collect_calibration(model, config, judged_frames) if judged_frames else None, judged_frames)
 
 
 def build_engine(

@@ -172,7 +172,7 @@ def export_onnx(model: nn.Module, config: ModelConfig, out_dir: Path | str, *, o
         finally:
             model.train(was_training)
 
-        plan = reduce_precision(stage, precision, calibration, int8)
+        plan = reduce_precision(stage, precision, calibration, int8, rot_y_axis_reference=rot_y_axis_reference)
         report("export", 5, _EXPORT_STEPS)
         extra = [write_plan(plan, stage).name] if precision != "fp32" else []
         manifest = publish_bundle(stage, out_dir, config, autoware_format=autoware_format, precision=precision,

@@ -66,11 +66,13 @@ class CalibrationSet:
             return [{contract.HEAD_INPUT: t.numpy()} for t in self.head_inputs]
         raise ExportError(f"graph part '{part}' is not one of 'encoder', 'head'")
 
-    def first(self, count: int) -> "CalibrationSet":
-        """The first ``count`` frames."""
-        return CalibrationSet(self.encoder_inputs[:count], self.head_inputs[:count], self.pillar_coords[:count],
-                              self.frame_tokens[:count], self.frame_sha256[:count], self.bev_shape,
-                              self.score_threshold)
+    def subset(self, indices: Sequence[int]) -> "CalibrationSet":
+        """The frames at ``indices``, in that order."""
+        def pick(values: tuple) -> tuple:
+            return tuple(values[i] for i in indices)
+
+        return CalibrationSet(pick(self.encoder_inputs), pick(self.head_inputs), pick(self.pillar_coords),
+                              pick(self.frame_tokens), pick(self.frame_sha256), self.bev_shape, self.score_threshold)
 
     @property
     def digest(self) -> str:

@@ -34,6 +34,22 @@ class GroupSensitivity:
 
 
 @dataclass(frozen=True)
+class MapStep:
+    """One plan the mAP-driven search judged (:mod:`.map_scan`).
+
+    Attributes:
+        excluded: layer groups float in this plan, in the order they left INT8.
+        map: its mAP on the judged frames.
+        tried: group -> the mAP with that group float too (the candidates of the next step;
+            empty where the plan was within the budget or nothing was left to take out).
+    """
+
+    excluded: tuple[str, ...]
+    map: float
+    tried: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PartPlan:
     """The precision of one graph (``"encoder"`` or ``"head"``).
 
@@ -70,10 +86,15 @@ class PrecisionPlan:
     Attributes:
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
         method: int8 calibration method (``None`` otherwise).
-        snr_budget_db: int8: the smallest head output SNR (detection-weighted, dB) the scan accepted.
+        snr_budget_db: int8 chosen by SNR: the smallest head output SNR (detection-weighted, dB)
+            the scan accepted; ``None`` where the plan was chosen by mAP.
         calibration_frames: sample tokens of the calibration frames (empty for fp32).
         calibration_sha256: sha256 of each calibration frame's points.
         parts: one :class:`PartPlan` per graph.
+        map_budget: int8 chosen by mAP: the largest accepted mAP drop against fp32.
+        map_frames: the annotated calibration frames the mAP was measured on (sample tokens).
+        baseline_map: the fp32 graphs' mAP on those frames.
+        map_steps: the search, the chosen plan last (:class:`MapStep`).
     """
 
     precision: str
@@ -82,6 +103,17 @@ class PrecisionPlan:
     calibration_frames: tuple[str, ...] = ()
     calibration_sha256: tuple[str, ...] = ()
     parts: tuple[PartPlan, ...] = ()
+    map_budget: float | None = None
+    map_frames: tuple[str, ...] = ()
+    baseline_map: float | None = None
+    map_steps: tuple[MapStep, ...] = ()
+
+    @property
+    def map_drop(self) -> float | None:
+        """mAP drop of the chosen plan against fp32 on the judged frames (``None`` unless chosen by mAP)."""
+        if self.baseline_map is None or not self.map_steps:
+            return None
+        return self.baseline_map - self.map_steps[-1].map
 
     def part(self, name: str) -> PartPlan:
         return next(p for p in self.parts if p.part == name)
@@ -111,9 +143,13 @@ class PrecisionPlan:
                          sensitivity=tuple(GroupSensitivity(s["group"], tuple(s["nodes"]), dict(s["snr_db"]))
                                            for s in p["sensitivity"]))
                 for p in data["parts"])
+            steps = tuple(MapStep(tuple(s["excluded"]), float(s["map"]), dict(s["tried"]))
+                          for s in data.get("map_steps", ()))
             return cls(precision=data["precision"], method=data["method"], snr_budget_db=data["snr_budget_db"],
                        calibration_frames=tuple(data["calibration_frames"]),
-                       calibration_sha256=tuple(data["calibration_sha256"]), parts=parts)
+                       calibration_sha256=tuple(data["calibration_sha256"]), parts=parts,
+                       map_budget=data.get("map_budget"), map_frames=tuple(data.get("map_frames", ())),
+                       baseline_map=data.get("baseline_map"), map_steps=steps)
         except (KeyError, TypeError) as exc:
             raise ExportError(f"precision plan is malformed: missing or wrong field {exc}") from exc
 
@@ -131,6 +167,8 @@ class PlanRecord:
         kept_float: part -> int8: the layer groups kept float; fp16: the nodes kept fp32.
         int8_layers: part -> weighted layers in INT8 (Q/DQ on their inputs).
         weighted_layers: part -> weighted layers (Conv, ConvTranspose, MatMul, Gemm).
+        map_budget: int8 chosen by mAP: the accepted mAP drop (``None``: chosen by SNR).
+        map_drop: int8 chosen by mAP: the chosen plan's measured mAP drop on the judged frames.
     """
 
     precision: str
@@ -141,6 +179,8 @@ class PlanRecord:
     kept_float: dict[str, tuple[str, ...]]
     int8_layers: dict[str, int]
     weighted_layers: dict[str, int]
+    map_budget: float | None = None
+    map_drop: float | None = None
 
     @property
     def head_int8_share(self) -> float:
@@ -154,7 +194,8 @@ class PlanRecord:
                    hashlib.sha256("\n".join(plan.calibration_sha256).encode()).hexdigest(),
                    {p.part: p.excluded_groups if plan.precision == "int8" else tuple(p.peaks) for p in plan.parts},
                    {p.part: len(p.quantized_nodes) for p in plan.parts},
-                   {p.part: len(p.quantized_nodes) + len(p.float_nodes) for p in plan.parts})
+                   {p.part: len(p.quantized_nodes) + len(p.float_nodes) for p in plan.parts},
+                   plan.map_budget, plan.map_drop)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kept_float": {k: list(v) for k, v in self.kept_float.items()},
@@ -162,13 +203,17 @@ class PlanRecord:
 
     @classmethod
     def from_dict(cls, data: Any) -> "PlanRecord":
-        """Read :meth:`to_dict`'s mapping back; :class:`ExportError` when it is malformed."""
+        """Read :meth:`to_dict`'s mapping back; :class:`ExportError` when it is malformed.
+
+        ``map_budget`` / ``map_drop`` may be absent (records written before the mAP-driven plan)."""
         names = [f for f in cls.__dataclass_fields__]
-        if not isinstance(data, dict) or set(data) != {*names, "head_int8_share"}:
+        optional = {"map_budget", "map_drop"}
+        if not isinstance(data, dict) or not set(names) - optional <= set(data) <= {*names, "head_int8_share"} \
+                or "head_int8_share" not in data:
             raise ExportError(f"precision_plan must be a mapping with fields {sorted([*names, 'head_int8_share'])}, "
                               f"got {data!r}")
         try:
-            record = cls(**{**{n: data[n] for n in names},
+            record = cls(**{**{n: data[n] for n in names if n in data},
                             "kept_float": {str(k): tuple(v) for k, v in data["kept_float"].items()}})
         except (AttributeError, TypeError) as exc:
             raise ExportError(f"precision_plan is malformed: {exc}") from exc

@@ -118,11 +118,14 @@ def head_outputs(part: str, graph: onnx.ModelProto, check: CalibrationSet, head:
     an encoder graph's pillar features are scattered to the BEV map and fed to ``head``."""
     if part == "head":
         return run_graph(graph, check.feeds("head"))
-    pillars = run_graph(graph, check.feeds("encoder"))
-    bev = [{contract.HEAD_INPUT: scatter_to_bev(torch.from_numpy(p[contract.ENCODER_OUTPUT]), coords, 1,
-                                                check.bev_shape).numpy()}
-           for p, coords in zip(pillars, check.pillar_coords)]
-    return run_graph(head, bev)
+    return run_graph(head, scattered(run_graph(graph, check.feeds("encoder")), check))
+
+
+def scattered(pillars: Outputs, frames: CalibrationSet) -> list[dict[str, np.ndarray]]:
+    """Head feeds from the encoder outputs ``pillars`` on ``frames``, scattered to their BEV maps."""
+    return [{contract.HEAD_INPUT: scatter_to_bev(torch.from_numpy(p[contract.ENCODER_OUTPUT]), coords, 1,
+                                                 frames.bev_shape).numpy()}
+            for p, coords in zip(pillars, frames.pillar_coords)]
 
 
 @dataclass(frozen=True)
