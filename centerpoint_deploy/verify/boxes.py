@@ -44,6 +44,9 @@ class BoxTolerance:
         gate: BEV centre distance (metres) beyond which two boxes cannot match.
         threshold_margin: an unmatched box whose score lies within this of the score
             threshold is "near the threshold" and does not fail the comparison.
+        max_unmatched_share: share of a frame's boxes (of the larger count) that may be
+            unmatched away from the threshold on each side without failing (0 for fp32/fp16;
+            INT8 boxes flip where compounded rounding moves a peak).
     """
 
     center: float = 1e-3
@@ -53,6 +56,7 @@ class BoxTolerance:
     velocity: float = 1e-3
     gate: float = 1.0
     threshold_margin: float = 1e-3
+    max_unmatched_share: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in self.to_dict().items():
@@ -60,10 +64,14 @@ class BoxTolerance:
                 raise VerificationError(f"box tolerance {name} = {value!r} is invalid: a finite number >= 0")
         if self.gate <= 0:
             raise VerificationError(f"box tolerance gate = {self.gate!r} is invalid: must be > 0 metres")
+        if self.max_unmatched_share > 1:
+            raise VerificationError(f"box tolerance max_unmatched_share = {self.max_unmatched_share!r} is invalid: "
+                                    "a fraction in [0, 1]")
 
     def to_dict(self) -> dict[str, float]:
         return {"center": self.center, "size": self.size, "yaw": self.yaw, "score": self.score,
-                "velocity": self.velocity, "gate": self.gate, "threshold_margin": self.threshold_margin}
+                "velocity": self.velocity, "gate": self.gate, "threshold_margin": self.threshold_margin,
+                "max_unmatched_share": self.max_unmatched_share}
 
 
 #: Default box tolerances per precision. fp16: a heatmap logit off by 1e-2 + 1e-2*|logit|
@@ -75,13 +83,14 @@ DEFAULT_BOX_TOLERANCES: dict[str, BoxTolerance] = {
     # score 0.0006, velocity 0.024 m/s
     "fp16": BoxTolerance(center=0.02, size=0.1, yaw=0.08, score=0.02, velocity=0.15, gate=1.0,
                          threshold_margin=0.02),
-    # INT8 against the fake-quant PyTorch reference end to end, measured worst on the demo export
-    # (20 frames): centre 1.0 m, size 1.74 m, yaw 3.05 rad (heading flips of low-score boxes), score
-    # 0.215, velocity 8.2 m/s (18.2 under the node's post-processing), 94.9 % matched, an unmatched
-    # box 0.074 above the score threshold: the compounded rounding of the tensors (compare.py).
-    # These bounds only catch what no rounding makes; each INT8 layer alone is the sharp check.
-    "int8": BoxTolerance(center=1.5, size=2.5, yaw=3.1416, score=0.3, velocity=25.0, gate=2.0,
-                         threshold_margin=0.1),
+    # INT8 against the fake-quant PyTorch reference end to end, measured worst on the demo exports
+    # (20 frames; the 69 % plan and two 88 % plans, docs/precision.md): centre 2.05 m, size 1.74 m,
+    # yaw 3.05 rad (heading flips of low-score boxes), score 0.385, velocity 8.2 m/s (18.2 under the
+    # node's post-processing), 2 of 55 boxes of a frame unmatched 0.1 or more from the threshold:
+    # the compounded rounding of the tensors (compare.py). These bounds only catch what no
+    # rounding makes; each INT8 layer alone is the sharp check.
+    "int8": BoxTolerance(center=3.0, size=2.5, yaw=3.1416, score=0.6, velocity=25.0, gate=2.0,
+                         threshold_margin=0.1, max_unmatched_share=0.08),
 }
 
 
@@ -225,14 +234,16 @@ def compare_boxes(ref: Detections, test: Detections, tol: BoxTolerance, score_th
                  + _unmatched(test, ti, "test", limits(test), tol.threshold_margin))
 
     reasons = []
+    allowed = math.floor(tol.max_unmatched_share * max(len(ref), len(test)))
     for side in ("reference", "test"):
         far = [u for u in unmatched if u.side == side and not u.near_threshold]
-        if far:
+        if len(far) > allowed:
             shown = "; ".join(f"#{u.index} label {u.label} score {u.score:.4f} at ({u.center[0]:.2f}, {u.center[1]:.2f})"
                               for u in far[:_SHOWN_UNMATCHED])
             more = f"; {len(far) - _SHOWN_UNMATCHED} more" if len(far) > _SHOWN_UNMATCHED else ""
             reasons.append(f"{len(far)} {side} box(es) have no match within {tol.gate:g} m and are not within "
-                           f"{tol.threshold_margin:g} of the score threshold {score_threshold:g}: {shown}{more}")
+                           f"{tol.threshold_margin:g} of the score threshold {score_threshold:g}"
+                           + (f" ({allowed} allowed)" if allowed else "") + f": {shown}{more}")
     for what, value, limit, unit in (("centre", max_center, tol.center, "m"), ("size", max_size, tol.size, "m"),
                                      ("yaw", max_yaw, tol.yaw, "rad"), ("score", max_score, tol.score, ""),
                                      ("velocity", max_velocity, tol.velocity, "m/s")):

@@ -18,14 +18,15 @@ Default tolerances and why (``docs/verification.md`` has the measurements):
   significant bits (unit round-off 4.9e-4); through ~20 layers of conv + BN + ReLU the
   error grows to a few 1e-3 relative, so 1e-2 keeps a 2-5x margin while a broken layer
   still shows as a 1e-1-scale difference.
-- ``int8``: ``atol=1e-2, rtol=1e-2``, up to 5 % of the elements over, and an SNR of at least
-  35 dB. An INT8 Q/DQ graph is compared with the PyTorch fake-quant model built from its
-  own activation scales (:mod:`.fake_quant`), not with fp32: both quantize the same tensors,
-  but where PyTorch's and ONNX Runtime's float sums (1e-6 apart) put a value on either side
-  of a rounding boundary, one element moves by a quantization step and the next layers
-  spread it over their receptive field (measured on the tiny verify model: up to ~4 % of the
-  heatmap, ~5e-3 apart; head outputs 46-68 dB). A weight scale doubled in one Q/DQ node
-  brings the outputs well below 35 dB, and its own layer to ~10 dB, where bisection finds it.
+- ``int8``: SNR only (no element-share bound), at least 12 dB end to end. An INT8 Q/DQ graph
+  is compared with the PyTorch fake-quant model built from its own activation scales
+  (:mod:`.fake_quant`), not with fp32: both quantize the same tensors, but where PyTorch's and
+  ONNX Runtime's float sums (1e-6 apart) put a value on either side of a rounding boundary, one
+  element moves by a quantization step and the next layers spread it over their receptive
+  field, compounding through every INT8 layer (demo model: 23.5 dB with 22 INT8 layers, 15.3 dB
+  with 28). The sharp check is each INT8 layer alone on the ONNX node's own input
+  (:data:`INT8_LAYER_TOLERANCE`, :mod:`.layerwise`): correct layers agree to 67-157 dB, a weight
+  scale off by 1 % gives 38 dB and one doubled -2 dB, where bisection finds it.
 """
 
 from __future__ import annotations
@@ -88,13 +89,14 @@ class Tolerance:
 #: fp16 and int8 are set from what the demo model's exports give on the deploy job's 20
 #: validation frames (docs/precision.md, "Tolerances, measured"), with a margin. fp16 against
 #: PyTorch fp32: worst share over 1e-2 + 1e-2 |ref| 0.042 % (vel), min SNR 58.1 dB. int8 against
-#: the fake-quantized reference, end to end: rounding ties compound through 22 INT8 layers to
-#: 53 % of the vel elements over at a min SNR of 23.5 dB (rot), so INT8 outputs are judged by SNR
-#: only; what catches a wrong scale is each INT8 layer run alone (:data:`INT8_LAYER_TOLERANCE`).
+#: the fake-quantized reference, end to end: rounding ties compound through the INT8 layers to
+#: 53 % of the vel elements over at a min SNR of 23.5 dB (rot) with 22 layers and 15.3 dB with 28
+#: (the 88 % plan the mAP-driven scan chooses), so INT8 outputs are judged by SNR only, against a
+#: floor below that; what catches a wrong scale is each INT8 layer run alone (:data:`INT8_LAYER_TOLERANCE`).
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3),
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=1e-3, min_snr_db=50.0),
-    "int8": Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=1.0, min_snr_db=20.0),
+    "int8": Tolerance(atol=1e-2, rtol=1e-2, max_outlier_share=1.0, min_snr_db=12.0),
 }
 
 #: Each INT8 layer alone on its ONNX node's own input (:mod:`.layerwise`): the demo export's

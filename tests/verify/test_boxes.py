@@ -77,8 +77,21 @@ def test_unmatched_box_near_threshold_is_tolerated_far_from_it_fails():
     assert not extra and extra.unmatched[0].side == "test"
 
 
+def test_a_share_of_unmatched_boxes_may_be_allowed_per_side():
+    ref = dets([box(10.0 * i, 0) for i in range(10)], [0.9] * 10, [0] * 10)
+    one_gone = dets([box(10.0 * i, 0) for i in range(9)], [0.9] * 9, [0] * 9)
+    assert not compare_boxes(ref, one_gone, BoxTolerance(), 0.1)
+    allowed = compare_boxes(ref, one_gone, BoxTolerance(max_unmatched_share=0.1), 0.1)
+    assert allowed and allowed.matched_share == 0.9 and len(allowed.unmatched) == 1
+    two_gone = compare_boxes(ref, dets([box(10.0 * i, 0) for i in range(8)], [0.9] * 8, [0] * 8),
+                             BoxTolerance(max_unmatched_share=0.1), 0.1)
+    assert not two_gone and "(1 allowed)" in two_gone.reasons[0]
+
+
 def test_box_tolerance_rejects_bad_values():
     with pytest.raises(VerificationError, match="center"):
         BoxTolerance(center=-1.0)
     with pytest.raises(VerificationError, match="gate"):
         BoxTolerance(gate=0.0)
+    with pytest.raises(VerificationError, match="max_unmatched_share"):
+        BoxTolerance(max_unmatched_share=1.5)
