@@ -7,7 +7,7 @@ dependency of the project: install it into a private folder, without its ``[onnx
 (onnx~=1.21, onnxruntime-gpu~=1.24.2, cupy), beside this machine's onnx / onnxruntime / torch::
 
     pip install --no-deps --target /tmp/modelopt_site nvidia-modelopt==0.47.0 onnx-graphsurgeon \
-        polygraphy nvidia-ml-py onnxslim onnxscript onnx-ir lief
+        nvidia-ml-py onnxslim onnxscript onnx-ir lief
     export PYTHONPATH=$PWD:/tmp/modelopt_site
 
     # INT8 bundle: ModelOpt max calibration on 64 frames, two layer groups kept float
@@ -17,6 +17,8 @@ dependency of the project: install it into a private folder, without its ``[onnx
         --keep-float pts_backbone/blocks.0 --out /tmp/mo_max88
     # Q/DQ structure of any INT8 deploy directories (ours or ModelOpt's), as JSON
     python3 benchmarks/modelopt_ptq.py inspect /tmp/mo_ort88 /tmp/mo_max88
+    # the INT8 layers of two of them and the largest relative difference of their Q/DQ scales
+    python3 benchmarks/modelopt_ptq.py compare /tmp/mo_ort88 /tmp/mo_max88
 
 ``quantize`` reads the fp32 deploy directory's export settings (opset, ``rot_y_axis_reference``,
 simplification, bundle layout, node parameters) and checks that ``--checkpoint`` and ``-c`` are what
@@ -168,6 +170,29 @@ def qdq_summary(graph: onnx.ModelProto) -> dict[str, Any]:
     }
 
 
+def layer_scales(graph: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """INT8 layer -> (activation scale, weight scales) as the graph's ``DequantizeLinear`` nodes hold them."""
+    inits = {i.name: i for i in graph.graph.initializer}
+    producer = {out: node for node in graph.graph.node for out in node.output}
+    layers = set(quantized_layers(graph))
+    return {node.name: tuple(numpy_helper.to_array(inits[producer[name].input[1]]).astype(np.float64)
+                             for name in node.input[:2])
+            for node in graph.graph.node if node.name in layers}
+
+
+def compare_scales(a: onnx.ModelProto, b: onnx.ModelProto) -> dict[str, Any]:
+    """The INT8 layers of ``a`` and ``b`` and the largest relative difference of their scales."""
+    scales_a, scales_b = layer_scales(a), layer_scales(b)
+    both = [name for name in scales_a if name in scales_b]
+
+    def worst(index: int) -> float:
+        return max((float(np.max(np.abs(scales_a[n][index] / scales_b[n][index] - 1.0))) for n in both), default=0.0)
+
+    return {"layers_in_both": len(both), "only_in_first": sorted(set(scales_a) - set(scales_b)),
+            "only_in_second": sorted(set(scales_b) - set(scales_a)),
+            "activation_scale_max_rel_diff": worst(0), "weight_scale_max_rel_diff": worst(1)}
+
+
 def modelopt_quantize(fp32: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]], method: str,
                       exclude_nodes: Sequence[str], work_dir: Path) -> tuple[onnx.ModelProto, float]:
     """ModelOpt's INT8 PTQ of ``fp32`` calibrated on ``feeds``; returns the graph and its wall time (s)."""
@@ -277,6 +302,12 @@ def inspect_bundles(dirs: Sequence[Path]) -> dict[str, Any]:
     return {str(d): {part: qdq_summary(onnx.load(str(d / name))) for part, name in PARTS.items()} for d in dirs}
 
 
+def compare_bundles(first: Path, second: Path) -> dict[str, Any]:
+    """The ``compare`` command: :func:`compare_scales` of both graphs of two deploy directories."""
+    return {part: compare_scales(onnx.load(str(first / name)), onnx.load(str(second / name)))
+            for part, name in PARTS.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -294,9 +325,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     q.add_argument("--threads", type=int, default=2, help="torch threads for the calibration inputs")
     i = commands.add_parser("inspect", help="Q/DQ structure of INT8 deploy directories, as JSON")
     i.add_argument("dirs", type=Path, nargs="+")
+    c = commands.add_parser("compare", help="INT8 layers and Q/DQ scales of two deploy directories, as JSON")
+    c.add_argument("first", type=Path)
+    c.add_argument("second", type=Path)
     args = parser.parse_args(argv)
     if args.command == "inspect":
         print(json.dumps(inspect_bundles(args.dirs), indent=2))
+        return
+    if args.command == "compare":
+        print(json.dumps(compare_bundles(args.first, args.second), indent=2))
         return
     report = quantize_bundle(args)
     text = json.dumps(report, indent=2)

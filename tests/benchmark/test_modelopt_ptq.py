@@ -1,5 +1,5 @@
 """The pure parts of benchmarks/modelopt_ptq.py: its calibration reader, ModelOpt's exclusion
-patterns, the kept-float groups and the Q/DQ summary of both weight layouts.
+patterns, the kept-float groups, and the Q/DQ summary and scale comparison of both weight layouts.
 
 None of it imports ModelOpt (which patches ``onnxruntime.quantization`` in the running process, so
 it is kept out of the test process); the ModelOpt run itself is the benchmark's.
@@ -82,3 +82,13 @@ def test_feed_reader_rewinds_and_ends_with_none() -> None:
     assert reader.get_next() is feeds[0]
     with pytest.raises(ValueError):
         ptq.FeedReader([])
+
+
+def test_compare_scales_sees_equal_scales_across_layouts_and_a_changed_one() -> None:
+    same = ptq.compare_scales(_conv_graph("int8"), _conv_graph("pair"))
+    assert same == {"layers_in_both": 1, "only_in_first": [], "only_in_second": [],
+                    "activation_scale_max_rel_diff": 0.0, "weight_scale_max_rel_diff": 0.0}
+    changed = _conv_graph("pair")
+    scale = next(i for i in changed.graph.initializer if i.name == "w_scale")
+    scale.CopyFrom(numpy_helper.from_array(np.full(4, 0.02, np.float32), "w_scale"))
+    assert ptq.compare_scales(_conv_graph("int8"), changed)["weight_scale_max_rel_diff"] == pytest.approx(0.5)
