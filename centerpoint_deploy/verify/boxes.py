@@ -85,7 +85,7 @@ DEFAULT_BOX_TOLERANCES: dict[str, BoxTolerance] = {
                          threshold_margin=0.02),
     # INT8 against the fake-quant PyTorch reference end to end, measured worst on the demo exports
     # (20 frames; the 69 % plan and two 88 % plans, docs/precision.md): centre 2.05 m, size 1.74 m,
-    # yaw 3.05 rad (heading flips of low-score boxes), score 0.385, velocity 8.2 m/s (18.2 under the
+    # yaw 3.05 rad (heading flips of low-score boxes), score 0.5, velocity 8.2 m/s (18.2 under the
     # node's post-processing), 2 of 55 boxes of a frame unmatched 0.1 or more from the threshold:
     # the compounded rounding of the tensors (compare.py). These bounds only catch what no
     # rounding makes; each INT8 layer alone is the sharp check.
