@@ -33,6 +33,7 @@ from centerpoint_deploy.point_buffer import PointBuffer, point_capacity
 from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tasks, postprocess, suppress, unpack_host
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
+from centerpoint_deploy.preprocess.scatter import BevCanvas
 from centerpoint_deploy.preprocess.voxelize import VoxelCounts, check_voxel_counts, voxelize_padded
 from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
                                        BackendOwner, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
@@ -69,6 +70,8 @@ class StaticRun:
 
     ``packed`` is the one tensor copied to the host: boxes, NMS convergence and the deferred
     checks (:meth:`~centerpoint_deploy.postprocess.PaddedDetections.pack`, ``rows`` boxes per cloud).
+    ``canvas``: the kept BEV canvas a captured run scatters into (``spatial_features`` is a view
+    of it), held here for as long as the graph that writes it; ``None`` for a fresh canvas.
     """
 
     clouds: list[Tensor]
@@ -81,6 +84,7 @@ class StaticRun:
     decoded: list[DecodedBoxes]
     packed: Tensor
     rows: int
+    canvas: BevCanvas | None = None
 
 
 @dataclass
@@ -109,7 +113,9 @@ class HybridRun:
         self.pre = capture(lambda _: pipeline._pre(buffer.clouds, no_hook), pipeline.device)
         self.pre.replay()  # recording runs nothing: the encoder's first input comes from a replay
         self.pillars = self._encode().clone()
-        self.scatter = capture(lambda _: pipeline._scatter(self.pillars, self.pre.result.voxels), pipeline.device)
+        self.canvas = pipeline._kept_canvas(len(buffer.clouds))
+        self.scatter = capture(lambda _: pipeline._scatter(self.pillars, self.pre.result.voxels, self.canvas),
+                               pipeline.device)
         self.scatter.replay()
         self.head_outputs = {name: t.clone() for name, t in self._head().items()}
         self.post = capture(lambda _: pipeline._post(buffer.clouds, self.pre.result, self.pillars,
@@ -251,8 +257,14 @@ class StaticPipeline(BackendOwner):
         the backends.
         """
         self.load()
-        return capture(lambda hook: self._body(buffer.clouds, hook, capturing=True), self.device,
+        canvas = self._kept_canvas(len(buffer.clouds))
+        return capture(lambda hook: self._body(buffer.clouds, hook, capturing=True, canvas=canvas), self.device,
                        segments=segments, last=OUTPUT)
+
+    def _kept_canvas(self, batch_size: int) -> BevCanvas | None:
+        """The BEV canvas a graph keeps between replays (a channels-last head), else ``None``: a
+        fresh NCHW canvas per run (:func:`scatter_to_bev`)."""
+        return BevCanvas(batch_size, self.config.bev_shape) if self.head.channels_last_input else None
 
     def _fits_graph(self, clouds: list[Tensor]) -> bool:
         """Check types and shapes; False (with a warning) when a cloud exceeds ``max_points``."""
@@ -285,17 +297,19 @@ class StaticPipeline(BackendOwner):
             return backend.forward_in_capture(tensor)
         return backend.infer({name: tensor.to(backend.device)})
 
-    def _body(self, clouds: list[Tensor], hook: StageHook, capturing: bool) -> StaticRun:
-        """Voxelize to the packed result on the device; nothing read on the host."""
+    def _body(self, clouds: list[Tensor], hook: StageHook, capturing: bool,
+              canvas: BevCanvas | None = None) -> StaticRun:
+        """Voxelize to the packed result on the device; nothing read on the host (``canvas``: the
+        kept BEV canvas of a captured run)."""
         pre = self._pre(clouds, hook)
         pillars = self._infer(self.encoder, contract.ENCODER_INPUT, pre.features, capturing)[contract.ENCODER_OUTPUT]
         pillars = pillars.to(self.device)
         hook(ENCODER)
-        bev = self._scatter(pillars, pre.voxels)
+        bev = self._scatter(pillars, pre.voxels, canvas)
         hook(SCATTER)
         head_outputs = self._infer(self.head, contract.HEAD_INPUT, bev, capturing)
         hook(HEAD)
-        return self._post(clouds, pre, pillars, bev, head_outputs, hook)
+        return replace(self._post(clouds, pre, pillars, bev, head_outputs, hook), canvas=canvas)
 
     def _pre(self, clouds: list[Tensor], hook: StageHook) -> _PreRun:
         """Stages ``upload`` (the deferred non-finite count) to ``decorate``."""
@@ -310,9 +324,11 @@ class StaticPipeline(BackendOwner):
         hook(DECORATE)
         return _PreRun(nonfinite, voxels, counts, features)
 
-    def _scatter(self, pillars: Tensor, voxels: Voxels) -> Tensor:
-        """``pillars [P, C]`` into the head's BEV canvas (the coords come from voxelize, so the
-        synchronising range check is not needed)."""
+    def _scatter(self, pillars: Tensor, voxels: Voxels, canvas: BevCanvas | None = None) -> Tensor:
+        """``pillars [P, C]`` into the head's BEV canvas: ``canvas`` when given, else a new one (the
+        coords come from voxelize, so the synchronising range check is not needed)."""
+        if canvas is not None:
+            return canvas.scatter(pillars, voxels.coords)
         return scatter_to_bev(pillars, voxels.coords, voxels.batch_size, self.config.bev_shape, check_coords=False,
                               channels_last=self.head.channels_last_input)
 

@@ -67,19 +67,23 @@ def test_padded_clouds_voxelize_like_the_clouds(config) -> None:
         assert torch.equal(getattr(got, field), getattr(expected, field)), field
 
 
-def test_captured_body_gives_the_static_boxes(config) -> None:
-    clouds = random_clouds((1500, 700))
-    detector = make_detector(config, static=True).load()
-    expected = detector(clouds)
+@pytest.mark.parametrize("kind", ["pytorch", "pytorch:fp32+channels_last"])
+def test_captured_body_gives_the_static_boxes(config, kind: str) -> None:
+    detector = make_detector(config, static=True, kind=kind).load()
+    canvas = detector._kept_canvas(2)  # a channels-last head: the graph keeps its BEV canvas
+    assert (canvas is None) == (kind == "pytorch")
     buffer = PointBuffer(2, 2000, 5, config.voxelization, torch.device("cpu"))
-    buffer.load(clouds)
-    run = detector._body(buffer.clouds, no_hook, capturing=True)  # what the graph records, run eagerly
-    detections, converged, checks = unpack_host(run.packed, 2, run.rows)
-    assert converged == [True, True] and checks[:2] == [0, 0]  # no non-finite point: padding is finite
-    assert checks[8:] == [0] * 6  # nor a non-finite head output
-    assert [len(d) for d in detections] == [len(d) for d in expected] and len(expected[0]) > 5
-    for g, e in zip(detections, expected):
-        assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
+    for seed in (0, 1, 0):  # a kept canvas must hold only the current frame's pillars
+        clouds = random_clouds((1500, 700), seed=seed)
+        expected = detector(clouds)
+        buffer.load(clouds)
+        run = detector._body(buffer.clouds, no_hook, capturing=True, canvas=canvas)  # what the graph records, run eagerly
+        detections, converged, checks = unpack_host(run.packed, 2, run.rows)
+        assert converged == [True, True] and checks[:2] == [0, 0]  # no non-finite point: padding is finite
+        assert checks[8:] == [0] * 6  # nor a non-finite head output
+        assert [len(d) for d in detections] == [len(d) for d in expected] and len(expected[0]) > 5
+        for g, e in zip(detections, expected):
+            assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
 
 
 class _OtherRuntime(Backend):
@@ -173,10 +177,12 @@ def test_compiled_pipeline_graph_equals_the_static_path(config) -> None:
 
 @pytest.mark.cuda
 @cuda
-def test_uncapturable_backends_run_between_captured_parts(config) -> None:
-    """ONNX Runtime's case, with PyTorch backends that claim not to be capturable: a HybridRun."""
-    eager = make_detector(config, static=True, device="cuda").load()
-    hybrid = make_detector(config, static=True, device="cuda", graph=True, max_points=2500)
+@pytest.mark.parametrize("kind", ["pytorch", "pytorch:fp32+channels_last"])
+def test_uncapturable_backends_run_between_captured_parts(config, kind: str) -> None:
+    """ONNX Runtime's case, with PyTorch backends that claim not to be capturable: a HybridRun
+    (channels-last: its scatter graph keeps the BEV canvas)."""
+    eager = make_detector(config, static=True, kind=kind, device="cuda").load()
+    hybrid = make_detector(config, static=True, kind=kind, device="cuda", graph=True, max_points=2500)
     for backend in (hybrid.encoder, hybrid.head):
         backend.capturable = False  # an instance attribute over the class's True
     assert not hybrid.captures_backends

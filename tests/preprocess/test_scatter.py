@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from centerpoint_deploy.errors import PointCloudError
-from centerpoint_deploy.preprocess.scatter import scatter_to_bev
+from centerpoint_deploy.preprocess.scatter import BevCanvas, scatter_to_bev
 
 
 def test_rows_are_y_columns_are_x_per_batch_item() -> None:
@@ -47,3 +47,25 @@ def test_coords_outside_the_canvas_raise(coords: list[list[int]]) -> None:
 def test_mismatched_counts_raise() -> None:
     with pytest.raises(PointCloudError, match=r"coords must be \[V=2, 4\], got \[1, 4\]"):
         scatter_to_bev(torch.ones(2, 4), torch.zeros(1, 4, dtype=torch.int32), 1, (3, 2))
+
+
+def _frame(seed: int, batch: int = 2, shape: tuple[int, int] = (5, 6), pillars: int = 12,
+           padding: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pillars`` distinct cells over ``batch`` canvases and ``padding`` rows of batch index -1."""
+    generator = torch.Generator().manual_seed(seed)
+    cells = torch.randperm(batch * shape[0] * shape[1], generator=generator)[:pillars]
+    coords = torch.stack([cells // (shape[0] * shape[1]), torch.zeros_like(cells),
+                          cells // shape[1] % shape[0], cells % shape[1]], dim=1)
+    coords = torch.cat([coords, torch.full((padding, 4), -1)])
+    return torch.randn(pillars + padding, 3, generator=generator), coords
+
+
+def test_a_kept_canvas_equals_a_fresh_one_frame_after_frame() -> None:
+    canvas = BevCanvas(2, (5, 6))
+    for seed in range(3):  # each frame's cells differ: the last frame's must be cleared
+        features, coords = _frame(seed)
+        kept = canvas.scatter(features, coords)
+        fresh = scatter_to_bev(features, coords, 2, (5, 6), channels_last=True)
+        assert torch.equal(kept, fresh) and kept.is_contiguous(memory_format=torch.channels_last)
+    features, coords = _frame(7, pillars=20)  # another pillar count: a new canvas
+    assert torch.equal(canvas.scatter(features, coords), scatter_to_bev(features, coords, 2, (5, 6)))
