@@ -123,7 +123,7 @@ class BevCanvas:
             self._rows, self._written = rows, torch.full((num_pillars,), cells, dtype=torch.int64,
                                                          device=pillar_features.device)
         cell = _cell_rows(coords, self.batch_size, self.bev_shape)
-        rows[self._written] = 0
+        rows.index_fill_(0, self._written, 0)  # a scalar fill: no host tensor inside a capture
         rows[cell] = pillar_features
         self._written.copy_(cell)
         return rows[:cells].view(self.batch_size, *self.bev_shape, num_channels).permute(0, 3, 1, 2)
