@@ -26,6 +26,7 @@ from torch import Tensor
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend
+from centerpoint_deploy.compile_cache import release_compile_workers
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.cuda_graphs import Captured, capture
 from centerpoint_deploy.errors import BackendError, ConfigError
@@ -258,8 +259,10 @@ class StaticPipeline(BackendOwner):
         """
         self.load()
         canvas = self._kept_canvas(len(buffer.clouds))
-        return capture(lambda hook: self._body(buffer.clouds, hook, capturing=True, canvas=canvas), self.device,
-                       segments=segments, last=OUTPUT)
+        captured = capture(lambda hook: self._body(buffer.clouds, hook, capturing=True, canvas=canvas), self.device,
+                           segments=segments, last=OUTPUT)
+        release_compile_workers()  # compiled during the warm-up runs; the pool would compete with the replays
+        return captured
 
     def _kept_canvas(self, batch_size: int) -> BevCanvas | None:
         """The BEV canvas a graph keeps between replays (a channels-last head), else ``None``: a

@@ -1,0 +1,331 @@
+"""The post-processing of Autoware's ``autoware_lidar_centerpoint`` node, in vectorized torch.
+
+What the car outputs from the head's maps (``postprocess: autoware``), step by step as the node
+runs it (``lib/postprocess/postprocess_kernel.cu``, ``circle_nms_kernel.cu``,
+``non_maximum_suppression.cpp``, ``detection_class_remapper.cpp``, ``src/node.cpp``):
+
+1. per cell: sigmoid of every class's logit, the class with the highest score (the first one
+   on ties), the centre ``x = vx * ds * (xi + reg0) + x_min`` (no half-cell offset), its
+   distance bin and that bin's class threshold, the yaw-norm threshold;
+2. the surviving cells sorted by descending score, class-agnostic circle NMS;
+3. IoU-BEV NMS within a search distance, never between a pedestrian and another class;
+4. the class remapper by footprint area.
+
+``docs/autoware-postprocess.md`` lists every comparison matched and where it was read.
+Everything runs on the maps' device; the per-item compaction and the NMS rounds read on the
+host (as the node does: its NMS runs on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.errors import BackendError, ConfigError
+from centerpoint_deploy.postprocess.decode import check_maps
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams, semantic_label
+from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
+from centerpoint_deploy.postprocess.rotated_iou import bev_iou_pairs
+from centerpoint_deploy.structures import Detections
+
+#: Autoware's PEDESTRIAN label (``node_params.AUTOWARE_LABELS``).
+_PEDESTRIAN = semantic_label("pedestrian")
+#: Most entries of one distance block while finding close pairs (bounds memory, not a limit on boxes).
+_PAIR_BLOCK = 1 << 22
+
+
+@dataclass
+class NodeBoxes:
+    """Boxes of one frame as the node's decode kernel leaves them, by descending score.
+
+    Attributes:
+        boxes: ``Tensor[K, 9]`` float32 ``[x, y, z, l, w, h, yaw, vx, vy]``, yaw as the node
+            publishes it (``-atan2(rot0, rot1) - pi/2``, wrapped into ``[-pi, pi)``).
+        scores: ``Tensor[K]`` float32, all > 0.
+        labels: ``Tensor[K]`` int64, index into ``config.class_names``.
+        cells: ``Tensor[K]`` int64, flat cell index ``yi * w + xi`` (ties in score keep this order).
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    cells: Tensor
+
+    def select(self, keep: Tensor) -> "NodeBoxes":
+        return NodeBoxes(self.boxes[keep], self.scores[keep], self.labels[keep], self.cells[keep])
+
+
+def node_maps(maps: dict[str, Tensor], rot_y_axis_reference: bool) -> dict[str, Tensor]:
+    """The maps as the node reads them from the ONNX: plain mmdet3d maps in, the export's convention out.
+
+    With ``rot_y_axis_reference`` (AWML's export option, what the node's formulas assume)
+    ``dim`` is (w, l, h) and ``rot`` (-cos, -sin); without it the node reads the plain maps
+    with the same formulas, which swaps l and w and turns the heading: the emulation keeps that.
+    """
+    return apply_rot_y_axis_reference(maps) if rot_y_axis_reference else dict(maps)
+
+
+def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> list[NodeBoxes]:
+    """The node's ``generateBoxes3D_kernel`` and its score filter and sort, for every batch item.
+
+    Args:
+        maps: one task's maps in the convention the node reads (see :func:`node_maps`):
+            ``heatmap [B, C, h, w]`` logits, ``reg [B, 2, h, w]``, ``height [B, 1, h, w]``,
+            ``dim [B, 3, h, w]`` log (w, l, h), ``rot [B, 2, h, w]``, ``vel [B, 2, h, w]``.
+        config: the grid (``voxel_size``, ``point_cloud_range``, ``decode.out_size_factor``).
+        params: thresholds per class and distance bin, yaw-norm thresholds.
+
+    Returns:
+        One :class:`NodeBoxes` per item: the cells whose score survives, sorted by descending
+        score with ties in cell order (a stable sort; the node's ``thrust::sort`` promises no
+        order for ties).
+    """
+    heat = _check(maps, config)
+    batch, num_classes, height, width = heat.shape
+    device = heat.device
+    f32 = torch.float32
+    logits = heat.to(f32)
+    scores = 1.0 / (1.0 + torch.exp(-logits))  # the kernel's sigmoid
+    scores = torch.where(torch.isnan(scores), torch.full_like(scores, -1.0), scores)  # NaN never wins `score > max`
+    max_score, label = scores.max(dim=1)  # [B, h, w]; first maximum on ties, as the strict `>` loop
+    found = max_score >= 0  # some class had a number
+
+    reg, z, dim, rot, vel = (maps[name].to(f32) for name in ("reg", "height", "dim", "rot", "vel"))
+    step_x = torch.tensor(config.voxelization.voxel_size[0], dtype=f32) * config.decode.out_size_factor
+    step_y = torch.tensor(config.voxelization.voxel_size[1], dtype=f32) * config.decode.out_size_factor
+    x_min = torch.tensor(config.voxelization.point_cloud_range[0], dtype=f32)
+    y_min = torch.tensor(config.voxelization.point_cloud_range[1], dtype=f32)
+    xi = torch.arange(width, device=device, dtype=f32)[None, None, :]
+    yi = torch.arange(height, device=device, dtype=f32)[None, :, None]
+    x = step_x.to(device) * (xi + reg[:, 0]) + x_min.to(device)  # [B, h, w]
+    y = step_y.to(device) * (yi + reg[:, 1]) + y_min.to(device)
+    radial = torch.sqrt(x * x + y * y)
+
+    limits = torch.tensor(params.thresholds.distance_bin_upper_limits, dtype=f32, device=device)
+    bins = (radial[..., None] >= limits).sum(dim=-1)  # first bin with radial < limit
+    in_bins = (bins < limits.numel()) & ~torch.isnan(radial)
+    table = torch.tensor(params.thresholds.min_confidence_scores, dtype=f32, device=device)  # [C, bins]
+    threshold = table[label, bins.clamp(max=limits.numel() - 1)]
+    yaw_limit = torch.tensor(params.yaw_norm_thresholds, dtype=f32, device=device)[label]
+    yaw_norm = torch.sqrt(rot[:, 0] * rot[:, 0] + rot[:, 1] * rot[:, 1])
+    score = torch.where(found & in_bins & ~(max_score < threshold) & (yaw_norm >= yaw_limit), max_score,
+                        torch.zeros_like(max_score))
+    keep = score > 0.0  # the kernel's is_score_keep
+
+    yaw_net = torch.atan2(rot[:, 0], rot[:, 1])
+    yaw = _wrap(-yaw_net.double() - math.pi / 2).to(f32)  # ros_utils: yaw = -box.yaw - pi/2
+    sizes = torch.exp(dim)  # channel 0 = width, 1 = length, 2 = height in the node's reading
+    boxes = torch.stack([x, y, z[:, 0], sizes[:, 1], sizes[:, 0], sizes[:, 2], yaw, vel[:, 0], vel[:, 1]], dim=-1)
+    flat_keep = keep.reshape(batch, -1)
+    flat_boxes, flat_scores, flat_labels = boxes.reshape(batch, -1, 9), score.reshape(batch, -1), label.reshape(batch, -1)
+    out = []
+    for item in range(batch):
+        cells = flat_keep[item].nonzero().squeeze(1)  # ascending cell index (the kernel's copy_if)
+        item_scores = flat_scores[item, cells]
+        order = torch.argsort(item_scores, descending=True, stable=True)
+        cells = cells[order]
+        out.append(NodeBoxes(flat_boxes[item, cells], item_scores[order], flat_labels[item, cells], cells))
+    return out
+
+
+def _wrap(angle: Tensor) -> Tensor:
+    """Angles into ``[-pi, pi)``."""
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def close_pairs(xy: Tensor, limit_sq: float, *, strict: bool) -> tuple[Tensor, Tensor]:
+    """Ordered pairs ``(earlier, later)`` of points whose squared distance is below a limit.
+
+    Args:
+        xy: ``Tensor[K, 2]`` in rank order; distances in its dtype as ``dx*dx + dy*dy``.
+        limit_sq: the squared distance limit.
+        strict: ``<`` (else ``<=``).
+
+    Returns:
+        ``(src, dst)`` ``Tensor[E]`` int64 with ``src < dst``. Built in blocks of rows so
+        memory stays bounded for any ``K``.
+    """
+    count = xy.shape[0]
+    rows = max(1, _PAIR_BLOCK // max(count, 1))
+    columns = torch.arange(count, device=xy.device)
+    sources, targets = [], []
+    for start in range(0, count, rows):
+        block = xy[start:start + rows]
+        earlier = xy[:start + len(block)]  # only earlier boxes can be a pair's source
+        dx = block[:, None, 0] - earlier[None, :, 0]
+        dy = block[:, None, 1] - earlier[None, :, 1]
+        dist_sq = dx * dx + dy * dy  # [rows, start + rows]
+        close = dist_sq < limit_sq if strict else dist_sq <= limit_sq
+        close &= columns[None, :start + len(block)] < (columns[start:start + rows])[:, None]
+        target, source = close.nonzero(as_tuple=True)
+        sources.append(source)
+        targets.append(target + start)
+    if not sources:
+        empty = torch.zeros(0, dtype=torch.int64, device=xy.device)
+        return empty, empty
+    return torch.cat(sources), torch.cat(targets)
+
+
+def greedy_keep(count: int, src: Tensor, dst: Tensor) -> Tensor:
+    """Greedy suppression in rank order over a sparse "close" relation.
+
+    ``keep[i] = not any(keep[j] for (j, i) in pairs)`` with every ``j < i``: the unique fixed
+    point, reached by iterating from ``keep = all`` (after ``t`` rounds the first ``t`` entries
+    are final; a round that changes nothing ends it; chains are short in practice).
+
+    Returns:
+        ``Tensor[count]`` bool.
+    """
+    keep = torch.ones(count, dtype=torch.bool, device=src.device)
+    for _ in range(count):
+        hits = torch.zeros(count, dtype=torch.int32, device=src.device).index_add_(0, dst, keep[src].to(torch.int32))
+        updated = hits == 0
+        if torch.equal(updated, keep):
+            break
+        keep = updated
+    return keep
+
+
+def circle_nms_node(boxes: NodeBoxes, distance: float) -> Tensor:
+    """The node's ``circleNMS``: greedy over the score order, class-agnostic.
+
+    A later box is suppressed by a kept earlier one when ``dx**2 + dy**2 < distance**2``
+    (float32, strict).
+
+    Returns:
+        ``Tensor[K]`` bool, boxes kept.
+    """
+    limit = float(torch.tensor(distance, dtype=torch.float32) ** 2)
+    src, dst = close_pairs(boxes.boxes[:, :2].to(torch.float32), limit, strict=True)
+    return greedy_keep(len(boxes.scores), src, dst)
+
+
+def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_distance: float,
+                     iou_threshold: float) -> Tensor:
+    """The node's ``NonMaximumSuppression::apply`` (IoU-BEV NMS on the CPU in the node).
+
+    Box ``i`` is dropped when some earlier box ``j`` (in the circle-NMS output order, dropped
+    or not: the node's rule is not greedy) has ``IoU > iou_threshold``, where a pair counts
+    only if its squared centre distance is ``<= search_distance**2`` (float64) and it is not a
+    pedestrian facing another label.
+
+    Returns:
+        ``Tensor[K]`` bool, boxes kept.
+    """
+    count = len(boxes.scores)
+    xy = boxes.boxes[:, :2].to(torch.float64)
+    src, dst = close_pairs(xy, float(search_distance) ** 2, strict=False)
+    semantic = torch.tensor([semantic_label(name) for name in class_names], device=boxes.labels.device)[boxes.labels]
+    a, b = semantic[src], semantic[dst]
+    counted = ~((a != b) & ((a == _PEDESTRIAN) | (b == _PEDESTRIAN)))
+    footprint = boxes.boxes[:, [0, 1, 3, 4, 6]].to(torch.float64)  # x, y, length, width, yaw
+    # pairs farther apart than their circumscribed circles cannot overlap (IoU 0): skip them
+    radius = torch.sqrt(footprint[:, 2] ** 2 + footprint[:, 3] ** 2) / 2
+    gap = (xy[src] - xy[dst]).pow(2).sum(dim=1)
+    reach = radius[src] + radius[dst]
+    counted &= ~(gap > reach * reach)  # NaN sizes stay in: their IoU is computed (and is 0)
+    src, dst = src[counted], dst[counted]
+    iou = bev_iou_pairs(footprint[src], footprint[dst])
+    suppressed = torch.zeros(count, dtype=torch.int32, device=xy.device).index_add_(
+        0, dst, (iou > iou_threshold).to(torch.int32))
+    return suppressed == 0
+
+
+def remap_classes(boxes: NodeBoxes, params: NodePostprocessParams) -> Tensor:
+    """The node's ``DetectionClassRemapper::mapClasses``: new labels by BEV footprint area.
+
+    ``area = float(length * width)``; class ``i`` becomes the first class ``j`` in Autoware's
+    label order with ``allow[i][j]`` and ``min[i][j] <= area <= max[i][j]`` (non-finite matrix
+    entries read as the largest double, as the node does); else it stays.
+
+    Returns:
+        ``Tensor[K]`` int64 labels.
+    """
+    remapper = params.remapper
+    if remapper.is_identity or len(boxes.scores) == 0:
+        return boxes.labels
+    device = boxes.labels.device
+    big = torch.finfo(torch.float64).max
+    allow = torch.tensor(remapper.allow_remapping_by_area_matrix, dtype=torch.bool, device=device)
+    low = torch.tensor(remapper.min_area_matrix, dtype=torch.float64, device=device)
+    high = torch.tensor(remapper.max_area_matrix, dtype=torch.float64, device=device)
+    low, high = (torch.where(torch.isfinite(m), m, torch.full_like(m, big)) for m in (low, high))
+    # the node walks the target labels in Autoware's order: sort the model's classes by it
+    order = sorted(range(len(remapper.class_names)), key=lambda c: semantic_label(remapper.class_names[c]))
+    order_t = torch.tensor(order, device=device)
+    area = (boxes.boxes[:, 3].double() * boxes.boxes[:, 4].double()).to(torch.float32).double()[:, None]
+    labels = boxes.labels
+    match = allow[labels][:, order_t] & (area >= low[labels][:, order_t]) & (area <= high[labels][:, order_t])
+    first = match.to(torch.int8).argmax(dim=1)  # first True in the node's order
+    return torch.where(match.any(dim=1), order_t[first], labels)
+
+
+class AutowarePostprocess:
+    """Head maps -> boxes as ``autoware_lidar_centerpoint`` outputs them (a Detector post-processor).
+
+    Args:
+        config: the model (one head task, as the node reads one set of maps).
+        params: the node's parameters (default: the node's defaults for ``config.class_names``).
+        rot_y_axis_reference: the convention of the ONNX the node reads (AWML exports with it;
+            see :func:`node_maps`).
+
+    Call with ``task_maps`` (one dict per task, plain mmdet3d convention, as the Detector
+    passes them) and get one :class:`Detections` per batch item, by descending score.
+    """
+
+    def __init__(self, config: ModelConfig, params: NodePostprocessParams | None = None, *,
+                 rot_y_axis_reference: bool = True) -> None:
+        if len(config.head.tasks) != 1:
+            raise ConfigError(f"postprocess 'autoware' reads one head task, as the node does; the config has "
+                              f"{len(config.head.tasks)} tasks")
+        self.config = config
+        self.params = params if params is not None else NodePostprocessParams.defaults(config.class_names)
+        names = tuple(n.lower() for n in self.params.thresholds.class_names)
+        if names != tuple(n.lower() for n in config.class_names):
+            raise ConfigError(f"the node parameters name classes {list(self.params.thresholds.class_names)}, "
+                              f"the model {list(config.class_names)}")
+        self.rot_y_axis_reference = rot_y_axis_reference
+
+    def __call__(self, task_maps: list[dict[str, Tensor]]) -> list[Detections]:
+        if len(task_maps) != 1:
+            raise BackendError(f"got head maps for {len(task_maps)} tasks, the node reads 1")
+        params = self.params
+        results = []
+        for boxes in decode_node(node_maps(task_maps[0], self.rot_y_axis_reference), self.config, params):
+            boxes = boxes.select(circle_nms_node(boxes, params.circle_nms_dist_threshold))
+            boxes = boxes.select(iou_bev_nms_node(boxes, self.config.class_names, params.iou_nms_search_distance_2d,
+                                                  params.iou_nms_threshold))
+            results.append(Detections(boxes.boxes, boxes.scores, remap_classes(boxes, params)))
+        return results
+
+    @property
+    def lowest_threshold(self) -> float:
+        """The smallest score threshold of any class and distance bin."""
+        return min(min(row) for row in self.params.thresholds.min_confidence_scores)
+
+    def box_thresholds(self, detections: Detections) -> Tensor:
+        """The score threshold each box had to reach: its class's in its distance bin.
+
+        Returns:
+            ``Tensor[K]`` float64 on the CPU (boxes past the last bin, which the node never
+            outputs, get the last bin's threshold).
+        """
+        thresholds = self.params.thresholds
+        xy = detections.boxes[:, :2].detach().cpu().to(torch.float32)
+        radial = torch.sqrt(xy[:, 0] * xy[:, 0] + xy[:, 1] * xy[:, 1])
+        limits = torch.tensor(thresholds.distance_bin_upper_limits, dtype=torch.float32)
+        bins = (radial[:, None] >= limits).sum(dim=1).clamp(max=limits.numel() - 1)
+        table = torch.tensor(thresholds.min_confidence_scores, dtype=torch.float64)
+        return table[detections.labels.cpu(), bins]
+
+
+def _check(maps: dict[str, Tensor], config: ModelConfig) -> Tensor:
+    """:func:`~centerpoint_deploy.postprocess.decode.check_maps`, plus one heatmap channel per class."""
+    heat = check_maps(maps)
+    if heat.shape[1] != config.num_classes:
+        raise BackendError(f"heatmap has {heat.shape[1]} channels for {config.num_classes} classes")
+    return heat

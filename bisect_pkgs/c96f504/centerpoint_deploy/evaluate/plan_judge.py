@@ -1,0 +1,74 @@
+"""The mAP judge of a candidate INT8 plan (:data:`~centerpoint_deploy.export.precision.map_scan.PlanJudge`).
+
+The export layer cannot see the metric; the CLI builds this judge from the annotated
+calibration frames and hands it to the exporter in ``Int8Options(judge=...)``. A candidate's
+head outputs are decoded by the model's post-processing (mmdet3d's decode and circle NMS,
+``config.postprocess`` or the Autoware node's) and scored against the frames' ground truth
+with :func:`~centerpoint_deploy.evaluate.metrics.evaluate_boxes`.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.data.frame import Frame
+from centerpoint_deploy.errors import EvaluationError
+from centerpoint_deploy.evaluate.data_classes import MetricConfig, SampleBoxes
+from centerpoint_deploy.evaluate.metrics import evaluate_boxes
+from centerpoint_deploy.postprocess.modes import build_postprocess
+
+#: Frames decoded per post-processing call (the maps of a batch are concatenated).
+_BATCH = 16
+
+
+class MapJudge:
+    """mAP of decoded head outputs on annotated frames.
+
+    Args:
+        config: the model (class names, decode and NMS settings).
+        frames: the calibration frames; those judged must carry ground truth.
+        metric: the metric settings (e.g. :func:`~centerpoint_deploy.job.inputs.job_metric_config`).
+        postprocess: post-processing mode (``"mmdet3d"`` or ``"autoware"``; default the config's).
+        rot_y_axis_reference: the convention of the exported head (what the node reads; autoware mode).
+
+    Raises:
+        EvaluationError: no frame carries ground truth, or a token appears twice.
+    """
+
+    def __init__(self, config: ModelConfig, frames: Sequence[Frame], metric: MetricConfig,
+                 postprocess: str | None = None, rot_y_axis_reference: bool = False) -> None:
+        self.class_names = tuple(config.class_names)
+        self.metric = metric
+        self.postprocess = build_postprocess(config, postprocess, rot_y_axis_reference=rot_y_axis_reference)
+        self.ground_truth: dict[str, SampleBoxes] = {}
+        for frame in frames:
+            if frame.gt is None:
+                continue
+            if frame.token in self.ground_truth:
+                raise EvaluationError(f"sample token '{frame.token}' appears twice among the calibration frames")
+            gt = frame.gt
+            self.ground_truth[frame.token] = SampleBoxes.from_ground_truth(gt.boxes, gt.labels, gt.class_names,
+                                                                           gt.num_lidar_pts, gt.attributes)
+        if not self.ground_truth:
+            raise EvaluationError("an INT8 plan chosen by mAP needs annotated calibration frames; "
+                                  "none of them has ground truth")
+
+    def __call__(self, task_maps: Mapping[str, list[dict[str, Tensor]]]) -> float:
+        """The mAP of ``task_maps`` (token -> per task ``{map: Tensor[1, C, H, W]}``) on those frames."""
+        unknown = [t for t in task_maps if t not in self.ground_truth]
+        if unknown:
+            raise EvaluationError(f"frames {unknown[:3]} have no ground truth to judge an INT8 plan on")
+        tokens = list(task_maps)
+        predictions: dict[str, SampleBoxes] = {}
+        with torch.no_grad():
+            for start in range(0, len(tokens), _BATCH):
+                chunk = tokens[start:start + _BATCH]
+                batched = [{name: torch.cat([task_maps[t][task][name] for t in chunk]) for name in maps}
+                           for task, maps in enumerate(task_maps[chunk[0]])]
+                for token, detections in zip(chunk, self.postprocess(batched)):
+                    predictions[token] = SampleBoxes.from_detections(detections, self.class_names)
+        return evaluate_boxes(predictions, {t: self.ground_truth[t] for t in tokens}, self.metric).mean_ap
