@@ -28,7 +28,8 @@ def detect_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
         views: the post-processings (``PostprocessView.name`` names the result).
 
     Returns:
-        ``{view.name: one Detections per cloud}``, each on the detector's device. Any other
+        ``{view.name: one Detections per cloud}``, each on the detector's device (the node's
+        post-processing: on the host, :class:`~centerpoint_deploy.postprocess.autoware.AutowarePostprocess`). Any other
         callable ``points -> Detections`` (e.g. a stand-in in tests) gives its own output as
         the single view it is allowed.
     """
