@@ -4,18 +4,9 @@
 #   bash benchmarks/h200_round6.sh loop OUT      evaluate throughput vs pipeline; ONNX Runtime CUDA fp32/fp16/int8
 # Expects onnxruntime-gpu importable (PYTHONPATH) for the ONNX Runtime rows and onnxconverter-common for fp16
 # exports. Writes flat files into OUT (machine.txt plus at most 6 more).
-set -uo pipefail
-part=${1:?usage: h200_round6.sh latency|loop OUT}
-OUT=${2:?usage: h200_round6.sh latency|loop OUT}
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-CLI=(python3 -m centerpoint_deploy)
+source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round6
-mkdir -p "$W" "$OUT"
-{
-  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-  python3 -c "import sys, torch, onnxruntime as o; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'onnxruntime', o.__version__, o.get_available_providers())"
-} > "$OUT/machine.txt" 2>&1
+mkdir -p "$W"
 B=pytorch:fp16+channels_last+fuse_batchnorm
 case "$part" in
 latency)

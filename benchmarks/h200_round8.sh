@@ -5,18 +5,9 @@
 #   bash benchmarks/h200_round8.sh amp OUT       j6gen2_base_amp (1020 x 1020) side by side; batches of the compiled graph
 # What changed since round 6: a captured channels-last run keeps its BEV canvas (BevCanvas).
 # Writes flat files into OUT (machine.txt plus at most 6 more).
-set -uo pipefail
-part=${1:?usage: h200_round8.sh latency|amp OUT}
-OUT=${2:?usage: h200_round8.sh latency|amp OUT}
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-CLI=(python3 -m centerpoint_deploy)
+source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round8
-mkdir -p "$W" "$OUT"
-{
-  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-  python3 -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
-} > "$OUT/machine.txt" 2>&1
+mkdir -p "$W"
 B=pytorch:fp16+channels_last+fuse_batchnorm
 FAST="$B+compile+max_autotune+pipeline_graph"
 case "$part" in
