@@ -72,6 +72,10 @@ def export(
     int8_map_frames: int = typer.Option(64, "--int8-map-frames", callback=bounded(1),
                                         help="INT8 by mAP: frames of --dataset the calibration did not use (spread over them) the mAP is measured on."),
     metric: str = typer.Option("t4", "--metric", help="INT8 by mAP: metric preset (t4, nuscenes) or a metric .json."),
+    int8_map_postprocess: str = typer.Option("mmdet3d", "--int8-map-postprocess",
+                                             help="INT8 by mAP: the boxes judged: mmdet3d (decode + circle NMS, what "
+                                                  "training reports) or autoware (the node's post-processing with its "
+                                                  "default parameters, what the car outputs)."),
     tensorrt: bool = typer.Option(False, "--tensorrt", help="Also build TensorRT engines (needs TensorRT and a GPU)."),
     trt_precision: Optional[str] = typer.Option(None, "--trt-precision",
                                                 help="TensorRT 10 builder flags for an fp32 graph: fp32, tf32 or fp16 (default: the ONNX's precision)."),
@@ -97,6 +101,10 @@ def export(
         raise ExportError("--int8-map-budget applies to --precision int8 only")
     if int8_map_budget is not None and int8_snr_db is not None:
         raise ExportError("--int8-map-budget and --int8-snr-db choose the INT8 plan in two ways; pass one")
+    from centerpoint_deploy.config.schema import MODES
+
+    if int8_map_postprocess not in MODES:
+        raise ExportError(f"--int8-map-postprocess '{int8_map_postprocess}' is not one of {', '.join(MODES)}")
     int8 = Int8Options(method=calib_method, exclude_groups=tuple(int8_exclude))
     if int8_snr_db is not None:
         int8 = dataclasses.replace(int8, snr_budget_db=int8_snr_db)
@@ -137,7 +145,8 @@ def export(
             from centerpoint_deploy.evaluate.plan_judge import MapJudge
             from centerpoint_deploy.export.precision.map_scan import MapBudget
 
-            judge = MapJudge(model_config, judged_frames, metric_config, rot_y_axis_reference=rot_y_axis_reference)
+            judge = MapJudge(model_config, judged_frames, metric_config, postprocess=int8_map_postprocess,
+                             rot_y_axis_reference=rot_y_axis_reference)
             int8 = dataclasses.replace(int8, by_map=MapBudget(
                 int8_map_budget, judged, judge,
                 report=lambda step: console.print(f"  INT8 plan by mAP: float {list(step.excluded) or 'none'}: "

@@ -130,6 +130,8 @@ def test_map_judge_scores_decoded_maps_against_the_frames_ground_truth(tiny_conf
     perfect = judge({"f0": truth})
     moved = judge({"f0": _hot_maps([(2, 2)], size)})
     assert perfect > moved
+    node = MapJudge(tiny_config, [frame], t4_metric_config(tiny_config.class_names), postprocess="autoware")
+    assert node({"f0": truth}) > node({"f0": _hot_maps([(2, 2)], size)})
     with pytest.raises(EvaluationError, match="no ground truth"):
         judge({"nogt": truth})
     with pytest.raises(EvaluationError, match="annotated"):

@@ -27,6 +27,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--calib-frames", "4", "--int8-map-budget", "-1"], "--int8-map-budget"),
     (["--calib-frames", "4", "--int8-map-budget", "0.01", "--int8-snr-db", "20"], "choose the INT8 plan in two ways"),
     (["--calib-frames", "4", "--int8-map-budget", "0.01", "--metric", "kitti"], "metric must be one of"),
+    (["--calib-frames", "4", "--int8-map-budget", "0.01", "--int8-map-postprocess", "node"],
+     "--int8-map-postprocess 'node' is not one of mmdet3d, autoware"),
 ])
 def test_bad_int8_input_is_one_error_line(scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture, extra, message) -> None:
     out = tmp_path / "out"
