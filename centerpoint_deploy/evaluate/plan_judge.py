@@ -9,7 +9,7 @@ with :func:`~centerpoint_deploy.evaluate.metrics.evaluate_boxes`.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -57,18 +57,27 @@ class MapJudge:
             raise EvaluationError("an INT8 plan chosen by mAP needs annotated calibration frames; "
                                   "none of them has ground truth")
 
-    def __call__(self, task_maps: Mapping[str, list[dict[str, Tensor]]]) -> float:
-        """The mAP of ``task_maps`` (token -> per task ``{map: Tensor[1, C, H, W]}``) on those frames."""
-        unknown = [t for t in task_maps if t not in self.ground_truth]
-        if unknown:
-            raise EvaluationError(f"frames {unknown[:3]} have no ground truth to judge an INT8 plan on")
-        tokens = list(task_maps)
+    def __call__(self, frames: Iterable[tuple[str, list[dict[str, Tensor]]]]) -> float:
+        """The mAP of the boxes decoded from ``(token, per task {map: Tensor[1, C, H, W]})`` pairs on
+        those frames (read one batch of frames at a time)."""
         predictions: dict[str, SampleBoxes] = {}
+        chunk: list[tuple[str, list[dict[str, Tensor]]]] = []
+        for token, maps in frames:
+            if token not in self.ground_truth:
+                raise EvaluationError(f"frame '{token}' has no ground truth to judge an INT8 plan on")
+            chunk.append((token, maps))
+            if len(chunk) == _BATCH:
+                predictions.update(self._decode(chunk))
+                chunk = []
+        if chunk:
+            predictions.update(self._decode(chunk))
+        return evaluate_boxes(predictions, {t: self.ground_truth[t] for t in predictions}, self.metric).mean_ap
+
+    def _decode(self, chunk: Sequence[tuple[str, list[dict[str, Tensor]]]]) -> dict[str, SampleBoxes]:
+        """Boxes of a few frames, their maps concatenated into one batch."""
+        first = chunk[0][1]
+        batched = [{name: torch.cat([maps[task][name] for _, maps in chunk]) for name in first[task]}
+                   for task in range(len(first))]
         with torch.no_grad():
-            for start in range(0, len(tokens), _BATCH):
-                chunk = tokens[start:start + _BATCH]
-                batched = [{name: torch.cat([task_maps[t][task][name] for t in chunk]) for name in maps}
-                           for task, maps in enumerate(task_maps[chunk[0]])]
-                for token, detections in zip(chunk, self.postprocess(batched)):
-                    predictions[token] = SampleBoxes.from_detections(detections, self.class_names)
-        return evaluate_boxes(predictions, {t: self.ground_truth[t] for t in tokens}, self.metric).mean_ap
+            detections = self.postprocess(batched)
+        return {token: SampleBoxes.from_detections(d, self.class_names) for (token, _), d in zip(chunk, detections)}

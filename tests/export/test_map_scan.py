@@ -65,8 +65,8 @@ class _ScriptedJudge:
     def __init__(self, values: list[float]) -> None:
         self.values, self.seen = list(values), []
 
-    def __call__(self, task_maps) -> float:
-        self.seen.append(sorted(task_maps))
+    def __call__(self, frames) -> float:
+        self.seen.append(sorted(token for token, _ in frames))
         return self.values.pop(0) if len(self.values) > 1 else self.values[0]
 
 
@@ -127,12 +127,12 @@ def test_map_judge_scores_decoded_maps_against_the_frames_ground_truth(tiny_conf
     frame = Frame("f0", "s", 0, "f0.bin", np.zeros((0, 5), np.float32), gt)
     judge = MapJudge(tiny_config, [frame, dataclasses.replace(frame, token="nogt", gt=None)],
                      t4_metric_config(tiny_config.class_names))
-    perfect = judge({"f0": truth})
-    moved = judge({"f0": _hot_maps([(2, 2)], size)})
+    perfect = judge([("f0", truth)])
+    moved = judge([("f0", _hot_maps([(2, 2)], size))])
     assert perfect > moved
     node = MapJudge(tiny_config, [frame], t4_metric_config(tiny_config.class_names), postprocess="autoware")
-    assert node({"f0": truth}) > node({"f0": _hot_maps([(2, 2)], size)})
+    assert node([("f0", truth)]) > node([("f0", _hot_maps([(2, 2)], size))])
     with pytest.raises(EvaluationError, match="no ground truth"):
-        judge({"nogt": truth})
+        judge([("nogt", truth)])
     with pytest.raises(EvaluationError, match="annotated"):
         MapJudge(tiny_config, [dataclasses.replace(frame, gt=None)], t4_metric_config(tiny_config.class_names))

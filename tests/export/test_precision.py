@@ -60,10 +60,16 @@ def test_calibration_inputs_are_the_detectors_own(calibration: CalibrationSet, t
     assert len(calibration) == 4 and len(set(calibration.frame_sha256)) == 4
     features = calibration.encoder_inputs[0]
     assert features.dim() == 3 and features.shape[1:] == (tiny_config.voxelization.max_num_points, tiny_config.num_features)
-    bev = calibration.head_inputs[0]
+    bev = calibration.head_input(0)
     assert bev.shape == (1, tiny_config.voxel_encoder.feat_channels[-1], *tiny_config.bev_shape)
     # the BEV map holds the encoder's pillar features of the same frame: as many non-empty cells as pillars
     assert int((bev.abs().sum(1) > 0).sum()) <= features.shape[0] and float(bev.abs().sum()) > 0
+    # only pillar features are kept; the head's feeds are scattered when read, and equal the maps
+    feeds = calibration.feeds("head")
+    assert len(feeds) == 4 and len(list(feeds)) == 4 and len(feeds[1:3]) == 2
+    np.testing.assert_array_equal(feeds[-1][contract.HEAD_INPUT], calibration.head_input(3).numpy())
+    with pytest.raises(IndexError):
+        feeds[4]
 
 
 def test_int8_export_writes_symmetric_per_channel_qdq(int8_export) -> None:
@@ -93,7 +99,7 @@ def test_int8_graph_runs_close_to_fp32(int8_export, calibration: CalibrationSet,
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(int8_export.head_path), providers=["CPUExecutionProvider"])
-    bev = calibration.head_inputs[1]
+    bev = calibration.head_input(1)
     got = session.run(None, {contract.HEAD_INPUT: bev.numpy()})
     with torch.no_grad():
         expected = HeadGraph(tiny_model.eval())(bev)

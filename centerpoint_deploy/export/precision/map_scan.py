@@ -2,10 +2,10 @@
 
 The detection SNR (:mod:`.sensitivity`) is a proxy: it ranks layer groups by how much their
 rounding moves the head outputs, not by what that does to the boxes, and on the demo model it
-takes the wrong backbone block out first. On request (``Int8Options.map_budget``) the plan is
+takes the wrong backbone block out first. On request (``Int8Options.by_map``) the plan is
 chosen by the measure the target is stated in: the mAP of the detector's boxes on annotated
-calibration frames, scored by a :data:`PlanJudge` the caller supplies (the metric lives above
-the export layer; the CLI builds it from :mod:`centerpoint_deploy.evaluate.plan_judge`).
+frames, scored by a :data:`PlanJudge` the caller supplies (the metric lives above the export
+layer; the CLI builds it from :mod:`centerpoint_deploy.evaluate.plan_judge`).
 
 The judged frames are annotated frames of the user's dataset that were *not* used for the
 activation ranges: on the calibration frames themselves ``max`` ranges clip nothing, and on the
@@ -14,16 +14,17 @@ demo model the all-INT8 plan scored +0.0010 there against -0.0062 on 80 other fr
 The search is greedy from the other end: every group INT8 (except the given exclusions); while
 the mAP drop against the fp32 graphs is over the budget, each group still in INT8 is tried
 float, and the one whose removal gives the highest mAP leaves INT8 (ties: the lower detection
-SNR alone). Each candidate is both graphs run on the judged frames, the encoder's pillar
-features scattered into the head's input as in deployment; quantized graphs and encoder runs
-are cached per set of float groups, so a head-only candidate costs one head run per frame.
+SNR alone). Each candidate is both graphs run on the judged frames, frame by frame, the
+encoder's pillar features scattered into the head's input as in deployment; the encoder's
+outputs are kept per set of float encoder groups (pillar features only, not BEV maps), so a
+head-only candidate costs one head run per frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -35,12 +36,13 @@ from centerpoint_deploy.errors import ExportError
 from centerpoint_deploy.export.precision.calibration import CalibrationSet
 from centerpoint_deploy.export.precision.int8 import quantize
 from centerpoint_deploy.export.precision.plan import GroupSensitivity, MapStep
-from centerpoint_deploy.export.precision.sensitivity import Outputs, run_graph, scattered
+from centerpoint_deploy.export.precision.sensitivity import iter_graph, run_graph, scattered
 from centerpoint_deploy.postprocess.rot_reference import undo_rot_y_axis_reference
 
-#: Scores a candidate plan: sample token -> the head's task maps on that frame (the model's own
-#: convention, ``[{map name: Tensor[1, C, H, W]}]`` per task) -> the mAP of the decoded boxes.
-PlanJudge = Callable[[Mapping[str, list[dict[str, Tensor]]]], float]
+#: Scores a candidate plan: ``(sample token, the head's task maps on that frame)`` pairs, one
+#: frame at a time (the model's own convention, ``[{map name: Tensor[1, C, H, W]}]`` per task)
+#: -> the mAP of the decoded boxes.
+PlanJudge = Callable[[Iterable[tuple[str, list[dict[str, Tensor]]]]], float]
 
 Parts = dict[str, onnx.ModelProto]
 
@@ -87,13 +89,14 @@ class MapChoice:
 
 
 class _Candidates:
-    """Quantized graphs and the judged frames' head outputs per set of float groups (cached)."""
+    """Quantized graphs and the judged frames' encoder outputs per set of float groups (cached),
+    and the head outputs of a plan frame by frame."""
 
     def __init__(self, fp32_paths: Mapping[str, Path], ranges: Mapping[str, Any],
                  groups: Mapping[str, Mapping[str, Sequence[str]]], frames: CalibrationSet) -> None:
         self.fp32_paths, self.ranges, self.groups, self.frames = fp32_paths, ranges, groups, frames
         self._graphs: dict[tuple[str, frozenset[str]], onnx.ModelProto] = {}
-        self._bev: dict[frozenset[str], list[dict[str, np.ndarray]]] = {}
+        self._pillars: dict[frozenset[str], list[dict[str, np.ndarray]]] = {}
 
     def graph(self, part: str, float_groups: frozenset[str]) -> onnx.ModelProto:
         """``part`` quantized with its groups in ``float_groups`` float (cached)."""
@@ -104,26 +107,20 @@ class _Candidates:
             self._graphs[key] = quantize(self.fp32_paths[part], self.ranges[part], exclude_nodes=nodes)
         return self._graphs[key]
 
-    def head_inputs(self, float_groups: frozenset[str]) -> list[dict[str, np.ndarray]]:
-        """The head input of each frame: the candidate encoder's pillar features scattered (cached)."""
+    def outputs(self, float_groups: frozenset[str]) -> Iterator[dict[str, np.ndarray]]:
+        """The head outputs of the plan with ``float_groups`` float, frame by frame."""
         key = frozenset(g for g in float_groups if g in self.groups["encoder"])
-        if key not in self._bev:
-            self._bev[key] = scattered(run_graph(self.graph("encoder", key), self.frames.feeds("encoder")), self.frames)
-        return self._bev[key]
-
-    def outputs(self, float_groups: frozenset[str]) -> Outputs:
-        """The head outputs of the plan with ``float_groups`` float, on every frame."""
-        return run_graph(self.graph("head", float_groups), self.head_inputs(float_groups))
+        if key not in self._pillars:
+            self._pillars[key] = run_graph(self.graph("encoder", key), self.frames.feeds("encoder"))
+        return iter_graph(self.graph("head", float_groups), scattered(self._pillars[key], self.frames))
 
 
-def task_maps(outputs: Outputs, frames: CalibrationSet, num_tasks: int,
-              rot_y_axis_reference: bool) -> dict[str, list[dict[str, Tensor]]]:
-    """Sample token -> the task maps of its head outputs, in the model's own convention."""
-    maps = {}
+def task_maps(outputs: Iterable[dict[str, np.ndarray]], frames: CalibrationSet, num_tasks: int,
+              rot_y_axis_reference: bool) -> Iterator[tuple[str, list[dict[str, Tensor]]]]:
+    """``(sample token, task maps)`` of each frame's head outputs, in the model's own convention."""
     for token, out in zip(frames.frame_tokens, outputs):
         tasks = contract.split_tasks({k: torch.from_numpy(v) for k, v in out.items()}, num_tasks)
-        maps[token] = [undo_rot_y_axis_reference(t) for t in tasks] if rot_y_axis_reference else tasks
-    return maps
+        yield token, [undo_rot_y_axis_reference(t) for t in tasks] if rot_y_axis_reference else tasks
 
 
 def greedy_plan(order: Sequence[str], score: Callable[[frozenset[str]], float], baseline: float, budget: float,
@@ -181,14 +178,14 @@ def choose_int8_by_map(fp32_paths: Mapping[str, Path], ranges: Mapping[str, Any]
     order = sorted((s for scan in sensitivity.values() for s in scan), key=lambda s: s.worst_snr_db)
     candidates = _Candidates(fp32_paths, ranges, groups, frames)
 
-    def score(outputs: Outputs) -> float:
+    def score(outputs: Iterable[dict[str, np.ndarray]]) -> float:
         value = float(target.judge(task_maps(outputs, frames, num_tasks, rot_y_axis_reference)))
         if not np.isfinite(value):
             raise ExportError(f"the INT8 plan judge returned mAP {value}")
         return value
 
     fp32 = {part: onnx.load(str(path)) for part, path in fp32_paths.items()}
-    baseline = score(run_graph(fp32["head"], scattered(run_graph(fp32["encoder"], frames.feeds("encoder")), frames)))
+    baseline = score(iter_graph(fp32["head"], scattered(iter_graph(fp32["encoder"], frames.feeds("encoder")), frames)))
     steps = greedy_plan([s.group for s in order], lambda groups: score(candidates.outputs(groups)), baseline,
                         target.budget, exclude_groups, target.report)
     excluded = list(steps[-1].excluded)

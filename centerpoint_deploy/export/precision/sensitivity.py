@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -34,7 +34,6 @@ from centerpoint_deploy.export.precision.int8 import QUANTIZED_OPS, quantize
 from centerpoint_deploy.export.precision.plan import GroupSensitivity
 from centerpoint_deploy.preprocess import scatter_to_bev
 
-Feeds = Sequence[dict[str, np.ndarray]]
 Outputs = list[dict[str, np.ndarray]]
 
 
@@ -65,18 +64,28 @@ def layer_groups(graph: onnx.ModelProto) -> dict[str, list[str]]:
     return groups
 
 
-def run_graph(graph: onnx.ModelProto, feeds: Feeds) -> list[dict[str, np.ndarray]]:
+def run_graph(graph: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """The graph's outputs ``{name: array}`` for each feed (ONNX Runtime, CPU)."""
+    return list(iter_graph(graph, feeds))
+
+
+def iter_graph(graph: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`run_graph` one feed at a time: only the current frame's inputs and outputs are held."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(graph.SerializeToString(), sess_options=options,
                                        providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        return [dict(zip(names, session.run(names, feed))) for feed in feeds]
     except Exception as exc:  # onnxruntime raises its own Fail / InvalidArgument types
-        raise ExportError(f"ONNX Runtime cannot run the reduced-precision graph: {exc}") from exc
+        raise ExportError(f"ONNX Runtime cannot load the reduced-precision graph: {exc}") from exc
+    names = [o.name for o in session.get_outputs()]
+    for feed in feeds:
+        try:
+            outputs = session.run(names, feed)
+        except Exception as exc:
+            raise ExportError(f"ONNX Runtime cannot run the reduced-precision graph: {exc}") from exc
+        yield dict(zip(names, outputs))
 
 
 def _snr_db(signal: float, noise: float) -> float:
@@ -118,14 +127,14 @@ def head_outputs(part: str, graph: onnx.ModelProto, check: CalibrationSet, head:
     an encoder graph's pillar features are scattered to the BEV map and fed to ``head``."""
     if part == "head":
         return run_graph(graph, check.feeds("head"))
-    return run_graph(head, scattered(run_graph(graph, check.feeds("encoder")), check))
+    return run_graph(head, scattered(iter_graph(graph, check.feeds("encoder")), check))
 
 
-def scattered(pillars: Outputs, frames: CalibrationSet) -> list[dict[str, np.ndarray]]:
-    """Head feeds from the encoder outputs ``pillars`` on ``frames``, scattered to their BEV maps."""
-    return [{contract.HEAD_INPUT: scatter_to_bev(torch.from_numpy(p[contract.ENCODER_OUTPUT]), coords, 1,
-                                                 frames.bev_shape).numpy()}
-            for p, coords in zip(pillars, frames.pillar_coords)]
+def scattered(pillars: Iterable[dict[str, np.ndarray]], frames: CalibrationSet) -> Iterator[dict[str, np.ndarray]]:
+    """Head feeds from the encoder outputs ``pillars`` on ``frames``, each scattered to its BEV map when read."""
+    for p, coords in zip(pillars, frames.pillar_coords):
+        yield {contract.HEAD_INPUT: scatter_to_bev(torch.from_numpy(p[contract.ENCODER_OUTPUT]), coords, 1,
+                                                   frames.bev_shape).numpy()}
 
 
 @dataclass(frozen=True)
