@@ -246,6 +246,8 @@ def test_precision_plan_is_recorded_in_the_metadata(int8_export, calibration: Ca
     ("method", "mse", BundleError, "edited after export"),
     ("kept_float", {"encoder": ["pts_voxel_encoder/pfn_layers.0"], "head": []}, BundleError, "edited after export"),
     ("calibration_digest", "0" * 64, BundleError, "edited after export"),
+    ("map_drop", 0.0001, BundleError, "edited after export"),
+    ("map_budget", 0.0025, BundleError, "edited after export"),
     ("precision", "fp16", BundleError, "'precision' says 'int8'"),
     ("head_int8_share", 0.5, BackendError, "head_int8_share"),
 ])
@@ -286,3 +288,13 @@ def test_missing_qdq_scales_are_refused(int8_export) -> None:
 
 def test_fp32_export_records_no_plan(plain_export) -> None:
     assert load_manifest(plain_export.manifest.deploy_dir).precision_plan is None
+
+
+def test_a_plan_record_without_the_map_fields_is_read(int8_export) -> None:
+    """Records written before the mAP-driven plan have no map_budget / map_drop: read as chosen by SNR."""
+    record = load_manifest(int8_export.manifest.deploy_dir).precision_plan
+    data = record.to_dict()
+    del data["map_budget"], data["map_drop"]
+    assert PlanRecord.from_dict(data) == record and record.map_budget is None and record.map_drop is None
+    with pytest.raises(ExportError, match="precision_plan must be a mapping"):
+        PlanRecord.from_dict({**data, "unknown": 1})
