@@ -54,8 +54,8 @@ class MapJudge:
             self.ground_truth[frame.token] = SampleBoxes.from_ground_truth(gt.boxes, gt.labels, gt.class_names,
                                                                            gt.num_lidar_pts, gt.attributes)
         if not self.ground_truth:
-            raise EvaluationError("an INT8 plan chosen by mAP needs annotated calibration frames; "
-                                  "none of them has ground truth")
+            raise EvaluationError(f"an INT8 plan chosen by mAP needs annotated frames; none of the {len(frames)} "
+                                  "frames to judge it on has ground truth")
 
     def __call__(self, frames: Iterable[tuple[str, list[dict[str, Tensor]]]]) -> float:
         """The mAP of the boxes decoded from ``(token, per task {map: Tensor[1, C, H, W]})`` pairs on
