@@ -205,7 +205,7 @@ def _calibration(model: Any, config: "ModelConfig", dataset: str, category_mappi
     rest = [i for i in sorted(set(range(len(frames))) - set(picked)) if frames.records[i].gt is not None]
     if judged and not rest:
         left = len(frames) - len(picked)
-        raise ExportError(f"--int8-map-budget judges the INT8 plan on annotated frames the calibration did not use, "
+        raise ExportError("--int8-map-budget judges the INT8 plan on annotated frames the calibration did not use, "
                           + (f"but --calib-frames {count} takes all {len(frames)} frames of the dataset: lower "
                              "--calib-frames or pass a larger dataset" if not left else
                              f"and none of the {left} frames left has annotations"))
