@@ -1,10 +1,10 @@
 """The mAP judge of a candidate INT8 plan (:data:`~centerpoint_deploy.export.precision.map_scan.PlanJudge`).
 
-The export layer cannot see the metric; the CLI builds this judge from the annotated
-calibration frames and hands it to the exporter in ``Int8Options(judge=...)``. A candidate's
-head outputs are decoded by the model's post-processing (mmdet3d's decode and circle NMS,
-``config.postprocess`` or the Autoware node's) and scored against the frames' ground truth
-with :func:`~centerpoint_deploy.evaluate.metrics.evaluate_boxes`.
+The export layer cannot see the metric; the CLI builds this judge from annotated frames the
+calibration did not use and hands it to the exporter in ``Int8Options(by_map=MapBudget(...))``.
+A candidate's head outputs are decoded by mmdet3d's decode and circle NMS or by the Autoware
+node's post-processing and scored against the frames' ground truth with
+:func:`~centerpoint_deploy.evaluate.metrics.evaluate_boxes`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class MapJudge:
 
     Args:
         config: the model (class names, decode and NMS settings).
-        frames: the calibration frames; those judged must carry ground truth.
+        frames: the frames plans are judged on; those judged must carry ground truth.
         metric: the metric settings (e.g. :func:`~centerpoint_deploy.job.inputs.job_metric_config`).
         postprocess: post-processing mode (``"mmdet3d"`` or ``"autoware"``; default the config's).
         rot_y_axis_reference: the convention of the exported head (what the node reads; autoware mode).
@@ -49,7 +49,7 @@ class MapJudge:
             if frame.gt is None:
                 continue
             if frame.token in self.ground_truth:
-                raise EvaluationError(f"sample token '{frame.token}' appears twice among the calibration frames")
+                raise EvaluationError(f"sample token '{frame.token}' appears twice among the frames to judge INT8 plans on")
             gt = frame.gt
             self.ground_truth[frame.token] = SampleBoxes.from_ground_truth(gt.boxes, gt.labels, gt.class_names,
                                                                            gt.num_lidar_pts, gt.attributes)

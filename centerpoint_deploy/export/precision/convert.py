@@ -122,17 +122,21 @@ def _int8_plan(fp32_paths: dict[str, Path], fp32: dict[str, onnx.ModelProto], ca
     sensitivity: dict[str, list[GroupSensitivity]] = {part: scan_groups(fp32_paths[part], ranges[part], probes[part])
                                                       for part in _FILES}
     map_fields: dict[str, Any] = {}
+    graphs: dict[str, onnx.ModelProto] = {}
+    excluded: dict[str, list[str]] = {}
+    snr: dict[str, dict[str, float]] = {}
     if int8.by_map is None:
-        graphs, excluded = {}, {}
         for part in _FILES:
-            graphs[part], excluded[part], _ = choose_int8(fp32_paths[part], ranges[part], probes[part],
-                                                          sensitivity[part], int8.snr_budget_db,
-                                                          [g for g in int8.exclude_groups if g in groups[part]])
+            graphs[part], excluded[part], snr[part] = choose_int8(
+                fp32_paths[part], ranges[part], probes[part], sensitivity[part], int8.snr_budget_db,
+                [g for g in int8.exclude_groups if g in groups[part]])
     else:
         num_tasks = len(fp32["head"].graph.output) // len(contract.HEAD_OUTPUTS)
         choice = choose_int8_by_map(fp32_paths, ranges, sensitivity, int8.by_map, int8.exclude_groups,
                                     rot_y_axis_reference=rot_y_axis_reference, num_tasks=num_tasks)
-        graphs, excluded = choice.graphs, {part: list(groups) for part, groups in choice.excluded.items()}
+        for part in _FILES:
+            graphs[part], excluded[part] = choice.graphs[part], list(choice.excluded[part])
+            snr[part] = probes[part].snr(graphs[part])
         map_fields = {"map_budget": int8.by_map.budget, "map_frames": int8.by_map.frames.frame_tokens,
                       "baseline_map": choice.baseline_map, "map_steps": choice.steps}
     parts = []
@@ -146,7 +150,7 @@ def _int8_plan(fp32_paths: dict[str, Path], fp32: dict[str, onnx.ModelProto], ca
         parts.append(PartPlan(part, quantized_nodes=tuple(n for n in nodes if n not in kept),
                               float_nodes=tuple(n for n in nodes if n in kept),
                               excluded_groups=tuple(excluded[part]), sensitivity=tuple(sensitivity[part]),
-                              snr_db=probes[part].snr(graphs[part])))
+                              snr_db=snr[part]))
     return PrecisionPlan("int8", method=check_method(int8.method),
                          snr_budget_db=int8.snr_budget_db if int8.by_map is None else None,
                          calibration_frames=calibration.frame_tokens, calibration_sha256=calibration.frame_sha256,
