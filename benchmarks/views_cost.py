@@ -58,8 +58,9 @@ def node_steps(node, maps, config, warmup: int, iterations: int, device: torch.d
     circled = decoded.select(circle_nms_node(decoded, params.circle_nms_dist_threshold))
     names = config.class_names
     steps = [
-        (f"node decode ({len(decoded.scores)} boxes)",
+        (f"node decode, exact ({len(decoded.scores)} boxes)",
          lambda: decode_node(node_maps(maps[0], node.rot_y_axis_reference), config, params)),
+        (f"node decode, {node.capacity} candidates a frame, read on the host", lambda: node.launch(maps).boxes()),
         ("node circle NMS", lambda: circle_nms_node(decoded, params.circle_nms_dist_threshold)),
         (f"node IoU-BEV NMS ({len(circled.scores)} boxes)",
          lambda: iou_bev_nms_node(circled, names, params.iou_nms_search_distance_2d, params.iou_nms_threshold)),

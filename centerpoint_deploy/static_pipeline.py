@@ -179,6 +179,7 @@ class StaticPipeline(BackendOwner):
         self._decorate = torch.compile(decorate, dynamic=False) if settings.compile else decorate
         self._suppress = torch.compile(suppress, dynamic=False) if settings.compile else suppress
         self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun] | HybridRun]] = {}
+        self._replays: dict[tuple[int, int], int] = {}  # replays of each graph so far
 
     def _check_graph_support(self) -> None:
         if self.device.type != "cuda":
@@ -215,12 +216,29 @@ class StaticPipeline(BackendOwner):
         """The head outputs and one :class:`Detections` per cloud (on the CPU) made from them: with
         ``graph`` one replay, whose head outputs live in the graph's memory (read them before the
         next call); else :meth:`run_stages`."""
+        launched = self.launch(points)
+        return launched.head_outputs, launched.detections()
+
+    def launch(self, points: Tensor | list[Tensor]) -> "LaunchedRun":
+        """Queue one batch (with ``graph``: one copy in, one replay, the packed result's copy out)
+        without waiting for it; :meth:`LaunchedRun.detections` reads the boxes. A loop can queue
+        the next batch first, so that reading one batch's boxes overlaps the device's work on the
+        next. Without ``graph`` (or for clouds over ``max_points``) the batch runs at once."""
         clouds = as_clouds(points)
-        if self.settings.graph and self._fits_graph(clouds):
-            run, detections = self._replay(clouds)
-            return run.head_outputs, detections
-        stages = self.run_stages(clouds)
-        return stages.head_outputs, stages.detections
+        if not (self.settings.graph and self._fits_graph(clouds)):
+            stages = self.run_stages(clouds)
+            return LaunchedRun(self, clouds, stages.head_outputs, finished=stages.detections)
+        key = (len(clouds), self._buffer_rows(clouds))
+        if key not in self._graphs:  # one graph per batch size and buffer size, captured on first use
+            buffer = self.point_buffer(clouds)
+            self.load()
+            self._graphs[key] = (buffer, self.capture(buffer) if self.captures_backends else HybridRun(self, buffer))
+            self._replays[key] = 0
+        buffer, captured = self._graphs[key]
+        buffer.load(clouds)
+        captured.replay()
+        self._replays[key] += 1
+        return LaunchedRun(self, clouds, captured.result.head_outputs, run=captured.result, graph=key)
 
     def run_stages(self, points: Tensor | list[Tensor], hook: StageHook = no_hook) -> StageOutputs:
         """The uncaptured pipeline, ``hook(stage)`` after each stage; padded intermediates."""
@@ -280,19 +298,6 @@ class StaticPipeline(BackendOwner):
                       stacklevel=3)
         return False
 
-    def _replay(self, clouds: list[Tensor]) -> tuple[StaticRun, list[Detections]]:
-        """One copy in, one replay, one copy out, then the checks; the run's tensors and the boxes."""
-        key = (len(clouds), self._buffer_rows(clouds))
-        if key not in self._graphs:  # one graph per batch size and buffer size, captured on first use
-            buffer = self.point_buffer(clouds)
-            self.load()
-            self._graphs[key] = (buffer, self.capture(buffer) if self.captures_backends else HybridRun(self, buffer))
-        buffer, captured = self._graphs[key]
-        buffer.load(clouds)
-        captured.replay()
-        run = captured.result
-        return run, self._finish(run, run.packed.cpu(), [int(c.shape[0]) for c in clouds])
-
     # ----- the stages -----------------------------------------------------------------------------
     def _infer(self, backend: Backend, name: str, tensor: Tensor, capturing: bool) -> dict[str, Tensor]:
         """``backend`` on ``{name: tensor}``; inside a capture its bare network (no checks, timing or own graph)."""
@@ -349,11 +354,14 @@ class StaticPipeline(BackendOwner):
         return StaticRun(clouds, pre.voxels, pre.counts, pre.features, pillars, bev, head_outputs, decoded,
                          padded.pack(extra=checks), padded.scores.shape[1])
 
-    def _finish(self, run: StaticRun, host: Tensor, num_points: list[int]) -> list[Detections]:
+    def _finish(self, run: StaticRun, host: Tensor, num_points: list[int], *,
+                decoded_current: bool = True) -> list[Detections] | None:
         """Boxes on the host from ``run.packed`` copied there, after the deferred checks.
 
         Raises for non-finite points, a cloud without pillars or non-finite head outputs, warns
-        for a ``max_voxels`` overflow, and redoes NMS exactly where the round budget was too small.
+        for a ``max_voxels`` overflow, and redoes NMS exactly where the round budget was too small;
+        ``None`` when that is needed but ``run.decoded`` no longer holds this run's boxes
+        (``decoded_current`` False: a later replay rewrote them).
         """
         batch = len(num_points)
         detections, converged, values = unpack_host(host, batch, run.rows)
@@ -362,6 +370,55 @@ class StaticPipeline(BackendOwner):
                            num_points, stacklevel=4)
         raise_nonfinite_outputs(values[4 * batch:], self._head_names, self.head.name)
         if not all(converged):  # the round budget was too small for this frame: redo NMS exactly
+            if not decoded_current:
+                return None
             keep, done = suppress(run.decoded, self.config, None)
             detections = [d.to("cpu") for d in merge_tasks(run.decoded, keep, done, self.config.nms.post_max_size).unpad()]
         return detections
+
+
+class LaunchedRun:
+    """One batch queued on a :class:`StaticPipeline`: its head outputs now, its boxes once read.
+
+    A captured run's tensors live in its graph's memory, which the graph's next replay rewrites:
+    read :attr:`head_outputs` (or queue work on them) before the pipeline's next :meth:`~StaticPipeline.launch`.
+    The packed result's copy to the host is queued at once, so :meth:`detections` stays right after
+    later replays; what needs the device tensors after that (NMS redone exactly, the head outputs
+    asked for again) runs the batch again, uncaptured.
+
+    Attributes:
+        head_outputs: the head's flat ``{output name: Tensor[B, ch, h, w]}`` of this batch.
+    """
+
+    def __init__(self, pipeline: StaticPipeline, clouds: list[Tensor], head_outputs: dict[str, Tensor], *,
+                 finished: list[Detections] | None = None, run: StaticRun | None = None,
+                 graph: tuple[int, int] | None = None) -> None:
+        self.pipeline, self.clouds, self.head_outputs = pipeline, clouds, head_outputs
+        self._detections, self._run, self._graph = finished, run, graph
+        self._replay = pipeline._replays.get(graph, 0) if graph is not None else 0
+        self._host: Tensor | None = None
+        self._event: torch.cuda.Event | None = None
+        if run is not None:
+            self._host = torch.empty(run.packed.shape, dtype=run.packed.dtype, pin_memory=True)
+            self._host.copy_(run.packed, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record(torch.cuda.current_stream(run.packed.device))
+
+    @property
+    def current(self) -> bool:
+        """The graph's memory still holds this batch (no later replay of the same graph)."""
+        return self._graph is None or self.pipeline._replays.get(self._graph) == self._replay
+
+    def detections(self) -> list[Detections]:
+        """One :class:`Detections` per cloud on the CPU (waits for the copy; checks as :meth:`StaticPipeline.run_stages`)."""
+        if self._detections is None:
+            assert self._run is not None and self._host is not None and self._event is not None
+            self._event.synchronize()
+            found = self.pipeline._finish(self._run, self._host, [int(c.shape[0]) for c in self.clouds],
+                                          decoded_current=self.current)
+            self._detections = found if found is not None else self.pipeline.run_stages(self.clouds).detections
+        return self._detections
+
+    def head_outputs_again(self) -> dict[str, Tensor]:
+        """This batch's head outputs: :attr:`head_outputs` while current, else from the batch run again."""
+        return self.head_outputs if self.current else self.pipeline.run_stages(self.clouds).head_outputs

@@ -8,20 +8,40 @@ run's boxes rather than computing them again.
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
 from torch import Tensor
 
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import ConfigError
 from centerpoint_deploy.static_pipeline import StaticPipeline
+from centerpoint_deploy.postprocess.autoware import AutowarePostprocess
 from centerpoint_deploy.postprocess.modes import Mmdet3dPostprocess, PostprocessView
 from centerpoint_deploy.structures import Detections
 
 
+class PendingView:
+    """One view's boxes of a launched batch: made already (``ready``), or made by ``finish`` when asked for."""
+
+    def __init__(self, *, ready: list[Detections] | None = None,
+                 finish: Callable[[], list[Detections]] | None = None) -> None:
+        if (ready is None) == (finish is None):
+            raise ValueError("a PendingView is either ready or has a finish, not both or neither")
+        self.ready, self._finish = ready, finish
+
+    def result(self) -> list[Detections]:
+        """One :class:`Detections` per cloud (waits for what ``finish`` needs)."""
+        if self.ready is None:
+            assert self._finish is not None
+            self.ready = self._finish()
+            self._finish = None
+        return self.ready
+
+
 def detect_views(detector: Detector | StaticPipeline, points: Tensor | list[Tensor],
                  views: Sequence[PostprocessView]) -> dict[str, list[Detections]]:
-    """Detections of every view for one batch of clouds.
+    """Detections of every view for one batch of clouds (:func:`launch_views`, then each result).
 
     Args:
         points: ``Tensor[N, D]`` or a list of them.
@@ -29,20 +49,53 @@ def detect_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
 
     Returns:
         ``{view.name: one Detections per cloud}``, each on the detector's device (the node's
-        post-processing: on the host, :class:`~centerpoint_deploy.postprocess.autoware.AutowarePostprocess`). Any other
+        post-processing and a :class:`StaticPipeline`'s own boxes: on the host). Any other
         callable ``points -> Detections`` (e.g. a stand-in in tests) gives its own output as
         the single view it is allowed.
+    """
+    return {name: pending.result() for name, pending in launch_views(detector, points, views).items()}
+
+
+def launch_views(detector: Detector | StaticPipeline, points: Tensor | list[Tensor],
+                 views: Sequence[PostprocessView]) -> dict[str, PendingView]:
+    """Every view of one batch, queued: the networks run once, each view's device work is queued on
+    their head outputs, and what reads on the host is left to :meth:`PendingView.result`.
+
+    With a :class:`StaticPipeline`'s graph (:meth:`StaticPipeline.launch`) nothing here waits for the
+    device: the pipeline's own boxes and the node's NMS (:meth:`AutowarePostprocess.finish`) are
+    made when their results are asked for, which a loop does after queueing its next batch.
+    Other views run at once on the head outputs.
     """
     if not isinstance(detector, (Detector, StaticPipeline)):
         if len(views) != 1:
             raise ConfigError(f"{type(detector).__name__} is not a Detector: it has one post-processing, "
                               f"not the views {[v.name for v in views]}")
         clouds = [points] if isinstance(points, Tensor) else list(points)
-        return {views[0].name: [detector(cloud) for cloud in clouds]}
-    head_outputs, detections = detector.detect_with_head_outputs(points)  # a pipeline graph replays
+        return {views[0].name: PendingView(ready=[detector(cloud) for cloud in clouds])}
+    if isinstance(detector, StaticPipeline):
+        launched = detector.launch(points)  # a pipeline graph replays
+        head_outputs, own = launched.head_outputs, PendingView(finish=launched.detections)
+        head_outputs_again = launched.head_outputs_again
+    else:
+        head_outputs, detections = detector.detect_with_head_outputs(points)
+        own = PendingView(ready=detections)
+
+        def head_outputs_again() -> dict[str, Tensor]:  # fresh tensors: they stay this batch's
+            return head_outputs
     task_maps = detector.task_maps(head_outputs)
-    return {view.name: detections if _is_own_postprocess(detector, view) else view.postprocess(task_maps)
-            for view in views}
+
+    def task_maps_again() -> list[dict[str, Tensor]]:
+        return detector.task_maps(head_outputs_again())
+    out = {}
+    for view in views:
+        if _is_own_postprocess(detector, view):
+            out[view.name] = own
+        elif isinstance(view.postprocess, AutowarePostprocess):
+            candidates = view.postprocess.launch(task_maps)
+            out[view.name] = PendingView(finish=functools.partial(view.postprocess.finish, candidates, task_maps_again))
+        else:
+            out[view.name] = PendingView(ready=view.postprocess(task_maps))
+    return out
 
 
 def _is_own_postprocess(detector: Detector | StaticPipeline, view: PostprocessView) -> bool:

@@ -19,8 +19,10 @@ Every backend's networks run once per frame (or per batch of ``batch_size`` fram
 post-processing view (:func:`~centerpoint_deploy.postprocess.modes.default_views`: mmdet3d's,
 "what training reports", and the node's, "what the car outputs") is applied to the same head
 outputs, and each view is scored as its own entry (``<backend>`` and ``<backend>@autoware``).
-A batch's boxes are converted to the host after the next batch was launched
-(:class:`~centerpoint_deploy.evaluate.data_classes.HostDetections`).
+A batch's boxes are made and converted to the host after the next batch was launched
+(:func:`~centerpoint_deploy.views.launch_views`,
+:class:`~centerpoint_deploy.evaluate.data_classes.HostDetections`): with a pipeline graph the
+device runs the next batch while the host reads this one's boxes and runs the node's NMS.
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of what the predictions are made from, by content (the point files' bytes, poses,
@@ -63,7 +65,7 @@ from centerpoint_deploy.evaluate.report import comparison, comparison_markdown, 
 from centerpoint_deploy.evaluate.views import entry_name, views_markdown, views_table
 from centerpoint_deploy.outputs import inside, safe_name, write_text
 from centerpoint_deploy.postprocess.modes import PostprocessView, default_views
-from centerpoint_deploy.views import detect_views
+from centerpoint_deploy.views import PendingView, launch_views
 from centerpoint_deploy.evaluate.throughput import RankTiming, Throughput, process_age
 
 __all__ = ["evaluate_backends", "fingerprint_files", "ground_truth_boxes", "write_metrics"]
@@ -126,12 +128,18 @@ def _view_key(view: PostprocessView) -> str:
 
 @dataclass(frozen=True)
 class _Launched:
-    """One detector view's boxes of one batch, on their way to the host."""
+    """One detector view's boxes of one batch, on their way to the host: made, and copied there
+    without waiting (``HostDetections``), or still to be made (``PendingView``, e.g. a pipeline
+    graph's boxes and the node's NMS, made after the next batch was queued)."""
 
     backend: str
     view: str
     tokens: tuple[str, ...]
-    boxes: HostDetections
+    boxes: HostDetections | PendingView
+
+    def sample_boxes(self, class_names: Sequence[str]) -> list[SampleBoxes]:
+        boxes = self.boxes if isinstance(self.boxes, HostDetections) else HostDetections(self.boxes.result())
+        return boxes.sample_boxes(class_names)
 
 
 def _clouds(batch: FrameBatch, detector: Pipeline, columns: list[int] | None) -> list[Tensor]:
@@ -144,13 +152,15 @@ def _clouds(batch: FrameBatch, detector: Pipeline, columns: list[int] | None) ->
 
 def _launch(batch: FrameBatch, detectors: Mapping[str, Pipeline], views: Mapping[str, Sequence[PostprocessView]],
             columns: list[int] | None, timing: RankTiming) -> list[_Launched]:
-    """Every detector and view on the batch, each view's boxes copied towards the host without waiting."""
+    """Every detector and view on the batch, queued: boxes already made are copied towards the host
+    without waiting, the others are made in :func:`_collect`."""
     tokens = tuple(frame.token for frame in batch.frames)
     launched = []
     for name, detector in detectors.items():
         begin = time.perf_counter()
-        by_view = detect_views(detector, _clouds(batch, detector, columns), views[name])
-        launched += [_Launched(name, view, tokens, HostDetections(detections)) for view, detections in by_view.items()]
+        by_view = launch_views(detector, _clouds(batch, detector, columns), views[name])
+        launched += [_Launched(name, view, tokens, pending if pending.ready is None else HostDetections(pending.ready))
+                     for view, pending in by_view.items()]
         timing.compute[name] = timing.compute.get(name, 0.0) + time.perf_counter() - begin
     return launched
 
@@ -161,7 +171,7 @@ def _collect(launched: Sequence[_Launched], detectors: Mapping[str, Pipeline],
     as the detector's compute: its boxes are on the host only now)."""
     for item in launched:
         begin = time.perf_counter()
-        boxes = item.boxes.sample_boxes(detectors[item.backend].config.class_names)
+        boxes = item.sample_boxes(detectors[item.backend].config.class_names)
         results[(item.backend, item.view)].update(zip(item.tokens, boxes))
         timing.compute[item.backend] += time.perf_counter() - begin
 

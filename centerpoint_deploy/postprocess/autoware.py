@@ -12,8 +12,9 @@ runs it (``lib/postprocess/postprocess_kernel.cu``, ``circle_nms_kernel.cu``,
 4. the class remapper by footprint area.
 
 ``docs/autoware-postprocess.md`` lists every comparison matched and where it was read.
-Everything runs on the maps' device; the compaction (once per batch) and the NMS rounds read
-on the host (as the node does: its NMS runs on the CPU). Constant tables are made once per
+The decode runs on the maps' device in fixed shapes (each frame's best cells, nothing read on the
+host); the sort of the kept cells, both NMS and the remapper run on the host (as the node runs
+its NMS on the CPU). Constant tables are made once per
 device, not per frame (a host -> device copy waits for the device).
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -68,10 +69,6 @@ class NodeBoxes:
         return NodeBoxes(self.boxes[keep], self.scores[keep], self.labels[keep], self.cells[keep],
                          None if self.items is None else self.items[keep])
 
-    def to(self, device: torch.device) -> "NodeBoxes":
-        return NodeBoxes(self.boxes.to(device), self.scores.to(device), self.labels.to(device), self.cells.to(device),
-                         None if self.items is None else self.items.to(device))
-
     def per_item(self, batch: int) -> list["NodeBoxes"]:
         """One :class:`NodeBoxes` per batch item of ``batch`` (reading the counts is one host read)."""
         if self.items is None:
@@ -97,7 +94,71 @@ def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostpr
 
 
 def decode_node_batch(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> NodeBoxes:
-    """The node's ``generateBoxes3D_kernel`` and its score filter and sort, for every batch item.
+    """The node's ``generateBoxes3D_kernel`` and its score filter and sort, for every batch item, exactly
+    (:func:`decode_node_candidates` with room for every cell), on the host."""
+    heat = maps["heatmap"]
+    return decode_node_candidates(maps, config, params, capacity=heat.shape[-2] * heat.shape[-1]).to_host().boxes()
+
+
+@dataclass
+class NodeCandidates:
+    """The cells the node's decode keeps, ``capacity`` a batch item at most, in fixed shapes (nothing
+    read on the host to make them), on their way to the host.
+
+    Attributes:
+        packed: ``Tensor[B, K, 12]`` float32 per item, by descending score: the 9 box columns of
+            :class:`NodeBoxes`, score, label, flat cell index; rows past the item's count have score 0.
+        counts: ``Tensor[B]`` int64, cells kept per item; more than ``K`` means some are missing
+            (:meth:`boxes` gives ``None``; decode again with more room).
+    """
+
+    packed: Tensor
+    counts: Tensor
+    _event: torch.cuda.Event | None = None
+
+    def to_host(self) -> "NodeCandidates":
+        """These candidates on the host: on CUDA copied into pinned memory without waiting (an event
+        marks the copy's end; :meth:`boxes` waits for it)."""
+        if self.packed.device.type != "cuda":
+            return NodeCandidates(self.packed.cpu(), self.counts.cpu())
+        packed = torch.empty(self.packed.shape, dtype=self.packed.dtype, pin_memory=True)
+        counts = torch.empty(self.counts.shape, dtype=self.counts.dtype, pin_memory=True)
+        packed.copy_(self.packed, non_blocking=True)
+        counts.copy_(self.counts, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.packed.device))
+        return NodeCandidates(packed, counts, event)
+
+    def boxes(self) -> NodeBoxes | None:
+        """The kept cells of every item (host candidates), by item, then descending score, ties in
+        cell order (as a stable sort would leave them; the node's ``thrust::sort`` promises no order
+        for ties); ``None`` when an item kept more cells than there was room for."""
+        if self._event is not None:
+            self._event.synchronize()
+        batch, room = self.packed.shape[:2]
+        counts = self.counts
+        if bool((counts > room).any()):
+            return None
+        valid = torch.arange(room)[None, :] < counts[:, None]  # the kept rows come first (scores > 0)
+        rows = self.packed[valid]  # [K, 12], by item
+        items = torch.arange(batch).repeat_interleave(counts)
+        scores, cells = rows[:, 9], rows[:, 11].to(torch.int64)
+        order = torch.argsort(cells, stable=True)
+        order = order[torch.argsort(scores[order], descending=True, stable=True)]
+        order = order[torch.argsort(items[order], stable=True)]  # item, then descending score, then cell
+        rows = rows[order]
+        return NodeBoxes(rows[:, :9].contiguous(), rows[:, 9].contiguous(), rows[:, 10].to(torch.int64),
+                         cells[order], items[order])
+
+
+#: Cells a batch item keeps room for in :meth:`AutowarePostprocess.launch` (a frame with more is
+#: decoded again with room for every cell: exact, slower). A trained model keeps tens to hundreds.
+NODE_CAPACITY = 4096
+
+
+def decode_node_candidates(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams,
+                           capacity: int = NODE_CAPACITY) -> NodeCandidates:
+    """The node's ``generateBoxes3D_kernel`` and score filter for every batch item, in fixed shapes.
 
     Args:
         maps: one task's maps in the convention the node reads (see :func:`node_maps`):
@@ -105,14 +166,16 @@ def decode_node_batch(maps: dict[str, Tensor], config: ModelConfig, params: Node
             ``dim [B, 3, h, w]`` log (w, l, h), ``rot [B, 2, h, w]``, ``vel [B, 2, h, w]``.
         config: the grid (``voxel_size``, ``point_cloud_range``, ``decode.out_size_factor``).
         params: thresholds per class and distance bin, yaw-norm thresholds.
+        capacity: the most cells an item keeps room for (at most ``h * w``).
 
     Returns:
-        The cells whose score survives, of every item (``items``), by item, then by descending
-        score with ties in cell order (a stable sort; the node's ``thrust::sort`` promises no
-        order for ties). Nothing is read on the host.
+        Each item's ``min(capacity, h * w)`` best cells on the maps' device, with their count;
+        nothing is read on the host (so a pipeline can queue the next frame first).
     """
     heat = _check(maps, config)
     batch, num_classes, height, width = heat.shape
+    if height * width >= 1 << 24:
+        raise ConfigError(f"a {height} x {width} head grid has too many cells for float32 cell indices")
     device = heat.device
     f32 = torch.float32
     logits = heat.to(f32)
@@ -137,20 +200,23 @@ def decode_node_batch(maps: dict[str, Tensor], config: ModelConfig, params: Node
     yaw_limit = _constant(params.yaw_norm_thresholds, f32, device)[label]
     yaw_norm = torch.sqrt(rot[:, 0] * rot[:, 0] + rot[:, 1] * rot[:, 1])
     score = torch.where(found & in_bins & ~(max_score < threshold) & (yaw_norm >= yaw_limit), max_score,
-                        torch.zeros_like(max_score))
-    keep = score > 0.0  # the kernel's is_score_keep
+                        torch.zeros_like(max_score)).reshape(batch, -1)
+    counts = (score > 0.0).sum(dim=1)  # the kernel's is_score_keep
+    top_scores, cells = score.topk(min(capacity, height * width), dim=1)  # [B, K], descending
 
-    yaw_net = torch.atan2(rot[:, 0], rot[:, 1])
+    def at_cells(channels: Tensor) -> Tensor:  # [B, c, h, w] -> [B, K, c]
+        flat = channels.reshape(batch, channels.shape[1], -1)
+        return flat.gather(2, cells[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+    picked_rot = at_cells(rot)
+    yaw_net = torch.atan2(picked_rot[..., 0], picked_rot[..., 1])
     yaw = _wrap(-yaw_net.double() - math.pi / 2).to(f32)  # ros_utils: yaw = -box.yaw - pi/2
-    sizes = torch.exp(dim)  # channel 0 = width, 1 = length, 2 = height in the node's reading
-    boxes = torch.stack([x, y, z[:, 0], sizes[:, 1], sizes[:, 0], sizes[:, 2], yaw, vel[:, 0], vel[:, 1]], dim=-1)
-    items, cells = keep.reshape(batch, -1).nonzero(as_tuple=True)  # by item, then ascending cell (the kernel's copy_if)
-    kept_scores = score.reshape(batch, -1)[items, cells]
-    order = torch.argsort(kept_scores, descending=True, stable=True)
-    order = order[torch.argsort(items[order], stable=True)]  # by item, then descending score, ties in cell order
-    items, cells = items[order], cells[order]
-    return NodeBoxes(boxes.reshape(batch, -1, 9)[items, cells], kept_scores[order],
-                     label.reshape(batch, -1)[items, cells], cells, items)
+    sizes = torch.exp(at_cells(dim))  # channel 0 = width, 1 = length, 2 = height in the node's reading
+    xy, picked_vel = at_cells(torch.stack([x, y], dim=1)), at_cells(vel)
+    packed = torch.stack([xy[..., 0], xy[..., 1], at_cells(z)[..., 0], sizes[..., 1], sizes[..., 0], sizes[..., 2],
+                          yaw, picked_vel[..., 0], picked_vel[..., 1], top_scores,
+                          label.reshape(batch, -1).gather(1, cells).to(f32), cells.to(f32)], dim=-1)
+    return NodeCandidates(packed, counts)
 
 
 @functools.lru_cache(maxsize=64)
@@ -327,18 +393,19 @@ class AutowarePostprocess:
         params: the node's parameters (default: the node's defaults for ``config.class_names``).
         rot_y_axis_reference: the convention of the ONNX the node reads (AWML exports with it;
             see :func:`node_maps`).
+        capacity: cells a frame keeps room for in :meth:`launch` (see :data:`NODE_CAPACITY`).
 
     Call with ``task_maps`` (one dict per task, plain mmdet3d convention, as the Detector
     passes them) and get one :class:`Detections` per batch item, by descending score, on the
-    host: the decode runs on the maps' device, the two NMS and the remapper on the CPU, where the
-    node runs its IoU-BEV NMS too. For tens of boxes the GPU's small kernels and the greedy
+    host: the decode runs on the maps' device (:meth:`launch`), the two NMS and the remapper on the
+    CPU (:meth:`finish`), where the node runs its IoU-BEV NMS too. For tens of boxes the GPU's small kernels and the greedy
     rounds' reads cost more than the arithmetic (H200, demo model, 125 candidates: circle NMS
     0.75 ms and IoU-BEV NMS 2.73 ms on the GPU, 0.11 and 0.47 ms on a 2-core CPU); the results
     are the same (elementwise float32/float64 arithmetic, no device-specific rounding).
     """
 
     def __init__(self, config: ModelConfig, params: NodePostprocessParams | None = None, *,
-                 rot_y_axis_reference: bool = True) -> None:
+                 rot_y_axis_reference: bool = True, capacity: int = NODE_CAPACITY) -> None:
         if len(config.head.tasks) != 1:
             raise ConfigError(f"postprocess 'autoware' reads one head task, as the node does; the config has "
                               f"{len(config.head.tasks)} tasks")
@@ -349,18 +416,38 @@ class AutowarePostprocess:
             raise ConfigError(f"the node parameters name classes {list(self.params.thresholds.class_names)}, "
                               f"the model {list(config.class_names)}")
         self.rot_y_axis_reference = rot_y_axis_reference
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ConfigError(f"capacity must be an integer >= 1, got {capacity!r}")
+        self.capacity = capacity
 
     def __call__(self, task_maps: list[dict[str, Tensor]]) -> list[Detections]:
+        return self.finish(self.launch(task_maps), lambda: task_maps)
+
+    def launch(self, task_maps: list[dict[str, Tensor]]) -> NodeCandidates:
+        """The decode on the maps' device, its candidates copied towards the host without waiting
+        (:meth:`finish` makes the boxes): a loop can queue the next frame before reading these."""
         if len(task_maps) != 1:
             raise BackendError(f"got head maps for {len(task_maps)} tasks, the node reads 1")
-        params, maps = self.params, node_maps(task_maps[0], self.rot_y_axis_reference)
-        boxes = decode_node_batch(maps, self.config, params)  # the whole batch at once, frames kept apart
-        boxes = boxes.to(torch.device("cpu"))  # the NMS of tens of boxes: on the host, as the node's
+        return decode_node_candidates(node_maps(task_maps[0], self.rot_y_axis_reference), self.config,
+                                      self.params, self.capacity).to_host()
+
+    def finish(self, candidates: NodeCandidates, task_maps: Callable[[], list[dict[str, Tensor]]]) -> list[Detections]:
+        """The boxes of :meth:`launch`'s candidates: both NMS and the remapper on the host.
+
+        Args:
+            candidates: what :meth:`launch` returned.
+            task_maps: gives the same head maps again, called only when a frame kept more cells
+                than the candidates had room for (they are decoded again with room for all).
+        """
+        params = self.params
+        boxes = candidates.boxes()
+        if boxes is None:
+            boxes = decode_node_batch(node_maps(task_maps()[0], self.rot_y_axis_reference), self.config, params)
         boxes = boxes.select(circle_nms_node(boxes, params.circle_nms_dist_threshold))
         boxes = boxes.select(iou_bev_nms_node(boxes, self.config.class_names, params.iou_nms_search_distance_2d,
                                               params.iou_nms_threshold))
         boxes = replace(boxes, labels=remap_classes(boxes, params))
-        return [Detections(item.boxes, item.scores, item.labels) for item in boxes.per_item(maps["heatmap"].shape[0])]
+        return [Detections(item.boxes, item.scores, item.labels) for item in boxes.per_item(len(candidates.counts))]
 
     @property
     def lowest_threshold(self) -> float:

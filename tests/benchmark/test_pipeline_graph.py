@@ -216,3 +216,29 @@ def test_views_of_a_graph_replay_equal_the_static_path(config) -> None:
                 assert torch.allclose(g.boxes.cpu(), e.boxes.cpu(), atol=1e-5)
                 assert torch.equal(g.labels.cpu(), e.labels.cpu())
     assert list(graphed._graphs) == [(2, 2500)]  # the views were made from replays
+
+
+@pytest.mark.cuda
+@cuda
+def test_views_read_after_later_replays_are_their_own_batchs(config) -> None:
+    """evaluate reads a batch's views after queueing the next batch on the same graph: the boxes come
+    from the host copy queued at launch, and what needs the overwritten device tensors (the node's
+    decode of a frame with more cells than room) runs that batch again."""
+    from centerpoint_deploy.postprocess.autoware import AutowarePostprocess
+    from centerpoint_deploy.postprocess.modes import PostprocessView, default_views
+    from centerpoint_deploy.views import detect_views, launch_views
+
+    eager = make_detector(config, static=True, device="cuda").load()
+    graphed = make_detector(config, static=True, device="cuda", graph=True, max_points=2500).load()
+    views = [*default_views(config), PostprocessView("autoware", AutowarePostprocess(config, capacity=1), "tight")]
+    batches = [random_clouds((2000, 900), seed=seed) for seed in (11, 12, 13)]
+    launched = [launch_views(graphed, clouds, views) for clouds in batches]  # each replay rewrites the last
+    for clouds, pending in zip(batches, launched):
+        expected = detect_views(eager, clouds, views)
+        for name, view in pending.items():
+            got = view.result()
+            assert [len(d) for d in got] == [len(d) for d in expected[name]] and len(got[0]) > 1, name
+            for g, e in zip(got, expected[name]):
+                assert torch.allclose(g.boxes.cpu(), e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels.cpu(),
+                                                                                               e.labels.cpu())
+    assert list(graphed._graphs) == [(2, 2500)]

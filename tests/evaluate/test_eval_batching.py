@@ -15,7 +15,7 @@ import torch
 from centerpoint_deploy.cli.app import run
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.detector import Detector
-from centerpoint_deploy.errors import EvaluationError
+from centerpoint_deploy.errors import ConfigError, EvaluationError
 from centerpoint_deploy.evaluate.data_classes import HostDetections, SampleBoxes, t4_metric_config
 from centerpoint_deploy.evaluate.io import load_boxes
 from centerpoint_deploy.evaluate.runner import evaluate_backends
@@ -187,3 +187,30 @@ def test_the_evaluation_runner_starts_without_matplotlib() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_node_candidates_without_room_for_every_kept_cell_are_decoded_again(config) -> None:  # noqa: F811
+    """A frame keeping more cells than ``capacity`` is decoded again from the maps (exact); a
+    frame within it never asks for them."""
+    generator = torch.Generator().manual_seed(8)
+    height, width = config.feature_map_shape
+    shapes = {"heatmap": len(CLASSES), "reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
+    maps = {name: torch.randn(2, channels, height, width, generator=generator) for name, channels in shapes.items()}
+    maps["heatmap"] -= 1.0
+    params = low_threshold_params()
+    roomy, tight = AutowarePostprocess(config, params), AutowarePostprocess(config, params, capacity=3)
+    asked = []
+
+    def maps_again() -> list[dict[str, torch.Tensor]]:
+        asked.append(True)
+        return [maps]
+
+    exact = roomy.finish(roomy.launch([maps]), maps_again)
+    assert not asked and min(len(d) for d in exact) > 3
+    again = tight.finish(tight.launch([maps]), maps_again)
+    assert asked == [True]
+    for got, expected in zip(again, exact):
+        assert torch.equal(got.boxes, expected.boxes) and torch.equal(got.scores, expected.scores)
+        assert torch.equal(got.labels, expected.labels)
+    with pytest.raises(ConfigError, match="capacity must be an integer >= 1"):
+        AutowarePostprocess(config, params, capacity=0)
