@@ -8,7 +8,8 @@ The dataset loop of ``evaluate``, ``verify`` and ``deploy``::
 :class:`FrameLoader` reads frames (key frame plus merged sweeps, the model's columns: the
 same :meth:`FrameDataset.load <centerpoint_deploy.data.dataset.FrameDataset.load>` code as an
 indexed frame) in ``torch.utils.data.DataLoader`` worker processes, ``prefetch`` frames per
-worker ahead, into pinned host memory when the device is CUDA. :func:`device_prefetch` then
+worker ahead (each keeping its freed memory for the next frame, :mod:`~centerpoint_deploy.data.memory`),
+into pinned host memory when the device is CUDA. :func:`device_prefetch` then
 starts the host -> GPU copy of frame ``i + 1`` on a side stream before frame ``i`` is handed
 out, so the copy overlaps the previous frame's compute. Frames come out in the order asked for.
 """
@@ -26,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from centerpoint_deploy.data.dataset import FrameDataset
+from centerpoint_deploy.data.memory import keep_freed_memory
 from centerpoint_deploy.errors import CenterPointError, DatasetError
 
 
@@ -101,7 +103,9 @@ class _SelectedFrames(Dataset):
             frame = self.dataset[index]
         except CenterPointError as exc:
             return _ReadFailure(exc)
-        points = frame.points if self.columns is None else frame.points[:, self.columns]
+        points = frame.points
+        if self.columns is not None and self.columns != list(range(points.shape[1])):  # else: no copy
+            points = points[:, self.columns]
         tensor = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
         return LoadedFrame(index, frame.token, tensor, time.perf_counter() - start)
 
@@ -109,6 +113,11 @@ class _SelectedFrames(Dataset):
 def default_workers() -> int:
     """Reader processes when none are asked for: up to 4, leaving one core to the main process."""
     return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _start_reader(_: int) -> None:
+    """A reader process's start: keep the memory it frees for the next frame (:mod:`~centerpoint_deploy.data.memory`)."""
+    keep_freed_memory()
 
 
 class FrameLoader:
@@ -138,7 +147,8 @@ class FrameLoader:
         #: reader processes actually started (never more than the frames)
         self.workers = min(workers, len(self.source))
         self._loader = DataLoader(self.source, batch_size=batch_size, shuffle=False, num_workers=self.workers,
-                                  collate_fn=collate_frames, pin_memory=torch.device(device).type == "cuda",
+                                  collate_fn=collate_frames, worker_init_fn=_start_reader,
+                                  pin_memory=torch.device(device).type == "cuda",
                                   prefetch_factor=prefetch if self.workers > 0 else None)
 
     def __len__(self) -> int:

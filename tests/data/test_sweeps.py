@@ -1,8 +1,10 @@
+import sys
+
 import numpy as np
 import pytest
 
 from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
-from centerpoint_deploy.data.sweeps import Sweep, SweepOptions, merge_sweeps, sweep_to_key_transform
+from centerpoint_deploy.data.sweeps import Sweep, SweepOptions, merge_sweeps, select_rows, sweep_to_key_transform
 from centerpoint_deploy.errors import DatasetError
 
 KEY = np.array([[5.0, 0.0, 0.0, 10.0, 9.0]], dtype=np.float32)  # column 4 holds junk on disk
@@ -39,3 +41,46 @@ def test_narrow_points_get_a_time_lag_column():
 def test_negative_sweeps_num_refused():
     with pytest.raises(DatasetError, match="sweeps_num = -1"):
         SweepOptions(sweeps_num=-1)
+
+
+def _merged_part_by_part(key: np.ndarray, sweeps: list[Sweep], radius: float) -> np.ndarray:
+    """The merge written plainly: each part widened on its own, moved, then concatenated."""
+    def widened(points: np.ndarray, lag: float) -> np.ndarray:
+        out = np.zeros((len(points), 5), np.float32)
+        out[:, : points.shape[1]] = points
+        out[:, 4] = lag
+        return out
+
+    parts = [widened(key, 0.0)]
+    for sweep in sweeps:
+        points = sweep.points[~((np.abs(sweep.points[:, 0]) < radius) & (np.abs(sweep.points[:, 1]) < radius))]
+        moved = widened(points, sweep.time_lag)
+        moved[:, :3] = points[:, :3].astype(np.float64) @ sweep.sweep2key[:3, :3].T + sweep.sweep2key[:3, 3]
+        parts.append(moved)
+    return np.concatenate(parts)
+
+
+def test_merge_writes_what_the_part_by_part_merge_gives_bit_for_bit():
+    rng = np.random.default_rng(0)
+    key = (rng.standard_normal((500, 5)) * 3).astype(np.float32)
+    sweeps = [Sweep((rng.standard_normal((n, 5)) * 3).astype(np.float32),
+                    make_transform(yaw_to_quaternion(0.3 * k), [k, -k, 0.1]), 0.1 * (k + 1))
+              for k, n in enumerate((400, 0, 700))]
+    out = merge_sweeps(key, sweeps, SweepOptions(sweeps_num=3))
+    assert out.dtype == np.float32 and np.array_equal(out, _merged_part_by_part(key, sweeps, 1.0))
+    assert len(out) < 1600  # the close points were dropped
+
+
+def test_select_rows_is_a_row_mask():
+    rng = np.random.default_rng(1)
+    points = rng.standard_normal((50, 7)).astype(np.float32)
+    keep = rng.random(50) < 0.5
+    assert np.array_equal(select_rows(points, keep), points[keep])
+    assert np.array_equal(select_rows(points[:, 1:4], keep), points[keep, 1:4])  # not contiguous
+    assert select_rows(points, np.zeros(50, bool)).shape == (0, 7)
+
+
+def test_reader_processes_keep_their_freed_memory():
+    from centerpoint_deploy.data.memory import keep_freed_memory
+
+    assert keep_freed_memory() == sys.platform.startswith("linux")
