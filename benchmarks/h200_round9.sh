@@ -11,7 +11,7 @@ G=pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph
 case "$part" in
 loop)
   timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/evaluate \
-      tests/postprocess > "$OUT/cuda_tests.txt" 2>&1; tail -3 "$OUT/cuda_tests.txt"
+      tests/postprocess tests/data > "$OUT/cuda_tests.txt" 2>&1; tail -3 "$OUT/cuda_tests.txt"
   timeout 120 python3 benchmarks/views_cost.py --config demo --device cuda \
       --checkpoint centerpoint_deploy/assets/demo_centerpoint.pth > "$OUT/views_cost.md" 2>&1; cat "$OUT/views_cost.md"
   timeout 240 python3 benchmarks/evaluate_throughput.py --device cuda --frames 160 --sweeps 1 --variant "$G" \
