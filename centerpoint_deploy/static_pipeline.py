@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Hashable, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -40,6 +40,8 @@ from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUT
                                        BackendOwner, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
                                        no_hook, node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
 from centerpoint_deploy.structures import Detections, Voxels
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class StaticPipeline(BackendOwner):
         self._suppress = torch.compile(suppress, dynamic=False) if settings.compile else suppress
         self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun] | HybridRun]] = {}
         self._replays: dict[tuple[int, int], int] = {}  # replays of each graph so far
+        self._on_outputs: dict[tuple[tuple[int, int], Hashable], Captured] = {}  # see on_head_outputs
 
     def _check_graph_support(self) -> None:
         if self.device.type != "cuda":
@@ -204,6 +207,7 @@ class StaticPipeline(BackendOwner):
 
     def close(self) -> None:
         self._graphs.clear()  # captured graphs hold the backends' buffers
+        self._on_outputs.clear()
         super().close()
 
     # ----- inference ------------------------------------------------------------------------------
@@ -298,6 +302,24 @@ class StaticPipeline(BackendOwner):
                       stacklevel=3)
         return False
 
+    def on_head_outputs(self, launched: "LaunchedRun", key: Hashable, fn: Callable[[dict[str, Tensor]], T]) -> T:
+        """``fn(launched.head_outputs)``; after a graph replay recorded once per graph and ``key`` as a
+        CUDA graph on that graph's head outputs, then replayed (one launch instead of ``fn``'s
+        kernels one by one from Python). Call it before the pipeline's next launch and read the
+        result before the one after (it lives in the recorded graph's memory); ``fn`` must have
+        fixed shapes and read nothing on the host.
+        """
+        if launched.graph is None:
+            return fn(launched.head_outputs)
+        if not launched.current:
+            raise BackendError("on_head_outputs after a later replay of the same graph: its head outputs are gone")
+        entry = (launched.graph, key)
+        if entry not in self._on_outputs:
+            self._on_outputs[entry] = capture(lambda _: fn(launched.head_outputs), self.device)
+        captured = self._on_outputs[entry]
+        captured.replay()
+        return captured.result
+
     # ----- the stages -----------------------------------------------------------------------------
     def _infer(self, backend: Backend, name: str, tensor: Tensor, capturing: bool) -> dict[str, Tensor]:
         """``backend`` on ``{name: tensor}``; inside a capture its bare network (no checks, timing or own graph)."""
@@ -388,13 +410,14 @@ class LaunchedRun:
 
     Attributes:
         head_outputs: the head's flat ``{output name: Tensor[B, ch, h, w]}`` of this batch.
+        graph: the key of the graph that ran it (``None``: it ran uncaptured).
     """
 
     def __init__(self, pipeline: StaticPipeline, clouds: list[Tensor], head_outputs: dict[str, Tensor], *,
                  finished: list[Detections] | None = None, run: StaticRun | None = None,
                  graph: tuple[int, int] | None = None) -> None:
         self.pipeline, self.clouds, self.head_outputs = pipeline, clouds, head_outputs
-        self._detections, self._run, self._graph = finished, run, graph
+        self._detections, self._run, self.graph = finished, run, graph
         self._replay = pipeline._replays.get(graph, 0) if graph is not None else 0
         self._host: Tensor | None = None
         self._event: torch.cuda.Event | None = None
@@ -407,7 +430,7 @@ class LaunchedRun:
     @property
     def current(self) -> bool:
         """The graph's memory still holds this batch (no later replay of the same graph)."""
-        return self._graph is None or self.pipeline._replays.get(self._graph) == self._replay
+        return self.graph is None or self.pipeline._replays.get(self.graph) == self._replay
 
     def detections(self) -> list[Detections]:
         """One :class:`Detections` per cloud on the CPU (waits for the copy; checks as :meth:`StaticPipeline.run_stages`)."""

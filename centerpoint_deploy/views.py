@@ -16,7 +16,7 @@ from torch import Tensor
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import ConfigError
 from centerpoint_deploy.static_pipeline import StaticPipeline
-from centerpoint_deploy.postprocess.autoware import AutowarePostprocess
+from centerpoint_deploy.postprocess.autoware import AutowarePostprocess, NodeCandidates
 from centerpoint_deploy.postprocess.modes import Mmdet3dPostprocess, PostprocessView
 from centerpoint_deploy.structures import Detections
 
@@ -72,30 +72,40 @@ def launch_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
                               f"not the views {[v.name for v in views]}")
         clouds = [points] if isinstance(points, Tensor) else list(points)
         return {views[0].name: PendingView(ready=[detector(cloud) for cloud in clouds])}
-    if isinstance(detector, StaticPipeline):
-        launched = detector.launch(points)  # a pipeline graph replays
+    launched = detector.launch(points) if isinstance(detector, StaticPipeline) else None  # a graph replays
+    if launched is not None:
         head_outputs, own = launched.head_outputs, PendingView(finish=launched.detections)
-        head_outputs_again = launched.head_outputs_again
     else:
         head_outputs, detections = detector.detect_with_head_outputs(points)
         own = PendingView(ready=detections)
 
-        def head_outputs_again() -> dict[str, Tensor]:  # fresh tensors: they stay this batch's
-            return head_outputs
-    task_maps = detector.task_maps(head_outputs)
+    @functools.cache
+    def task_maps() -> list[dict[str, Tensor]]:  # made once, only for the views that read them here
+        return detector.task_maps(head_outputs)
 
-    def task_maps_again() -> list[dict[str, Tensor]]:
-        return detector.task_maps(head_outputs_again())
+    def task_maps_again() -> list[dict[str, Tensor]]:  # this batch's, after later launches too
+        return detector.task_maps(head_outputs if launched is None else launched.head_outputs_again())
+
     out = {}
     for view in views:
+        node = view.postprocess
         if _is_own_postprocess(detector, view):
             out[view.name] = own
-        elif isinstance(view.postprocess, AutowarePostprocess):
-            candidates = view.postprocess.launch(task_maps)
-            out[view.name] = PendingView(finish=functools.partial(view.postprocess.finish, candidates, task_maps_again))
+        elif isinstance(node, AutowarePostprocess):
+            if launched is not None:  # recorded on the graph's head outputs once, then replayed
+                decoded = detector.on_head_outputs(launched, node, functools.partial(_decode_node, detector, node))
+                candidates = decoded.to_host()
+            else:
+                candidates = node.launch(task_maps())
+            out[view.name] = PendingView(finish=functools.partial(node.finish, candidates, task_maps_again))
         else:
-            out[view.name] = PendingView(ready=view.postprocess(task_maps))
+            out[view.name] = PendingView(ready=node(task_maps()))
     return out
+
+
+def _decode_node(pipeline: StaticPipeline, node: AutowarePostprocess, head_outputs: dict[str, Tensor]) -> NodeCandidates:
+    """The node's fixed-shape decode of a pipeline's flat head outputs."""
+    return node.decode(pipeline.task_maps(head_outputs))
 
 
 def _is_own_postprocess(detector: Detector | StaticPipeline, view: PostprocessView) -> bool:

@@ -424,12 +424,17 @@ class AutowarePostprocess:
         return self.finish(self.launch(task_maps), lambda: task_maps)
 
     def launch(self, task_maps: list[dict[str, Tensor]]) -> NodeCandidates:
-        """The decode on the maps' device, its candidates copied towards the host without waiting
-        (:meth:`finish` makes the boxes): a loop can queue the next frame before reading these."""
+        """:meth:`decode`, its candidates copied towards the host without waiting (:meth:`finish`
+        makes the boxes): a loop can queue the next frame before reading these."""
+        return self.decode(task_maps).to_host()
+
+    def decode(self, task_maps: list[dict[str, Tensor]]) -> NodeCandidates:
+        """The decode on the maps' device in fixed shapes, nothing read on the host (so it can be
+        recorded in a CUDA graph)."""
         if len(task_maps) != 1:
             raise BackendError(f"got head maps for {len(task_maps)} tasks, the node reads 1")
         return decode_node_candidates(node_maps(task_maps[0], self.rot_y_axis_reference), self.config,
-                                      self.params, self.capacity).to_host()
+                                      self.params, self.capacity)
 
     def finish(self, candidates: NodeCandidates, task_maps: Callable[[], list[dict[str, Tensor]]]) -> list[Detections]:
         """The boxes of :meth:`launch`'s candidates: both NMS and the remapper on the host.

@@ -12,14 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: ``dim`` channel order of the y-axis-reference head: (w, l, h) from (l, w, h).
-_DIM_SWAP = [1, 0, 2]
-
-
 def _swap_reference(maps: dict[str, Tensor]) -> dict[str, Tensor]:
     """Swap l/w in ``dim`` and map ``rot = [a, b]`` to ``[-b, -a]``; other maps pass through."""
     out = dict(maps)
-    out["dim"] = maps["dim"][:, _DIM_SWAP]
+    dim = maps["dim"]
+    out["dim"] = torch.cat([dim[:, 1:2], dim[:, 0:1], dim[:, 2:3]], dim=1)  # (w, l, h) <-> (l, w, h)
     rot = maps["rot"]
     out["rot"] = torch.cat([-rot[:, 1:2], -rot[:, 0:1]], dim=1)
     return out
