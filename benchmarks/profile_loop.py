@@ -1,20 +1,24 @@
-"""Where ``evaluate``'s loop spends its time: cProfile of :func:`evaluate_backends` on a synthetic T4
-dataset, and torch.profiler of the node view's launch and finish on one frame's head maps::
+"""Where ``evaluate``'s loop spends its time, on a synthetic T4 dataset::
 
     PYTHONPATH=$PWD python3 benchmarks/profile_loop.py --device cuda --frames 80 \
         --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph
 
-Prints the loop's top functions by own time and by cumulative time, then the node view's top
-operators (CPU and CUDA time).
+Prints the main thread's wall time per frame in each step of the loop (each step's function
+timed where it is called; the reader processes and the pinning thread are not in it), then
+torch.profiler's top operators of the node view's launch and finish on one frame's head maps.
+(cProfile is no help here: it mixes the pinning thread's waits into the loop's functions.)
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import pstats
+import contextlib
+import importlib
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -26,6 +30,80 @@ from centerpoint_deploy.evaluate.runner import evaluate_backends
 from centerpoint_deploy.job.inputs import DEMO_CHECKPOINT
 from centerpoint_deploy.postprocess.modes import default_views
 from centerpoint_deploy.variant import VariantSpec, build_detector
+
+
+#: (owner, attribute, step name): what :class:`StepTimes` times, in loop order.
+_STEPS = [
+    ("centerpoint_deploy.evaluate.runner", "_run_detectors", "the whole loop"),
+    ("centerpoint_deploy.data.loader.FrameLoader", "__iter__", "next frame from the readers"),
+    ("centerpoint_deploy.data.loader", "_ready", "frame's upload queued"),
+    ("centerpoint_deploy.evaluate.runner", "_launch", "launch (all views)"),
+    ("centerpoint_deploy.static_pipeline.StaticPipeline", "launch", "  pipeline launch (copy in, replay, copy out)"),
+    ("centerpoint_deploy.static_pipeline.StaticPipeline", "on_head_outputs", "  node decode replay"),
+    ("centerpoint_deploy.postprocess.autoware.NodeCandidates", "to_host", "  node candidates' copy queued"),
+    ("centerpoint_deploy.evaluate.runner", "_collect", "collect (all views)"),
+    ("centerpoint_deploy.static_pipeline.LaunchedRun", "detections", "  pipeline boxes read and checked"),
+    ("centerpoint_deploy.postprocess.autoware.AutowarePostprocess", "finish", "  node NMS and remap"),
+    ("centerpoint_deploy.evaluate.data_classes.HostDetections", "__init__", "  boxes packed for the host"),
+    ("centerpoint_deploy.evaluate.data_classes.HostDetections", "sample_boxes", "  boxes to SampleBoxes"),
+]
+
+
+class StepTimes:
+    """Wall time of the loop's steps in the main thread (each function wrapped while timing)."""
+
+    def __init__(self) -> None:
+        self.seconds = {name: 0.0 for _, _, name in _STEPS}
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        undo = []
+        for path, attribute, name in _STEPS:
+            owner = _owner(path)
+            original = getattr(owner, attribute)
+            setattr(owner, attribute, (self._timed_iter if attribute == "__iter__" else self._timed)(original, name))
+            undo.append((owner, attribute, original))
+        try:
+            yield
+        finally:
+            for owner, attribute, original in undo:
+                setattr(owner, attribute, original)
+
+    def _timed(self, fn, name: str):
+        def timed(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                return fn(*args, **kwargs)
+            begin = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - begin
+        return timed
+
+    def _timed_iter(self, fn, name: str):
+        def timed_iter(*args, **kwargs):
+            items = iter(fn(*args, **kwargs))
+            while True:
+                begin = time.perf_counter()
+                item = next(items, None)
+                self.seconds[name] += time.perf_counter() - begin
+                if item is None:
+                    return
+                yield item
+        return timed_iter
+
+    def markdown(self, frames: int) -> str:
+        rows = [f"| {name} | {value / frames * 1e3:.2f} |" for name, value in self.seconds.items()]
+        return "\n".join(["| step (main thread) | ms a frame |", "|---|---|", *rows])
+
+
+def _owner(path: str):
+    """The module, or the class in a module, that ``path`` names."""
+    try:
+        return importlib.import_module(path)
+    except ImportError:
+        module, name = path.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
 
 
 def main() -> None:
@@ -48,14 +126,11 @@ def main() -> None:
         with build_detector(spec, config, checkpoint=DEMO_CHECKPOINT) as detector:
             evaluate_backends(dataset, {"v": detector}, Path(tmp) / "warm", metric, cache=False, plots=False,
                               frames=range(min(8, args.frames)), batch_size=args.batch_size)  # captures, compiles
-            profiler = cProfile.Profile()
-            profiler.enable()
-            evaluate_backends(dataset, {"v": detector}, Path(tmp) / "out", metric, cache=False, plots=False,
-                              batch_size=args.batch_size)
-            profiler.disable()
-            stats = pstats.Stats(profiler)
-            stats.sort_stats("tottime").print_stats(args.rows)
-            stats.sort_stats("cumulative").print_stats(args.rows)
+            steps = StepTimes()
+            with steps.timing():
+                evaluate_backends(dataset, {"v": detector}, Path(tmp) / "out", metric, cache=False, plots=False,
+                                  batch_size=args.batch_size)
+            print(steps.markdown(args.frames))
 
             node_view(detector, dataset, config, args.rows)
 
