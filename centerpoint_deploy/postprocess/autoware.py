@@ -344,6 +344,8 @@ def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_dist
     reach = radius[src] + radius[dst]
     counted &= ~(gap > reach * reach)  # NaN sizes stay in: their IoU is computed (and is 0)
     src, dst = src[counted], dst[counted]
+    if len(src) == 0:  # on the host a free check, and the common case: nothing can overlap
+        return torch.ones(count, dtype=torch.bool, device=xy.device)
     iou = bev_iou_pairs(footprint[src], footprint[dst])
     suppressed = torch.zeros(count, dtype=torch.int32, device=xy.device).index_add_(
         0, dst, (iou > iou_threshold).to(torch.int32))
