@@ -1,4 +1,4 @@
-"""The post-processing of Autoware's ``autoware_lidar_centerpoint`` node, in vectorized torch.
+"""The post-processing of Autoware's ``autoware_lidar_centerpoint`` node, vectorized (torch, numpy).
 
 What the car outputs from the head's maps (``postprocess: autoware``), step by step as the node
 runs it (``lib/postprocess/postprocess_kernel.cu``, ``circle_nms_kernel.cu``,
@@ -12,9 +12,9 @@ runs it (``lib/postprocess/postprocess_kernel.cu``, ``circle_nms_kernel.cu``,
 4. the class remapper by footprint area.
 
 ``docs/autoware-postprocess.md`` lists every comparison matched and where it was read.
-The decode runs on the maps' device in fixed shapes (each frame's best cells, nothing read on the
-host); the sort of the kept cells, both NMS and the remapper run on the host (as the node runs
-its NMS on the CPU). Constant tables are made once per
+The decode runs in torch on the maps' device in fixed shapes (each frame's best cells, nothing
+read on the host); the sort of the kept cells runs in torch on the host, both NMS and the
+remapper in numpy there (as the node runs its IoU-BEV NMS on the CPU). Constant tables are made once per
 device, not per frame (a host -> device copy waits for the device).
 """
 
@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -242,22 +243,24 @@ def _wrap(angle: Tensor) -> Tensor:
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
-def close_pairs(xy: Tensor, limit_sq: float, *, strict: bool, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def close_pairs(xy: np.ndarray, limit_sq: float, *, strict: bool,
+                groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Ordered pairs ``(earlier, later)`` of points whose squared distance is below a limit.
 
     Args:
-        xy: ``Tensor[K, 2]`` in rank order; distances in its dtype as ``dx*dx + dy*dy``.
+        xy: ``ndarray[K, 2]`` in rank order; distances in its dtype as ``dx*dx + dy*dy``.
         limit_sq: the squared distance limit.
         strict: ``<`` (else ``<=``).
-        groups: ``Tensor[K]`` int64; only points of the same group pair (``None``: one group).
+        groups: ``ndarray[K]`` int64; only points of the same group pair (``None``: one group).
 
     Returns:
-        ``(src, dst)`` ``Tensor[E]`` int64 with ``src < dst``. Built in blocks of rows so
+        ``(src, dst)`` ``ndarray[E]`` int64 with ``src < dst``. Built in blocks of rows so
         memory stays bounded for any ``K``.
     """
     count = xy.shape[0]
     rows = max(1, _PAIR_BLOCK // max(count, 1))
-    columns = torch.arange(count, device=xy.device)
+    columns = np.arange(count)
+    limit = xy.dtype.type(limit_sq)
     sources, targets = [], []
     for start in range(0, count, rows):
         block = xy[start:start + rows]
@@ -265,20 +268,19 @@ def close_pairs(xy: Tensor, limit_sq: float, *, strict: bool, groups: Tensor | N
         dx = block[:, None, 0] - earlier[None, :, 0]
         dy = block[:, None, 1] - earlier[None, :, 1]
         dist_sq = dx * dx + dy * dy  # [rows, start + rows]
-        close = dist_sq < limit_sq if strict else dist_sq <= limit_sq
-        close &= columns[None, :start + len(block)] < (columns[start:start + rows])[:, None]
+        close = dist_sq < limit if strict else dist_sq <= limit
+        close &= columns[None, :start + len(block)] < columns[start:start + rows, None]
         if groups is not None:
             close &= groups[None, :start + len(block)] == groups[start:start + rows, None]
-        target, source = close.nonzero(as_tuple=True)
+        target, source = np.nonzero(close)
         sources.append(source)
         targets.append(target + start)
     if not sources:
-        empty = torch.zeros(0, dtype=torch.int64, device=xy.device)
-        return empty, empty
-    return torch.cat(sources), torch.cat(targets)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(sources).astype(np.int64), np.concatenate(targets).astype(np.int64)
 
 
-def greedy_keep(count: int, src: Tensor, dst: Tensor) -> Tensor:
+def greedy_keep(count: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Greedy suppression in rank order over a sparse "close" relation.
 
     ``keep[i] = not any(keep[j] for (j, i) in pairs)`` with every ``j < i``: the unique fixed
@@ -286,41 +288,46 @@ def greedy_keep(count: int, src: Tensor, dst: Tensor) -> Tensor:
     are final; a round that changes nothing ends it; chains are short in practice).
 
     Returns:
-        ``Tensor[count]`` bool.
+        ``ndarray[count]`` bool.
     """
-    keep = torch.ones(count, dtype=torch.bool, device=src.device)
+    keep = np.ones(count, dtype=bool)
     for _ in range(count):
-        hits = torch.zeros(count, dtype=torch.int32, device=src.device).index_add_(0, dst, keep[src].to(torch.int32))
-        updated = hits == 0
-        if torch.equal(updated, keep):
+        updated = np.bincount(dst[keep[src]], minlength=count) == 0
+        if np.array_equal(updated, keep):
             break
         keep = updated
     return keep
+
+
+def _host(tensor: Tensor) -> np.ndarray:
+    """A tensor's values as a host array (no copy for a CPU tensor)."""
+    return tensor.detach().cpu().numpy()
 
 
 def circle_nms_node(boxes: NodeBoxes, distance: float) -> Tensor:
     """The node's ``circleNMS``: greedy over the score order, class-agnostic.
 
     A later box is suppressed by a kept earlier one of its frame when ``dx**2 + dy**2 < distance**2``
-    (float32, strict).
+    (float32, strict). Computed on the host.
 
     Returns:
-        ``Tensor[K]`` bool, boxes kept.
+        ``Tensor[K]`` bool on the boxes' device, boxes kept.
     """
-    limit = _float32_square(distance)
-    src, dst = close_pairs(boxes.boxes[:, :2].to(torch.float32), limit, strict=True, groups=boxes.items)
-    return greedy_keep(len(boxes.scores), src, dst)
+    xy = _host(boxes.boxes)[:, :2].astype(np.float32)
+    groups = None if boxes.items is None else _host(boxes.items)
+    src, dst = close_pairs(xy, _float32_square(distance), strict=True, groups=groups)
+    return torch.from_numpy(greedy_keep(len(xy), src, dst)).to(boxes.boxes.device)
 
 
 @functools.lru_cache(maxsize=16)
 def _float32_square(value: float) -> float:
     """``value ** 2`` rounded as float32 (the node's ``dist_thresh * dist_thresh`` in float)."""
-    return float(torch.tensor(value, dtype=torch.float32) ** 2)
+    return float(np.float32(value) * np.float32(value))
 
 
 def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_distance: float,
                      iou_threshold: float) -> Tensor:
-    """The node's ``NonMaximumSuppression::apply`` (IoU-BEV NMS on the CPU in the node).
+    """The node's ``NonMaximumSuppression::apply`` (IoU-BEV NMS on the CPU in the node, and here).
 
     Box ``i`` is dropped when some earlier box ``j`` of its frame (in the circle-NMS output order,
     dropped or not: the node's rule is not greedy) has ``IoU > iou_threshold``, where a pair counts
@@ -328,28 +335,35 @@ def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_dist
     pedestrian facing another label.
 
     Returns:
-        ``Tensor[K]`` bool, boxes kept.
+        ``Tensor[K]`` bool on the boxes' device, boxes kept.
     """
-    count = len(boxes.scores)
-    xy = boxes.boxes[:, :2].to(torch.float64)
-    src, dst = close_pairs(xy, float(search_distance) ** 2, strict=False, groups=boxes.items)
-    semantic = _constant(tuple(semantic_label(name) for name in class_names), torch.int64,
-                         boxes.labels.device)[boxes.labels]
+    table = _host(boxes.boxes)
+    count = len(table)
+    xy = table[:, :2].astype(np.float64)
+    groups = None if boxes.items is None else _host(boxes.items)
+    src, dst = close_pairs(xy, float(search_distance) ** 2, strict=False, groups=groups)
+    semantic = _semantic_labels(class_names)[_host(boxes.labels)]
     a, b = semantic[src], semantic[dst]
     counted = ~((a != b) & ((a == _PEDESTRIAN) | (b == _PEDESTRIAN)))
-    footprint = boxes.boxes.index_select(1, _constant(_FOOTPRINT, torch.int64, boxes.boxes.device)).to(torch.float64)
+    footprint = table[:, list(_FOOTPRINT)].astype(np.float64)
     # pairs farther apart than their circumscribed circles cannot overlap (IoU 0): skip them
-    radius = torch.sqrt(footprint[:, 2] ** 2 + footprint[:, 3] ** 2) / 2
-    gap = (xy[src] - xy[dst]).pow(2).sum(dim=1)
+    radius = np.sqrt(footprint[:, 2] ** 2 + footprint[:, 3] ** 2) / 2
+    gap = ((xy[src] - xy[dst]) ** 2).sum(axis=1)
     reach = radius[src] + radius[dst]
     counted &= ~(gap > reach * reach)  # NaN sizes stay in: their IoU is computed (and is 0)
     src, dst = src[counted], dst[counted]
-    if len(src) == 0:  # on the host a free check, and the common case: nothing can overlap
-        return torch.ones(count, dtype=torch.bool, device=xy.device)
-    iou = bev_iou_pairs(footprint[src], footprint[dst])
-    suppressed = torch.zeros(count, dtype=torch.int32, device=xy.device).index_add_(
-        0, dst, (iou > iou_threshold).to(torch.int32))
-    return suppressed == 0
+    keep = np.ones(count, dtype=bool)
+    if len(src):
+        keep[dst[bev_iou_pairs(footprint[src], footprint[dst]) > iou_threshold]] = False
+    return torch.from_numpy(keep).to(boxes.boxes.device)
+
+
+@functools.lru_cache(maxsize=16)
+def _semantic_labels(class_names: tuple[str, ...]) -> np.ndarray:
+    """Autoware's label of each class (read only)."""
+    table = np.array([semantic_label(name) for name in class_names], dtype=np.int64)
+    table.flags.writeable = False
+    return table
 
 
 def remap_classes(boxes: NodeBoxes, params: NodePostprocessParams) -> Tensor:
@@ -357,34 +371,36 @@ def remap_classes(boxes: NodeBoxes, params: NodePostprocessParams) -> Tensor:
 
     ``area = float(length * width)``; class ``i`` becomes the first class ``j`` in Autoware's
     label order with ``allow[i][j]`` and ``min[i][j] <= area <= max[i][j]`` (non-finite matrix
-    entries read as the largest double, as the node does); else it stays.
+    entries read as the largest double, as the node does); else it stays. Computed on the host.
 
     Returns:
-        ``Tensor[K]`` int64 labels.
+        ``Tensor[K]`` int64 labels on the boxes' device.
     """
     remapper = params.remapper
     if remapper.is_identity or len(boxes.scores) == 0:
         return boxes.labels
-    allow, low, high, order_t = _remap_tables(remapper, boxes.labels.device)
-    area = (boxes.boxes[:, 3].double() * boxes.boxes[:, 4].double()).to(torch.float32).double()[:, None]
-    labels = boxes.labels
-    match = allow[labels][:, order_t] & (area >= low[labels][:, order_t]) & (area <= high[labels][:, order_t])
-    first = match.to(torch.int8).argmax(dim=1)  # first True in the node's order
-    return torch.where(match.any(dim=1), order_t[first], labels)
+    allow, low, high, order = _remap_tables(remapper)
+    table, labels = _host(boxes.boxes), _host(boxes.labels)
+    area = (table[:, 3].astype(np.float64) * table[:, 4].astype(np.float64)).astype(np.float32).astype(np.float64)
+    area = area[:, None]
+    match = allow[labels][:, order] & (area >= low[labels][:, order]) & (area <= high[labels][:, order])
+    first = match.argmax(axis=1)  # first True in the node's order
+    return torch.from_numpy(np.where(match.any(axis=1), order[first], labels)).to(boxes.labels.device)
 
 
 @functools.lru_cache(maxsize=16)
-def _remap_tables(remapper: ClassRemapper, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(allow [C, C] bool, low [C, C] f64, high [C, C] f64, order [C] int64)`` on ``device``: the
-    matrices with non-finite entries as the largest double, and the model's classes in Autoware's
-    label order (the order the node walks the targets in). Made once per remapper; read only."""
-    big = torch.finfo(torch.float64).max
-    low, high = (tuple(tuple(v if math.isfinite(v) else big for v in row) for row in matrix)
+def _remap_tables(remapper: ClassRemapper) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(allow [C, C] bool, low [C, C] f64, high [C, C] f64, order [C] int64)``: the matrices with
+    non-finite entries as the largest double, and the model's classes in Autoware's label order
+    (the order the node walks the targets in). Made once per remapper; read only."""
+    big = np.finfo(np.float64).max
+    low, high = (np.array([[v if math.isfinite(v) else big for v in row] for row in matrix], dtype=np.float64)
                  for matrix in (remapper.min_area_matrix, remapper.max_area_matrix))
     order = sorted(range(len(remapper.class_names)), key=lambda c: semantic_label(remapper.class_names[c]))
-    return (_constant(remapper.allow_remapping_by_area_matrix, torch.bool, device),
-            _constant(low, torch.float64, device), _constant(high, torch.float64, device),
-            _constant(tuple(order), torch.int64, device))
+    tables = (np.array(remapper.allow_remapping_by_area_matrix, dtype=bool), low, high, np.array(order, np.int64))
+    for table in tables:
+        table.flags.writeable = False
+    return tables
 
 
 class AutowarePostprocess:
@@ -399,11 +415,11 @@ class AutowarePostprocess:
 
     Call with ``task_maps`` (one dict per task, plain mmdet3d convention, as the Detector
     passes them) and get one :class:`Detections` per batch item, by descending score, on the
-    host: the decode runs on the maps' device (:meth:`launch`), the two NMS and the remapper on the
-    CPU (:meth:`finish`), where the node runs its IoU-BEV NMS too. For tens of boxes the GPU's small kernels and the greedy
-    rounds' reads cost more than the arithmetic (H200, demo model, 125 candidates: circle NMS
-    0.75 ms and IoU-BEV NMS 2.73 ms on the GPU, 0.11 and 0.47 ms on a 2-core CPU); the results
-    are the same (elementwise float32/float64 arithmetic, no device-specific rounding).
+    host: the decode runs on the maps' device (:meth:`launch`), the two NMS and the remapper in
+    numpy on the CPU (:meth:`finish`), where the node runs its IoU-BEV NMS too. For tens of boxes
+    small device kernels and the greedy rounds' reads cost more than the arithmetic (H200, demo
+    model, 125 candidates: circle NMS 0.75 ms and IoU-BEV NMS 2.73 ms on the GPU in torch; the
+    whole host part 0.45-0.52 ms on a 2-core CPU in numpy).
     """
 
     def __init__(self, config: ModelConfig, params: NodePostprocessParams | None = None, *,
