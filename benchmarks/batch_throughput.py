@@ -99,7 +99,7 @@ def main() -> None:
     report = {"config": args.config, "variant": spec.name, "device": torch.cuda.get_device_name(0) if cuda else "cpu",
               "torch": torch.__version__, "points": [int(c.shape[0]) for c in clouds], "rows": rows}
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"| B | p50 ms | p90 ms | frames/s | boxes equal to alone (count, labels) | max box diff | max score diff |")
+    print("| B | p50 ms | p90 ms | frames/s | boxes equal to alone (count, labels) | max box diff | max score diff |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         items = row["items"]

@@ -93,7 +93,7 @@ def mse_thresholds(histograms: dict[str, tuple[np.ndarray, np.ndarray]], levels:
 
 def calibrate(graph_path: Path | str, feeds: Sequence[dict[str, np.ndarray]], method: str) -> Any:
     """Activation ranges of ``graph_path``'s quantizable inputs: an ``onnxruntime.quantization.TensorsData``."""
-    q = _quantization()
+    _quantization()  # one error line when onnxruntime is missing
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, create_calibrator
 
     method = check_method(method)
