@@ -18,7 +18,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: Blocks up to this size come from the heap (glibc's upper limit on 64-bit systems).
 MMAP_THRESHOLD = 32 << 20
 #: Free memory at the heap's top kept rather than returned to the system.
-TRIM_THRESHOLD = 512 << 20
+TRIM_THRESHOLD = 128 << 20
 
 
 def keep_freed_memory() -> bool:
