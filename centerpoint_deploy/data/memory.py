@@ -2,8 +2,9 @@
 
 A frame's arrays are megabytes (188,000 points of 5 floats: 3.7 MB, each of several steps).
 glibc serves such blocks with a fresh ``mmap`` and returns them on ``free``, so every frame
-faults its memory in again page by page, with the kernel zeroing each page: on the H200 machine
-that was two thirds of a frame's read time (7 ms of 10; 2.3 ms with the blocks kept). Raising the
+faults its memory in again page by page, with the kernel zeroing each page: on the 2-core CPU
+that was two thirds of a frame's read time (7.23 ms a frame, 1.83 ms with the blocks kept;
+``benchmarks/read_frames.py``). Raising the
 mmap threshold to glibc's maximum (32 MB) and the trim threshold keeps those blocks in the
 process's heap, so the next frame reuses already-mapped pages.
 """

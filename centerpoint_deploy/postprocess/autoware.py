@@ -13,9 +13,9 @@ runs it (``lib/postprocess/postprocess_kernel.cu``, ``circle_nms_kernel.cu``,
 
 ``docs/autoware-postprocess.md`` lists every comparison matched and where it was read.
 The decode runs in torch on the maps' device in fixed shapes (each frame's best cells, nothing
-read on the host); the sort of the kept cells runs in torch on the host, both NMS and the
-remapper in numpy there (as the node runs its IoU-BEV NMS on the CPU). Constant tables are made once per
-device, not per frame (a host -> device copy waits for the device).
+read on the host); the sort of the kept cells, both NMS and the remapper run in numpy on the
+host (as the node runs its IoU-BEV NMS on the CPU). The decode's constant tables are made once
+per device, not per frame (a host -> device copy waits for the device).
 """
 
 from __future__ import annotations
@@ -140,16 +140,14 @@ class NodeCandidates:
         counts = self.counts
         if bool((counts > room).any()):
             return None
-        valid = torch.arange(room)[None, :] < counts[:, None]  # the kept rows come first (scores > 0)
-        rows = self.packed[valid]  # [K, 12], by item
-        items = torch.arange(batch).repeat_interleave(counts)
-        scores, cells = rows[:, 9], rows[:, 11].to(torch.int64)
-        order = torch.argsort(cells, stable=True)
-        order = order[torch.argsort(scores[order], descending=True, stable=True)]
-        order = order[torch.argsort(items[order], stable=True)]  # item, then descending score, then cell
-        rows = rows[order]
-        return NodeBoxes(rows[:, :9].contiguous(), rows[:, 9].contiguous(), rows[:, 10].to(torch.int64),
-                         cells[order], items[order])
+        counts = counts.numpy()
+        rows = self.packed.numpy()[np.arange(room)[None, :] < counts[:, None]]  # [K, 12] by item: kept rows first
+        items = np.repeat(np.arange(batch), counts)
+        order = np.lexsort((rows[:, 11], -rows[:, 9], items))  # item, then descending score, then cell
+        rows, items = rows[order], items[order]
+        return NodeBoxes(torch.from_numpy(np.ascontiguousarray(rows[:, :9])), torch.from_numpy(rows[:, 9].copy()),
+                         torch.from_numpy(rows[:, 10].astype(np.int64)), torch.from_numpy(rows[:, 11].astype(np.int64)),
+                         torch.from_numpy(items))
 
 
 #: Cells a batch item keeps room for in :meth:`AutowarePostprocess.launch` (a frame with more is
@@ -419,7 +417,7 @@ class AutowarePostprocess:
     numpy on the CPU (:meth:`finish`), where the node runs its IoU-BEV NMS too. For tens of boxes
     small device kernels and the greedy rounds' reads cost more than the arithmetic (H200, demo
     model, 125 candidates: circle NMS 0.75 ms and IoU-BEV NMS 2.73 ms on the GPU in torch; the
-    whole host part 0.45-0.52 ms on a 2-core CPU in numpy).
+    whole host part 0.37-0.40 ms on a 2-core CPU in numpy, ``benchmarks/node_host_cost.py``).
     """
 
     def __init__(self, config: ModelConfig, params: NodePostprocessParams | None = None, *,
