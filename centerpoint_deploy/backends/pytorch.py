@@ -25,7 +25,7 @@ from centerpoint_deploy.backends.base import Backend, TensorSpec
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.cuda_graphs import capture
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
-from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu
+from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu, fuse_head_branches
 from centerpoint_deploy.numerics import torch_switches
 
 #: ``precision`` -> dtype the network computes in (fp32 and tf32 differ in the TF32 switch only).
@@ -48,6 +48,9 @@ class TorchOptions:
             so that the two are adjacent).
             Without it, a CUDA convolution with bias is three kernels: the convolution, the
             bias add and the ReLU.
+        fuse_heads: run each task's branches of 1 x 1 convolutions (``final_kernel: 1``, the
+            AWML j6gen2 heads) as one per-pixel MLP, on CUDA one Triton kernel
+            (:func:`~centerpoint_deploy.model.surgery.fuse_head_branches`; needs ``fuse_batchnorm``).
         cudnn_benchmark: let cuDNN time its algorithms per shape (not deterministic).
         cuda_graph: capture the call in a CUDA graph and replay it (CUDA only; re-captured when
             the input shape changes, so it pays off for fixed shapes: the head always, the
@@ -61,6 +64,7 @@ class TorchOptions:
     channels_last: bool = False
     fuse_batchnorm: bool = False
     fuse_relu: bool = False
+    fuse_heads: bool = False
     cudnn_benchmark: bool = False
     cuda_graph: bool = False
     compile: bool = False
@@ -77,6 +81,8 @@ class TorchOptions:
             raise BackendError("precision 'fp16' runs on CUDA only; on the CPU use 'bf16'")
         if self.fuse_relu and not self.fuse_batchnorm:
             raise BackendError("fuse_relu needs fuse_batchnorm (a BatchNorm sits between each convolution and its ReLU)")
+        if self.fuse_heads and not self.fuse_batchnorm:
+            raise BackendError("fuse_heads needs fuse_batchnorm (the branches' BatchNorms are folded into their convolutions)")
         if self.max_autotune and not self.compile:
             raise BackendError("max_autotune is a torch.compile mode; set compile too")
         return self
@@ -89,8 +95,8 @@ class TorchOptions:
     @property
     def label(self) -> str:
         """Short text for tables and backend names, e.g. ``fp16+channels_last+cuda_graph``."""
-        flags = [name for name in ("channels_last", "fuse_batchnorm", "fuse_relu", "cudnn_benchmark", "cuda_graph",
-                                   "compile", "max_autotune") if getattr(self, name)]
+        flags = [name for name in ("channels_last", "fuse_batchnorm", "fuse_relu", "fuse_heads", "cudnn_benchmark",
+                                   "cuda_graph", "compile", "max_autotune") if getattr(self, name)]
         return "+".join([self.precision, *flags])
 
 
@@ -135,12 +141,14 @@ class _TorchBackend(Backend):
         self.model.to(self.device).eval()
         opts = self.options
         network = self.model
-        if opts.precision in ("fp16", "bf16") or opts.channels_last or opts.fuse_batchnorm or opts.fuse_relu:
+        if opts.precision in ("fp16", "bf16") or opts.channels_last or opts.fuse_batchnorm:
             network = copy.deepcopy(self.model)  # the shared reference model stays untouched
             if opts.fuse_batchnorm:
                 fold_batchnorm(network)
             if opts.fuse_relu:
                 fuse_conv_relu(network)
+            if opts.fuse_heads:
+                fuse_head_branches(network)
             network.to(PRECISION_DTYPES[opts.precision])
             if opts.channels_last:
                 network.to(memory_format=torch.channels_last)
