@@ -90,7 +90,7 @@ class FusedBranches(nn.Module):
 
     def __init__(self, branches: list[tuple[str, nn.Conv2d, nn.Conv2d]]) -> None:
         super().__init__()
-        first, last = branches[0][1], branches[0][2]
+        first = branches[0][1]
         channels, hidden = first.in_channels, first.out_channels
         widths = [conv.out_channels for _, _, conv in branches]
         padded_in, padded_hidden, padded_out = (_next_power_of_two(channels), _next_power_of_two(hidden),
