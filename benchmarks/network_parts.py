@@ -8,7 +8,8 @@ each part on the output of the one before (backbone stages, neck branches, the n
 the head's shared conv, each task's branches) and times 20 + 100 replays with CUDA events.
 Each row gives the part's multiply-adds as FLOPs (2 per MAC), its rate, and that rate as a share
 of a large fp16 matmul's measured rate (the machine's dense rate). The same for the whole
-``forward_dense`` with and without ``fuse_heads`` (a task's 1 x 1 branches as one Triton MLP).
+``forward_dense`` with and without ``fuse_heads`` and ``fuse_neck`` (a task's 1 x 1 branches as one
+Triton MLP; the neck's branches as matmuls into one map).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from centerpoint_deploy.backends.pytorch import TorchHeadBackend, TorchOptions
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.model import build_model
+from centerpoint_deploy.model.surgery import ConvReLU2d
 
 
 def _time_graph(fn: Callable[[], object], warmup: int = 20, iterations: int = 100) -> float:
@@ -55,14 +57,14 @@ def _conv_flops(module: nn.Module, x: Tensor) -> float:
 
     def count(conv: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         nonlocal total
-        weight = conv.weight
+        weight = conv.conv.weight if isinstance(conv, ConvReLU2d) else conv.weight
         if isinstance(conv, nn.ConvTranspose2d):  # every input pixel meets every weight
             total += 2.0 * inputs[0].numel() / inputs[0].shape[1] * weight.numel()
         else:
             total += 2.0 * output.numel() / output.shape[1] * weight.numel()
 
     for sub in module.modules():
-        if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d, ConvReLU2d)):  # on CUDA a ConvReLU2d skips its conv
             hooks.append(sub.register_forward_hook(count))
     with torch.inference_mode():
         module(x)
@@ -91,7 +93,7 @@ def main() -> None:
     model = build_model(config).eval()
     options = TorchOptions(precision="fp16", channels_last=True, fuse_batchnorm=True, fuse_relu=True)
     fused_options = TorchOptions(precision="fp16", channels_last=True, fuse_batchnorm=True, fuse_relu=True,
-                                 fuse_heads=True)
+                                 fuse_heads=True, fuse_neck=True)
     plain, fused = TorchHeadBackend(model, config, "cuda", options).load(), \
         TorchHeadBackend(model, config, "cuda", fused_options).load()
     net, fused_net = plain._network, fused._network
@@ -117,6 +119,9 @@ def main() -> None:
         ups = [part(f"neck.deblocks.{i}", deblock, s) for i, (deblock, s) in enumerate(zip(net.pts_neck.deblocks, stages))]
         ms = _time_graph(lambda: torch.cat(ups, dim=1))
         rows.append(("neck concat", ms, 0.0))
+        neck_flops = sum(f for name, _, f in rows if name.startswith("neck.deblocks"))
+        ms = _time_graph(lambda: fused_net.pts_neck(stages))
+        rows.append((f"neck fused ({type(fused_net.pts_neck).__name__}, concat included)", ms, neck_flops))
         neck = torch.cat(ups, dim=1)
         shared = part("head.shared_conv", net.pts_bbox_head.shared_conv, neck)
         for t, (branches, mlp) in enumerate(zip(net.pts_bbox_head.task_heads, fused_net.pts_bbox_head.task_heads)):
@@ -125,7 +130,7 @@ def main() -> None:
             rows.append((f"head.task_heads.{t} fused ({type(mlp).__name__})", ms, _conv_flops(branches, shared)))
     with torch.inference_mode():
         total = sum(f for name, _, f in rows if "fused" not in name)
-        for label, backend in (("forward_dense", plain), ("forward_dense with fuse_heads", fused)):
+        for label, backend in (("forward_dense", plain), ("forward_dense with fuse_heads + fuse_neck", fused)):
             ms = _time_graph(lambda: backend._forward(bev.float()))
             rows.append((f"{label} (fp32 in, fp32 maps out)", ms, total))
     rate = _dense_rate()

@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
 #: Switches of :class:`~centerpoint_deploy.backends.pytorch.TorchOptions`, in canonical order.
-TORCH_FLAGS = ("channels_last", "fuse_batchnorm", "fuse_relu", "fuse_heads", "cudnn_benchmark", "cuda_graph",
-               "compile", "max_autotune")
+TORCH_FLAGS = ("channels_last", "fuse_batchnorm", "fuse_relu", "fuse_heads", "fuse_neck", "cudnn_benchmark",
+               "cuda_graph", "compile", "max_autotune")
 #: Pipeline flags, written last.
 PIPELINE_FLAGS = ("static", "pipeline_graph")
 PRECISIONS = {"pytorch": ("fp32", "tf32", "fp16", "bf16"), "onnxruntime": ("fp32", "tf32", "fp16", "int8"),

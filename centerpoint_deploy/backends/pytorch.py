@@ -25,7 +25,9 @@ from centerpoint_deploy.backends.base import Backend, TensorSpec
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.cuda_graphs import capture
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
-from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu, fuse_head_branches
+from centerpoint_deploy.model.fused_head import fuse_head_branches
+from centerpoint_deploy.model.fused_neck import fuse_neck_branches
+from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu
 from centerpoint_deploy.numerics import torch_switches
 
 #: ``precision`` -> dtype the network computes in (fp32 and tf32 differ in the TF32 switch only).
@@ -50,7 +52,10 @@ class TorchOptions:
             bias add and the ReLU.
         fuse_heads: run each task's branches of 1 x 1 convolutions (``final_kernel: 1``, the
             AWML j6gen2 heads) as one per-pixel MLP, on CUDA one Triton kernel
-            (:func:`~centerpoint_deploy.model.surgery.fuse_head_branches`; needs ``fuse_batchnorm``).
+            (:func:`~centerpoint_deploy.model.fused_head.fuse_head_branches`; needs ``fuse_batchnorm``).
+        fuse_neck: run the neck's ``kernel == stride`` branches (transposed convs, 1 x 1 convs)
+            as matmuls writing into one concatenated channels-last map, no concatenation copy
+            (:func:`~centerpoint_deploy.model.fused_neck.fuse_neck_branches`; needs ``fuse_batchnorm``).
         cudnn_benchmark: let cuDNN time its algorithms per shape (not deterministic).
         cuda_graph: capture the call in a CUDA graph and replay it (CUDA only; re-captured when
             the input shape changes, so it pays off for fixed shapes: the head always, the
@@ -65,6 +70,7 @@ class TorchOptions:
     fuse_batchnorm: bool = False
     fuse_relu: bool = False
     fuse_heads: bool = False
+    fuse_neck: bool = False
     cudnn_benchmark: bool = False
     cuda_graph: bool = False
     compile: bool = False
@@ -81,8 +87,10 @@ class TorchOptions:
             raise BackendError("precision 'fp16' runs on CUDA only; on the CPU use 'bf16'")
         if self.fuse_relu and not self.fuse_batchnorm:
             raise BackendError("fuse_relu needs fuse_batchnorm (a BatchNorm sits between each convolution and its ReLU)")
-        if self.fuse_heads and not self.fuse_batchnorm:
-            raise BackendError("fuse_heads needs fuse_batchnorm (the branches' BatchNorms are folded into their convolutions)")
+        for flag in ("fuse_heads", "fuse_neck"):
+            if getattr(self, flag) and not self.fuse_batchnorm:
+                raise BackendError(f"{flag} needs fuse_batchnorm (the branches' BatchNorms are folded into their "
+                                   f"convolutions)")
         if self.max_autotune and not self.compile:
             raise BackendError("max_autotune is a torch.compile mode; set compile too")
         return self
@@ -95,8 +103,8 @@ class TorchOptions:
     @property
     def label(self) -> str:
         """Short text for tables and backend names, e.g. ``fp16+channels_last+cuda_graph``."""
-        flags = [name for name in ("channels_last", "fuse_batchnorm", "fuse_relu", "fuse_heads", "cudnn_benchmark",
-                                   "cuda_graph", "compile", "max_autotune") if getattr(self, name)]
+        flags = [name for name in ("channels_last", "fuse_batchnorm", "fuse_relu", "fuse_heads", "fuse_neck",
+                                   "cudnn_benchmark", "cuda_graph", "compile", "max_autotune") if getattr(self, name)]
         return "+".join([self.precision, *flags])
 
 
@@ -149,6 +157,8 @@ class _TorchBackend(Backend):
                 fuse_conv_relu(network)
             if opts.fuse_heads:
                 fuse_head_branches(network)
+            if opts.fuse_neck:
+                fuse_neck_branches(network)
             network.to(PRECISION_DTYPES[opts.precision])
             if opts.channels_last:
                 network.to(memory_format=torch.channels_last)

@@ -23,6 +23,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from centerpoint_deploy.model.head import SeparateHead
+from centerpoint_deploy.model.surgery import ConvReLU2d
+
 
 def _next_power_of_two(value: int, least: int = 16) -> int:
     return max(least, 1 << (value - 1).bit_length())
@@ -38,11 +41,11 @@ def _triton_launcher() -> Callable[..., None] | None:
         return None
 
     @triton.jit
-    def branches_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, rows, pixels, channels,
+    def branches_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, rows, pixels, channels, maps,
                         C: tl.constexpr, HID: tl.constexpr, NB: tl.constexpr, OUT: tl.constexpr,
                         BLOCK: tl.constexpr, IEEE: tl.constexpr):
         # x: [rows, channels] (channels-last pixels); w1: [NB, C, HID]; b1: [NB, HID];
-        # w2: [NB, HID, OUT] (branch b's columns only); b2: [OUT]; out: [B, OUT, pixels] float32
+        # w2: [NB, HID, OUT] (branch b's columns only); b2: [OUT]; out: [B, maps, pixels] float32
         row = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         live = row < rows
         cin = tl.arange(0, C)
@@ -51,7 +54,7 @@ def _triton_launcher() -> Callable[..., None] | None:
         x = tl.load(x_ptr + row[:, None] * channels + cin[None, :], mask=live[:, None] & (cin[None, :] < channels),
                     other=0.0)
         acc = tl.zeros((BLOCK, OUT), dtype=tl.float32)
-        for b in tl.static_range(NB):
+        for b in range(NB):  # a loop, not unrolled: one set of shared-memory operand buffers
             w1 = tl.load(w1_ptr + b * C * HID + cin[:, None] * HID + hid[None, :])
             if IEEE:
                 hidden = tl.dot(x, w1, input_precision="ieee")
@@ -65,15 +68,17 @@ def _triton_launcher() -> Callable[..., None] | None:
                 acc += tl.dot(hidden, w2)
         acc += tl.load(b2_ptr + col)[None, :]
         batch, pixel = row // pixels, row % pixels
-        target = out_ptr + (batch * OUT * pixels + pixel)[:, None] + col[None, :] * pixels
-        tl.store(target, acc, mask=live[:, None])
+        target = out_ptr + (batch * maps * pixels + pixel)[:, None] + col[None, :] * pixels
+        tl.store(target, acc, mask=live[:, None] & (col[None, :] < maps))
 
-    def launch(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, out: Tensor, block: int = 128) -> None:
+    def launch(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, out: Tensor, block: int = 128,
+               num_warps: int = 4) -> None:
         rows, channels = x.shape
         branches, padded_in, hidden = w1.shape
         grid = (triton.cdiv(rows, block),)
-        branches_kernel[grid](x, w1, b1, w2, b2, out, rows, out.shape[2], channels, C=padded_in, HID=hidden,
-                              NB=branches, OUT=w2.shape[2], BLOCK=block, IEEE=x.dtype == torch.float32)
+        branches_kernel[grid](x, w1, b1, w2, b2, out, rows, out.shape[2], channels, out.shape[1], C=padded_in,
+                              HID=hidden, NB=branches, OUT=w2.shape[2], BLOCK=block, IEEE=x.dtype == torch.float32,
+                              num_warps=num_warps, num_stages=1)
 
     return launch
 
@@ -93,8 +98,10 @@ class FusedBranches(nn.Module):
         first = branches[0][1]
         channels, hidden = first.in_channels, first.out_channels
         widths = [conv.out_channels for _, _, conv in branches]
+        # 64 output columns at least: Triton 3.6's Hopper dot gave wrong results (and read past its
+        # shared memory) for this kernel's second product with 16 or 32 (seen on an H200)
         padded_in, padded_hidden, padded_out = (_next_power_of_two(channels), _next_power_of_two(hidden),
-                                                _next_power_of_two(sum(widths)))
+                                                _next_power_of_two(sum(widths), least=64))
         dtype, device = first.weight.dtype, first.weight.device
         w1 = torch.zeros(len(branches), padded_in, padded_hidden, dtype=dtype, device=device)
         b1 = torch.zeros(len(branches), padded_hidden, dtype=dtype, device=device)
@@ -110,7 +117,7 @@ class FusedBranches(nn.Module):
             b2[start: start + width] = conv_out.bias.detach()
             self.maps[name] = (start, start + width)
             start += width
-        self.in_channels = channels
+        self.in_channels, self.num_maps = channels, start
         self.register_buffer("w1", w1)
         self.register_buffer("b1", b1)
         self.register_buffer("w2", w2)
@@ -122,11 +129,11 @@ class FusedBranches(nn.Module):
         pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # [B*H*W, C]; a view when x is channels-last
         launch = _triton_launcher() if x.is_cuda else None
         if launch is not None:
-            out = torch.empty(batch, self.b2.shape[0], height * width, dtype=torch.float32, device=x.device)
+            out = torch.empty(batch, self.num_maps, height * width, dtype=torch.float32, device=x.device)
             launch(pixels.contiguous(), self.w1, self.b1, self.w2, self.b2, out)
             maps = out.view(batch, -1, height, width)
         else:
-            maps = self._matmuls(pixels).view(batch, height, width, -1).permute(0, 3, 1, 2)
+            maps = self._matmuls(pixels)[:, : self.num_maps].view(batch, height, width, -1).permute(0, 3, 1, 2)
         return {name: maps[:, start:stop] for name, (start, stop) in self.maps.items()}
 
     def _matmuls(self, pixels: Tensor) -> Tensor:
@@ -137,3 +144,40 @@ class FusedBranches(nn.Module):
         w1 = self.w1.permute(1, 0, 2).reshape(padded_in, branches * hidden).float()
         hiddens = torch.relu(inputs @ w1 + self.b1.reshape(-1).float()).to(pixels.dtype)  # [M, NB * HID]
         return hiddens.float() @ self.w2.reshape(branches * hidden, -1).float() + self.b2.float()
+
+
+def _one_by_one_branch(branch: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d] | None:
+    """``(first conv, last conv)`` of a folded ``[ConvBNReLU, Conv2d]`` branch of 1 x 1 convs, else ``None``."""
+    if not isinstance(branch, nn.Sequential) or len(branch) != 2:
+        return None
+    block, last = branch[0], branch[1]
+    conv = getattr(block, "conv", None)
+    if isinstance(conv, ConvReLU2d):
+        conv, relu = conv.conv, True
+    else:
+        relu = isinstance(getattr(block, "activate", None), nn.ReLU)
+    if not (relu and isinstance(getattr(block, "bn", None), nn.Identity)):
+        return None
+    convs = (conv, last)
+    if not all(type(c) is nn.Conv2d and c.kernel_size == (1, 1) and c.stride == (1, 1) and c.groups == 1
+               and c.bias is not None for c in convs):
+        return None
+    return conv, last
+
+
+def fuse_head_branches(module: nn.Module) -> nn.Module:
+    """Replace each ``SeparateHead`` whose branches are all ``1 x 1 conv -> ReLU -> 1 x 1 conv``
+    (norms folded by :func:`fold_batchnorm` first) with one
+    :class:`FusedBranches`, in place; other heads are left as
+    they are. Its maps are float32.
+    """
+    for parent in list(module.modules()):
+        for name, child in list(parent._modules.items()):
+            if not isinstance(child, SeparateHead):
+                continue
+            names = ("heatmap", *child.map_names)
+            convs = [_one_by_one_branch(getattr(child, n)) for n in names]
+            widths = {(c[0].in_channels, c[0].out_channels) for c in convs if c is not None}
+            if all(c is not None for c in convs) and len(widths) == 1:
+                parent._modules[name] = FusedBranches([(n, *c) for n, c in zip(names, convs)])
+    return module

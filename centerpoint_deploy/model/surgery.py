@@ -1,8 +1,7 @@
-"""Model surgery for inference speed: fold BatchNorm into the layer before it, fuse Conv2d + ReLU,
-run a head task's 1 x 1 branches as one MLP.
+"""Model surgery for inference speed: fold BatchNorm into the layer before it, fuse Conv2d + ReLU.
 
-Each rewrites a module in place (call them on a copy to keep the original); the first two find
-pairs the same way: consecutive entries of an ``nn.Sequential``, or a module holding ``conv`` then its
+Both rewrite a module in place (call them on a copy to keep the original) and find pairs the
+same way: consecutive entries of an ``nn.Sequential``, or a module holding ``conv`` then its
 follower (mmcv ``ConvModule`` names: ``conv``, ``bn``, ``activate``). Results equal the
 unfused network up to float rounding.
 """
@@ -89,42 +88,3 @@ def fuse_conv_relu(module: nn.Module) -> nn.Module:
                 parent._modules[relu_name] = nn.Identity()
     return module
 
-
-def _one_by_one_branch(branch: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d] | None:
-    """``(first conv, last conv)`` of a folded ``[ConvBNReLU, Conv2d]`` branch of 1 x 1 convs, else ``None``."""
-    if not isinstance(branch, nn.Sequential) or len(branch) != 2:
-        return None
-    block, last = branch[0], branch[1]
-    conv = getattr(block, "conv", None)
-    if isinstance(conv, ConvReLU2d):
-        conv, relu = conv.conv, True
-    else:
-        relu = isinstance(getattr(block, "activate", None), nn.ReLU)
-    if not (relu and isinstance(getattr(block, "bn", None), nn.Identity)):
-        return None
-    convs = (conv, last)
-    if not all(type(c) is nn.Conv2d and c.kernel_size == (1, 1) and c.stride == (1, 1) and c.groups == 1
-               and c.bias is not None for c in convs):
-        return None
-    return conv, last
-
-
-def fuse_head_branches(module: nn.Module) -> nn.Module:
-    """Replace each ``SeparateHead`` whose branches are all ``1 x 1 conv -> ReLU -> 1 x 1 conv``
-    (norms folded by :func:`fold_batchnorm` first) with one
-    :class:`~centerpoint_deploy.model.fused_head.FusedBranches`, in place; other heads are left as
-    they are. Its maps are float32.
-    """
-    from centerpoint_deploy.model.fused_head import FusedBranches
-    from centerpoint_deploy.model.head import SeparateHead
-
-    for parent in list(module.modules()):
-        for name, child in list(parent._modules.items()):
-            if not isinstance(child, SeparateHead):
-                continue
-            names = ("heatmap", *child.map_names)
-            convs = [_one_by_one_branch(getattr(child, n)) for n in names]
-            widths = {(c[0].in_channels, c[0].out_channels) for c in convs if c is not None}
-            if all(c is not None for c in convs) and len(widths) == 1:
-                parent._modules[name] = FusedBranches([(n, *c) for n, c in zip(names, convs)])
-    return module

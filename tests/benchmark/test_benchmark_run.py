@@ -81,7 +81,7 @@ def test_benchmark_variants_measures_skips_scales_and_writes(config, tmp_path: P
     first = report.results[0]
     assert list(first.stages) == ["read", *STAGES, "sum of stages"]
     assert all(s.count == 2 for s in first.stages.values()) and first.end_to_end.count == 2
-    assert first.options == {"channels_last": False, "fuse_batchnorm": False, "fuse_relu": False, "fuse_heads": False,
+    assert first.options == {"channels_last": False, "fuse_batchnorm": False, "fuse_relu": False, "fuse_heads": False, "fuse_neck": False,
                              "cudnn_benchmark": False, "cuda_graph": False, "compile": False, "max_autotune": False,
                              "static_shapes": False, "pipeline_graph": False}
     assert report.results[1].num_voxels == first.num_voxels > 0  # padding not counted

@@ -22,9 +22,9 @@ from centerpoint_deploy.config import load_config
 from centerpoint_deploy.config.schema import HeadTaskConfig
 from centerpoint_deploy.errors import BackendError
 from centerpoint_deploy.model import build_model
-from centerpoint_deploy.model.fused_head import FusedBranches
+from centerpoint_deploy.model.fused_head import FusedBranches, fuse_head_branches
 from centerpoint_deploy.model.head import SeparateHead
-from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu, fuse_head_branches
+from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu
 
 
 def _with_statistics(net: nn.Module) -> nn.Module:
@@ -117,9 +117,9 @@ def conv(i, o):
     return c
 mlp = FusedBranches([("heatmap", conv(24, 16), conv(16, 3)), ("reg", conv(24, 16), conv(16, 2))])
 x = torch.randn(2 * 5 * 7, 24)
-out = torch.empty(2, mlp.b2.shape[0], 35)
+out = torch.empty(2, mlp.num_maps, 35)
 _triton_launcher()(x, mlp.w1, mlp.b1, mlp.w2, mlp.b2, out, block=16)
-want = mlp._matmuls(x).view(2, 35, -1).permute(0, 2, 1)
+want = mlp._matmuls(x)[:, :mlp.num_maps].view(2, 35, -1).permute(0, 2, 1)
 print(float((out - want).abs().max()))
 """
 
@@ -144,3 +144,29 @@ def test_triton_kernel_on_cuda_equals_the_matmuls(model, bev, dtype, tolerance) 
         want = mlp._matmuls(x.permute(0, 2, 3, 1).reshape(-1, 16)).view(2, 40, 56, -1).permute(0, 3, 1, 2)
         for name, (start, stop) in mlp.maps.items():
             assert (got[name] - want[:, start:stop]).abs().max() <= tolerance, name
+
+
+@pytest.mark.cuda
+def test_triton_kernel_on_a_full_size_map_equals_the_matmuls() -> None:
+    """The j6gen2 head's shape (64 channels, six branches of 64 units, 760 x 760 pixels): Triton's
+    Hopper code for some tile shapes was wrong only at this size."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    generator = torch.Generator().manual_seed(4)
+
+    def conv(c_in: int, c_out: int) -> nn.Conv2d:
+        layer = nn.Conv2d(c_in, c_out, 1)
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.1)
+            layer.bias.copy_(torch.randn(c_out, generator=generator) * 0.1)
+        return layer
+
+    widths = {"heatmap": 5, "reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
+    mlp = FusedBranches([(name, conv(64, 64), conv(64, k)) for name, k in widths.items()]).cuda().half()
+    x = torch.randn(1, 64, 760, 760, generator=generator).relu().cuda().half()
+    x = x.contiguous(memory_format=torch.channels_last)
+    got = mlp(x)
+    want = mlp._matmuls(x.permute(0, 2, 3, 1).reshape(-1, 64)).view(1, 760, 760, -1).permute(0, 3, 1, 2)
+    for name, (start, stop) in mlp.maps.items():
+        assert torch.isfinite(got[name]).all()
+        assert (got[name] - want[:, start:stop]).abs().max() <= 2e-3, name
