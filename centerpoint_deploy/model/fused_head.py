@@ -118,6 +118,7 @@ class FusedBranches(nn.Module):
             self.maps[name] = (start, start + width)
             start += width
         self.in_channels, self.num_maps = channels, start
+        self._launch = _triton_launcher()  # looked up here, not in forward: torch.compile traces forward
         self.register_buffer("w1", w1)
         self.register_buffer("b1", b1)
         self.register_buffer("w2", w2)
@@ -127,7 +128,7 @@ class FusedBranches(nn.Module):
         """x (Tensor[B, C, H, W]) -> ``{map name: Tensor[B, k, H, W]}`` float32, views of one ``[B, sum(k), H, W]`` map."""
         batch, channels, height, width = x.shape
         pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # [B*H*W, C]; a view when x is channels-last
-        launch = _triton_launcher() if x.is_cuda else None
+        launch = self._launch if x.is_cuda else None
         if launch is not None:
             out = torch.empty(batch, self.num_maps, height * width, dtype=torch.float32, device=x.device)
             launch(pixels.contiguous(), self.w1, self.b1, self.w2, self.b2, out)

@@ -51,7 +51,10 @@ class _PatchMatmul(nn.Module):
         pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view when x is channels-last
         patches = torch.addmm(self.bias, pixels, self.weight).view(batch, height, width, k, k, self.out_channels)
         into = target.view(batch, height, k, width, k, self.out_channels).permute(0, 1, 3, 2, 4, 5)
-        torch.clamp_min(patches, 0.0, out=into)
+        if torch.compiler.is_compiling():  # Dynamo cannot trace out= into a strided view; inductor fuses the two
+            into.copy_(patches.clamp_min(0.0))
+        else:
+            torch.clamp_min(patches, 0.0, out=into)
 
 
 class MatmulNeck(nn.Module):
