@@ -15,6 +15,8 @@ The result equals the neck up to float rounding.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -69,19 +71,15 @@ class MatmulNeck(nn.Module):
     def __init__(self, deblocks: nn.ModuleList) -> None:
         super().__init__()
         self.branches = nn.ModuleList(_as_matmul(block) or block for block in deblocks)
-        self.widths = [_out_channels(block) for block in deblocks]
+        self.widths = [_resampling_layer(block).out_channels for block in deblocks]
+        self.sizes = [_output_size(_resampling_layer(block)) for block in deblocks]
 
     def forward(self, features: list[Tensor]) -> Tensor:
         """features (one Tensor[B, in_channels[i], h_i, w_i] per stage) -> Tensor[B, sum(out_channels), H, W]
         (channels-last strides)."""
-        first, x = self.branches[0], features[0]
-        scale = first.scale if isinstance(first, _PatchMatmul) else None
-        batch = x.shape[0]
-        if scale is not None:
-            height, width = x.shape[2] * scale, x.shape[3] * scale
-        else:
-            height, width = first(x).shape[2:]
-        out = torch.empty(batch, height, width, sum(self.widths), dtype=x.dtype, device=x.device)
+        x = features[0]
+        height, width = self.sizes[0](x.shape[2]), self.sizes[0](x.shape[3])
+        out = torch.empty(x.shape[0], height, width, sum(self.widths), dtype=x.dtype, device=x.device)
         start = 0
         for branch, x, channels in zip(self.branches, features, self.widths):
             target = out[..., start: start + channels]
@@ -97,10 +95,18 @@ def _layers(block: nn.Module) -> list[nn.Module]:
     return [m for m in block if not isinstance(m, nn.Identity)] if isinstance(block, nn.Sequential) else [block]
 
 
-def _out_channels(block: nn.Module) -> int:
+def _resampling_layer(block: nn.Module) -> nn.Conv2d | nn.ConvTranspose2d:
     layer = _layers(block)[0]
-    layer = layer.conv if isinstance(layer, ConvReLU2d) else layer
-    return layer.out_channels
+    return layer.conv if isinstance(layer, ConvReLU2d) else layer
+
+
+def _output_size(layer: nn.Conv2d | nn.ConvTranspose2d) -> Callable[[int], int]:
+    """The output length along one axis of a square (transposed) conv, from the input length."""
+    k, s, p, d = layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.dilation[0]
+    if isinstance(layer, nn.ConvTranspose2d):
+        extra = layer.output_padding[0]
+        return lambda n: (n - 1) * s - 2 * p + d * (k - 1) + extra + 1
+    return lambda n: (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _as_matmul(block: nn.Module) -> _PatchMatmul | None:
