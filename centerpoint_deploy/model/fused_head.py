@@ -117,7 +117,7 @@ class FusedBranches(nn.Module):
             b2[start: start + width] = conv_out.bias.detach()
             self.maps[name] = (start, start + width)
             start += width
-        self.in_channels, self.num_maps = channels, start
+        self.num_maps = start
         self._launch = _triton_launcher()  # looked up here, not in forward: torch.compile traces forward
         self.register_buffer("w1", w1)
         self.register_buffer("b1", b1)
@@ -160,17 +160,16 @@ def _one_by_one_branch(branch: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d] | None:
     if not (relu and isinstance(getattr(block, "bn", None), nn.Identity)):
         return None
     convs = (conv, last)
-    if not all(type(c) is nn.Conv2d and c.kernel_size == (1, 1) and c.stride == (1, 1) and c.groups == 1
-               and c.bias is not None for c in convs):
+    if not all(type(c) is nn.Conv2d and c.kernel_size == (1, 1) and c.stride == (1, 1) and c.padding == (0, 0)
+               and c.groups == 1 and c.bias is not None for c in convs):
         return None
     return conv, last
 
 
 def fuse_head_branches(module: nn.Module) -> nn.Module:
     """Replace each ``SeparateHead`` whose branches are all ``1 x 1 conv -> ReLU -> 1 x 1 conv``
-    (norms folded by :func:`fold_batchnorm` first) with one
-    :class:`FusedBranches`, in place; other heads are left as
-    they are. Its maps are float32.
+    (norms folded by :func:`~centerpoint_deploy.model.surgery.fold_batchnorm` first) with one
+    :class:`FusedBranches`, in place; other heads are left as they are. Its maps are float32.
     """
     for parent in list(module.modules()):
         for name, child in list(parent._modules.items()):

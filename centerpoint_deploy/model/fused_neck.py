@@ -42,7 +42,7 @@ class _PatchMatmul(nn.Module):
         else:  # a 1 x 1 conv of stride 1: [C_out, C_in, 1, 1]
             self.scale = 1
             matrix = weight[:, :, 0, 0].t()
-        self.out_channels = weight.shape[1] if isinstance(layer, nn.ConvTranspose2d) else weight.shape[0]
+        self.out_channels = layer.out_channels
         self.register_buffer("weight", matrix.contiguous())
         self.register_buffer("bias", layer.bias.detach().repeat(self.scale * self.scale))
 
@@ -72,13 +72,13 @@ class MatmulNeck(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(_as_matmul(block) or block for block in deblocks)
         self.widths = [_resampling_layer(block).out_channels for block in deblocks]
-        self.sizes = [_output_size(_resampling_layer(block)) for block in deblocks]
+        self._size = _output_size(_resampling_layer(deblocks[0]))  # every branch lands on this size
 
     def forward(self, features: list[Tensor]) -> Tensor:
         """features (one Tensor[B, in_channels[i], h_i, w_i] per stage) -> Tensor[B, sum(out_channels), H, W]
         (channels-last strides)."""
         x = features[0]
-        height, width = self.sizes[0](x.shape[2]), self.sizes[0](x.shape[3])
+        height, width = self._size(x.shape[2]), self._size(x.shape[3])
         out = torch.empty(x.shape[0], height, width, sum(self.widths), dtype=x.dtype, device=x.device)
         start = 0
         for branch, x, channels in zip(self.branches, features, self.widths):
@@ -135,6 +135,8 @@ def fuse_neck_branches(module: nn.Module) -> nn.Module:
     matmul with a :class:`MatmulNeck`, in place; other necks are left as they are."""
     for parent in list(module.modules()):
         for name, child in list(parent._modules.items()):
-            if isinstance(child, SECONDFPN) and any(_as_matmul(block) is not None for block in child.deblocks):
-                parent._modules[name] = MatmulNeck(child.deblocks)
+            if isinstance(child, SECONDFPN):
+                neck = MatmulNeck(child.deblocks)
+                if any(isinstance(branch, _PatchMatmul) for branch in neck.branches):
+                    parent._modules[name] = neck
     return module
