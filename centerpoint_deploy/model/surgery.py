@@ -87,4 +87,3 @@ def fuse_conv_relu(module: nn.Module) -> nn.Module:
                 parent._modules[conv_name] = ConvReLU2d(conv)
                 parent._modules[relu_name] = nn.Identity()
     return module
-
