@@ -35,8 +35,7 @@ from centerpoint_deploy.variant import VariantSpec, build_detector
 #: (owner, attribute, step name): what :class:`StepTimes` times, in loop order.
 _STEPS = [
     ("centerpoint_deploy.evaluate.runner", "_run_detectors", "the whole loop"),
-    ("centerpoint_deploy.data.loader.FrameLoader", "__iter__", "next frame from the readers"),
-    ("centerpoint_deploy.data.loader", "_ready", "frame's upload queued"),
+    ("centerpoint_deploy.data.loader.FrameLoader", "__iter__", "next frame from the readers (its upload queued)"),
     ("centerpoint_deploy.evaluate.runner", "_launch", "launch (all views)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "launch", "  pipeline launch (copy in, replay, copy out)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "on_head_outputs", "  node decode replay"),

@@ -1,11 +1,16 @@
 """How long a reader takes to read one frame (key frame and sweeps merged), with and without
-:func:`~centerpoint_deploy.data.memory.keep_freed_memory`, each in a fresh process::
+:func:`~centerpoint_deploy.data.memory.keep_freed_memory`, each in a fresh process; with
+``--loader``, what :class:`~centerpoint_deploy.data.loader.FrameLoader` delivers::
 
     PYTHONPATH=$PWD python3 benchmarks/read_frames.py --frames 40 --sweeps 1
+    PYTHONPATH=$PWD python3 benchmarks/read_frames.py --frames 40 --sweeps 1 --loader --workers 1 2
 
 Generates a synthetic T4 scene (the default 64-beam sensor, ~188,000 points a frame with one
 sweep) in a temporary folder, then reads every frame ``--passes`` times per process and prints
-the p50 per frame.
+the p50 per frame. ``--loader`` prints, per number of reader processes, the frames/s of a
+consumer that takes frames as fast as they come, and the main thread's time to take a frame
+when the readers are ahead (a consumer that spends ``--consumer-ms`` on each frame): the
+hand-off's own cost, which the main thread of ``evaluate`` pays per frame.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -39,11 +45,44 @@ def _read(folder: str, sweeps: int, passes: int, keep: bool) -> float:
     return statistics.median(times)
 
 
+def _loader(folder: str, sweeps: int, passes: int, workers: int, consumer_ms: float) -> tuple[float, float]:
+    """(frames/s taken as fast as they come once the readers started, p50 ms the main thread spends taking a frame while the
+    readers are ahead), in this (fresh) process."""
+    from centerpoint_deploy.config import load_config
+    from centerpoint_deploy.data import open_dataset
+    from centerpoint_deploy.data.loader import FrameLoader
+
+    config = load_config("demo")
+    dataset = open_dataset(Path(folder), class_names=config.class_names, sweeps_num=sweeps,
+                           load_dim=config.points.load_dim)
+    order = list(range(len(dataset))) * passes
+    columns = list(config.points.use_dim)
+    batches = iter(FrameLoader(dataset, order, columns, workers=workers))
+    next(batches)  # the readers have started
+    begin = time.perf_counter()
+    for _ in batches:
+        pass
+    rate = (len(order) - 1) / (time.perf_counter() - begin)
+    taking = []
+    batches = iter(FrameLoader(dataset, order, columns, workers=workers))
+    next(batches)
+    while True:
+        time.sleep(consumer_ms / 1e3)
+        begin = time.perf_counter()
+        if next(batches, None) is None:
+            break
+        taking.append((time.perf_counter() - begin) * 1e3)
+    return rate, statistics.median(taking)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--sweeps", type=int, default=1)
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--loader", action="store_true", help="time FrameLoader instead of one reader")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--consumer-ms", type=float, default=10.0)
     args = parser.parse_args()
     from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 
@@ -51,6 +90,16 @@ def main() -> None:
         generate_dataset(tmp, 1, args.frames, 0, LidarConfig(), WorldConfig(), key_frame_interval=5,
                          lead_in_sweeps=max(args.sweeps, 1))
         spawn = multiprocessing.get_context("spawn")
+        if args.loader:
+            print("| reader processes | frames/s, taken as they come | ms to take a frame, readers ahead (p50) |\n"
+                  "|---|---|---|")
+            for workers in args.workers:
+                # forked, so that the readers start as in the command-line tool; not daemonic: it starts readers
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+                    rate, taking = pool.submit(_loader, tmp, args.sweeps, args.passes, workers,
+                                               args.consumer_ms).result()
+                print(f"| {workers} | {rate:.0f} | {taking:.3f} |", flush=True)
+            return
         print("| reader | ms a frame (p50) |\n|---|---|")
         for keep in (False, True):
             with spawn.Pool(1) as pool:

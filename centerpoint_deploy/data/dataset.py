@@ -6,6 +6,7 @@ once; point files are read only when a frame is indexed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -89,6 +90,18 @@ class FrameDataset(Sequence[Frame]):
         """Sample tokens of all frames, in order (no point file is read)."""
         return [r.token for r in self.records]
 
+    def rows_bound(self, index: int) -> int:
+        """Points the merged frame at ``index`` has at most when its files are raw float32 (``.bin``):
+        their sizes over ``4 * load_dim`` (for other formats an estimate; a missing file counts 0).
+        Reads no point file."""
+        record = self.records[index]
+        options = self.sweep_options
+        key = _file_rows(record.lidar_path, self.load_dim)
+        sweeps = record.sweeps[: options.sweeps_num]
+        if options.sweeps_num and not sweeps and options.pad_empty_sweeps:
+            return key * (1 + options.sweeps_num)
+        return key + sum(_file_rows(s.lidar_path, self.load_dim) for s in sweeps)
+
     def load(self, record: FrameRecord) -> Frame:
         """Read the key frame and its sweeps and merge them into one :class:`Frame`."""
         key = read_points(record.lidar_path, load_dim=self.load_dim)
@@ -100,3 +113,11 @@ class FrameDataset(Sequence[Frame]):
         points = merge_sweeps(key, sweeps, self.sweep_options)
         return Frame(record.token, record.scene, record.timestamp, record.lidar_path, points,
                      record.gt, record.ego2global, record.lidar2ego)
+
+
+def _file_rows(path: str, load_dim: int) -> int:
+    """A point file's size over ``4 * load_dim`` (0 when it cannot be read)."""
+    try:
+        return os.stat(path).st_size // (4 * load_dim)
+    except OSError:
+        return 0

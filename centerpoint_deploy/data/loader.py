@@ -1,32 +1,37 @@
-"""Read a dataset's frames ahead of the detector: worker processes, prefetch, pinned memory, early upload.
+"""Read a dataset's frames ahead of the detector: worker processes, shared slots, early upload.
 
 The dataset loop of ``evaluate``, ``verify`` and ``deploy``::
 
-    for batch in device_prefetch(FrameLoader(dataset, indices, use_dim, workers=4, device=device), device):
+    for batch in FrameLoader(dataset, indices, use_dim, workers=4, device=device):
         detections = detector(batch.clouds)
 
 :class:`FrameLoader` reads frames (key frame plus merged sweeps, the model's columns: the
 same :meth:`FrameDataset.load <centerpoint_deploy.data.dataset.FrameDataset.load>` code as an
-indexed frame) in ``torch.utils.data.DataLoader`` worker processes, ``prefetch`` frames per
-worker ahead (each keeping its freed memory for the next frame, :mod:`~centerpoint_deploy.data.memory`),
-into pinned host memory when the device is CUDA. :func:`device_prefetch` then
-starts the host -> GPU copy of frame ``i + 1`` on a side stream before frame ``i`` is handed
-out, so the copy overlaps the previous frame's compute. Frames come out in the order asked for.
+indexed frame) in ``torch.utils.data.DataLoader`` worker processes, ``prefetch`` batches per
+worker ahead (each keeping its freed memory for the next frame, :mod:`~centerpoint_deploy.data.memory`).
+The workers write each frame into a shared slot (:mod:`~centerpoint_deploy.data.frame_slots`,
+page-locked when the device is CUDA) and send only its size. On CUDA the host -> GPU copy of
+batch ``i + 1`` is issued on a side stream before batch ``i`` is handed out, so the copy
+overlaps the previous batch's compute. Batches come out in the order asked for.
 """
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from centerpoint_deploy.config.schema import TIME_LAG_COLUMN
 from centerpoint_deploy.data.dataset import FrameDataset
+from centerpoint_deploy.data.frame_slots import FrameSlots, SlotsClosed
 from centerpoint_deploy.data.memory import keep_freed_memory
 from centerpoint_deploy.errors import CenterPointError, DatasetError
 
@@ -51,7 +56,7 @@ class LoadedFrame:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """Frames collated as a list (clouds keep their own sizes); pinnable by the DataLoader."""
+    """Frames collated as a list (clouds keep their own sizes)."""
 
     frames: tuple[LoadedFrame, ...]
 
@@ -60,13 +65,20 @@ class FrameBatch:
         """``list[Tensor[N_i, D]]``, one per frame."""
         return [f.points for f in self.frames]
 
-    def pin_memory(self) -> "FrameBatch":
-        """The same frames in page-locked memory (called by the DataLoader's pinning thread)."""
-        return FrameBatch(tuple(replace(f, points=f.points.pin_memory()) for f in self.frames))
-
     def to(self, device: torch.device, non_blocking: bool = False) -> "FrameBatch":
         return FrameBatch(tuple(replace(f, points=f.points.to(device, non_blocking=non_blocking))
                                 for f in self.frames))
+
+
+@dataclass(frozen=True)
+class _SlotFrame:
+    """A frame a worker wrote into its shared slot: what the main process needs to read it there."""
+
+    position: int
+    index: int
+    token: str
+    rows: int
+    read_seconds: float
 
 
 @dataclass(frozen=True)
@@ -77,26 +89,30 @@ class _ReadFailure:
     error: CenterPointError
 
 
-def collate_frames(items: Sequence[LoadedFrame | _ReadFailure]) -> FrameBatch | _ReadFailure:
-    """DataLoader collate: the frames as a list (no stacking), or the first read failure."""
+def collate_frames(items: Sequence[LoadedFrame | _SlotFrame | _ReadFailure]
+                   ) -> tuple[LoadedFrame | _SlotFrame, ...] | _ReadFailure:
+    """DataLoader collate: the frames as they came (no stacking), or the first read failure."""
     for item in items:
         if isinstance(item, _ReadFailure):
             return item
-    return FrameBatch(tuple(items))  # type: ignore[arg-type]
+    return tuple(items)  # type: ignore[arg-type]
 
 
 class _SelectedFrames(Dataset):
-    """``Dataset``: position ``k`` -> :class:`LoadedFrame` of ``dataset[indices[k]]``, ``columns`` selected."""
+    """``Dataset``: position ``k`` -> ``dataset[indices[k]]``, ``columns`` selected, written into
+    ``slots`` when it fits there (:class:`_SlotFrame`), else as a :class:`LoadedFrame`."""
 
-    def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None) -> None:
+    def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None,
+                 slots: FrameSlots | None = None) -> None:
         self.dataset = dataset
         self.indices = [int(i) for i in indices]
         self.columns = None if columns is None else list(columns)
+        self.slots = slots
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> LoadedFrame | _ReadFailure:
+    def __getitem__(self, position: int) -> LoadedFrame | _SlotFrame | _ReadFailure:
         index = self.indices[position]
         start = time.perf_counter()
         try:
@@ -104,10 +120,18 @@ class _SelectedFrames(Dataset):
         except CenterPointError as exc:
             return _ReadFailure(exc)
         points = frame.points
-        if self.columns is not None and self.columns != list(range(points.shape[1])):  # else: no copy
-            points = points[:, self.columns]
-        tensor = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
-        return LoadedFrame(index, frame.token, tensor, time.perf_counter() - start)
+        columns = None if self.columns in (None, list(range(points.shape[1]))) else self.columns
+        seconds = time.perf_counter() - start
+        if self.slots is not None and self.slots.fits(len(points)):
+            try:
+                self.slots.write(position, points, columns)
+            except SlotsClosed:  # the pass ended before this frame was wanted: nobody reads this
+                return _ReadFailure(DatasetError("the frame loader was closed"))
+            return _SlotFrame(position, index, frame.token, len(points), seconds)
+        if columns is not None:
+            points = points[:, columns]
+        return LoadedFrame(index, frame.token, torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)),
+                           seconds)
 
 
 def default_workers() -> int:
@@ -120,6 +144,18 @@ def _start_reader(_: int) -> None:
     keep_freed_memory()
 
 
+def reader_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context reader processes start in (the platform's default)."""
+    return multiprocessing.get_context()
+
+
+#: Rows a slot has room for: this margin over the largest of the first frames' sizes (frames
+#: vary in size; a larger one is handed over the default way, so the margin only affects speed).
+SLOT_MARGIN = 1.25
+#: Frames whose sizes set the slots' rows.
+SLOT_SAMPLE = 8
+
+
 class FrameLoader:
     """Iterable of :class:`FrameBatch`: ``batch_size`` frames of ``dataset`` at ``indices``, in order, read ahead.
 
@@ -130,69 +166,110 @@ class FrameLoader:
         workers: reader processes (default :func:`default_workers`); 0 reads in this process.
         prefetch: batches each worker reads ahead.
         batch_size: frames per batch.
-        device: where the frames go next; CUDA pins the host copies.
+        device: where the batches are handed out: on CUDA each batch's clouds are on the device
+            (copied from page-locked slots ahead of time); elsewhere on the host.
 
-    Iterating raises DatasetError or PointCloudError (the reader's own error) for a frame that
-    cannot be read.
+    A host batch's clouds are the loader's memory when workers read them: valid until the next
+    batch is taken (clone what must be kept). Iterating raises DatasetError or PointCloudError
+    (the reader's own error) for a frame that cannot be read.
     """
 
     def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None, *,
-                 workers: int | None = None, prefetch: int = 4, batch_size: int = 1,
+                 workers: int | None = None, prefetch: int = 2, batch_size: int = 1,
                  device: torch.device | str = "cpu") -> None:
         workers = default_workers() if workers is None else int(workers)
         if workers < 0 or prefetch < 1 or batch_size < 1:
             raise DatasetError(f"frame loader needs workers >= 0, prefetch >= 1 and batch_size >= 1; got "
                                f"{workers}, {prefetch}, {batch_size}")
-        self.source = _SelectedFrames(dataset, indices, columns)
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        #: floats per point of a merged frame (the readers' output before the columns are selected)
+        width = max(dataset.load_dim, TIME_LAG_COLUMN + 1)
+        if columns is not None and any(not 0 <= c < width for c in columns):
+            raise DatasetError(f"point columns {list(columns)} are out of range for frames of {width} floats a point")
+        self.columns = None if columns is None else [int(c) for c in columns]
+        self.width = width if columns is None else len(self.columns)
         #: reader processes actually started (never more than the frames)
-        self.workers = min(workers, len(self.source))
-        self._loader = DataLoader(self.source, batch_size=batch_size, shuffle=False, num_workers=self.workers,
-                                  collate_fn=collate_frames, worker_init_fn=_start_reader,
-                                  pin_memory=torch.device(device).type == "cuda",
-                                  prefetch_factor=prefetch if self.workers > 0 else None)
+        self.workers = min(workers, len(self.indices))
+        self.prefetch, self.batch_size = prefetch, batch_size
+        self.device = torch.device(device)
 
     def __len__(self) -> int:
-        return len(self._loader)
+        return math.ceil(len(self.indices) / self.batch_size)
 
     def __iter__(self) -> Iterator[FrameBatch]:
-        for batch in self._loader:
-            if isinstance(batch, _ReadFailure):
-                raise batch.error
-            yield batch
+        slots = self._slots()
+        if slots is not None and self.device.type == "cuda":
+            slots.pin()
+        loader = DataLoader(_SelectedFrames(self.dataset, self.indices, self.columns, slots),
+                            batch_size=self.batch_size, shuffle=False, num_workers=self.workers,
+                            collate_fn=collate_frames, worker_init_fn=_start_reader,
+                            multiprocessing_context=reader_context() if self.workers else None,
+                            prefetch_factor=self.prefetch if self.workers else None)
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        batches = iter(loader)
+        pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
+        position = 0
+        try:
+            for items in batches:
+                if isinstance(items, _ReadFailure):
+                    raise items.error
+                batch = FrameBatch(tuple(self._frame(item, slots) for item in items))
+                positions = list(range(position, position + len(items)))
+                position += len(items)
+                if stream is None:
+                    yield batch
+                    self._release(slots, positions)  # the next batch was taken: this one is no longer read
+                    continue
+                with torch.cuda.stream(stream):
+                    moved = batch.to(self.device, non_blocking=True)
+                    copied = torch.cuda.Event()
+                    copied.record(stream)
+                previous, pending = pending, (moved, copied, positions)
+                if previous is not None:
+                    yield from self._hand_over(previous, slots)
+            if pending is not None:
+                yield from self._hand_over(pending, slots)
+        finally:
+            if stream is not None:
+                stream.synchronize()  # the slots are unpinned next: no copy may still read them
+            if slots is not None:
+                slots.close()  # wakes readers waiting for a slot
+            del batches  # stops the readers
+
+    def _slots(self) -> FrameSlots | None:
+        """Shared slots for the frames read ahead and the batches held (None with no reader processes)."""
+        if not self.workers:
+            return None
+        largest = max(self.dataset.rows_bound(i) for i in self.indices[:SLOT_SAMPLE])
+        count = self.batch_size * (self.workers * self.prefetch + 2)
+        return FrameSlots(count, max(1, math.ceil(largest * SLOT_MARGIN)), self.width, reader_context())
+
+    def _frame(self, item: LoadedFrame | _SlotFrame, slots: FrameSlots | None) -> LoadedFrame:
+        if isinstance(item, LoadedFrame):
+            return item
+        assert slots is not None
+        return LoadedFrame(item.index, item.token, slots.view(item.position, item.rows), item.read_seconds)
+
+    def _hand_over(self, pending: tuple[FrameBatch, torch.cuda.Event, list[int]],
+                   slots: FrameSlots | None) -> Iterator[FrameBatch]:
+        """Yield a device batch once the consumer's stream waits for its copy; then free its slots."""
+        batch, copied, positions = pending
+        current = torch.cuda.current_stream(self.device)
+        current.wait_event(copied)
+        for cloud in batch.clouds:
+            cloud.record_stream(current)
+        yield batch
+        copied.synchronize()  # issued a batch ago: normally done already
+        self._release(slots, positions)
+
+    @staticmethod
+    def _release(slots: FrameSlots | None, positions: list[int]) -> None:
+        if slots is not None:
+            slots.release(positions)
 
 
 def load_clouds(dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None, *,
                 workers: int | None = None) -> list[Tensor]:
     """``list[Tensor[N_i, D]]`` of the frames at ``indices`` (columns selected), read by ``workers`` processes."""
-    loader = FrameLoader(dataset, indices, columns, workers=workers)
-    return [cloud for batch in loader for cloud in batch.clouds]
-
-
-def device_prefetch(batches: Iterable[FrameBatch], device: torch.device | str) -> Iterator[FrameBatch]:
-    """``batches`` on ``device``; on CUDA batch ``i + 1``'s copy is issued on a side stream before
-    batch ``i`` is yielded, so it overlaps batch ``i``'s compute. Elsewhere the batches pass through."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        yield from batches
-        return
-    stream = torch.cuda.Stream(device)
-    pending: tuple[FrameBatch, torch.cuda.Event] | None = None
-    for batch in batches:
-        with torch.cuda.stream(stream):
-            moved = batch.to(device, non_blocking=True)
-            copied = torch.cuda.Event()
-            copied.record(stream)
-        if pending is not None:
-            yield _ready(*pending)
-        pending = (moved, copied)
-    if pending is not None:
-        yield _ready(*pending)
-
-
-def _ready(batch: FrameBatch, copied: torch.cuda.Event) -> FrameBatch:
-    """Make the consumer's stream wait for the copy, and keep the memory alive for that stream."""
-    current = torch.cuda.current_stream(batch.frames[0].points.device)
-    current.wait_event(copied)
-    for cloud in batch.clouds:
-        cloud.record_stream(current)
-    return batch
+    return [cloud.clone() for batch in FrameLoader(dataset, indices, columns, workers=workers) for cloud in batch.clouds]

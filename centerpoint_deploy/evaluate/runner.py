@@ -50,7 +50,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.data.loader import FrameBatch, FrameLoader, device_prefetch
+from centerpoint_deploy.data.loader import FrameBatch, FrameLoader
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.stages import Pipeline
 from centerpoint_deploy.static_pipeline import StaticPipeline
@@ -199,7 +199,7 @@ def _run_detectors(dataset: FrameDataset, indices: Sequence[int], detectors: Map
     with Progress(*bar, console=console, transient=False, disable=not group.is_main) as progress, \
             torch.inference_mode():
         task = progress.add_task(f"detect ({', '.join(detectors)}){rank}", total=len(indices))
-        batches = device_prefetch(loader, device)
+        batches = iter(loader)
         previous: list[_Launched] = []
         while True:
             asked = time.perf_counter()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from centerpoint_deploy.data.dataset import FrameDataset, FrameRecord, SweepRecord
-from centerpoint_deploy.data.loader import FrameLoader, device_prefetch, load_clouds
+from centerpoint_deploy.data.loader import FrameLoader, load_clouds
 from centerpoint_deploy.data.pointcloud import write_points_bin
 from centerpoint_deploy.data.sweeps import SweepOptions
 from centerpoint_deploy.errors import DatasetError, PointCloudError
@@ -32,14 +32,15 @@ def test_frames_in_order_with_sweeps_and_columns(tmp_path: Path, workers: int) -
     order = [3, 0, 4, 1]
     loader = FrameLoader(dataset, order, [0, 1, 2, 4], workers=workers, prefetch=2)
     assert loader.workers == workers
-    batches = list(device_prefetch(loader, "cpu"))
-    assert [f.index for b in batches for f in b.frames] == order
-    for batch in batches:
+    taken = []
+    for batch in loader:   # host clouds are valid until the next batch is taken: checked as they come
         (frame,) = batch.frames
+        taken.append(frame.index)
         expected = dataset[frame.index].points[:, [0, 1, 2, 4]]   # the same merge code as an indexed frame
         assert frame.token == f"t{frame.index}" and frame.read_seconds >= 0
         assert frame.points.dtype == torch.float32 and frame.points.is_contiguous()
         np.testing.assert_array_equal(frame.points.numpy(), expected)
+    assert taken == order
     clouds = load_clouds(dataset, [2, 1], None, workers=1)
     assert [c.shape[0] for c in clouds] == [dataset[2].points.shape[0], dataset[1].points.shape[0]]
 
@@ -67,8 +68,66 @@ def test_a_bad_frame_raises_the_readers_own_error(tmp_path: Path, workers: int) 
 def test_cuda_frames_pinned_and_uploaded_ahead(tmp_path: Path) -> None:
     dataset = _dataset(tmp_path)
     loader = FrameLoader(dataset, [0, 1, 2], [0, 1, 2], workers=1, device="cuda")
-    batches = list(device_prefetch(loader, "cuda"))
+    batches = list(loader)
     for batch in batches:
         (frame,) = batch.frames
         assert frame.points.is_cuda
         np.testing.assert_array_equal(frame.points.cpu().numpy(), dataset[frame.index].points[:, :3])
+
+
+def test_slots_are_reused_and_a_larger_frame_is_handed_over_whole(tmp_path: Path) -> None:
+    """Two readers, one batch ahead each: 4 slots for 20 frames; frame 15 is bigger than any slot."""
+    dataset = _dataset(tmp_path, frames=20, sweeps_num=0)
+    rng = np.random.default_rng(2)
+    for index, record in enumerate(dataset.records):
+        write_points_bin(record.lidar_path, rng.normal(0, 5, (900 if index == 15 else 60, 5)))
+    loader = FrameLoader(dataset, list(range(20)), [0, 1, 2, 3, 4], workers=2, prefetch=1)
+    shared = []   # each frame's storage: the slots' one, or its own
+    for position, batch in enumerate(loader):
+        (frame,) = batch.frames
+        assert frame.index == position
+        np.testing.assert_array_equal(frame.points.numpy(), dataset[position].points)
+        shared.append(frame.points.untyped_storage().data_ptr())
+    in_slots = shared[0]
+    assert shared[15] != in_slots and shared.count(in_slots) == 19   # the large frame came the default way
+
+
+def test_a_pass_stopped_early_ends_its_readers(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path, frames=12, sweeps_num=0)
+    loader = FrameLoader(dataset, list(range(12)), None, workers=2, prefetch=1)
+    for _ in range(2):   # readers blocked on a slot are woken and stopped; the loader can be iterated again
+        batches = iter(loader)
+        next(batches)
+        batches.close()
+    assert [f.index for b in loader for f in b.frames] == list(range(12))
+
+
+def test_kept_clouds_are_copies(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path, frames=8, sweeps_num=0)
+    clouds = load_clouds(dataset, list(range(8)), None, workers=1)
+    for index, cloud in enumerate(clouds):
+        assert not cloud.is_shared()
+        np.testing.assert_array_equal(cloud.numpy(), dataset[index].points)
+
+
+def test_columns_out_of_range_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="out of range"):
+        FrameLoader(_dataset(tmp_path), [0], [0, 1, 5], workers=0)
+
+
+def test_readers_started_by_forkserver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.14's default start method on Linux: the slots reach the readers pickled, not inherited."""
+    import multiprocessing
+
+    from centerpoint_deploy.data import loader as loader_module
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no forkserver start method on this platform")
+    monkeypatch.setattr(loader_module, "reader_context", lambda: multiprocessing.get_context("forkserver"))
+    dataset = _dataset(tmp_path, frames=6, sweeps_num=1)
+    taken = []
+    for batch in FrameLoader(dataset, list(range(6)), [0, 1, 2], workers=1, prefetch=1):
+        (frame,) = batch.frames
+        np.testing.assert_array_equal(frame.points.numpy(), dataset[frame.index].points[:, :3])
+        taken.append(frame.points.untyped_storage().data_ptr())
+    assert len(set(taken)) == 1   # every frame came through the slots
