@@ -1,12 +1,12 @@
-"""The host part of the Autoware node's post-processing (``AutowarePostprocess.finish``: the sort of
-the kept cells, circle NMS, IoU-BEV NMS, remapper) on the demo model's head maps, p50 per frame::
+"""The Autoware node's post-processing on the CPU, on the demo model's head maps, p50 per frame::
 
     PYTHONPATH=$PWD python3 benchmarks/node_host_cost.py
 
-The decode (``launch``) runs once per frame beforehand and is not timed. To time another
-commit's code with this script: ``git worktree add /tmp/old REV`` and
-``PYTHONPATH=/tmp/old python3 benchmarks/node_host_cost.py`` (the script reads nothing but
-``launch`` and ``finish``, present since commit 45ee5cb).
+Times :meth:`AutowarePostprocess.select` (the decode and both NMS; exact on the CPU; with
+``--fixed-shapes`` the GPU's fixed shapes, run on the CPU) and :meth:`AutowarePostprocess.finish`
+(the kept boxes read and their classes remapped: what the host does per frame when the rest
+runs on a GPU). Commits before the NMS moved to the device (f1b5c0e and earlier) timed their
+host NMS with ``finish`` alone.
 """
 
 from __future__ import annotations
@@ -28,23 +28,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="synthetic frames (benchmark.inputs)")
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--fixed-shapes", action="store_true")
     args = parser.parse_args()
     config = load_config("demo")
     node = AutowarePostprocess(config)
-    print("| frame seed | candidates | boxes | finish p50 ms |\n|---|---|---|---|")
+    print("| frame seed | boxes kept | select p50 ms | finish p50 ms |\n|---|---|---|---|")
     with build_detector(VariantSpec.parse("pytorch:fp32", device="cpu"), config, checkpoint=DEMO_CHECKPOINT) as det, \
             torch.inference_mode():
         for seed in args.seeds:
             cloud = torch.from_numpy(model_columns(lidar_frame(seed=seed), config))
             maps = det.task_maps(det.detect_with_head_outputs(cloud)[0])
-            candidates = node.launch(maps)
-            boxes = node.finish(candidates, lambda: maps)
-            times = []
-            for _ in range(args.iterations):
-                begin = time.perf_counter()
-                node.finish(candidates, lambda: maps)
-                times.append((time.perf_counter() - begin) * 1e3)
-            print(f"| {seed} | {int(candidates.counts[0])} | {len(boxes[0])} | {statistics.median(times):.3f} |")
+            selection = node.select(maps, fixed_shapes=args.fixed_shapes)
+            boxes = node.finish(selection, lambda: maps)
+            select = _p50(lambda: node.select(maps, fixed_shapes=args.fixed_shapes), args.iterations)
+            finish = _p50(lambda: node.finish(selection, lambda: maps), args.iterations)
+            print(f"| {seed} | {len(boxes[0])} | {select:.3f} | {finish:.3f} |")
+
+
+def _p50(fn, iterations: int) -> float:
+    times = []
+    for _ in range(iterations):
+        begin = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - begin) * 1e3)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ with its boxes on the host (``.cpu()``), as the loop's host conversion does::
         --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph
 
 Prints a Markdown table, then the node post-processing's steps timed alone on the frame's head
-maps (decode, circle NMS, IoU-BEV NMS, remap; synchronised after each); ``--profile`` also prints
+maps (decode; decode and both NMS in fixed shapes, and exactly; the host's read and remap; synchronised after each); ``--profile`` also prints
 torch.profiler's top CUDA and CPU operators of the both-views call.
 """
 
@@ -41,10 +41,7 @@ def _p50(fn, warmup: int, iterations: int) -> float:
 
 def node_steps(node, maps, config, warmup: int, iterations: int, device: torch.device) -> None:
     """p50 ms of each step of :class:`AutowarePostprocess` on one frame's head maps."""
-    from centerpoint_deploy.postprocess.autoware import (circle_nms_node, decode_node, iou_bev_nms_node, node_maps,
-                                                         remap_classes)
-
-    params = node.params
+    from centerpoint_deploy.postprocess.autoware import decode_node_candidates, node_maps
 
     def synced(fn):
         def run():
@@ -54,17 +51,15 @@ def node_steps(node, maps, config, warmup: int, iterations: int, device: torch.d
             return out
         return run
 
-    decoded = decode_node(node_maps(maps[0], node.rot_y_axis_reference), config, params)[0]
-    circled = decoded.select(circle_nms_node(decoded, params.circle_nms_dist_threshold))
-    names = config.class_names
+    exact = node.select(maps, fixed_shapes=False)
+    kept = sum(len(exact.kept(item)[1]) for item in range(len(exact.exact)))
     steps = [
-        (f"node decode, exact ({len(decoded.scores)} boxes)",
-         lambda: decode_node(node_maps(maps[0], node.rot_y_axis_reference), config, params)),
-        (f"node decode, {node.capacity} candidates a frame, read on the host", lambda: node.launch(maps).boxes()),
-        ("node circle NMS", lambda: circle_nms_node(decoded, params.circle_nms_dist_threshold)),
-        (f"node IoU-BEV NMS ({len(circled.scores)} boxes)",
-         lambda: iou_bev_nms_node(circled, names, params.iou_nms_search_distance_2d, params.iou_nms_threshold)),
-        ("node remap", lambda: remap_classes(circled, params)),
+        (f"node decode, {node.capacity} candidates a frame",
+         lambda: decode_node_candidates(node_maps(maps[0], node.rot_y_axis_reference), config, node.params,
+                                        node.capacity)),
+        ("node decode and both NMS, fixed shapes (eager)", lambda: node.select(maps, fixed_shapes=True)),
+        (f"node decode and both NMS, exact ({kept} boxes kept)", lambda: node.select(maps, fixed_shapes=False)),
+        ("node boxes read on the host and remapped", lambda: node.finish(exact, lambda: maps)),
         ("node whole", lambda: node(maps)),
     ]
     for label, fn in steps:

@@ -16,7 +16,7 @@ from torch import Tensor
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import ConfigError
 from centerpoint_deploy.static_pipeline import StaticPipeline
-from centerpoint_deploy.postprocess.autoware import AutowarePostprocess, NodeCandidates
+from centerpoint_deploy.postprocess.autoware import AutowarePostprocess, NodeSelection
 from centerpoint_deploy.postprocess.modes import Mmdet3dPostprocess, PostprocessView
 from centerpoint_deploy.structures import Detections
 
@@ -62,8 +62,8 @@ def launch_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
     their head outputs, and what reads on the host is left to :meth:`PendingView.result`.
 
     With a :class:`StaticPipeline`'s graph (:meth:`StaticPipeline.launch`) nothing here waits for the
-    device: the pipeline's own boxes and the node's NMS (:meth:`AutowarePostprocess.finish`) are
-    made when their results are asked for, which a loop does after queueing its next batch.
+    device: the pipeline's own boxes and the node's kept boxes (:meth:`AutowarePostprocess.finish`) are
+    read when their results are asked for, which a loop does after queueing its next batch.
     Other views run at once on the head outputs.
     """
     if not isinstance(detector, (Detector, StaticPipeline)):
@@ -93,19 +93,19 @@ def launch_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
             out[view.name] = own
         elif isinstance(node, AutowarePostprocess):
             if launched is not None:  # recorded on the graph's head outputs once, then replayed
-                decoded = detector.on_head_outputs(launched, node, functools.partial(_decode_node, detector, node))
-                candidates = decoded.to_host()
+                selected = detector.on_head_outputs(launched, node, functools.partial(_select_node, detector, node))
+                selection = selected.to_host()
             else:
-                candidates = node.launch(task_maps())
-            out[view.name] = PendingView(finish=functools.partial(node.finish, candidates, task_maps_again))
+                selection = node.launch(task_maps())
+            out[view.name] = PendingView(finish=functools.partial(node.finish, selection, task_maps_again))
         else:
             out[view.name] = PendingView(ready=node(task_maps()))
     return out
 
 
-def _decode_node(pipeline: StaticPipeline, node: AutowarePostprocess, head_outputs: dict[str, Tensor]) -> NodeCandidates:
-    """The node's fixed-shape decode of a pipeline's flat head outputs."""
-    return node.decode(pipeline.task_maps(head_outputs))
+def _select_node(pipeline: StaticPipeline, node: AutowarePostprocess, head_outputs: dict[str, Tensor]) -> NodeSelection:
+    """The node's fixed-shape decode and NMS of a pipeline's flat head outputs."""
+    return node.select(pipeline.task_maps(head_outputs))
 
 
 def _is_own_postprocess(detector: Detector | StaticPipeline, view: PostprocessView) -> bool:

@@ -12,17 +12,19 @@ runs it (``lib/postprocess/postprocess_kernel.cu``, ``circle_nms_kernel.cu``,
 4. the class remapper by footprint area.
 
 ``docs/autoware-postprocess.md`` lists every comparison matched and where it was read.
-The decode runs in torch on the maps' device in fixed shapes (each frame's best cells, nothing
-read on the host); the sort of the kept cells, both NMS and the remapper run in numpy on the
-host (as the node runs its IoU-BEV NMS on the CPU). The decode's constant tables are made once
-per device, not per frame (a host -> device copy waits for the device).
+On a GPU steps 1-3 run on the maps' device in fixed shapes (each item's ``capacity`` best cells,
+a fixed number of greedy rounds and of IoU pairs; :mod:`~centerpoint_deploy.postprocess.node_nms`),
+so that they can be recorded in a CUDA graph and nothing is read on the host before the kept
+boxes; an item whose result those shapes cannot guarantee is run again exactly. On the CPU they
+run exactly. The remapper runs in numpy on the host, on the kept boxes. The decode's constant
+tables are made once per device, not per frame (a host -> device copy waits for the device).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -32,51 +34,20 @@ from torch import Tensor
 from centerpoint_deploy.config.schema import ModelConfig, VoxelizationConfig
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.postprocess.decode import check_maps
+from centerpoint_deploy.postprocess.node_nms import NodeBoxes, circle_nms_node, iou_bev_nms_node
 from centerpoint_deploy.postprocess.node_params import ClassRemapper, NodePostprocessParams, semantic_label
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
-from centerpoint_deploy.postprocess.rotated_iou import bev_iou_pairs
 from centerpoint_deploy.structures import Detections
 
-#: Autoware's PEDESTRIAN label (``node_params.AUTOWARE_LABELS``).
-_PEDESTRIAN = semantic_label("pedestrian")
-#: Box columns of a BEV footprint: x, y, length, width, yaw.
-_FOOTPRINT = (0, 1, 3, 4, 6)
-#: Most entries of one distance block while finding close pairs (bounds memory, not a limit on boxes).
-_PAIR_BLOCK = 1 << 22
-
-
-@dataclass
-class NodeBoxes:
-    """Boxes of one frame, or of a batch's frames one after another, as the node's decode kernel
-    leaves them: by frame, then by descending score.
-
-    Attributes:
-        boxes: ``Tensor[K, 9]`` float32 ``[x, y, z, l, w, h, yaw, vx, vy]``, yaw as the node
-            publishes it (``-atan2(rot0, rot1) - pi/2``, wrapped into ``[-pi, pi)``).
-        scores: ``Tensor[K]`` float32, all > 0.
-        labels: ``Tensor[K]`` int64, index into ``config.class_names``.
-        cells: ``Tensor[K]`` int64, flat cell index ``yi * w + xi`` (ties in score keep this order).
-        items: ``Tensor[K]`` int64 batch item of each box (``None``: all of one frame). Boxes of
-            different items never suppress each other.
-    """
-
-    boxes: Tensor
-    scores: Tensor
-    labels: Tensor
-    cells: Tensor
-    items: Tensor | None = None
-
-    def select(self, keep: Tensor) -> "NodeBoxes":
-        return NodeBoxes(self.boxes[keep], self.scores[keep], self.labels[keep], self.cells[keep],
-                         None if self.items is None else self.items[keep])
-
-    def per_item(self, batch: int) -> list["NodeBoxes"]:
-        """One :class:`NodeBoxes` per batch item of ``batch`` (reading the counts is one host read)."""
-        if self.items is None:
-            return [self]
-        counts = torch.bincount(self.items, minlength=batch).tolist()
-        columns = (self.boxes, self.scores, self.labels, self.cells)
-        return [NodeBoxes(*part) for part in zip(*(torch.split(column, counts) for column in columns))]
+#: Cells a batch item keeps room for on a GPU (the candidates, and the rows of both NMS's
+#: pairwise work). A frame with more is run again exactly: correct, slower. A trained model
+#: keeps tens to a few hundred.
+NODE_CAPACITY = 512
+#: Greedy rounds of the circle NMS on a GPU (chains of suppression are short; an item whose
+#: rounds did not converge is run again exactly).
+NODE_NMS_ROUNDS = 8
+#: IoU pairs an item compares on a GPU (pairs close enough to overlap; more: run again exactly).
+NODE_PAIR_BUDGET = 1024
 
 
 def node_maps(maps: dict[str, Tensor], rot_y_axis_reference: bool) -> dict[str, Tensor]:
@@ -90,69 +61,100 @@ def node_maps(maps: dict[str, Tensor], rot_y_axis_reference: bool) -> dict[str, 
 
 
 def decode_node(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> list[NodeBoxes]:
-    """:func:`decode_node_batch`, one :class:`NodeBoxes` per batch item."""
-    return decode_node_batch(maps, config, params).per_item(maps["heatmap"].shape[0])
-
-
-def decode_node_batch(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams) -> NodeBoxes:
-    """The node's ``generateBoxes3D_kernel`` and its score filter and sort, for every batch item, exactly
-    (:func:`decode_node_candidates` with room for every cell), on the host."""
+    """The node's ``generateBoxes3D_kernel``, score filter and sort for every batch item, exactly: one
+    :class:`NodeBoxes` (a batch of one, no padding) per item."""
     heat = maps["heatmap"]
-    return decode_node_candidates(maps, config, params, capacity=heat.shape[-2] * heat.shape[-1]).to_host().boxes()
+    candidates = decode_node_candidates(maps, config, params, capacity=heat.shape[-2] * heat.shape[-1])
+    boxes = candidates.boxes(max(1, int(candidates.counts.max())))
+    return [boxes.item(index) for index in range(heat.shape[0])]
 
 
 @dataclass
 class NodeCandidates:
-    """The cells the node's decode keeps, ``capacity`` a batch item at most, in fixed shapes (nothing
-    read on the host to make them), on their way to the host.
+    """The cells the node's decode keeps, ``K`` a batch item at most, in fixed shapes (nothing read
+    on the host to make them).
 
     Attributes:
         packed: ``Tensor[B, K, 12]`` float32 per item, by descending score: the 9 box columns of
             :class:`NodeBoxes`, score, label, flat cell index; rows past the item's count have score 0.
-        counts: ``Tensor[B]`` int64, cells kept per item; more than ``K`` means some are missing
-            (:meth:`boxes` gives ``None``; decode again with more room).
+        counts: ``Tensor[B]`` int64, cells kept per item; more than ``K`` means some are missing.
     """
 
     packed: Tensor
     counts: Tensor
+
+    def boxes(self, rows: int) -> NodeBoxes:
+        """The first ``rows`` candidates of each item (``rows <= K``), by descending score, ties in cell
+        order (as a stable sort would leave them; the node's ``thrust::sort`` promises no order for
+        ties). Fixed shapes, on the candidates' device."""
+        packed = self.packed[:, :rows]
+        packed = torch.take_along_dim(packed, torch.sort(packed[..., 11], dim=1, stable=True).indices[..., None], dim=1)
+        order = torch.sort(packed[..., 9], dim=1, descending=True, stable=True).indices
+        packed = torch.take_along_dim(packed, order[..., None], dim=1)
+        valid = torch.arange(packed.shape[1], device=packed.device)[None, :] < self.counts[:, None]
+        return NodeBoxes(packed[..., :9], packed[..., 9], packed[..., 10].to(torch.int64),
+                         packed[..., 11].to(torch.int64), valid)
+
+
+@dataclass
+class NodeSelection:
+    """Each item's candidates and which of them the node keeps, on their way to the host.
+
+    Attributes:
+        packed: ``Tensor[B, M, 10]`` float32: the 9 box columns, then the score where the box is
+            kept and 0 where it is not (or is padding); by descending score.
+        labels: ``Tensor[B, M]`` int64.
+        exact: ``Tensor[B]`` bool, where the result is the node's exactly (else run again exactly).
+    """
+
+    packed: Tensor
+    labels: Tensor
+    exact: Tensor
     _event: torch.cuda.Event | None = None
 
-    def to_host(self) -> "NodeCandidates":
-        """These candidates on the host: on CUDA copied into pinned memory without waiting (an event
-        marks the copy's end; :meth:`boxes` waits for it)."""
+    def to_host(self) -> "NodeSelection":
+        """This selection on the host: on CUDA copied into pinned memory without waiting (an event
+        marks the copy's end; :meth:`wait` waits for it)."""
         if self.packed.device.type != "cuda":
-            return NodeCandidates(self.packed.cpu(), self.counts.cpu())
-        packed = torch.empty(self.packed.shape, dtype=self.packed.dtype, pin_memory=True)
-        counts = torch.empty(self.counts.shape, dtype=self.counts.dtype, pin_memory=True)
-        packed.copy_(self.packed, non_blocking=True)
-        counts.copy_(self.counts, non_blocking=True)
+            return NodeSelection(self.packed.cpu(), self.labels.cpu(), self.exact.cpu())
+        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (self.packed, self.labels, self.exact)]
+        for target, source in zip(host, (self.packed, self.labels, self.exact)):
+            target.copy_(source, non_blocking=True)
         event = torch.cuda.Event()
         event.record(torch.cuda.current_stream(self.packed.device))
-        return NodeCandidates(packed, counts, event)
+        return NodeSelection(*host, event)
 
-    def boxes(self) -> NodeBoxes | None:
-        """The kept cells of every item (host candidates), by item, then descending score, ties in
-        cell order (as a stable sort would leave them; the node's ``thrust::sort`` promises no order
-        for ties); ``None`` when an item kept more cells than there was room for."""
+    def wait(self) -> "NodeSelection":
         if self._event is not None:
             self._event.synchronize()
-        batch, room = self.packed.shape[:2]
-        counts = self.counts
-        if bool((counts > room).any()):
-            return None
-        counts = counts.numpy()
-        rows = self.packed.numpy()[np.arange(room)[None, :] < counts[:, None]]  # [K, 12] by item: kept rows first
-        items = np.repeat(np.arange(batch), counts)
-        order = np.lexsort((rows[:, 11], -rows[:, 9], items))  # item, then descending score, then cell
-        rows, items = rows[order], items[order]
-        return NodeBoxes(torch.from_numpy(np.ascontiguousarray(rows[:, :9])), torch.from_numpy(rows[:, 9].copy()),
-                         torch.from_numpy(rows[:, 10].astype(np.int64)), torch.from_numpy(rows[:, 11].astype(np.int64)),
-                         torch.from_numpy(items))
+        return self
+
+    def kept(self, item: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(boxes [K, 9], scores [K], labels [K])`` kept of ``item``, by descending score (host)."""
+        rows = self.packed[item]
+        keep = rows[:, 9] > 0
+        return rows[keep, :9].contiguous(), rows[keep, 9].contiguous(), self.labels[item][keep]
 
 
-#: Cells a batch item keeps room for in :meth:`AutowarePostprocess.launch` (a frame with more is
-#: decoded again with room for every cell: exact, slower). A trained model keeps tens to hundreds.
-NODE_CAPACITY = 4096
+def select_node_boxes(candidates: NodeCandidates, config: ModelConfig, params: NodePostprocessParams,
+                      rows: int | None, rounds: int | None = None, pair_budget: int | None = None) -> NodeSelection:
+    """Both NMS of the node on each item's candidates.
+
+    Args:
+        candidates: the decode's.
+        rows: candidates per item taken (fixed shapes); ``None``: every kept cell, exactly
+            (reads the counts on the host; then ``rounds`` and ``pair_budget`` are ignored).
+        rounds, pair_budget: see :func:`circle_nms_node` and :func:`iou_bev_nms_node`.
+    """
+    if rows is None:
+        rows, rounds, pair_budget = max(1, int(candidates.counts.max())), None, None
+    boxes = candidates.boxes(min(rows, candidates.packed.shape[1]))
+    circled, converged = circle_nms_node(boxes, params.circle_nms_dist_threshold, rounds)
+    kept, fits = iou_bev_nms_node(boxes, circled, config.class_names, params.iou_nms_search_distance_2d,
+                                  params.iou_nms_threshold, pair_budget)
+    exact = (candidates.counts <= boxes.valid.shape[1]) & converged & fits
+    packed = torch.cat([boxes.boxes, torch.where(kept, boxes.scores, torch.zeros_like(boxes.scores))[..., None]], -1)
+    return NodeSelection(packed, boxes.labels, exact)
 
 
 def decode_node_candidates(maps: dict[str, Tensor], config: ModelConfig, params: NodePostprocessParams,
@@ -241,149 +243,30 @@ def _wrap(angle: Tensor) -> Tensor:
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
-def close_pairs(xy: np.ndarray, limit_sq: float, *, strict: bool,
-                groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Ordered pairs ``(earlier, later)`` of points whose squared distance is below a limit.
-
-    Args:
-        xy: ``ndarray[K, 2]`` in rank order; distances in its dtype as ``dx*dx + dy*dy``.
-        limit_sq: the squared distance limit.
-        strict: ``<`` (else ``<=``).
-        groups: ``ndarray[K]`` int64; only points of the same group pair (``None``: one group).
-
-    Returns:
-        ``(src, dst)`` ``ndarray[E]`` int64 with ``src < dst``. Built in blocks of rows so
-        memory stays bounded for any ``K``.
-    """
-    count = xy.shape[0]
-    rows = max(1, _PAIR_BLOCK // max(count, 1))
-    columns = np.arange(count)
-    limit = xy.dtype.type(limit_sq)
-    sources, targets = [], []
-    for start in range(0, count, rows):
-        block = xy[start:start + rows]
-        earlier = xy[:start + len(block)]  # only earlier boxes can be a pair's source
-        dx = block[:, None, 0] - earlier[None, :, 0]
-        dy = block[:, None, 1] - earlier[None, :, 1]
-        dist_sq = dx * dx + dy * dy  # [rows, start + rows]
-        close = dist_sq < limit if strict else dist_sq <= limit
-        close &= columns[None, :start + len(block)] < columns[start:start + rows, None]
-        if groups is not None:
-            close &= groups[None, :start + len(block)] == groups[start:start + rows, None]
-        target, source = np.nonzero(close)
-        sources.append(source)
-        targets.append(target + start)
-    if not sources:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(sources).astype(np.int64), np.concatenate(targets).astype(np.int64)
-
-
-def greedy_keep(count: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Greedy suppression in rank order over a sparse "close" relation.
-
-    ``keep[i] = not any(keep[j] for (j, i) in pairs)`` with every ``j < i``: the unique fixed
-    point, reached by iterating from ``keep = all`` (after ``t`` rounds the first ``t`` entries
-    are final; a round that changes nothing ends it; chains are short in practice).
-
-    Returns:
-        ``ndarray[count]`` bool.
-    """
-    keep = np.ones(count, dtype=bool)
-    for _ in range(count):
-        updated = np.bincount(dst[keep[src]], minlength=count) == 0
-        if np.array_equal(updated, keep):
-            break
-        keep = updated
-    return keep
-
-
-def _host(tensor: Tensor) -> np.ndarray:
-    """A tensor's values as a host array (no copy for a CPU tensor)."""
-    return tensor.detach().cpu().numpy()
-
-
-def circle_nms_node(boxes: NodeBoxes, distance: float) -> Tensor:
-    """The node's ``circleNMS``: greedy over the score order, class-agnostic.
-
-    A later box is suppressed by a kept earlier one of its frame when ``dx**2 + dy**2 < distance**2``
-    (float32, strict). Computed on the host.
-
-    Returns:
-        ``Tensor[K]`` bool on the boxes' device, boxes kept.
-    """
-    xy = _host(boxes.boxes)[:, :2].astype(np.float32)
-    groups = None if boxes.items is None else _host(boxes.items)
-    src, dst = close_pairs(xy, _float32_square(distance), strict=True, groups=groups)
-    return torch.from_numpy(greedy_keep(len(xy), src, dst)).to(boxes.boxes.device)
-
-
-@functools.lru_cache(maxsize=16)
-def _float32_square(value: float) -> float:
-    """``value ** 2`` rounded as float32 (the node's ``dist_thresh * dist_thresh`` in float)."""
-    return float(np.float32(value) * np.float32(value))
-
-
-def iou_bev_nms_node(boxes: NodeBoxes, class_names: tuple[str, ...], search_distance: float,
-                     iou_threshold: float) -> Tensor:
-    """The node's ``NonMaximumSuppression::apply`` (IoU-BEV NMS on the CPU in the node, and here).
-
-    Box ``i`` is dropped when some earlier box ``j`` of its frame (in the circle-NMS output order,
-    dropped or not: the node's rule is not greedy) has ``IoU > iou_threshold``, where a pair counts
-    only if its squared centre distance is ``<= search_distance**2`` (float64) and it is not a
-    pedestrian facing another label.
-
-    Returns:
-        ``Tensor[K]`` bool on the boxes' device, boxes kept.
-    """
-    table = _host(boxes.boxes)
-    count = len(table)
-    xy = table[:, :2].astype(np.float64)
-    groups = None if boxes.items is None else _host(boxes.items)
-    src, dst = close_pairs(xy, float(search_distance) ** 2, strict=False, groups=groups)
-    semantic = _semantic_labels(class_names)[_host(boxes.labels)]
-    a, b = semantic[src], semantic[dst]
-    counted = ~((a != b) & ((a == _PEDESTRIAN) | (b == _PEDESTRIAN)))
-    footprint = table[:, list(_FOOTPRINT)].astype(np.float64)
-    # pairs farther apart than their circumscribed circles cannot overlap (IoU 0): skip them
-    radius = np.sqrt(footprint[:, 2] ** 2 + footprint[:, 3] ** 2) / 2
-    gap = ((xy[src] - xy[dst]) ** 2).sum(axis=1)
-    reach = radius[src] + radius[dst]
-    counted &= ~(gap > reach * reach)  # NaN sizes stay in: their IoU is computed (and is 0)
-    src, dst = src[counted], dst[counted]
-    keep = np.ones(count, dtype=bool)
-    if len(src):
-        keep[dst[bev_iou_pairs(footprint[src], footprint[dst]) > iou_threshold]] = False
-    return torch.from_numpy(keep).to(boxes.boxes.device)
-
-
-@functools.lru_cache(maxsize=16)
-def _semantic_labels(class_names: tuple[str, ...]) -> np.ndarray:
-    """Autoware's label of each class (read only)."""
-    table = np.array([semantic_label(name) for name in class_names], dtype=np.int64)
-    table.flags.writeable = False
-    return table
-
-
-def remap_classes(boxes: NodeBoxes, params: NodePostprocessParams) -> Tensor:
+def remap_classes(boxes: Tensor, labels: Tensor, params: NodePostprocessParams) -> Tensor:
     """The node's ``DetectionClassRemapper::mapClasses``: new labels by BEV footprint area.
 
     ``area = float(length * width)``; class ``i`` becomes the first class ``j`` in Autoware's
     label order with ``allow[i][j]`` and ``min[i][j] <= area <= max[i][j]`` (non-finite matrix
     entries read as the largest double, as the node does); else it stays. Computed on the host.
 
+    Args:
+        boxes: ``Tensor[K, 9]`` (length and width in columns 3 and 4), on the CPU.
+        labels: ``Tensor[K]`` int64.
+
     Returns:
-        ``Tensor[K]`` int64 labels on the boxes' device.
+        ``Tensor[K]`` int64 labels.
     """
     remapper = params.remapper
-    if remapper.is_identity or len(boxes.scores) == 0:
-        return boxes.labels
+    if remapper.is_identity or len(labels) == 0:
+        return labels
     allow, low, high, order = _remap_tables(remapper)
-    table, labels = _host(boxes.boxes), _host(boxes.labels)
+    table, classes = boxes.numpy(), labels.numpy()
     area = (table[:, 3].astype(np.float64) * table[:, 4].astype(np.float64)).astype(np.float32).astype(np.float64)
     area = area[:, None]
-    match = allow[labels][:, order] & (area >= low[labels][:, order]) & (area <= high[labels][:, order])
+    match = allow[classes][:, order] & (area >= low[classes][:, order]) & (area <= high[classes][:, order])
     first = match.argmax(axis=1)  # first True in the node's order
-    return torch.from_numpy(np.where(match.any(axis=1), order[first], labels)).to(boxes.labels.device)
+    return torch.from_numpy(np.where(match.any(axis=1), order[first], classes))
 
 
 @functools.lru_cache(maxsize=16)
@@ -413,11 +296,9 @@ class AutowarePostprocess:
 
     Call with ``task_maps`` (one dict per task, plain mmdet3d convention, as the Detector
     passes them) and get one :class:`Detections` per batch item, by descending score, on the
-    host: the decode runs on the maps' device (:meth:`launch`), the two NMS and the remapper in
-    numpy on the CPU (:meth:`finish`), where the node runs its IoU-BEV NMS too. For tens of boxes
-    small device kernels and the greedy rounds' reads cost more than the arithmetic (H200, demo
-    model, 125 candidates: circle NMS 0.75 ms and IoU-BEV NMS 2.73 ms on the GPU in torch; the
-    whole host part 0.37-0.40 ms on a 2-core CPU in numpy, ``benchmarks/node_host_cost.py``).
+    host. :meth:`select` runs the decode and both NMS on the maps' device (in fixed shapes on a
+    GPU, so that a pipeline graph records them, :meth:`launch` queues them); :meth:`finish`
+    reads the kept boxes and remaps their classes on the host.
     """
 
     def __init__(self, config: ModelConfig, params: NodePostprocessParams | None = None, *,
@@ -439,36 +320,49 @@ class AutowarePostprocess:
     def __call__(self, task_maps: list[dict[str, Tensor]]) -> list[Detections]:
         return self.finish(self.launch(task_maps), lambda: task_maps)
 
-    def launch(self, task_maps: list[dict[str, Tensor]]) -> NodeCandidates:
-        """:meth:`decode`, its candidates copied towards the host without waiting (:meth:`finish`
-        makes the boxes): a loop can queue the next frame before reading these."""
-        return self.decode(task_maps).to_host()
+    def launch(self, task_maps: list[dict[str, Tensor]]) -> NodeSelection:
+        """:meth:`select`, copied towards the host without waiting (:meth:`finish` makes the boxes):
+        a loop can queue the next frame before reading these."""
+        return self.select(task_maps).to_host()
 
-    def decode(self, task_maps: list[dict[str, Tensor]]) -> NodeCandidates:
-        """The decode on the maps' device in fixed shapes, nothing read on the host (so it can be
-        recorded in a CUDA graph)."""
-        if len(task_maps) != 1:
-            raise BackendError(f"got head maps for {len(task_maps)} tasks, the node reads 1")
-        return decode_node_candidates(node_maps(task_maps[0], self.rot_y_axis_reference), self.config,
-                                      self.params, self.capacity)
-
-    def finish(self, candidates: NodeCandidates, task_maps: Callable[[], list[dict[str, Tensor]]]) -> list[Detections]:
-        """The boxes of :meth:`launch`'s candidates: both NMS and the remapper on the host.
+    def select(self, task_maps: list[dict[str, Tensor]], *, fixed_shapes: bool | None = None) -> NodeSelection:
+        """The decode and both NMS on the maps' device.
 
         Args:
-            candidates: what :meth:`launch` returned.
-            task_maps: gives the same head maps again, called only when a frame kept more cells
-                than the candidates had room for (they are decoded again with room for all).
+            fixed_shapes: ``capacity`` candidates an item, :data:`NODE_NMS_ROUNDS` greedy rounds and
+                :data:`NODE_PAIR_BUDGET` IoU pairs, nothing read on the host (so it can be recorded
+                in a CUDA graph); else exactly. Default: fixed on CUDA, exact elsewhere.
         """
-        params = self.params
-        boxes = candidates.boxes()
-        if boxes is None:
-            boxes = decode_node_batch(node_maps(task_maps()[0], self.rot_y_axis_reference), self.config, params)
-        boxes = boxes.select(circle_nms_node(boxes, params.circle_nms_dist_threshold))
-        boxes = boxes.select(iou_bev_nms_node(boxes, self.config.class_names, params.iou_nms_search_distance_2d,
-                                              params.iou_nms_threshold))
-        boxes = replace(boxes, labels=remap_classes(boxes, params))
-        return [Detections(item.boxes, item.scores, item.labels) for item in boxes.per_item(len(candidates.counts))]
+        if len(task_maps) != 1:
+            raise BackendError(f"got head maps for {len(task_maps)} tasks, the node reads 1")
+        maps = node_maps(task_maps[0], self.rot_y_axis_reference)
+        if fixed_shapes is None:
+            fixed_shapes = maps["heatmap"].device.type == "cuda"
+        candidates = decode_node_candidates(maps, self.config, self.params, self.capacity)
+        if fixed_shapes:
+            return select_node_boxes(candidates, self.config, self.params, self.capacity, NODE_NMS_ROUNDS,
+                                     NODE_PAIR_BUDGET)
+        kept = int(candidates.counts.max())
+        if kept > candidates.packed.shape[1]:  # more than the room: decoded again with room for all
+            candidates = decode_node_candidates(maps, self.config, self.params, kept)
+        return select_node_boxes(candidates, self.config, self.params, rows=None)
+
+    def finish(self, selection: NodeSelection, task_maps: Callable[[], list[dict[str, Tensor]]]) -> list[Detections]:
+        """The boxes of :meth:`launch`'s selection, classes remapped, on the host.
+
+        Args:
+            selection: what :meth:`launch` returned.
+            task_maps: gives the same head maps again, called only when an item's fixed-shape
+                result was not exact (the batch is then run again exactly).
+        """
+        selection = selection.wait()
+        if not bool(selection.exact.all()):
+            selection = self.select(task_maps(), fixed_shapes=False).to_host().wait()
+        detections = []
+        for item in range(len(selection.exact)):
+            boxes, scores, labels = selection.kept(item)
+            detections.append(Detections(boxes, scores, remap_classes(boxes, labels, self.params)))
+        return detections
 
     @property
     def lowest_threshold(self) -> float:

@@ -64,22 +64,39 @@ def _circle_nms(centers: Tensor, scores: Tensor, valid: Tensor, min_radius: floa
     dx = xy[:, :, None, 0] - xy[:, None, :, 0]  # [B, K, K]
     dy = xy[:, :, None, 1] - xy[:, None, :, 1]
     earlier = torch.ones(count, count, dtype=torch.bool, device=scores.device).triu(diagonal=1)  # j < i
-    close = (dx * dx + dy * dy <= min_radius) & earlier & alive[:, :, None]  # [B, j, i]
+    close = (dx * dx + dy * dy <= min_radius) & earlier  # [B, j, i]
+    keep, converged = greedy_suppression(close, alive, rounds)
+    keep = keep & (torch.cumsum(keep.to(torch.int64), dim=1) <= post_max_size)
+    return torch.zeros_like(keep).scatter(1, order, keep), converged
+
+
+def greedy_suppression(close: Tensor, alive: Tensor, rounds: int | None) -> tuple[Tensor, Tensor]:
+    """Greedy suppression in rank order: ``keep[i] = alive[i] and not any(keep[j] and close[j, i])``.
+
+    Args:
+        close: ``Tensor[B, K, K]`` bool, ``[b, j, i]`` true where an earlier box ``j < i`` would
+            suppress box ``i`` (entries with ``j >= i`` must be false).
+        alive: ``Tensor[B, K]`` bool; boxes that are not alive neither survive nor suppress.
+        rounds: ``None`` iterates to the fixed point (each round reads one flag on the host);
+            else exactly ``rounds`` rounds, nothing read on the host.
+
+    Returns:
+        ``(keep [B, K] bool, converged [B] bool)``: ``converged`` true where one more round changes
+        nothing, i.e. where ``keep`` is the exact greedy result (always true with ``rounds=None``).
+    """
+    close = close & alive[:, :, None]
 
     def step(keep: Tensor) -> Tensor:
         return alive & ~(close & keep[:, :, None]).any(dim=1)  # [B, K]
 
     keep = alive
     if rounds is None:
-        for _ in range(count):
+        for _ in range(alive.shape[1]):
             updated = step(keep)
             if torch.equal(updated, keep):
                 break
             keep = updated
-        converged = torch.ones(batch, dtype=torch.bool, device=valid.device)
-    else:
-        for _ in range(rounds):
-            keep = step(keep)
-        converged = (step(keep) == keep).all(dim=1)
-    keep = keep & (torch.cumsum(keep.to(torch.int64), dim=1) <= post_max_size)
-    return torch.zeros_like(keep).scatter(1, order, keep), converged
+        return keep, torch.ones(alive.shape[0], dtype=torch.bool, device=alive.device)
+    for _ in range(rounds):
+        keep = step(keep)
+    return keep, (step(keep) == keep).all(dim=1)

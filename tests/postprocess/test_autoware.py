@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from centerpoint_deploy.errors import ConfigError
-from centerpoint_deploy.postprocess.autoware import (AutowarePostprocess, NodeBoxes, circle_nms_node, decode_node,
-                                                     iou_bev_nms_node, node_maps, remap_classes)
+from centerpoint_deploy.postprocess.autoware import AutowarePostprocess, decode_node, node_maps, remap_classes
+from centerpoint_deploy.postprocess.node_nms import NodeBoxes, circle_nms_node, iou_bev_nms_node
 from centerpoint_deploy.postprocess.node_params import ClassRemapper, NodePostprocessParams, ScoreThresholds
 
 from . import node_oracle
@@ -37,7 +37,29 @@ def boxes_of(rows: list[tuple], labels: list[int]) -> NodeBoxes:
         table[i, [0, 1, 3, 4, 6]] = torch.tensor([x, y, length, width, yaw], dtype=torch.float32)
         table[i, 5] = 1.0
     count = len(rows)
-    return NodeBoxes(table, torch.linspace(0.9, 0.5, count), torch.tensor(labels), torch.arange(count))
+    return NodeBoxes(table[None], torch.linspace(0.9, 0.5, count)[None], torch.tensor(labels)[None],
+                     torch.arange(count)[None], torch.ones(1, count, dtype=torch.bool))
+
+
+def circle(boxes: NodeBoxes, distance: float) -> list[bool]:
+    keep, converged = circle_nms_node(boxes, distance)
+    assert bool(converged.all())
+    return keep[0].tolist()
+
+
+def iou_nms(boxes: NodeBoxes, names: tuple[str, ...], search: float, threshold: float) -> list[bool]:
+    keep, fits = iou_bev_nms_node(boxes, boxes.valid, names, search, threshold)
+    assert bool(fits.all())
+    return keep[0].tolist()
+
+
+def remapped(boxes: NodeBoxes, params: NodePostprocessParams) -> list[int]:
+    return remap_classes(boxes.boxes[0], boxes.labels[0], params).tolist()
+
+
+def kept_count(maps, config, params) -> int:
+    (boxes,) = decode_node(node_maps(maps, True), config, params)
+    return int(boxes.valid.sum())
 
 
 # ----- decode -------------------------------------------------------------------------------
@@ -67,8 +89,8 @@ def test_score_threshold_edge_is_inclusive(tiny_config) -> None:
     at_edge = [[0.35] * 4, [edge] * 4, [0.35] * 4, [0.35] * 4, [0.35] * 4]
     above = [[0.35] * 4, [float(np.nextafter(np.float32(edge), np.float32(1)))] * 4, [0.35] * 4, [0.35] * 4,
              [0.35] * 4]
-    assert len(decode_node(node_maps(maps, True), tiny_config, params_with(scores=at_edge))[0].scores) == 1
-    assert len(decode_node(node_maps(maps, True), tiny_config, params_with(scores=above))[0].scores) == 0
+    assert kept_count(maps, tiny_config, params_with(scores=at_edge)) == 1
+    assert kept_count(maps, tiny_config, params_with(scores=above)) == 0
 
 
 def test_distance_bin_upper_limit_is_exclusive(tiny_config) -> None:
@@ -82,10 +104,10 @@ def test_distance_bin_upper_limit_is_exclusive(tiny_config) -> None:
     at_limit = params_with(bins=(radial, 100.0, 200.0), scores=scores)
     past_limit = params_with(bins=(float(np.nextafter(np.float32(radial), np.float32(100))), 100.0, 200.0),
                              scores=scores)
-    assert len(decode_node(node_maps(maps, True), tiny_config, at_limit)[0].scores) == 0
-    assert len(decode_node(node_maps(maps, True), tiny_config, past_limit)[0].scores) == 1
+    assert kept_count(maps, tiny_config, at_limit) == 0
+    assert kept_count(maps, tiny_config, past_limit) == 1
     beyond_last = params_with(bins=(radial,), scores=[[0.0]] * 5)  # past the last limit: dropped, whatever the score
-    assert len(decode_node(node_maps(maps, True), tiny_config, beyond_last)[0].scores) == 0
+    assert kept_count(maps, tiny_config, beyond_last) == 0
 
 
 def test_yaw_norm_edge_is_inclusive_and_zeroes_the_score(tiny_config) -> None:
@@ -95,8 +117,8 @@ def test_yaw_norm_edge_is_inclusive_and_zeroes_the_score(tiny_config) -> None:
     norm = float(np.sqrt(rot[0] * rot[0] + rot[1] * rot[1]))
     keep = params_with(yaw=(norm, 0.3, 0.3, 0.3, 0.0))
     drop = params_with(yaw=(float(np.nextafter(np.float32(norm), np.float32(1))), 0.3, 0.3, 0.3, 0.0))
-    assert len(decode_node(node_maps(maps, True), tiny_config, keep)[0].scores) == 1
-    assert len(decode_node(node_maps(maps, True), tiny_config, drop)[0].scores) == 0
+    assert kept_count(maps, tiny_config, keep) == 1
+    assert kept_count(maps, tiny_config, drop) == 0
 
 
 def test_argmax_tie_takes_the_first_class_and_its_threshold(tiny_config) -> None:
@@ -104,9 +126,9 @@ def test_argmax_tie_takes_the_first_class_and_its_threshold(tiny_config) -> None
     place(maps, cls=3, y=20, x=20, logit=1.0)
     maps["heatmap"][0, 1, 20, 20] = 1.0  # truck ties with bicycle
     scores = [[0.35] * 4, [0.9] * 4, [0.35] * 4, [0.1] * 4, [0.35] * 4]
-    assert len(decode_node(node_maps(maps, True), tiny_config, params_with(scores=scores))[0].scores) == 0
+    assert kept_count(maps, tiny_config, params_with(scores=scores)) == 0
     (boxes,) = decode_node(node_maps(maps, True), tiny_config, params_with())
-    assert boxes.labels.tolist() == [1]
+    assert boxes.labels[0].tolist() == [1]
 
 
 def test_nan_logits_never_win_and_an_all_nan_cell_is_dropped(tiny_config) -> None:
@@ -115,7 +137,7 @@ def test_nan_logits_never_win_and_an_all_nan_cell_is_dropped(tiny_config) -> Non
     maps["heatmap"][0, 0, 5, 5] = float("nan")
     maps["heatmap"][0, :, 9, 9] = float("nan")
     (boxes,) = decode_node(node_maps(maps, True), tiny_config, params_with())
-    assert boxes.labels.tolist() == [4] and boxes.cells.tolist() == [5 * 64 + 5]
+    assert boxes.labels[0].tolist() == [4] and boxes.cells[0].tolist() == [5 * 64 + 5]
 
 
 def test_equal_scores_keep_cell_order(tiny_config) -> None:
@@ -123,41 +145,41 @@ def test_equal_scores_keep_cell_order(tiny_config) -> None:
     for y, x in ((40, 3), (2, 60), (2, 7)):
         place(maps, cls=0, y=y, x=x, logit=1.0)
     (boxes,) = decode_node(node_maps(maps, True), tiny_config, params_with())
-    assert boxes.cells.tolist() == [2 * 64 + 7, 2 * 64 + 60, 40 * 64 + 3]
+    assert boxes.cells[0].tolist() == [2 * 64 + 7, 2 * 64 + 60, 40 * 64 + 3]
 
 
 # ----- NMS ----------------------------------------------------------------------------------
 def test_circle_nms_radius_edge_is_exclusive_and_greedy() -> None:
     at_edge = boxes_of([(0, 0, 1, 1, 0), (0.5, 0, 1, 1, 0)], [0, 1])
-    assert circle_nms_node(at_edge, 0.5).tolist() == [True, True]  # 0.25 < 0.25 is false
+    assert circle(at_edge, 0.5) == [True, True]  # 0.25 < 0.25 is false
     inside = boxes_of([(0, 0, 1, 1, 0), (0.499, 0, 1, 1, 0)], [0, 1])
-    assert circle_nms_node(inside, 0.5).tolist() == [True, False]  # class-agnostic
+    assert circle(inside, 0.5) == [True, False]  # class-agnostic
     chain = boxes_of([(0, 0, 1, 1, 0), (0.4, 0, 1, 1, 0), (0.8, 0, 1, 1, 0)], [0, 0, 0])
-    assert circle_nms_node(chain, 0.5).tolist() == [True, False, True]  # a suppressed box suppresses nothing
+    assert circle(chain, 0.5) == [True, False, True]  # a suppressed box suppresses nothing
 
 
 def test_iou_nms_threshold_edge_is_exclusive() -> None:
     pair = boxes_of([(0, 0, 2, 2, 0), (1.0, 0, 2, 2, 0)], [0, 0])  # IoU = 2 / 6
     third = 1 / 3
-    assert iou_bev_nms_node(pair, NAMES, 10.0, third + 1e-9).tolist() == [True, True]
-    assert iou_bev_nms_node(pair, NAMES, 10.0, third - 1e-9).tolist() == [True, False]
+    assert iou_nms(pair, NAMES, 10.0, third + 1e-9) == [True, True]
+    assert iou_nms(pair, NAMES, 10.0, third - 1e-9) == [True, False]
 
 
 def test_iou_nms_pedestrian_rule_and_search_distance() -> None:
     overlap = [(0, 0, 1, 1, 0.3), (0.1, 0, 1, 1, 0.3)]
-    assert iou_bev_nms_node(boxes_of(overlap, [4, 0]), NAMES, 10.0, 0.1).tolist() == [True, True]  # ped vs car
-    assert iou_bev_nms_node(boxes_of(overlap, [0, 4]), NAMES, 10.0, 0.1).tolist() == [True, True]
-    assert iou_bev_nms_node(boxes_of(overlap, [4, 4]), NAMES, 10.0, 0.1).tolist() == [True, False]
-    assert iou_bev_nms_node(boxes_of(overlap, [0, 2]), NAMES, 10.0, 0.1).tolist() == [True, False]  # car vs bus
+    assert iou_nms(boxes_of(overlap, [4, 0]), NAMES, 10.0, 0.1) == [True, True]  # ped vs car
+    assert iou_nms(boxes_of(overlap, [0, 4]), NAMES, 10.0, 0.1) == [True, True]
+    assert iou_nms(boxes_of(overlap, [4, 4]), NAMES, 10.0, 0.1) == [True, False]
+    assert iou_nms(boxes_of(overlap, [0, 2]), NAMES, 10.0, 0.1) == [True, False]  # car vs bus
     long = [(0, 0, 30, 3, 0), (10, 0, 30, 3, 0)]  # centres 10 m apart: compared (<=)
-    assert iou_bev_nms_node(boxes_of(long, [1, 1]), NAMES, 10.0, 0.1).tolist() == [True, False]
-    assert iou_bev_nms_node(boxes_of(long, [1, 1]), NAMES, 9.99, 0.1).tolist() == [True, True]
+    assert iou_nms(boxes_of(long, [1, 1]), NAMES, 10.0, 0.1) == [True, False]
+    assert iou_nms(boxes_of(long, [1, 1]), NAMES, 9.99, 0.1) == [True, True]
 
 
 def test_iou_nms_is_not_greedy() -> None:
     # A overlaps B, B overlaps C, A and C apart: the node drops C although B is dropped too
     chain = boxes_of([(0, 0, 2, 2, 0), (1.2, 0, 2, 2, 0), (2.4, 0, 2, 2, 0)], [0, 0, 0])
-    assert iou_bev_nms_node(chain, NAMES, 10.0, 0.1).tolist() == [True, False, False]
+    assert iou_nms(chain, NAMES, 10.0, 0.1) == [True, False, False]
 
 
 def test_iou_of_rotated_boxes_matches_the_polygon_oracle() -> None:
@@ -196,14 +218,14 @@ def test_remapper_area_edges_are_inclusive() -> None:
     for low, high, expected in ((area, 20.0, 1), (1.0, area, 1), (float(np.nextafter(area, 99)), 20.0, 0),
                                 (1.0, float(np.nextafter(area, 0)), 0), (1.0, math.inf, 1)):
         params = params_with(remapper=remapper(low, high))
-        assert remap_classes(boxes, params).tolist() == [expected], (low, high)
+        assert remapped(boxes, params) == [expected], (low, high)
 
 
 def test_remapper_walks_targets_in_autoware_label_order() -> None:
     names = ("car", "bus", "truck", "bicycle", "pedestrian")  # bus before truck in the model
     params = NodePostprocessParams(ScoreThresholds(names), (0.3, 0.3, 0.3, 0.3, 0.0),
                                    remapper=remapper(1.0, 50.0, names))
-    assert remap_classes(boxes_of([(0, 0, 4.0, 2.0, 0)], [0]), params).tolist() == [2]  # truck
+    assert remapped(boxes_of([(0, 0, 4.0, 2.0, 0)], [0]), params) == [2]  # truck
 
 
 def test_node_matrices_round_trip_and_refuse_a_foreign_target() -> None:
@@ -219,9 +241,9 @@ def test_node_matrices_round_trip_and_refuse_a_foreign_target() -> None:
 
 
 # ----- the whole post-processing against the oracle ---------------------------------------
-@pytest.mark.parametrize("seed", [0, 1])
-def test_matches_the_loop_oracle_on_random_maps(make_config, seed: int) -> None:
-    config = make_config(voxelization={"point_cloud_range": [-6.4, -6.4, -3.0, 6.4, 6.4, 5.0]})  # 32 x 32 cells
+def oracle_case(make_config, seed: int):
+    """A 32 x 32 grid, two frames of random maps and parameters with plenty of overlaps."""
+    config = make_config(voxelization={"point_cloud_range": [-6.4, -6.4, -3.0, 6.4, 6.4, 5.0]})
     rng = np.random.default_rng(seed)
     scores = rng.uniform(0.2, 0.7, size=(5, 3)).round(3).tolist()
     params = NodePostprocessParams(ScoreThresholds(NAMES, (4.0, 7.0, 8.5), tuple(map(tuple, scores))),
@@ -231,7 +253,13 @@ def test_matches_the_loop_oracle_on_random_maps(make_config, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     shapes = {"heatmap": 5, "reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
     maps = {name: torch.randn(2, ch, 32, 32, generator=generator) for name, ch in shapes.items()}
-    maps["dim"] = maps["dim"] * 0.4 + 0.6  # boxes of 1-3 m on 0.4 m cells: plenty of overlaps
+    maps["dim"] = maps["dim"] * 0.4 + 0.6
+    return config, params, maps
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_the_loop_oracle_on_random_maps(make_config, seed: int) -> None:
+    config, params, maps = oracle_case(make_config, seed)
     results = AutowarePostprocess(config, params)([maps])
     total = 0
     for item, det in enumerate(results):
@@ -245,6 +273,51 @@ def test_matches_the_loop_oracle_on_random_maps(make_config, seed: int) -> None:
         yaw_diff = det.boxes[:, 6].double() - torch.tensor([b["yaw"] for b in expected], dtype=torch.float64)
         assert torch.remainder(yaw_diff + math.pi, 2 * math.pi).sub(math.pi).abs().max() < 1e-5
     assert total > 20  # enough boxes survive to compare something
+
+
+def same_detections(got, expected) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
+
+
+@pytest.mark.parametrize("capacity", [1024, 6])
+def test_fixed_shapes_give_the_exact_boxes_or_run_again(make_config, capacity: int) -> None:
+    """The GPU's fixed-shape selection, run on the CPU: exact where its room sufficed, and an item
+    with more kept cells than ``capacity`` is flagged and run again exactly."""
+    config, params, maps = oracle_case(make_config, 0)
+    node = AutowarePostprocess(config, params, capacity=capacity)
+    exact = node([maps])
+    fixed = node.select([maps], fixed_shapes=True)
+    assert fixed.exact.tolist() == [capacity == 1024] * 2
+    calls = []
+    same_detections(node.finish(fixed, lambda: calls.append(1) or [maps]), exact)
+    assert len(calls) == (capacity != 1024)
+    assert sum(len(d) for d in exact) > 20
+
+
+def test_too_few_rounds_or_pairs_are_flagged(make_config) -> None:
+    from centerpoint_deploy.postprocess.autoware import decode_node_candidates, select_node_boxes
+
+    config, params, maps = oracle_case(make_config, 1)
+    candidates = decode_node_candidates(node_maps(maps, True), config, params, capacity=1024)
+    exact = select_node_boxes(candidates, config, params, rows=None)
+    roomy = select_node_boxes(candidates, config, params, 1024, rounds=64, pair_budget=4096)
+    assert roomy.exact.all()
+    for item in range(2):  # the same kept boxes (the padding rows may hold other empty cells)
+        assert all(torch.equal(r, e) for r, e in zip(roomy.kept(item), exact.kept(item)))
+    assert not select_node_boxes(candidates, config, params, 1024, rounds=1, pair_budget=4096).exact.any()
+    assert not select_node_boxes(candidates, config, params, 1024, rounds=64, pair_budget=1).exact.any()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_gpus_fixed_shapes_match_the_cpus_exact_boxes(make_config) -> None:
+    config, params, maps = oracle_case(make_config, 0)
+    node = AutowarePostprocess(config, params)
+    on_gpu = node.select([{k: v.cuda() for k, v in maps.items()}])
+    assert on_gpu.exact.all()
+    same_detections(node.finish(on_gpu.to_host(), lambda: pytest.fail("ran again")), node([maps]))
 
 
 def test_refuses_multi_task_models_and_foreign_parameters(make_config, tiny_config) -> None:
