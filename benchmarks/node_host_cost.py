@@ -5,8 +5,7 @@
 Times :meth:`AutowarePostprocess.select` (the decode and both NMS; exact on the CPU; with
 ``--fixed-shapes`` the GPU's fixed shapes, run on the CPU) and :meth:`AutowarePostprocess.finish`
 (the kept boxes read and their classes remapped: what the host does per frame when the rest
-runs on a GPU). Commits before the NMS moved to the device (f1b5c0e and earlier) timed their
-host NMS with ``finish`` alone.
+runs on a GPU). Up to commit 66de225 both NMS ran on the host, in ``finish``.
 """
 
 from __future__ import annotations
