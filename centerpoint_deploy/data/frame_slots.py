@@ -3,9 +3,9 @@
 Handing a 3.7 MB frame from a ``DataLoader`` worker to the main process the default way costs a
 fresh shared-memory segment per frame: the worker copies the frame into it and faults its pages
 in, the main process maps it, and a pinning thread copies it once more. On the 2-core CPU one
-worker delivered 144-169 frames/s of 188,000 points that way, and the main thread spent
-1.5-3.4 ms taking each; through slots 343-414 frames/s and 0.30-0.48 ms
-(``benchmarks/read_frames.py --loader``). :class:`FrameSlots` is allocated once per pass over
+worker delivered 158-170 frames/s of 188,000 points that way, and the main thread spent 1.5-3.4
+ms taking each; through slots (the host's own copy of each frame included) 240-296 frames/s and
+0.6-2.5 ms (``benchmarks/read_frames.py --loader``). :class:`FrameSlots` is allocated once per pass over
 the frames; each slot's pages are faulted in once and reused, and on CUDA the slots are
 page-locked in place, so a frame goes from the reader's write straight to the device copy.
 

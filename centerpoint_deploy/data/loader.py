@@ -169,9 +169,9 @@ class FrameLoader:
         device: where the batches are handed out: on CUDA each batch's clouds are on the device
             (copied from page-locked slots ahead of time); elsewhere on the host.
 
-    A host batch's clouds are the loader's memory when workers read them: valid until the next
-    batch is taken (clone what must be kept). Iterating raises DatasetError or PointCloudError
-    (the reader's own error) for a frame that cannot be read.
+    Host batches are copied out of the slots (one copy per frame: on the host the detector costs
+    far more), so they stay valid; device batches are the device copies. Iterating raises
+    DatasetError or PointCloudError (the reader's own error) for a frame that cannot be read.
     """
 
     def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None, *,
@@ -217,9 +217,11 @@ class FrameLoader:
                 batch = FrameBatch(tuple(self._frame(item, slots) for item in items))
                 positions = list(range(position, position + len(items)))
                 position += len(items)
-                if stream is None:
-                    yield batch
-                    self._release(slots, positions)  # the next batch was taken: this one is no longer read
+                if stream is None:  # host batches are the consumer's own: copied out of the slots
+                    owned = FrameBatch(tuple(replace(f, points=_own_copy(f.points)) if slots is not None else f
+                                             for f in batch.frames))
+                    self._release(slots, positions)
+                    yield owned
                     continue
                 with torch.cuda.stream(stream):
                     moved = batch.to(self.device, non_blocking=True)
@@ -269,7 +271,14 @@ class FrameLoader:
             slots.release(positions)
 
 
+def _own_copy(points: Tensor) -> Tensor:
+    """A copy of a host tensor made by one thread (``Tensor.clone`` wakes torch's intra-op threads,
+    whose spinning took the cores of the readers: 105-116 frames/s instead of 289-339 with one
+    reader on the 2-core CPU, ``benchmarks/read_frames.py --loader``)."""
+    return torch.from_numpy(points.numpy().copy())
+
+
 def load_clouds(dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None, *,
                 workers: int | None = None) -> list[Tensor]:
     """``list[Tensor[N_i, D]]`` of the frames at ``indices`` (columns selected), read by ``workers`` processes."""
-    return [cloud.clone() for batch in FrameLoader(dataset, indices, columns, workers=workers) for cloud in batch.clouds]
+    return [cloud for batch in FrameLoader(dataset, indices, columns, workers=workers) for cloud in batch.clouds]
