@@ -9,16 +9,20 @@ On each batch item's boxes in the decode's order (descending score, ties in cell
    where a pair counts only if its squared centre distance is ``<= search_distance**2``
    (float64) and it is not a pedestrian facing another label.
 
-Both run in fixed shapes (a fixed number of greedy rounds, a fixed budget of IoU pairs), so they
-can be recorded in a CUDA graph with the decode and nothing is read on the host; each reports
-per item whether its result is exact (the rounds converged, the pairs fit). With ``rounds=None``
-and ``pair_budget=None`` they are exact by construction (and read on the host as they go).
+On a GPU both run in fixed shapes: each item's ``M x M`` pairs as a mask, a fixed number of
+greedy rounds, a fixed budget of IoU pairs, so that they can be recorded in a CUDA graph with
+the decode and nothing is read on the host; each reports per item whether its result is exact
+(the rounds converged, the pairs fit). Exactly (``rounds=None``, ``pair_budget=None``) they build
+only the close pairs, in blocks of rows (memory bounded for any number of boxes), and iterate
+to the fixed point, reading on the host as they go. Both forms test a pair with the same
+criterion, a function of the two boxes' flat indices.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -67,28 +71,29 @@ def circle_nms_node(boxes: NodeBoxes, distance: float, rounds: int | None = None
     Args:
         boxes: the decode's boxes.
         distance: ``circle_nms_dist_threshold`` (m).
-        rounds: greedy rounds (``None``: until nothing changes; see
-            :func:`~centerpoint_deploy.postprocess.nms.greedy_suppression`).
+        rounds: greedy rounds in fixed shapes (see
+            :func:`~centerpoint_deploy.postprocess.nms.greedy_suppression`); ``None``: exactly.
 
     Returns:
         ``(keep [B, M] bool, converged [B] bool)``.
     """
-    xy = boxes.boxes[..., :2].to(torch.float32)
-    dx = xy[:, :, None, 0] - xy[:, None, :, 0]  # [B, j, i]
-    dy = xy[:, :, None, 1] - xy[:, None, :, 1]
-    close = (dx * dx + dy * dy < _float32_square(distance)) & _earlier(xy.shape[1], xy.device)
-    return greedy_suppression(close, boxes.valid, rounds)
+    xy = boxes.boxes[..., :2].to(torch.float32).reshape(-1, 2)
+    limit = _float32_square(distance)
+
+    def close(j: Tensor, i: Tensor) -> Tensor:
+        d = xy[j] - xy[i]
+        return d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] < limit
+
+    if rounds is None:
+        src, dst = _close_pairs(boxes.valid, close)
+        return _sparse_greedy(boxes.valid, src, dst), _all_true(boxes.valid)
+    return greedy_suppression(_dense_pairs(boxes.valid, close), boxes.valid, rounds)
 
 
 @functools.lru_cache(maxsize=16)
 def _float32_square(value: float) -> float:
     """``value ** 2`` rounded as float32 (the node's ``dist_thresh * dist_thresh`` in float)."""
     return float(np.float32(value) * np.float32(value))
-
-
-def _earlier(count: int, device: torch.device) -> Tensor:
-    """``Tensor[count, count]`` bool, ``[j, i]`` true where ``j < i``."""
-    return torch.ones(count, count, dtype=torch.bool, device=device).triu(diagonal=1)
 
 
 def iou_bev_nms_node(boxes: NodeBoxes, survivors: Tensor, class_names: tuple[str, ...], search_distance: float,
@@ -101,50 +106,103 @@ def iou_bev_nms_node(boxes: NodeBoxes, survivors: Tensor, class_names: tuple[str
         class_names: the model's classes (for the pedestrian rule).
         search_distance: ``iou_nms_search_distance_2d`` (m).
         iou_threshold: ``iou_nms_threshold``.
-        pair_budget: most pairs an item compares (in fixed shapes); ``None``: every pair.
+        pair_budget: most pairs an item compares, in fixed shapes; ``None``: every pair, exactly.
 
     Returns:
         ``(keep [B, M] bool, fits [B] bool)``: the survivors not dropped, and where every
-        counted pair was compared (always with ``pair_budget=None``).
+        counted pair was compared (always, exactly).
     """
     batch, rows = survivors.shape
-    table = boxes.boxes.to(torch.float64)
-    x, y = table[..., 0], table[..., 1]
-    dx = x[:, :, None] - x[:, None, :]  # [B, j, i]
-    dy = y[:, :, None] - y[:, None, :]
-    dist_sq = dx * dx + dy * dy
-    semantic = _semantic_labels(class_names, boxes.labels.device)[boxes.labels]
-    a, b = semantic[:, :, None], semantic[:, None, :]
-    counted = ~((a != b) & ((a == _PEDESTRIAN) | (b == _PEDESTRIAN)))
-    # pairs farther apart than their circumscribed circles cannot overlap (IoU 0): skip them
-    radius = torch.sqrt(table[..., 3] ** 2 + table[..., 4] ** 2) / 2
-    reach = radius[:, :, None] + radius[:, None, :]
-    counted &= ~(dist_sq > reach * reach)  # NaN sizes stay in: their IoU is computed (and is 0)
-    pairs = ((dist_sq <= float(search_distance) ** 2) & counted & _earlier(rows, survivors.device)
-             & survivors[:, :, None] & survivors[:, None, :])  # [B, j, i]
-    item, src, dst, present, fits = _pair_indices(pairs, pair_budget)
-    footprint = table[..., list(_FOOTPRINT)]
-    drop = (bev_iou_pairs(footprint[item, src], footprint[item, dst]) > iou_threshold) & present
+    table = boxes.boxes.to(torch.float64).reshape(-1, 9)
+    semantic = _semantic_labels(class_names, boxes.labels.device)[boxes.labels.flatten()]
+    radius = torch.sqrt(table[:, 3] ** 2 + table[:, 4] ** 2) / 2  # of the circumscribed circles
+    search_sq = float(search_distance) ** 2
+
+    def counted(j: Tensor, i: Tensor) -> Tensor:
+        d = table[j, :2] - table[i, :2]
+        dist_sq = d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1]
+        a, b = semantic[j], semantic[i]
+        reach = radius[j] + radius[i]
+        return ((dist_sq <= search_sq) & ~((a != b) & ((a == _PEDESTRIAN) | (b == _PEDESTRIAN)))
+                & ~(dist_sq > reach * reach))  # farther apart than the circles: IoU 0; NaN sizes stay in (IoU 0)
+
+    if pair_budget is None:
+        src, dst = _close_pairs(survivors, counted)
+        present, fits = torch.ones(src.shape, dtype=torch.bool, device=src.device), _all_true(survivors)
+    else:
+        src, dst, present, fits = _budgeted_pairs(_dense_pairs(survivors, counted), pair_budget)
+    footprint = table[:, list(_FOOTPRINT)]
+    drop = (bev_iou_pairs(footprint[src], footprint[dst]) > iou_threshold) & present
     dropped = torch.zeros(batch * rows, dtype=torch.int32, device=survivors.device)
-    dropped.scatter_add_(0, item * rows + dst, drop.to(torch.int32))
+    dropped.scatter_add_(0, dst, drop.to(torch.int32))
     return survivors & (dropped.reshape(batch, rows) == 0), fits
 
 
-def _pair_indices(pairs: Tensor, budget: int | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """``(item, src, dst, present, fits)`` of the true entries of ``pairs [B, M, M]``.
+#: A pair criterion: flat box indices ``j`` (earlier) and ``i`` (later), broadcast -> bool.
+Criterion = Callable[[Tensor, Tensor], Tensor]
+#: Most entries of one block of rows while building close pairs exactly (bounds memory).
+_PAIR_BLOCK = 1 << 22
 
-    With a budget, ``budget`` entries per item in fixed shapes (``present`` marks the real ones;
-    ``fits [B]`` whether an item had no more); without one, exactly the true entries."""
+
+def _dense_pairs(alive: Tensor, criterion: Criterion) -> Tensor:
+    """``Tensor[B, M, M]`` bool, ``[b, j, i]``: ``j < i``, both alive, ``criterion`` true (fixed shapes)."""
+    batch, rows = alive.shape
+    flat = (torch.arange(batch, device=alive.device)[:, None] * rows
+            + torch.arange(rows, device=alive.device)[None, :])  # [B, M]
+    earlier = torch.ones(rows, rows, dtype=torch.bool, device=alive.device).triu(diagonal=1)
+    return criterion(flat[:, :, None], flat[:, None, :]) & earlier & alive[:, :, None] & alive[:, None, :]
+
+
+def _close_pairs(alive: Tensor, criterion: Criterion) -> tuple[Tensor, Tensor]:
+    """``(src, dst)`` flat indices of every pair of alive boxes of one item with ``src`` earlier and
+    ``criterion`` true, built in blocks of rows (memory bounded for any number of boxes)."""
+    rows = alive.shape[1]
+    index = alive.flatten().nonzero().flatten()  # [K] by item, then rank
+    item = index // rows
+    count = len(index)
+    block = max(1, _PAIR_BLOCK // max(count, 1))
+    sources, targets = [index[:0]], [index[:0]]
+    for start in range(0, count, block):
+        later = index[start:start + block]
+        earlier = index[:start + len(later)]
+        close = criterion(earlier[None, :], later[:, None]) & (item[None, :start + len(later)] == item[start:start + block, None])
+        close &= (torch.arange(start + len(later), device=alive.device)[None, :]
+                  < torch.arange(start, start + len(later), device=alive.device)[:, None])
+        target, source = close.nonzero(as_tuple=True)
+        sources.append(earlier[source])
+        targets.append(later[target])
+    return torch.cat(sources), torch.cat(targets)
+
+
+def _sparse_greedy(alive: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+    """Greedy suppression over the pairs ``(src, dst)`` (flat indices, ``src`` earlier): the fixed
+    point of ``keep[i] = alive[i] and not any(keep[j] for (j, i))``, iterated from ``keep = alive``."""
+    alive_flat = alive.flatten()
+    keep = alive_flat
+    for _ in range(len(alive_flat)):
+        hit = torch.zeros(len(alive_flat), dtype=torch.int32, device=alive.device)
+        hit.scatter_add_(0, dst, keep[src].to(torch.int32))
+        updated = alive_flat & (hit == 0)
+        if torch.equal(updated, keep):
+            break
+        keep = updated
+    return keep.reshape(alive.shape)
+
+
+def _budgeted_pairs(pairs: Tensor, budget: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(src, dst, present, fits)``: ``budget`` entries of ``pairs [B, M, M]`` per item in fixed shapes,
+    the true ones first (``present`` marks them; ``fits [B]`` where an item had no more), as flat
+    box indices."""
     batch, rows = pairs.shape[:2]
-    if budget is None:
-        item, src, dst = pairs.nonzero(as_tuple=True)
-        present = torch.ones(item.shape, dtype=torch.bool, device=pairs.device)
-        return item, src, dst, present, torch.ones(batch, dtype=torch.bool, device=pairs.device)
     flat = pairs.reshape(batch, rows * rows).to(torch.int32)
-    values, index = flat.topk(min(budget, rows * rows), dim=1)  # [B, E]: the true entries first
+    values, index = flat.topk(min(budget, rows * rows), dim=1)  # [B, E]
     fits = flat.sum(dim=1) <= values.shape[1]
-    item = torch.arange(batch, device=pairs.device)[:, None].expand_as(index)
-    return item.flatten(), (index // rows).flatten(), (index % rows).flatten(), (values > 0).flatten(), fits
+    base = torch.arange(batch, device=pairs.device)[:, None] * rows
+    return (base + index // rows).flatten(), (base + index % rows).flatten(), (values > 0).flatten(), fits
+
+
+def _all_true(alive: Tensor) -> Tensor:
+    return torch.ones(alive.shape[0], dtype=torch.bool, device=alive.device)
 
 
 @functools.lru_cache(maxsize=16)
