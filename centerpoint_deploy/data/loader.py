@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -245,7 +247,18 @@ class FrameLoader:
             return None
         largest = max(self.dataset.rows_bound(i) for i in self.indices[:SLOT_SAMPLE])
         count = self.batch_size * (self.workers * self.prefetch + 2)
-        return FrameSlots(count, max(1, math.ceil(largest * SLOT_MARGIN)), self.width, reader_context())
+        rows = max(1, math.ceil(largest * SLOT_MARGIN))
+        needed, free = count * rows * self.width * 4, _shared_memory_free()
+        if free is not None and needed > free // 2:
+            warnings.warn(f"the frame loader's slots need {needed >> 20} MiB of shared memory and {SHARED_MEMORY} "
+                          f"has {free >> 20} MiB free: frames are handed over the slower default way", stacklevel=3)
+            return None
+        try:
+            return FrameSlots(count, rows, self.width, reader_context())
+        except RuntimeError as exc:  # torch could not map the shared memory
+            warnings.warn(f"the frame loader's slots could not be allocated ({exc}): frames are handed over the "
+                          "slower default way", stacklevel=3)
+            return None
 
     def _frame(self, item: LoadedFrame | _SlotFrame, slots: FrameSlots | None) -> LoadedFrame:
         if isinstance(item, LoadedFrame):
@@ -269,6 +282,18 @@ class FrameLoader:
     def _release(slots: FrameSlots | None, positions: list[int]) -> None:
         if slots is not None:
             slots.release(positions)
+
+
+#: Where shared memory lives on Linux (torch's shared tensors are files there).
+SHARED_MEMORY = "/dev/shm"
+
+
+def _shared_memory_free() -> int | None:
+    """Bytes free in :data:`SHARED_MEMORY` (None where there is no such folder)."""
+    try:
+        return shutil.disk_usage(SHARED_MEMORY).free
+    except OSError:
+        return None
 
 
 def _own_copy(points: Tensor) -> Tensor:

@@ -119,3 +119,15 @@ def test_readers_started_by_forkserver(tmp_path: Path, monkeypatch: pytest.Monke
         np.testing.assert_array_equal(frame.points.numpy(), dataset[frame.index].points[:, :3])
         taken.append(frame.index)
     assert taken == list(range(6))
+
+
+def test_too_little_shared_memory_hands_frames_over_the_default_way(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from centerpoint_deploy.data import loader as loader_module
+
+    monkeypatch.setattr(loader_module, "_shared_memory_free", lambda: 1000)
+    dataset = _dataset(tmp_path, frames=4, sweeps_num=0)
+    with pytest.warns(UserWarning, match="shared memory"):
+        batches = list(FrameLoader(dataset, [0, 1, 2, 3], None, workers=1))
+    for index, batch in enumerate(batches):
+        np.testing.assert_array_equal(batch.frames[0].points.numpy(), dataset[index].points)
