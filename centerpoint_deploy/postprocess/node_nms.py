@@ -85,7 +85,7 @@ def circle_nms_node(boxes: NodeBoxes, distance: float, rounds: int | None = None
         return d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] < limit
 
     if rounds is None:
-        src, dst = _close_pairs(boxes.valid, close)
+        src, dst = _close_pairs(boxes.valid, close, xy[:, 0], float(distance))
         return _sparse_greedy(boxes.valid, src, dst), _all_true(boxes.valid)
     return greedy_suppression(_dense_pairs(boxes.valid, close), boxes.valid, rounds)
 
@@ -127,7 +127,7 @@ def iou_bev_nms_node(boxes: NodeBoxes, survivors: Tensor, class_names: tuple[str
                 & ~(dist_sq > reach * reach))  # farther apart than the circles: IoU 0; NaN sizes stay in (IoU 0)
 
     if pair_budget is None:
-        src, dst = _close_pairs(survivors, counted)
+        src, dst = _close_pairs(survivors, counted, table[:, 0], float(search_distance))
         present, fits = torch.ones(src.shape, dtype=torch.bool, device=src.device), _all_true(survivors)
     else:
         src, dst, present, fits = _budgeted_pairs(_dense_pairs(survivors, counted), pair_budget)
@@ -140,8 +140,8 @@ def iou_bev_nms_node(boxes: NodeBoxes, survivors: Tensor, class_names: tuple[str
 
 #: A pair criterion: flat box indices ``j`` (earlier) and ``i`` (later), broadcast -> bool.
 Criterion = Callable[[Tensor, Tensor], Tensor]
-#: Most entries of one block of rows while building close pairs exactly (bounds memory).
-_PAIR_BLOCK = 1 << 22
+#: Most candidate pairs tested at once while building close pairs exactly (bounds memory).
+_PAIR_BLOCK = 1 << 20
 
 
 def _dense_pairs(alive: Tensor, criterion: Criterion) -> Tensor:
@@ -153,25 +153,48 @@ def _dense_pairs(alive: Tensor, criterion: Criterion) -> Tensor:
     return criterion(flat[:, :, None], flat[:, None, :]) & earlier & alive[:, :, None] & alive[:, None, :]
 
 
-def _close_pairs(alive: Tensor, criterion: Criterion) -> tuple[Tensor, Tensor]:
+def _close_pairs(alive: Tensor, criterion: Criterion, x: Tensor, reach: float) -> tuple[Tensor, Tensor]:
     """``(src, dst)`` flat indices of every pair of alive boxes of one item with ``src`` earlier and
-    ``criterion`` true, built in blocks of rows (memory bounded for any number of boxes)."""
+    ``criterion`` true, where ``criterion`` implies ``|x[src] - x[dst]| <= reach``.
+
+    Each item's boxes sorted by ``x``: a box's candidates are the window of boxes within ``reach``
+    of it along ``x`` (two binary searches), tested :data:`_PAIR_BLOCK` candidates at a time, so
+    memory stays bounded and the work grows with the boxes' density, not with their number squared.
+    Boxes with a non-finite ``x`` pair with nothing (no criterion holds for them).
+    """
     rows = alive.shape[1]
-    index = alive.flatten().nonzero().flatten()  # [K] by item, then rank
-    item = index // rows
-    count = len(index)
-    block = max(1, _PAIR_BLOCK // max(count, 1))
-    sources, targets = [index[:0]], [index[:0]]
-    for start in range(0, count, block):
-        later = index[start:start + block]
-        earlier = index[:start + len(later)]
-        close = criterion(earlier[None, :], later[:, None]) & (item[None, :start + len(later)] == item[start:start + block, None])
-        close &= (torch.arange(start + len(later), device=alive.device)[None, :]
-                  < torch.arange(start, start + len(later), device=alive.device)[:, None])
-        target, source = close.nonzero(as_tuple=True)
-        sources.append(earlier[source])
-        targets.append(later[target])
+    margin = reach * (1 + 1e-9) + 1e-9  # a pair at exactly ``reach`` stays inside its window
+    sources, targets = [x.new_zeros(0, dtype=torch.int64)], [x.new_zeros(0, dtype=torch.int64)]
+    for item in range(alive.shape[0]):
+        index = alive[item].nonzero().flatten() + item * rows  # the item's boxes, by rank
+        index = index[torch.isfinite(x[index])]
+        position = x[index].to(torch.float64)
+        order = torch.argsort(position, stable=True)
+        index, position = index[order], position[order]
+        low = torch.searchsorted(position, position - margin)
+        high = torch.searchsorted(position, position + margin, right=True)
+        ends = torch.cumsum(high - low, dim=0)
+        for first, last in _chunks(ends):
+            sizes = high[first:last] - low[first:last]
+            later = torch.repeat_interleave(torch.arange(first, last, device=x.device), sizes)
+            offset = torch.arange(len(later), device=x.device) - torch.repeat_interleave(
+                torch.cumsum(sizes, dim=0) - sizes, sizes)
+            earlier = low[later] + offset
+            j, i = index[earlier], index[later]
+            close = (j < i) & criterion(j, i)  # flat index order is rank order within an item
+            sources.append(j[close])
+            targets.append(i[close])
     return torch.cat(sources), torch.cat(targets)
+
+
+def _chunks(ends: Tensor) -> list[tuple[int, int]]:
+    """``(first, last)`` runs of boxes whose candidate counts (running totals ``ends``) sum to about
+    :data:`_PAIR_BLOCK` each (a box with more forms a run alone)."""
+    total = int(ends[-1]) if len(ends) else 0
+    marks = torch.arange(1, max(1, -(-total // _PAIR_BLOCK)), device=ends.device) * _PAIR_BLOCK
+    cuts = torch.searchsorted(ends, marks, right=True).tolist()
+    bounds = sorted({0, len(ends), *cuts})
+    return [(first, last) for first, last in zip(bounds, bounds[1:]) if last > first]
 
 
 def _sparse_greedy(alive: Tensor, src: Tensor, dst: Tensor) -> Tensor:
