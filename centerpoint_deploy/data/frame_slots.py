@@ -110,7 +110,8 @@ class FrameSlots:
         """(Main process) Page-lock the slots in place for asynchronous copies to CUDA; False when the
         driver refuses (then the copies are synchronous: correct, slower)."""
         nbytes = self.points.numel() * self.points.element_size()
-        self._pinned = torch.cuda.cudart().cudaHostRegister(self.points.data_ptr(), nbytes, 0) == 0
+        # the binding returns a cudaError_t enum (not an int): 0 is success
+        self._pinned = int(torch.cuda.cudart().cudaHostRegister(self.points.data_ptr(), nbytes, 0)) == 0
         return self._pinned
 
     def close(self) -> None:

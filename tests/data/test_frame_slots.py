@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from centerpoint_deploy.data.frame_slots import FrameSlots, SlotsClosed
 from centerpoint_deploy.errors import DatasetError
@@ -59,3 +60,16 @@ def test_sizes_are_checked() -> None:
     assert slots.fits(4) and not slots.fits(5)
     with pytest.raises(DatasetError, match=">= 1"):
         FrameSlots(0, 4, 3, multiprocessing.get_context())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_slots_are_page_locked_in_place_until_closed() -> None:
+    slots = _slots()
+    assert slots.pin() and slots.points.is_pinned()
+    slots.write(0, np.ones((3, 3), np.float32), None)
+    on_device = slots.view(0, 3).to("cuda", non_blocking=True)
+    torch.cuda.synchronize()
+    assert on_device.cpu().eq(1).all()
+    slots.close()
+    assert not slots.points.is_pinned()
