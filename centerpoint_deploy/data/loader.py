@@ -201,15 +201,17 @@ class FrameLoader:
 
     def __iter__(self) -> Iterator[FrameBatch]:
         slots = self._slots()
-        if slots is not None and self.device.type == "cuda":
-            slots.pin()
         loader = DataLoader(_SelectedFrames(self.dataset, self.indices, self.columns, slots),
                             batch_size=self.batch_size, shuffle=False, num_workers=self.workers,
                             collate_fn=collate_frames, worker_init_fn=_start_reader,
                             multiprocessing_context=reader_context() if self.workers else None,
                             prefetch_factor=self.prefetch if self.workers else None)
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        batches = iter(loader)
+        batches = iter(loader)  # starts the readers
+        # after the readers were forked: the driver may keep page-locked ranges out of a fork
+        if slots is not None and stream is not None and not slots.pin():
+            warnings.warn("the frame loader's slots could not be page-locked: uploads wait for their copies",
+                          stacklevel=2)
         pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
         position = 0
         try:
