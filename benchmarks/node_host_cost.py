@@ -11,12 +11,11 @@ runs on a GPU). Up to commit 66de225 both NMS ran on the host, in ``finish``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
+from centerpoint_deploy.benchmark.timing import HostClock, LatencyStats, time_calls
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.job.inputs import DEMO_CHECKPOINT
 from centerpoint_deploy.postprocess.autoware import AutowarePostprocess
@@ -39,18 +38,11 @@ def main() -> None:
             maps = det.task_maps(det.detect_with_head_outputs(cloud)[0])
             selection = node.select(maps, fixed_shapes=args.fixed_shapes)
             boxes = node.finish(selection, lambda: maps)
-            select = _p50(lambda: node.select(maps, fixed_shapes=args.fixed_shapes), args.iterations)
-            finish = _p50(lambda: node.finish(selection, lambda: maps), args.iterations)
+            select, finish = (
+                LatencyStats.from_seconds(time_calls(fn, HostClock(), warmup=5, iterations=args.iterations)).p50
+                for fn in (lambda: node.select(maps, fixed_shapes=args.fixed_shapes),
+                           lambda: node.finish(selection, lambda: maps)))
             print(f"| {seed} | {len(boxes[0])} | {select:.3f} | {finish:.3f} |")
-
-
-def _p50(fn, iterations: int) -> float:
-    times = []
-    for _ in range(iterations):
-        begin = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - begin) * 1e3)
-    return statistics.median(times)
 
 
 if __name__ == "__main__":

@@ -9,34 +9,23 @@ with its boxes on the host (``.cpu()``), as the loop's host conversion does::
         --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph
 
 Prints a Markdown table, then the node post-processing's steps timed alone on the frame's head
-maps (decode; decode and both NMS in fixed shapes, and exactly; the host's read and remap; synchronised after each); ``--profile`` also prints
-torch.profiler's top CUDA and CPU operators of the both-views call.
+maps (the decode; the decode and both NMS in fixed shapes, and exactly; the host's read and
+remap; synchronised after each); ``--profile`` also prints torch.profiler's top CUDA and CPU
+operators of the both-views call.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
+from centerpoint_deploy.benchmark.timing import HostClock, LatencyStats, time_calls
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.postprocess.modes import default_views
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.views import detect_views
-
-
-def _p50(fn, warmup: int, iterations: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def node_steps(node, maps, config, warmup: int, iterations: int, device: torch.device) -> None:
@@ -63,7 +52,8 @@ def node_steps(node, maps, config, warmup: int, iterations: int, device: torch.d
         ("node whole", lambda: node(maps)),
     ]
     for label, fn in steps:
-        print(f"| {label} | {_p50(synced(fn), warmup, iterations):.2f} |", flush=True)
+        stats = LatencyStats.from_seconds(time_calls(synced(fn), HostClock(), warmup=warmup, iterations=iterations))
+        print(f"| {label} | {stats.p50:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -95,7 +85,9 @@ def main() -> None:
         boxes = {name: len(ds[0]) for name, ds in detect_views(detector, [cloud], views).items()}
         print(f"| {args.variant}, {cloud.shape[0]} points, boxes per view {boxes} | p50 ms |\n|---|---|")
         for label, fn in rows:
-            print(f"| {label} | {_p50(fn, args.warmup, args.iterations):.2f} |", flush=True)
+            stats = LatencyStats.from_seconds(time_calls(fn, HostClock(), warmup=args.warmup,
+                                                         iterations=args.iterations))
+            print(f"| {label} | {stats.p50:.2f} |", flush=True)
         node = views[1].postprocess
         maps = detector.task_maps(detector.detect_with_head_outputs([cloud])[0])
         node_steps(node, maps, config, args.warmup, args.iterations, torch.device(args.device))
