@@ -218,14 +218,12 @@ class FrameLoader:
             for items in batches:
                 if isinstance(items, _ReadFailure):
                     raise items.error
-                batch = FrameBatch(tuple(self._frame(item, slots) for item in items))
+                batch = FrameBatch(tuple(self._frame(item, slots, copy=stream is None) for item in items))
                 positions = list(range(position, position + len(items)))
                 position += len(items)
                 if stream is None:  # host batches are the consumer's own: copied out of the slots
-                    owned = FrameBatch(tuple(replace(f, points=_own_copy(f.points)) if slots is not None else f
-                                             for f in batch.frames))
                     self._release(slots, positions)
-                    yield owned
+                    yield batch
                     continue
                 with torch.cuda.stream(stream):
                     moved = batch.to(self.device, non_blocking=True)
@@ -262,11 +260,14 @@ class FrameLoader:
                           "slower default way", stacklevel=3)
             return None
 
-    def _frame(self, item: LoadedFrame | _SlotFrame, slots: FrameSlots | None) -> LoadedFrame:
+    @staticmethod
+    def _frame(item: LoadedFrame | _SlotFrame, slots: FrameSlots | None, copy: bool) -> LoadedFrame:
+        """The frame of a reader's item: its slot's rows (``copy``: a copy of them), or the item itself."""
         if isinstance(item, LoadedFrame):
             return item
         assert slots is not None
-        return LoadedFrame(item.index, item.token, slots.view(item.position, item.rows), item.read_seconds)
+        points = slots.view(item.position, item.rows)
+        return LoadedFrame(item.index, item.token, _own_copy(points) if copy else points, item.read_seconds)
 
     def _hand_over(self, pending: tuple[FrameBatch, torch.cuda.Event, list[int]],
                    slots: FrameSlots | None) -> Iterator[FrameBatch]:
