@@ -21,8 +21,9 @@ import argparse
 import torch
 
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
-from centerpoint_deploy.benchmark.timing import HostClock, LatencyStats, time_calls
+from centerpoint_deploy.benchmark.timing import HostClock, LatencyStats, stage_clock, time_calls
 from centerpoint_deploy.config import load_config
+from centerpoint_deploy.cuda_graphs import capture
 from centerpoint_deploy.postprocess.modes import default_views
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.views import detect_views
@@ -54,6 +55,11 @@ def node_steps(node, maps, config, warmup: int, iterations: int, device: torch.d
     for label, fn in steps:
         stats = LatencyStats.from_seconds(time_calls(synced(fn), HostClock(), warmup=warmup, iterations=iterations))
         print(f"| {label} | {stats.p50:.2f} |", flush=True)
+    if device.type == "cuda":  # what a pipeline graph's loop pays on the GPU: the selection as one graph replay
+        captured = capture(lambda _: node.select(maps), device)
+        stats = LatencyStats.from_seconds(time_calls(captured.replay, stage_clock(device), warmup=warmup,
+                                                     iterations=iterations))
+        print(f"| node decode and both NMS, one CUDA graph replay (GPU time) | {stats.p50:.3f} |", flush=True)
 
 
 def main() -> None:
