@@ -18,7 +18,7 @@ decoration and NMS are compiled.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable, Sequence, TypeVar
 
 import torch
@@ -42,6 +42,7 @@ from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUT
 from centerpoint_deploy.structures import Detections, Voxels
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class StaticPipeline(BackendOwner):
         self._suppress = torch.compile(suppress, dynamic=False) if settings.compile else suppress
         self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun] | HybridRun]] = {}
         self._replays: dict[tuple[int, int], int] = {}  # replays of each graph so far
-        self._on_outputs: dict[tuple[tuple[int, int], Hashable], Captured] = {}  # see on_head_outputs
+        self._on_outputs: dict[tuple[tuple[int, int], Hashable], _SideGraph] = {}  # see on_head_outputs
 
     def _check_graph_support(self) -> None:
         if self.device.type != "cuda":
@@ -302,23 +303,40 @@ class StaticPipeline(BackendOwner):
                       stacklevel=3)
         return False
 
-    def on_head_outputs(self, launched: "LaunchedRun", key: Hashable, fn: Callable[[dict[str, Tensor]], T]) -> T:
-        """``fn(launched.head_outputs)``; after a graph replay recorded once per graph and ``key`` as a
-        CUDA graph on that graph's head outputs, then replayed (one launch instead of ``fn``'s
-        kernels one by one from Python). Call it before the pipeline's next launch and read the
-        result before the one after (it lives in the recorded graph's memory); ``fn`` must have
-        fixed shapes and read nothing on the host.
+    def on_head_outputs(self, launched: "LaunchedRun", key: Hashable, fn: Callable[[dict[str, Tensor]], T],
+                        then: Callable[[T], R]) -> R:
+        """``then(fn(launched.head_outputs))``, where ``then`` queues what reads ``fn``'s result (e.g. its
+        copy to the host). Call it before the pipeline's next launch.
+
+        After a graph replay ``fn`` is recorded once per graph and ``key`` as a CUDA graph on a copy
+        of the head outputs, then replayed with ``then`` on a side stream (one launch instead of
+        ``fn``'s kernels one by one from Python). The copy is made on the pipeline's stream right
+        after the replay, and the next copy waits until the side stream has read the last one, so
+        ``fn``'s small kernels overlap the pipeline's next replay instead of delaying it. ``fn``
+        must have fixed shapes and read nothing on the host; its result lives in the recorded
+        graph's memory until the next call, so ``then`` must copy out what is kept.
         """
         if launched.graph is None:
-            return fn(launched.head_outputs)
+            return then(fn(launched.head_outputs))
         if not launched.current:
             raise BackendError("on_head_outputs after a later replay of the same graph: its head outputs are gone")
         entry = (launched.graph, key)
         if entry not in self._on_outputs:
-            self._on_outputs[entry] = capture(lambda _: fn(launched.head_outputs), self.device)
-        captured = self._on_outputs[entry]
-        captured.replay()
-        return captured.result
+            inputs = {name: tensor.clone() for name, tensor in launched.head_outputs.items()}
+            self._on_outputs[entry] = _SideGraph(inputs, capture(lambda _: fn(inputs), self.device),
+                                                 torch.cuda.Stream(self.device))
+        side = self._on_outputs[entry]
+        main = torch.cuda.current_stream(self.device)
+        main.wait_event(side.read)  # the side stream's last replay has read its inputs
+        for name, tensor in launched.head_outputs.items():
+            side.inputs[name].copy_(tensor)
+        side.copied.record(main)
+        side.stream.wait_event(side.copied)
+        with torch.cuda.stream(side.stream):
+            side.captured.replay()
+            result = then(side.captured.result)
+            side.read.record(side.stream)
+        return result
 
     # ----- the stages -----------------------------------------------------------------------------
     def _infer(self, backend: Backend, name: str, tensor: Tensor, capturing: bool) -> dict[str, Tensor]:
@@ -397,6 +415,18 @@ class StaticPipeline(BackendOwner):
             keep, done = suppress(run.decoded, self.config, None)
             detections = [d.to("cpu") for d in merge_tasks(run.decoded, keep, done, self.config.nms.post_max_size).unpad()]
         return detections
+
+
+@dataclass
+class _SideGraph:
+    """A graph recorded by :meth:`StaticPipeline.on_head_outputs`: its own copy of the head outputs,
+    the stream it replays on, and events for the copy done (``copied``) and the copy read (``read``)."""
+
+    inputs: dict[str, Tensor]
+    captured: Captured
+    stream: torch.cuda.Stream
+    copied: torch.cuda.Event = field(default_factory=torch.cuda.Event)
+    read: torch.cuda.Event = field(default_factory=torch.cuda.Event)
 
 
 class LaunchedRun:

@@ -93,8 +93,8 @@ def launch_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
             out[view.name] = own
         elif isinstance(node, AutowarePostprocess):
             if launched is not None:  # recorded on the graph's head outputs once, then replayed
-                selected = detector.on_head_outputs(launched, node, functools.partial(_select_node, detector, node))
-                selection = selected.to_host()
+                selection = detector.on_head_outputs(launched, node, functools.partial(_select_node, detector, node),
+                                                     NodeSelection.to_host)
             else:
                 selection = node.launch(task_maps())
             out[view.name] = PendingView(finish=functools.partial(node.finish, selection, task_maps_again))

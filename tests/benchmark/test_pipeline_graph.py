@@ -242,3 +242,31 @@ def test_views_read_after_later_replays_are_their_own_batchs(config) -> None:
                 assert torch.allclose(g.boxes.cpu(), e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels.cpu(),
                                                                                                e.labels.cpu())
     assert list(graphed._graphs) == [(2, 2500)]
+
+
+@pytest.mark.cuda
+@cuda
+def test_work_on_head_outputs_runs_beside_the_next_replay_on_its_own_copy(config) -> None:
+    """on_head_outputs' side-stream replays read their own copy of each batch's head outputs: three
+    batches queued on one graph (each replay rewrites the last's outputs) before any result is read."""
+    graphed = make_detector(config, static=True, device="cuda", graph=True, max_points=2500).load()
+    batches = [random_clouds((2000, 900), seed=seed) for seed in (21, 22, 23)]
+
+    def totals(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([outputs[name].float().sum() for name in sorted(outputs)])
+
+    def to_host(result: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event]:
+        host = torch.empty(result.shape, dtype=result.dtype, pin_memory=True).copy_(result, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return host, event
+
+    queued = []
+    for clouds in batches:
+        launched = graphed.launch(clouds)
+        queued.append(graphed.on_head_outputs(launched, "totals", totals, to_host))
+    for clouds, (host, event) in zip(batches, queued):
+        event.synchronize()
+        expected = totals(graphed.run_stages(clouds).head_outputs).cpu()
+        assert torch.allclose(host, expected, rtol=1e-4), (host, expected)
+    assert len(graphed._on_outputs) == 1
