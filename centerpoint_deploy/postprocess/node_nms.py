@@ -131,7 +131,7 @@ def iou_bev_nms_node(boxes: NodeBoxes, survivors: Tensor, class_names: tuple[str
         present, fits = torch.ones(src.shape, dtype=torch.bool, device=src.device), _all_true(survivors)
     else:
         src, dst, present, fits = _budgeted_pairs(_dense_pairs(survivors, counted), pair_budget)
-    footprint = table[:, list(_FOOTPRINT)]
+    footprint = torch.stack([table[:, column] for column in _FOOTPRINT], dim=1)  # no host index: capturable
     drop = (bev_iou_pairs(footprint[src], footprint[dst]) > iou_threshold) & present
     dropped = torch.zeros(batch * rows, dtype=torch.int32, device=survivors.device)
     dropped.scatter_add_(0, dst, drop.to(torch.int32))

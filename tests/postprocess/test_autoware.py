@@ -314,7 +314,7 @@ def test_too_few_rounds_or_pairs_are_flagged(make_config) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_gpus_fixed_shapes_match_the_cpus_exact_boxes(make_config) -> None:
     config, params, maps = oracle_case(make_config, 0)
-    node = AutowarePostprocess(config, params)
+    node = AutowarePostprocess(config, params, capacity=1024)  # every cell of the 32 x 32 grid
     on_gpu = node.select([{k: v.cuda() for k, v in maps.items()}])
     assert on_gpu.exact.all()
     same_detections(node.finish(on_gpu.to_host(), lambda: pytest.fail("ran again")), node([maps]))
