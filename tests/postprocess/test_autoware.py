@@ -317,7 +317,10 @@ def test_the_gpus_fixed_shapes_match_the_cpus_exact_boxes(make_config) -> None:
     node = AutowarePostprocess(config, params, capacity=1024)  # every cell of the 32 x 32 grid
     on_gpu = node.select([{k: v.cuda() for k, v in maps.items()}])
     assert on_gpu.exact.all()
-    same_detections(node.finish(on_gpu.to_host(), lambda: pytest.fail("ran again")), node([maps]))
+    got, expected = node.finish(on_gpu.to_host(), lambda: pytest.fail("ran again")), node([maps])
+    for g, e in zip(got, expected):  # the same boxes; the GPU's exp and atan2 differ from the CPU's by ulps
+        assert torch.equal(g.labels, e.labels) and len(g) > 10
+        assert torch.allclose(g.boxes, e.boxes, atol=1e-5) and torch.allclose(g.scores, e.scores, atol=1e-6)
 
 
 def test_refuses_multi_task_models_and_foreign_parameters(make_config, tiny_config) -> None:
