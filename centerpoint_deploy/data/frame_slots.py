@@ -11,8 +11,9 @@ page-locked in place, so a frame goes from the reader's write straight to the de
 
 The frame at loader position ``p`` goes into slot ``p % count`` once the slot's previous frame
 (position ``p - count``) was released by the main process: each slot holds a ticket, the one
-position allowed to write it next, under a shared condition. Tickets only move forward, so a
-reader never overwrites a frame still in use, whatever order the readers run in.
+position allowed to write it next, and a semaphore that wakes a reader waiting for it. Tickets
+only move forward, so a reader never overwrites a frame still in use, whatever order the
+readers run in.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class FrameSlots:
         self.points = torch.empty((count, rows, width), dtype=torch.float32).share_memory_()
         self._tickets = context.Array("q", range(count), lock=False)  # slot s: the position that may write it next
         self._closed = context.Value("b", 0, lock=False)
-        self._condition = context.Condition()
+        # one wake-up per slot: releasing never waits (a Condition's notify waits for every woken
+        # process to acknowledge, a round trip per waiter on each frame); the ticket says who may write
+        self._freed = [context.Semaphore(0) for _ in range(count)]
         self._pinned = False
 
     @property
@@ -76,16 +79,15 @@ class FrameSlots:
             SlotsClosed: the main process closed the slots meanwhile.
         """
         slot = position % self.count
-        with self._condition:
-            while self._tickets[slot] != position:
-                if self._tickets[slot] > position:
-                    raise DatasetError(f"frame slot {slot} was handed out past position {position}")
-                if self._closed.value:
+        while self._tickets[slot] != position:  # a spurious wake-up (an earlier release) just looks again
+            if self._tickets[slot] > position:
+                raise DatasetError(f"frame slot {slot} was handed out past position {position}")
+            if self._closed.value:
+                raise SlotsClosed
+            if not self._freed[slot].acquire(timeout=_POLL_SECONDS):
+                parent = multiprocessing.parent_process()
+                if parent is not None and not parent.is_alive():
                     raise SlotsClosed
-                if not self._condition.wait(_POLL_SECONDS):
-                    parent = multiprocessing.parent_process()
-                    if parent is not None and not parent.is_alive():
-                        raise SlotsClosed
         rows = points.shape[0]
         target = self.points[slot, :rows].numpy()
         if columns is None:
@@ -99,12 +101,10 @@ class FrameSlots:
 
     def release(self, positions: Sequence[int]) -> None:
         """(Main process) The frames at ``positions`` are no longer read: their slots may take the next frames."""
-        if not positions:
-            return
-        with self._condition:
-            for position in positions:
-                self._tickets[position % self.count] = position + self.count
-            self._condition.notify_all()
+        for position in positions:
+            slot = position % self.count
+            self._tickets[slot] = position + self.count
+            self._freed[slot].release()
 
     def pin(self) -> bool:
         """(Main process) Page-lock the slots in place for asynchronous copies to CUDA; False when the
@@ -116,9 +116,9 @@ class FrameSlots:
 
     def close(self) -> None:
         """(Main process) Wake and stop every waiting reader; unpin. Call after the last copy finished."""
-        with self._condition:
-            self._closed.value = 1
-            self._condition.notify_all()
+        self._closed.value = 1
+        for freed in self._freed:
+            freed.release()
         if self._pinned:
             torch.cuda.cudart().cudaHostUnregister(self.points.data_ptr())
             self._pinned = False
