@@ -39,7 +39,6 @@ from centerpoint_deploy.benchmark.run import benchmark_detector
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.compile_cache import use_persistent_compile_cache
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.data.loader import start_reader_server
 from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 from centerpoint_deploy.evaluate.io import load_metric_config
@@ -83,7 +82,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    start_reader_server()  # as the evaluate command does
     use_persistent_compile_cache()
     device = torch.device(args.device)
     checkpoint = args.checkpoint or DEMO_CHECKPOINT

@@ -23,7 +23,6 @@ from typing import Iterator
 import torch
 
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.data.loader import start_reader_server
 from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 from centerpoint_deploy.evaluate.io import load_metric_config
@@ -116,7 +115,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--rows", type=int, default=30)
     args = parser.parse_args()
-    start_reader_server()  # as the evaluate command does
     config = load_config(args.config)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "data"

@@ -124,9 +124,6 @@ def evaluate(
     device_asked = resolve_device(device)
     if calibration_floor is not None and not 0.0 <= calibration_floor < 1.0:
         raise EvaluationError(f"--calibration-floor must be in [0, 1), got {calibration_floor:g}")
-    from centerpoint_deploy.data.loader import start_reader_server
-
-    start_reader_server()  # its start overlaps loading the models
 
     from rich.console import Console
 

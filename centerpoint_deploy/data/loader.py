@@ -146,37 +146,9 @@ def _start_reader(_: int) -> None:
     keep_freed_memory()
 
 
-#: Set by :func:`start_reader_server`: readers start from the forkserver.
-_SERVER_STARTED = False
-
-
-def start_reader_server() -> bool:
-    """Start a forkserver for the reader processes now, where the platform has one, and return
-    whether it did.
-
-    A reader forked from the process that runs the detectors copies its page tables (the CUDA
-    context, the models): on the H200 VM the first frame came 350-400 ms after a pass started,
-    most of a 160-frame ``evaluate`` loop's gap to the pipeline's rate. Forked from a small server
-    that imported the readers' code once, they start in milliseconds. Call it first thing in a
-    command, so that the server's start (a Python with torch, 1-2 s) overlaps the command's own;
-    without it readers start the platform's default way.
-    """
-    global _SERVER_STARTED
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return False
-    if not _SERVER_STARTED:
-        from multiprocessing import forkserver
-
-        multiprocessing.set_forkserver_preload([__name__])
-        forkserver.ensure_running()
-        _SERVER_STARTED = True
-    return True
-
-
 def reader_context() -> multiprocessing.context.BaseContext:
-    """The multiprocessing context reader processes start in: the forkserver once
-    :func:`start_reader_server` started it, else the platform's default."""
-    return multiprocessing.get_context("forkserver" if _SERVER_STARTED else None)
+    """The multiprocessing context reader processes start in (the platform's default)."""
+    return multiprocessing.get_context()
 
 
 #: Rows a slot has room for: this margin over the largest of the first frames' sizes (frames
