@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -45,3 +46,13 @@ def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
             constant[index].fill_(value)  # a fill kernel: no host tensor involved
         return constant
     return torch.tensor(tuple(values), dtype=torch.float32).to(device, non_blocking=True)
+
+
+@functools.lru_cache(maxsize=64)
+def cached_constant(values: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``torch.tensor(values)`` on ``device``, made once (a host -> device copy per call would wait for
+    the device, and a CUDA graph capture refuses one); ``values`` a number or nested tuples. Read
+    only; a normal tensor even when first asked for under ``inference_mode`` (so that autograd may
+    still use it)."""
+    with torch.inference_mode(False):
+        return torch.tensor(values, dtype=dtype, device=device)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from centerpoint_deploy.config.schema import ModelConfig, VoxelizationConfig
+from centerpoint_deploy.device import cached_constant
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.postprocess.decode import check_maps
 from centerpoint_deploy.postprocess.node_nms import NodeBoxes, circle_nms_node, iou_bev_nms_node
@@ -193,12 +194,12 @@ def decode_node_candidates(maps: dict[str, Tensor], config: ModelConfig, params:
     y = step_y * (yi + reg[:, 1]) + y_min
     radial = torch.sqrt(x * x + y * y)
 
-    limits = _constant(params.thresholds.distance_bin_upper_limits, f32, device)
+    limits = cached_constant(params.thresholds.distance_bin_upper_limits, f32, device)
     bins = (radial[..., None] >= limits).sum(dim=-1)  # first bin with radial < limit
     in_bins = (bins < limits.numel()) & ~torch.isnan(radial)
-    table = _constant(params.thresholds.min_confidence_scores, f32, device)  # [C, bins]
+    table = cached_constant(params.thresholds.min_confidence_scores, f32, device)  # [C, bins]
     threshold = table[label, bins.clamp(max=limits.numel() - 1)]
-    yaw_limit = _constant(params.yaw_norm_thresholds, f32, device)[label]
+    yaw_limit = cached_constant(params.yaw_norm_thresholds, f32, device)[label]
     yaw_norm = torch.sqrt(rot[:, 0] * rot[:, 0] + rot[:, 1] * rot[:, 1])
     score = torch.where(found & in_bins & ~(max_score < threshold) & (yaw_norm >= yaw_limit), max_score,
                         torch.zeros_like(max_score)).reshape(batch, -1)
@@ -223,22 +224,13 @@ def decode_node_candidates(maps: dict[str, Tensor], config: ModelConfig, params:
     return NodeCandidates(packed, counts)
 
 
-@functools.lru_cache(maxsize=64)
-def _constant(values: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``torch.tensor(values)`` on ``device``, made once (a host -> device copy per call would wait for
-    the device); ``values`` a number or nested tuples. Read only; a normal tensor even when first
-    asked for under ``inference_mode`` (so that autograd may still use it)."""
-    with torch.inference_mode(False):
-        return torch.tensor(values, dtype=dtype, device=device)
-
-
 @functools.lru_cache(maxsize=16)
 def _grid(voxelization: VoxelizationConfig, out_size_factor: int, device: torch.device) -> tuple[Tensor, ...]:
     """``(step_x, step_y, x_min, y_min)``: float32 scalars on ``device``, the steps rounded as float32
     products on the host (as the kernel's ``voxel_size * downsample``). Read only."""
     f32 = torch.float32
     steps = [float(torch.tensor(size, dtype=f32) * out_size_factor) for size in voxelization.voxel_size[:2]]
-    return tuple(_constant(value, f32, device) for value in (*steps, *voxelization.point_cloud_range[:2]))
+    return tuple(cached_constant(value, f32, device) for value in (*steps, *voxelization.point_cloud_range[:2]))
 
 
 def _wrap(angle: Tensor) -> Tensor:

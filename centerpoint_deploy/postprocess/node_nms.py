@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from centerpoint_deploy.device import cached_constant
 from centerpoint_deploy.postprocess.nms import greedy_suppression
 from centerpoint_deploy.postprocess.node_params import semantic_label
 from centerpoint_deploy.postprocess.rotated_iou import bev_iou_pairs
@@ -114,7 +115,8 @@ def iou_bev_nms_node(boxes: NodeBoxes, survivors: Tensor, class_names: tuple[str
     """
     batch, rows = survivors.shape
     table = boxes.boxes.to(torch.float64).reshape(-1, 9)
-    semantic = _semantic_labels(class_names, boxes.labels.device)[boxes.labels.flatten()]
+    semantic = cached_constant(tuple(semantic_label(name) for name in class_names), torch.int64,
+                               boxes.labels.device)[boxes.labels.flatten()]
     radius = torch.sqrt(table[:, 3] ** 2 + table[:, 4] ** 2) / 2  # of the circumscribed circles
     search_sq = float(search_distance) ** 2
 
@@ -226,10 +228,3 @@ def _budgeted_pairs(pairs: Tensor, budget: int) -> tuple[Tensor, Tensor, Tensor,
 
 def _all_true(alive: Tensor) -> Tensor:
     return torch.ones(alive.shape[0], dtype=torch.bool, device=alive.device)
-
-
-@functools.lru_cache(maxsize=16)
-def _semantic_labels(class_names: tuple[str, ...], device: torch.device) -> Tensor:
-    """``Tensor[C]`` int64: Autoware's label of each class, on ``device`` (made once; read only)."""
-    with torch.inference_mode(False):
-        return torch.tensor([semantic_label(name) for name in class_names], dtype=torch.int64, device=device)

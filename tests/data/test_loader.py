@@ -75,15 +75,20 @@ def test_cuda_frames_pinned_and_uploaded_ahead(tmp_path: Path) -> None:
         np.testing.assert_array_equal(frame.points.cpu().numpy(), dataset[frame.index].points[:, :3])
 
 
-def test_slots_are_reused_and_host_batches_stay_valid(tmp_path: Path) -> None:
+def test_slots_are_reused_and_host_batches_stay_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two readers, one batch ahead each: 4 slots for 20 frames (frame 15 is bigger than any slot and
     comes the default way); every batch kept is still right after the slots took later frames."""
     dataset = _dataset(tmp_path, frames=20, sweeps_num=0)
     rng = np.random.default_rng(2)
     for index, record in enumerate(dataset.records):
         write_points_bin(record.lidar_path, rng.normal(0, 5, (900 if index == 15 else 60, 5)))
+    from centerpoint_deploy.data import loader as loader_module
+
+    copied = []  # the host's copies out of the slots: one per frame that came through them
+    monkeypatch.setattr(loader_module, "_own_copy", lambda points: copied.append(1) or points.clone())
     batches = list(FrameLoader(dataset, list(range(20)), [0, 1, 2, 3, 4], workers=2, prefetch=1))
     assert [f.index for b in batches for f in b.frames] == list(range(20))
+    assert len(copied) == 19
     for position, batch in enumerate(batches):
         np.testing.assert_array_equal(batch.frames[0].points.numpy(), dataset[position].points)
 
@@ -112,13 +117,15 @@ def test_readers_started_by_forkserver(tmp_path: Path, monkeypatch: pytest.Monke
     if "forkserver" not in multiprocessing.get_all_start_methods():
         pytest.skip("no forkserver start method on this platform")
     monkeypatch.setattr(loader_module, "reader_context", lambda: multiprocessing.get_context("forkserver"))
+    copied = []
+    monkeypatch.setattr(loader_module, "_own_copy", lambda points: copied.append(1) or points.clone())
     dataset = _dataset(tmp_path, frames=6, sweeps_num=1)
     taken = []
     for batch in FrameLoader(dataset, list(range(6)), [0, 1, 2], workers=1, prefetch=1):
         (frame,) = batch.frames
         np.testing.assert_array_equal(frame.points.numpy(), dataset[frame.index].points[:, :3])
         taken.append(frame.index)
-    assert taken == list(range(6))
+    assert taken == list(range(6)) and len(copied) == 6  # every frame came through the slots
 
 
 def test_too_little_shared_memory_hands_frames_over_the_default_way(tmp_path: Path,
