@@ -56,3 +56,17 @@ def cached_constant(values: Any, dtype: torch.dtype, device: torch.device) -> Te
     still use it)."""
     with torch.inference_mode(False):
         return torch.tensor(values, dtype=dtype, device=device)
+
+
+def copy_to_host(*tensors: Tensor) -> tuple[list[Tensor], "torch.cuda.Event | None"]:
+    """``tensors`` on the host without waiting for the device: CUDA ones copied into fresh pinned
+    memory on the current stream, with an event recorded behind the copies (synchronise it before
+    reading them); host ones as they are, with no event. All on one device."""
+    if not tensors or tensors[0].device.type != "cuda":
+        return [tensor.cpu() for tensor in tensors], None
+    host = [torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True) for tensor in tensors]
+    for target, source in zip(host, tensors):
+        target.copy_(source, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(tensors[0].device))
+    return host, event

@@ -29,6 +29,7 @@ from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.compile_cache import release_compile_workers
 from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.cuda_graphs import Captured, capture
+from centerpoint_deploy.device import copy_to_host
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.point_buffer import PointBuffer, point_capacity
 from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tasks, postprocess, suppress, unpack_host
@@ -452,10 +453,7 @@ class LaunchedRun:
         self._host: Tensor | None = None
         self._event: torch.cuda.Event | None = None
         if run is not None:
-            self._host = torch.empty(run.packed.shape, dtype=run.packed.dtype, pin_memory=True)
-            self._host.copy_(run.packed, non_blocking=True)
-            self._event = torch.cuda.Event()
-            self._event.record(torch.cuda.current_stream(run.packed.device))
+            (self._host,), self._event = copy_to_host(run.packed)
 
     @property
     def current(self) -> bool:
@@ -465,8 +463,9 @@ class LaunchedRun:
     def detections(self) -> list[Detections]:
         """One :class:`Detections` per cloud on the CPU (waits for the copy; checks as :meth:`StaticPipeline.run_stages`)."""
         if self._detections is None:
-            assert self._run is not None and self._host is not None and self._event is not None
-            self._event.synchronize()
+            assert self._run is not None and self._host is not None
+            if self._event is not None:
+                self._event.synchronize()
             found = self.pipeline._finish(self._run, self._host, [int(c.shape[0]) for c in self.clouds],
                                           decoded_current=self.current)
             self._detections = found if found is not None else self.pipeline.run_stages(self.clouds).detections

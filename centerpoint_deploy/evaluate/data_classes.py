@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from centerpoint_deploy.device import copy_to_host
 from centerpoint_deploy.evaluate.attributes import MOVING_SPEED, attributes_from_velocity
 from centerpoint_deploy.errors import EvaluationError
 from centerpoint_deploy.structures import Detections
@@ -347,14 +348,7 @@ class HostDetections:
         self.counts = [len(d) for d in detections]
         packed = torch.cat([_packed_rows(d) for d in detections]) if detections else \
             torch.zeros(0, self.COLUMNS, dtype=torch.float64)
-        self._event: torch.cuda.Event | None = None
-        if packed.device.type == "cuda":
-            self._host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
-            self._host.copy_(packed, non_blocking=True)
-            self._event = torch.cuda.Event()
-            self._event.record(torch.cuda.current_stream(packed.device))  # the stream the copy was queued on
-        else:
-            self._host = packed.cpu()
+        (self._host,), self._event = copy_to_host(packed)
 
     def sample_boxes(self, class_names: Sequence[str]) -> list[SampleBoxes]:
         """One :class:`SampleBoxes` per cloud (waits for the copy), as :meth:`SampleBoxes.from_detections` gives."""

@@ -22,7 +22,7 @@ outputs, and each view is scored as its own entry (``<backend>`` and ``<backend>
 A batch's boxes are made and converted to the host after the next batch was launched
 (:func:`~centerpoint_deploy.views.launch_views`,
 :class:`~centerpoint_deploy.evaluate.data_classes.HostDetections`): with a pipeline graph the
-device runs the next batch while the host reads this one's boxes and runs the node's NMS.
+device runs the next batch while the host reads this one's boxes (the node's kept ones too).
 
 A backend's predictions are reused when its ``predictions.json`` carries the same cache key:
 a hash of what the predictions are made from, by content (the point files' bytes, poses,
@@ -130,7 +130,7 @@ def _view_key(view: PostprocessView) -> str:
 class _Launched:
     """One detector view's boxes of one batch, on their way to the host: made, and copied there
     without waiting (``HostDetections``), or still to be made (``PendingView``, e.g. a pipeline
-    graph's boxes and the node's NMS, made after the next batch was queued)."""
+    graph's boxes and the node's kept boxes, read after the next batch was queued)."""
 
     backend: str
     view: str

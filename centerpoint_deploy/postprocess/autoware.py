@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from centerpoint_deploy.config.schema import ModelConfig, VoxelizationConfig
-from centerpoint_deploy.device import cached_constant
+from centerpoint_deploy.device import cached_constant, copy_to_host
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.postprocess.decode import check_maps
 from centerpoint_deploy.postprocess.node_nms import NodeBoxes, circle_nms_node, iou_bev_nms_node
@@ -116,13 +116,7 @@ class NodeSelection:
     def to_host(self) -> "NodeSelection":
         """This selection on the host: on CUDA copied into pinned memory without waiting (an event
         marks the copy's end; :meth:`wait` waits for it)."""
-        if self.packed.device.type != "cuda":
-            return NodeSelection(self.packed.cpu(), self.labels.cpu(), self.exact.cpu())
-        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (self.packed, self.labels, self.exact)]
-        for target, source in zip(host, (self.packed, self.labels, self.exact)):
-            target.copy_(source, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record(torch.cuda.current_stream(self.packed.device))
+        host, event = copy_to_host(self.packed, self.labels, self.exact)
         return NodeSelection(*host, event)
 
     def wait(self) -> "NodeSelection":
