@@ -96,7 +96,7 @@ def evaluate(
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the precision-recall PNGs."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised pytorch model (smoke tests)."),
     workers: Optional[int] = typer.Option(None, "--workers", callback=bounded(0),
-                                          help="Processes reading frames ahead (default: up to 4, one core left free)."),
+                                          help="Processes reading frames ahead (default: up to 8, one core left free)."),
     calibration_floor: Optional[float] = typer.Option(
         None, "--calibration-floor",
         help="Also keep the node's boxes down to this score (e.g. 0.1) in <backend>@calibration/: the input of "
@@ -129,6 +129,7 @@ def evaluate(
 
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data import open_dataset
+    from centerpoint_deploy.data.loader import FrameLoader
     from centerpoint_deploy.evaluate.distributed import rank_group
     from centerpoint_deploy.evaluate.runner import evaluate_backends
     from centerpoint_deploy.job.inputs import job_metric_config, model_reach, spread_indices, spread_subset
@@ -142,6 +143,9 @@ def evaluate(
         if not indices:
             raise EvaluationError(f"dataset '{dataset}' has no frames")
         target = group.device(device_asked)
+        if voxelization_seeds is None:  # the readers start while the process is small (before CUDA and the models)
+            FrameLoader(frames, group.shard(indices), model_config.points.use_dim, workers=workers,
+                        batch_size=batch_size).start()
         detectors, fingerprints, weights = _build_detectors(backend, model_config, config, checkpoint, deploy_dir,
                                                             target, random_weights)
         console = Console(stderr=True, markup=False, highlight=False)

@@ -1,4 +1,4 @@
-"""Read a dataset's frames ahead of the detector: worker processes, shared slots, early upload.
+"""Read a dataset's frames ahead of the detector: reader processes, shared slots, early upload.
 
 The dataset loop of ``evaluate``, ``verify`` and ``deploy``::
 
@@ -7,18 +7,18 @@ The dataset loop of ``evaluate``, ``verify`` and ``deploy``::
 
 :class:`FrameLoader` reads frames (key frame plus merged sweeps, the model's columns: the
 same :meth:`FrameDataset.load <centerpoint_deploy.data.dataset.FrameDataset.load>` code as an
-indexed frame) in ``torch.utils.data.DataLoader`` worker processes, ``prefetch`` batches per
-worker ahead (each keeping its freed memory for the next frame, :mod:`~centerpoint_deploy.data.memory`).
-The workers write each frame into a shared slot (:mod:`~centerpoint_deploy.data.frame_slots`,
-page-locked when the device is CUDA) and send only its size. On CUDA the host -> GPU copy of
-batch ``i + 1`` is issued on a side stream before batch ``i`` is handed out, so the copy
-overlaps the previous batch's compute. Batches come out in the order asked for.
+indexed frame) in the reader processes of a :class:`~centerpoint_deploy.data.readers.ReaderPool`
+(the process's shared one, kept for the next pass over the same dataset), each keeping its freed
+memory for the next frame (:mod:`~centerpoint_deploy.data.memory`). The readers write each frame
+into a shared slot (:mod:`~centerpoint_deploy.data.frame_slots`, page-locked when the device is
+CUDA) and send only its size. On CUDA the host -> GPU copy of batch ``i + 1`` is issued on a
+side stream before batch ``i`` is handed out, so the copy overlaps the previous batch's compute.
+Batches come out in the order asked for.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import shutil
 import time
@@ -29,13 +29,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.data.frame_slots import FrameSlots, SlotsClosed
-from centerpoint_deploy.data.memory import keep_freed_memory
-from centerpoint_deploy.errors import CenterPointError, DatasetError
+from centerpoint_deploy.data.readers import InlineFrame, ReaderPool, ReadFrame, SlotPlan, shared_pool
+from centerpoint_deploy.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -72,83 +70,15 @@ class FrameBatch:
                                 for f in self.frames))
 
 
-@dataclass(frozen=True)
-class _SlotFrame:
-    """A frame a worker wrote into its shared slot: what the main process needs to read it there."""
-
-    position: int
-    index: int
-    token: str
-    rows: int
-    read_seconds: float
-
-
-@dataclass(frozen=True)
-class _ReadFailure:
-    """A user error raised while a worker read a frame, re-raised as itself in the main process
-    (the DataLoader would wrap it in its worker traceback)."""
-
-    error: CenterPointError
-
-
-def collate_frames(items: Sequence[LoadedFrame | _SlotFrame | _ReadFailure]
-                   ) -> tuple[LoadedFrame | _SlotFrame, ...] | _ReadFailure:
-    """DataLoader collate: the frames as they came (no stacking), or the first read failure."""
-    for item in items:
-        if isinstance(item, _ReadFailure):
-            return item
-    return tuple(items)  # type: ignore[arg-type]
-
-
-class _SelectedFrames(Dataset):
-    """``Dataset``: position ``k`` -> ``dataset[indices[k]]``, ``columns`` selected, written into
-    ``slots`` when it fits there (:class:`_SlotFrame`), else as a :class:`LoadedFrame`."""
-
-    def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None,
-                 slots: FrameSlots | None = None) -> None:
-        self.dataset = dataset
-        self.indices = [int(i) for i in indices]
-        self.columns = None if columns is None else list(columns)
-        self.slots = slots
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> LoadedFrame | _SlotFrame | _ReadFailure:
-        index = self.indices[position]
-        start = time.perf_counter()
-        try:
-            frame = self.dataset[index]
-        except CenterPointError as exc:
-            return _ReadFailure(exc)
-        points = frame.points
-        columns = None if self.columns in (None, list(range(points.shape[1]))) else self.columns
-        seconds = time.perf_counter() - start
-        if self.slots is not None and self.slots.fits(len(points)):
-            try:
-                self.slots.write(position, points, columns)
-            except SlotsClosed:  # the pass ended before this frame was wanted: nobody reads this
-                return _ReadFailure(DatasetError("the frame loader was closed"))
-            return _SlotFrame(position, index, frame.token, len(points), seconds)
-        if columns is not None:
-            points = points[:, columns]
-        return LoadedFrame(index, frame.token, torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)),
-                           seconds)
+#: Reader processes at most when none are asked for (a frame of 10 merged sweeps, ~1 M points,
+#: takes a reader 20-80 ms: 8 of them keep up with ~100 such frames/s).
+MAX_DEFAULT_WORKERS = 8
 
 
 def default_workers() -> int:
-    """Reader processes when none are asked for: up to 4, leaving one core to the main process."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
-
-
-def _start_reader(_: int) -> None:
-    """A reader process's start: keep the memory it frees for the next frame (:mod:`~centerpoint_deploy.data.memory`)."""
-    keep_freed_memory()
-
-
-def reader_context() -> multiprocessing.context.BaseContext:
-    """The multiprocessing context reader processes start in (the platform's default)."""
-    return multiprocessing.get_context()
+    """Reader processes when none are asked for: up to :data:`MAX_DEFAULT_WORKERS`, leaving one core
+    to the main process."""
+    return max(0, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) - 1))
 
 
 #: Rows a slot has room for: this margin over the largest of the first frames' sizes (frames
@@ -166,7 +96,7 @@ class FrameLoader:
         indices: dataset indices, in the order wanted.
         columns: point columns to keep (``config.points.use_dim``); None keeps all.
         workers: reader processes (default :func:`default_workers`); 0 reads in this process.
-        prefetch: batches each worker reads ahead.
+        prefetch: frames each reader reads ahead of the batch being read.
         batch_size: frames per batch.
         device: where the batches are handed out: on CUDA each batch's clouds are on the device
             (copied from page-locked slots ahead of time); elsewhere on the host.
@@ -191,38 +121,40 @@ class FrameLoader:
             raise DatasetError(f"point columns {list(columns)} are out of range for frames of {width} floats a point")
         self.columns = None if columns is None else [int(c) for c in columns]
         self.width = width if columns is None else len(self.columns)
-        #: reader processes actually started (never more than the frames)
-        self.workers = min(workers, len(self.indices))
+        #: reader processes (none for no frames); a pass uses the process's shared readers when they
+        #: fit it (:func:`~centerpoint_deploy.data.readers.shared_pool`)
+        self.workers = workers if self.indices else 0
         self.prefetch, self.batch_size = prefetch, batch_size
         self.device = torch.device(device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
 
+    def start(self) -> None:
+        """Start the readers now: the process's shared pool, which the next pass with these settings
+        takes over (a command calls this before it loads its detectors, while forking is cheap)."""
+        if self.workers:
+            shared_pool(self.dataset, self.workers, *self._plan())
+
     def __iter__(self) -> Iterator[FrameBatch]:
-        slots = self._slots()
-        loader = DataLoader(_SelectedFrames(self.dataset, self.indices, self.columns, slots),
-                            batch_size=self.batch_size, shuffle=False, num_workers=self.workers,
-                            collate_fn=collate_frames, worker_init_fn=_start_reader,
-                            multiprocessing_context=reader_context() if self.workers else None,
-                            prefetch_factor=self.prefetch if self.workers else None)
-        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        batches = iter(loader)  # starts the readers
+        if not self.workers:
+            yield from self._read_here()
+            return
+        pool, shared = shared_pool(self.dataset, self.workers, *self._plan())
+        cuda = self.device.type == "cuda"
         # after the readers were forked: the driver may keep page-locked ranges out of a fork
-        if slots is not None and stream is not None and not slots.pin():
+        if cuda and pool.slots is not None and not pool.pin():
             warnings.warn("the frame loader's slots could not be page-locked: uploads wait for their copies",
                           stacklevel=2)
+        frames = pool.frames(self.indices, self.columns)
+        stream = torch.cuda.Stream(self.device) if cuda else None
         pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
-        position = 0
         try:
-            for items in batches:
-                if isinstance(items, _ReadFailure):
-                    raise items.error
-                batch = FrameBatch(tuple(self._frame(item, slots, copy=stream is None) for item in items))
-                positions = list(range(position, position + len(items)))
-                position += len(items)
+            for items in _batched(frames, self.batch_size):
+                batch = FrameBatch(tuple(self._frame(item, pool, copy=stream is None) for item in items))
+                positions = [item.position for item in items]
                 if stream is None:  # host batches are the consumer's own: copied out of the slots
-                    self._release(slots, positions)
+                    pool.release(positions)
                     yield batch
                     continue
                 with torch.cuda.stream(stream):
@@ -231,46 +163,54 @@ class FrameLoader:
                     copied.record(stream)
                 previous, pending = pending, (moved, copied, positions)
                 if previous is not None:
-                    yield from self._hand_over(previous, slots)
+                    yield from self._hand_over(previous, pool)
             if pending is not None:
-                yield from self._hand_over(pending, slots)
+                yield from self._hand_over(pending, pool)
         finally:
             if stream is not None:
-                stream.synchronize()  # the slots are unpinned next: no copy may still read them
-            if slots is not None:
-                slots.close()  # wakes readers waiting for a slot
-            del batches  # stops the readers
+                stream.synchronize()  # the pass's slots are freed next: no copy may still read them
+            frames.close()  # cancels what was read ahead
+            if not shared:
+                pool.close()
 
-    def _slots(self) -> FrameSlots | None:
-        """Shared slots for the frames read ahead and the batches held (None with no reader processes)."""
-        if not self.workers:
-            return None
+    def _read_here(self) -> Iterator[FrameBatch]:
+        """The batches read in this process (no reader processes)."""
+        for start in range(0, len(self.indices), self.batch_size):
+            loaded = []
+            for index in self.indices[start: start + self.batch_size]:
+                begin = time.perf_counter()
+                frame = self.dataset[index]
+                points = frame.points if self.columns is None else frame.points[:, self.columns]
+                loaded.append(LoadedFrame(index, frame.token, torch.from_numpy(np.ascontiguousarray(points, np.float32)),
+                                          time.perf_counter() - begin))
+            batch = FrameBatch(tuple(loaded))
+            yield batch.to(self.device) if self.device.type == "cuda" else batch
+
+    def _plan(self) -> tuple[SlotPlan, bool]:
+        """``(plan, with_slots)``: shared slots for the frames read ahead and the batches held, and
+        whether there is shared memory for them."""
         largest = max(self.dataset.rows_bound(i) for i in self.indices[:SLOT_SAMPLE])
-        count = self.batch_size * (self.workers * self.prefetch + 2)
-        rows = max(1, math.ceil(largest * SLOT_MARGIN))
-        needed, free = count * rows * self.width * 4, _shared_memory_free()
+        # held: the batch handed out and the next one on its way to the device; read: the batch after
+        # them, and each reader's frames ahead
+        count = 3 * self.batch_size + self.workers * self.prefetch
+        plan = SlotPlan(count, max(1, math.ceil(largest * SLOT_MARGIN)), self.width, frame_rows=largest)
+        needed, free = plan.count * plan.rows * plan.width * 4, _shared_memory_free()
         if free is not None and needed > free // 2:
             warnings.warn(f"the frame loader's slots need {needed >> 20} MiB of shared memory and {SHARED_MEMORY} "
                           f"has {free >> 20} MiB free: frames are handed over the slower default way", stacklevel=3)
-            return None
-        try:
-            return FrameSlots(count, rows, self.width, reader_context())
-        except RuntimeError as exc:  # torch could not map the shared memory
-            warnings.warn(f"the frame loader's slots could not be allocated ({exc}): frames are handed over the "
-                          "slower default way", stacklevel=3)
-            return None
+            return plan, False
+        return plan, True
 
     @staticmethod
-    def _frame(item: LoadedFrame | _SlotFrame, slots: FrameSlots | None, copy: bool) -> LoadedFrame:
-        """The frame of a reader's item: its slot's rows (``copy``: a copy of them), or the item itself."""
-        if isinstance(item, LoadedFrame):
-            return item
-        assert slots is not None
-        points = slots.view(item.position, item.rows)
+    def _frame(item: ReadFrame, pool: ReaderPool, copy: bool) -> LoadedFrame:
+        """The frame of a reader's item: its slot's rows (``copy``: a copy of them), or its own points."""
+        if isinstance(item, InlineFrame):
+            return LoadedFrame(item.index, item.token, item.points, item.read_seconds)
+        points = pool.view(item)
         return LoadedFrame(item.index, item.token, _own_copy(points) if copy else points, item.read_seconds)
 
     def _hand_over(self, pending: tuple[FrameBatch, torch.cuda.Event, list[int]],
-                   slots: FrameSlots | None) -> Iterator[FrameBatch]:
+                   pool: ReaderPool) -> Iterator[FrameBatch]:
         """Yield a device batch once the consumer's stream waits for its copy; then free its slots."""
         batch, copied, positions = pending
         current = torch.cuda.current_stream(self.device)
@@ -279,12 +219,19 @@ class FrameLoader:
             cloud.record_stream(current)
         yield batch
         copied.synchronize()  # issued a batch ago: normally done already
-        self._release(slots, positions)
+        pool.release(positions)
 
-    @staticmethod
-    def _release(slots: FrameSlots | None, positions: list[int]) -> None:
-        if slots is not None:
-            slots.release(positions)
+
+def _batched(frames: Iterator[ReadFrame], size: int) -> Iterator[list[ReadFrame]]:
+    """``frames`` in lists of ``size`` (the last may be shorter)."""
+    batch: list[ReadFrame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 #: Where shared memory lives on Linux (torch's shared tensors are files there).

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from centerpoint_deploy.data.frame_slots import FrameSlots, SlotsClosed
+from centerpoint_deploy.data.frame_slots import FrameSlots, FrameCancelled
 from centerpoint_deploy.errors import DatasetError
 
 
@@ -52,7 +52,7 @@ def test_closing_wakes_a_waiting_reader() -> None:
     thread.join(0.2)
     slots.close()
     thread.join(5)
-    assert not thread.is_alive() and len(errors) == 1 and isinstance(errors[0], SlotsClosed)
+    assert not thread.is_alive() and len(errors) == 1 and isinstance(errors[0], FrameCancelled)
 
 
 def test_sizes_are_checked() -> None:

@@ -76,7 +76,7 @@ def test_cuda_frames_pinned_and_uploaded_ahead(tmp_path: Path) -> None:
 
 
 def test_slots_are_reused_and_host_batches_stay_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two readers, one batch ahead each: 4 slots for 20 frames (frame 15 is bigger than any slot and
+    """Two readers, one frame ahead each: 5 slots for 20 frames (frame 15 is bigger than any slot and
     comes the default way); every batch kept is still right after the slots took later frames."""
     dataset = _dataset(tmp_path, frames=20, sweeps_num=0)
     rng = np.random.default_rng(2)
@@ -113,10 +113,11 @@ def test_readers_started_by_forkserver(tmp_path: Path, monkeypatch: pytest.Monke
     import multiprocessing
 
     from centerpoint_deploy.data import loader as loader_module
+    from centerpoint_deploy.data import readers
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         pytest.skip("no forkserver start method on this platform")
-    monkeypatch.setattr(loader_module, "reader_context", lambda: multiprocessing.get_context("forkserver"))
+    monkeypatch.setattr(readers, "reader_context", lambda: multiprocessing.get_context("forkserver"))
     copied = []
     monkeypatch.setattr(loader_module, "_own_copy", lambda points: copied.append(1) or points.clone())
     dataset = _dataset(tmp_path, frames=6, sweeps_num=1)
