@@ -24,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
+from centerpoint_deploy.point_buffer import DEFAULT_MAX_POINTS
 from centerpoint_deploy.stages import STAGES
 from centerpoint_deploy.static_pipeline import StaticPipeline
 
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--config", default="j6gen2_base")
     parser.add_argument("--variant", default="pytorch:fp16+channels_last+fuse_batchnorm+static",
                         help="a benchmark variant string, static or pipeline_graph")
-    parser.add_argument("--max-points", type=int, default=400_000, help="graph point buffer cap")
+    parser.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, help="graph point buffer cap")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--top", type=int, default=15)

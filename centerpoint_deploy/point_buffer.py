@@ -27,11 +27,20 @@ MIN_CAPACITY = 1 << 14
 def point_capacity(num_points: int, max_points: int) -> int:
     """Rows per cloud of the point buffer for clouds of up to ``num_points`` points.
 
-    The next power of two (at least :data:`MIN_CAPACITY`), capped at ``max_points``: frames of
-    one sensor, whose sizes vary by a few percent, land in one or two sizes, each captured
-    once, and voxelization (which sorts every buffer row) works on at most twice the points.
+    The next multiple of a quarter of the power of two below ``num_points`` (sizes ``2^k``,
+    ``1.25 * 2^k``, ``1.5 * 2^k``, ``1.75 * 2^k``; at least :data:`MIN_CAPACITY`), capped at
+    ``max_points``: frames of one sensor, whose sizes vary by a few percent, land in one or two
+    sizes, each captured once, and voxelization (which sorts every buffer row) works on at most
+    1.25 times the points (a power of two: up to twice).
     """
-    return min(max(MIN_CAPACITY, 1 << max(num_points - 1, 0).bit_length()), max_points)
+    rows = max(num_points, MIN_CAPACITY)
+    quarter = 1 << ((rows - 1).bit_length() - 3)  # a quarter of the power of two below rows
+    return min(-(-rows // quarter) * quarter, max_points)
+
+
+#: The largest cloud a captured pipeline takes by default (10 merged sweeps of a 64-beam sensor
+#: are about a million points); a larger one runs uncaptured.
+DEFAULT_MAX_POINTS = 1 << 21
 
 
 def padding_point(cfg: VoxelizationConfig, num_dims: int) -> Tensor:

@@ -31,7 +31,7 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.cuda_graphs import Captured, capture
 from centerpoint_deploy.device import copy_to_host
 from centerpoint_deploy.errors import BackendError, ConfigError
-from centerpoint_deploy.point_buffer import PointBuffer, point_capacity
+from centerpoint_deploy.point_buffer import DEFAULT_MAX_POINTS, PointBuffer, point_capacity
 from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tasks, postprocess, suppress, unpack_host
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
@@ -64,7 +64,7 @@ class StaticSettings:
 
     nms_rounds: int = 16
     graph: bool = False
-    max_points: int = 400_000
+    max_points: int = DEFAULT_MAX_POINTS
     compile: bool = False
     voxel_seed: int = 0
 
@@ -185,6 +185,7 @@ class StaticPipeline(BackendOwner):
         self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun] | HybridRun]] = {}
         self._replays: dict[tuple[int, int], int] = {}  # replays of each graph so far
         self._on_outputs: dict[tuple[tuple[int, int], Hashable], _SideGraph] = {}  # see on_head_outputs
+        self._warned_uncaptured = False
 
     def _check_graph_support(self) -> None:
         if self.device.type != "cuda":
@@ -299,9 +300,11 @@ class StaticPipeline(BackendOwner):
         sizes = [int(cloud.shape[0]) for cloud in clouds]
         if max(sizes) <= self.settings.max_points:
             return True
-        warnings.warn(f"point clouds of {sizes} points exceed the CUDA graph's max_points={self.settings.max_points}; "
-                      f"running the uncaptured static pipeline (raise max_points to capture such clouds)",
-                      stacklevel=3)
+        if not self._warned_uncaptured:  # once: a dataset of such clouds would repeat it every frame
+            self._warned_uncaptured = True
+            warnings.warn(f"point clouds of {sizes} points exceed the CUDA graph's max_points="
+                          f"{self.settings.max_points}; running them with the uncaptured static pipeline (raise "
+                          f"max_points to capture such clouds)", stacklevel=3)
         return False
 
     def on_head_outputs(self, launched: "LaunchedRun", key: Hashable, fn: Callable[[dict[str, Tensor]], T],

@@ -35,6 +35,7 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.device import resolve_device
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError, ConfigError
+from centerpoint_deploy.point_buffer import DEFAULT_MAX_POINTS
 from centerpoint_deploy.postprocess.modes import build_postprocess
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.stages import PostProcessor
@@ -143,7 +144,7 @@ class VariantSpec:
 def build_detector(spec: VariantSpec, config: ModelConfig, *, checkpoint: Path | str | None = None,
                    model: nn.Module | None = None, deploy_dir: Path | str | None = None,
                    postprocess: PostProcessor | None = None,
-                   max_points: int = 400_000, nms_rounds: int = 16, work_dir: Path | None = None,
+                   max_points: int = DEFAULT_MAX_POINTS, nms_rounds: int = 16, work_dir: Path | None = None,
                    seed: int = 0, reproducible: bool = True) -> Detector | StaticPipeline:
     """The detector ``spec`` names (not loaded): a :class:`Detector`, or for ``static`` / ``pipeline_graph``
     the :class:`StaticPipeline` (same interface).

@@ -6,6 +6,7 @@ result) is run directly and must give the static path's boxes; the option itself
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -31,11 +32,16 @@ def config():
     return replace(tiny, head=replace(tiny.head, init_bias=0.0))
 
 
-def test_point_capacity_is_the_next_power_of_two_within_bounds() -> None:
+def test_point_capacity_is_the_next_quarter_octave_within_bounds() -> None:
     assert point_capacity(1, 400_000) == MIN_CAPACITY == 16_384
-    assert point_capacity(16_384, 400_000) == 16_384 and point_capacity(16_385, 400_000) == 32_768
-    assert point_capacity(96_508, 400_000) == 131_072
-    assert point_capacity(300_000, 400_000) == 400_000 and point_capacity(5_000, 2_500) == 2_500
+    assert point_capacity(16_384, 400_000) == 16_384 and point_capacity(16_385, 400_000) == 20_480
+    assert point_capacity(96_508, 400_000) == 98_304 and point_capacity(131_073, 400_000) == 163_840
+    assert point_capacity(188_283, 400_000) == 196_608 and point_capacity(999_903, 1 << 21) == 1 << 20
+    assert point_capacity(300_000, 400_000) == 327_680 and point_capacity(350_000, 340_000) == 340_000
+    assert point_capacity(5_000, 2_500) == 2_500
+    for rows in range(1, 3_000_000, 7919):   # never below the cloud, never 1.25 times over it (past the minimum)
+        capacity = point_capacity(rows, 1 << 22)
+        assert rows <= capacity and (capacity <= 1.25 * rows or capacity == MIN_CAPACITY)
 
 
 def test_padding_point_lies_just_beyond_the_grid(config) -> None:
@@ -131,7 +137,7 @@ def test_graph_replay_equals_the_static_path(config, kind: str) -> None:
         for g, e in zip(got, expected):
             assert g.boxes.device.type == "cpu"
             assert torch.allclose(g.boxes, e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels, e.labels.cpu())
-    assert list(graphed._graphs) == [(2, 2500)]  # buffer rows: the next power of two, capped at max_points
+    assert list(graphed._graphs) == [(2, 2500)]  # buffer rows: point_capacity, capped at max_points
     single = graphed(frames[0][0])  # batch 1: a second graph
     assert torch.allclose(single.boxes, eager(frames[0][0]).boxes.cpu(), atol=1e-5)
     assert list(graphed._graphs) == [(2, 2500), (1, 2500)]
@@ -146,7 +152,7 @@ def test_larger_clouds_get_a_larger_buffer_and_graph(config) -> None:
         cloud = random_clouds((size,), seed=seed)[0]
         got, expected = graphed(cloud), eager(cloud)
         assert torch.allclose(got.boxes, expected.boxes.cpu(), atol=1e-5) and torch.equal(got.labels, expected.labels.cpu())
-    assert list(graphed._graphs) == [(1, 16_384), (1, 32_768)]
+    assert list(graphed._graphs) == [(1, 16_384), (1, 20_480), (1, 32_768)]
 
 
 @pytest.mark.cuda
@@ -157,6 +163,10 @@ def test_graph_checks_inputs_and_falls_back_for_large_clouds(config) -> None:
     big = random_clouds((1500,))[0]
     with pytest.warns(UserWarning, match=r"\[1500\] points exceed the CUDA graph's max_points=1000"):
         got = detector(big)
+    with warnings.catch_warnings(record=True) as later:   # once per pipeline, not once per frame
+        warnings.simplefilter("always")
+        detector(big[:1400])
+    assert not any("max_points" in str(w.message) for w in later)
     expected = make_detector(config, static=False)(big)  # nms_rounds=1 also exercises the exact NMS redo
     assert torch.allclose(got.boxes, expected.boxes, atol=1e-4)
     small = detector(big[:900])
