@@ -13,6 +13,7 @@ nothing here knows the pipeline's stages.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -33,9 +34,31 @@ def point_capacity(num_points: int, max_points: int) -> int:
     sizes, each captured once, and voxelization (which sorts every buffer row) works on at most
     1.25 times the points (a power of two: up to twice).
     """
-    rows = max(num_points, MIN_CAPACITY)
-    quarter = 1 << ((rows - 1).bit_length() - 3)  # a quarter of the power of two below rows
-    return min(-(-rows // quarter) * quarter, max_points)
+    return min(quarter_octave(max(num_points, MIN_CAPACITY)), max_points)
+
+
+def quarter_octave(count: int) -> int:
+    """The smallest multiple of a quarter of the power of two below ``count`` (>= 8) that holds it."""
+    quarter = 1 << ((count - 1).bit_length() - 3)
+    return -(-count // quarter) * quarter
+
+
+#: Pillar rows a captured graph gives each cloud over the most pillars of the clouds it was captured on.
+PILLAR_MARGIN = 1.5
+#: The fewest pillar rows per cloud a graph gets (below ``max_voxels``).
+MIN_PILLAR_ROWS = 1 << 12
+
+
+def pillar_capacity(pillars: int, max_voxels: int) -> int:
+    """Pillar rows per cloud of a captured graph for clouds of up to ``pillars`` pillars.
+
+    The encoder, the decoration and the pillar gathers work on every row, padding included:
+    ``max_voxels`` rows (64,000 for the AWML model) for a frame of ~8,000 pillars is eight times
+    the work. A graph gets :data:`PILLAR_MARGIN` times the pillars it saw, in quarter octaves
+    (at least :data:`MIN_PILLAR_ROWS`, at most ``max_voxels``); a frame with more is run again
+    uncaptured and the next graph gets room for it.
+    """
+    return min(quarter_octave(max(math.ceil(pillars * PILLAR_MARGIN), MIN_PILLAR_ROWS)), max_voxels)
 
 
 #: The largest cloud a captured pipeline takes by default (10 merged sweeps of a 64-beam sensor

@@ -31,7 +31,7 @@ from centerpoint_deploy.config.schema import ModelConfig
 from centerpoint_deploy.cuda_graphs import Captured, capture
 from centerpoint_deploy.device import copy_to_host
 from centerpoint_deploy.errors import BackendError, ConfigError
-from centerpoint_deploy.point_buffer import DEFAULT_MAX_POINTS, PointBuffer, point_capacity
+from centerpoint_deploy.point_buffer import DEFAULT_MAX_POINTS, PointBuffer, pillar_capacity, point_capacity
 from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tasks, postprocess, suppress, unpack_host
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
@@ -44,6 +44,8 @@ from centerpoint_deploy.structures import Detections, Voxels
 
 T = TypeVar("T")
 R = TypeVar("R")
+#: A captured graph's key: (batch size, point buffer rows per cloud, pillar rows per cloud).
+GraphKey = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class StaticRun:
     checks (:meth:`~centerpoint_deploy.postprocess.PaddedDetections.pack`, ``rows`` boxes per cloud).
     ``canvas``: the kept BEV canvas a captured run scatters into (``spatial_features`` is a view
     of it), held here for as long as the graph that writes it; ``None`` for a fresh canvas.
+    ``pillar_rows``: the pillar rows per cloud the encoder ran on (``max_voxels``, or fewer in a
+    graph: :func:`~centerpoint_deploy.point_buffer.pillar_capacity`).
     """
 
     clouds: list[Tensor]
@@ -89,6 +93,7 @@ class StaticRun:
     decoded: list[DecodedBoxes]
     packed: Tensor
     rows: int
+    pillar_rows: int
     canvas: BevCanvas | None = None
 
 
@@ -182,9 +187,12 @@ class StaticPipeline(BackendOwner):
         self._head_names = contract.head_output_names(len(config.head.tasks))
         self._decorate = torch.compile(decorate, dynamic=False) if settings.compile else decorate
         self._suppress = torch.compile(suppress, dynamic=False) if settings.compile else suppress
-        self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun] | HybridRun]] = {}
-        self._replays: dict[tuple[int, int], int] = {}  # replays of each graph so far
-        self._on_outputs: dict[tuple[tuple[int, int], Hashable], _SideGraph] = {}  # see on_head_outputs
+        # graphs by (batch size, point buffer rows, pillar rows); one buffer per (batch size, rows)
+        self._graphs: dict[GraphKey, Captured[StaticRun] | HybridRun] = {}
+        self._buffers: dict[tuple[int, int], PointBuffer] = {}
+        self._pillar_rows: dict[tuple[int, int], int] = {}  # what the next graph of a buffer size gets
+        self._replays: dict[GraphKey, int] = {}  # replays of each graph so far
+        self._on_outputs: dict[tuple[GraphKey, Hashable], _SideGraph] = {}  # see on_head_outputs
         self._warned_uncaptured = False
 
     def _check_graph_support(self) -> None:
@@ -210,6 +218,7 @@ class StaticPipeline(BackendOwner):
 
     def close(self) -> None:
         self._graphs.clear()  # captured graphs hold the backends' buffers
+        self._buffers.clear()
         self._on_outputs.clear()
         super().close()
 
@@ -224,7 +233,8 @@ class StaticPipeline(BackendOwner):
         ``graph`` one replay, whose head outputs live in the graph's memory (read them before the
         next call); else :meth:`run_stages`."""
         launched = self.launch(points)
-        return launched.head_outputs, launched.detections()
+        detections = launched.detections()
+        return launched.head_outputs_again(), detections
 
     def launch(self, points: Tensor | list[Tensor]) -> "LaunchedRun":
         """Queue one batch (with ``graph``: one copy in, one replay, the packed result's copy out)
@@ -235,14 +245,20 @@ class StaticPipeline(BackendOwner):
         if not (self.settings.graph and self._fits_graph(clouds)):
             stages = self.run_stages(clouds)
             return LaunchedRun(self, clouds, stages.head_outputs, finished=stages.detections)
-        key = (len(clouds), self._buffer_rows(clouds))
-        if key not in self._graphs:  # one graph per batch size and buffer size, captured on first use
-            buffer = self.point_buffer(clouds)
-            self.load()
-            self._graphs[key] = (buffer, self.capture(buffer) if self.captures_backends else HybridRun(self, buffer))
-            self._replays[key] = 0
-        buffer, captured = self._graphs[key]
+        size = (len(clouds), self._buffer_rows(clouds))
+        if size not in self._buffers:
+            self._buffers[size] = self.point_buffer(clouds)
+        buffer = self._buffers[size]
         buffer.load(clouds)
+        if size not in self._pillar_rows:
+            self._pillar_rows[size] = self.pillar_rows(buffer)
+        key = (*size, self._pillar_rows[size])
+        if key not in self._graphs:  # one graph per batch size, buffer size and pillar rows, captured on first use
+            self.load()
+            self._graphs[key] = self.capture(buffer, pillar_rows=key[2]) if self.captures_backends \
+                else HybridRun(self, buffer)
+            self._replays[key] = 0
+        captured = self._graphs[key]
         captured.replay()
         self._replays[key] += 1
         return LaunchedRun(self, clouds, captured.result.head_outputs, run=captured.result, graph=key)
@@ -275,19 +291,39 @@ class StaticPipeline(BackendOwner):
     def _buffer_rows(self, clouds: Sequence[Tensor]) -> int:
         return point_capacity(max(int(cloud.shape[0]) for cloud in clouds), self.settings.max_points)
 
-    def capture(self, buffer: PointBuffer, *, segments: bool = False) -> Captured[StaticRun]:
+    def capture(self, buffer: PointBuffer, *, segments: bool = False,
+                pillar_rows: int | None = None) -> Captured[StaticRun]:
         """The pipeline on ``buffer``'s clouds as CUDA graphs (one, or one per stage with ``segments``).
 
         The graphs start after the copy into the buffer (stage ``upload`` holds the deferred
-        non-finite count) and end with the packed result on the device (stage ``output``). Loads
-        the backends.
+        non-finite count) and end with the packed result on the device (stage ``output``); the
+        encoder runs on ``pillar_rows`` rows per cloud (default :meth:`pillar_rows` of the clouds
+        in ``buffer`` now). Loads the backends.
         """
         self.load()
         canvas = self._kept_canvas(len(buffer.clouds))
-        captured = capture(lambda hook: self._body(buffer.clouds, hook, capturing=True, canvas=canvas), self.device,
-                           segments=segments, last=OUTPUT)
+        rows = self.pillar_rows(buffer) if pillar_rows is None else pillar_rows
+        captured = capture(lambda hook: self._body(buffer.clouds, hook, capturing=True, canvas=canvas,
+                                                   pillar_rows=rows), self.device, segments=segments, last=OUTPUT)
         release_compile_workers()  # compiled during the warm-up runs; the pool would compete with the replays
         return captured
+
+    def pillar_rows(self, buffer: PointBuffer) -> int:
+        """Pillar rows per cloud for a graph of ``buffer``'s clouds: :func:`pillar_capacity` of the
+        most pillars among the clouds in it now (one voxelization and one synchronisation), or
+        ``max_voxels`` with backends run between the graph's parts (they see only kept pillars)."""
+        cfg = self.config.voxelization
+        if not self.captures_backends:
+            return cfg.max_voxels
+        kept = int(voxelize_padded(buffer.clouds, cfg)[1].num_voxels.max())
+        return pillar_capacity(kept, cfg.max_voxels)
+
+    def _grow_pillar_rows(self, graph: GraphKey, pillars: int) -> None:
+        """A cloud of ``graph``'s buffer size had ``pillars`` kept pillars, more than its rows: the next
+        graph of that size gets room for them."""
+        size = graph[:2]
+        self._pillar_rows[size] = max(self._pillar_rows.get(size, 0),
+                                      pillar_capacity(pillars, self.config.voxelization.max_voxels))
 
     def _kept_canvas(self, batch_size: int) -> BevCanvas | None:
         """The BEV canvas a graph keeps between replays (a channels-last head), else ``None``: a
@@ -350,10 +386,10 @@ class StaticPipeline(BackendOwner):
         return backend.infer({name: tensor.to(backend.device)})
 
     def _body(self, clouds: list[Tensor], hook: StageHook, capturing: bool,
-              canvas: BevCanvas | None = None) -> StaticRun:
+              canvas: BevCanvas | None = None, pillar_rows: int | None = None) -> StaticRun:
         """Voxelize to the packed result on the device; nothing read on the host (``canvas``: the
-        kept BEV canvas of a captured run)."""
-        pre = self._pre(clouds, hook)
+        kept BEV canvas of a captured run; ``pillar_rows``: pillar rows per cloud, default ``max_voxels``)."""
+        pre = self._pre(clouds, hook, pillar_rows)
         pillars = self._infer(self.encoder, contract.ENCODER_INPUT, pre.features, capturing)[contract.ENCODER_OUTPUT]
         pillars = pillars.to(self.device)
         hook(ENCODER)
@@ -363,14 +399,14 @@ class StaticPipeline(BackendOwner):
         hook(HEAD)
         return replace(self._post(clouds, pre, pillars, bev, head_outputs, hook), canvas=canvas)
 
-    def _pre(self, clouds: list[Tensor], hook: StageHook) -> _PreRun:
-        """Stages ``upload`` (the deferred non-finite count) to ``decorate``."""
+    def _pre(self, clouds: list[Tensor], hook: StageHook, pillar_rows: int | None = None) -> _PreRun:
+        """Stages ``upload`` (the deferred non-finite count) to ``decorate`` (``pillar_rows``: as :meth:`_body`)."""
         nonfinite = count_nonfinite(clouds)
         hook(UPLOAD)
         if self._node_voxelizer is not None:
             voxels, counts = self._node_voxelizer.padded(clouds)
         else:
-            voxels, counts = voxelize_padded(clouds, self.config.voxelization)
+            voxels, counts = voxelize_padded(clouds, self.config.voxelization, pillar_rows)
         hook(VOXELIZE)
         features = self._decorate(voxels, self.config)
         hook(DECORATE)
@@ -396,7 +432,7 @@ class StaticPipeline(BackendOwner):
         checks = torch.cat([pre.nonfinite, pre.counts.table.flatten(),
                             count_nonfinite_outputs(head_outputs, self._head_names)])
         return StaticRun(clouds, pre.voxels, pre.counts, pre.features, pillars, bev, head_outputs, decoded,
-                         padded.pack(extra=checks), padded.scores.shape[1])
+                         padded.pack(extra=checks), padded.scores.shape[1], pre.voxels.points.shape[0] // len(clouds))
 
     def _finish(self, run: StaticRun, host: Tensor, num_points: list[int], *,
                 decoded_current: bool = True) -> list[Detections] | None:
@@ -440,21 +476,26 @@ class LaunchedRun:
     read :attr:`head_outputs` (or queue work on them) before the pipeline's next :meth:`~StaticPipeline.launch`.
     The packed result's copy to the host is queued at once, so :meth:`detections` stays right after
     later replays; what needs the device tensors after that (NMS redone exactly, the head outputs
-    asked for again) runs the batch again, uncaptured.
+    asked for again) runs the batch again, uncaptured. So does a batch with a cloud of more
+    pillars than the graph's pillar rows (:attr:`pillars_fit` False): its head outputs and boxes
+    from the graph are incomplete, and the pipeline's next graph of that size gets room for them.
 
     Attributes:
-        head_outputs: the head's flat ``{output name: Tensor[B, ch, h, w]}`` of this batch.
+        head_outputs: the head's flat ``{output name: Tensor[B, ch, h, w]}`` of this batch (valid
+            only where :attr:`pillars_fit`; :meth:`head_outputs_again` always is).
         graph: the key of the graph that ran it (``None``: it ran uncaptured).
     """
 
     def __init__(self, pipeline: StaticPipeline, clouds: list[Tensor], head_outputs: dict[str, Tensor], *,
                  finished: list[Detections] | None = None, run: StaticRun | None = None,
-                 graph: tuple[int, int] | None = None) -> None:
+                 graph: GraphKey | None = None) -> None:
         self.pipeline, self.clouds, self.head_outputs = pipeline, clouds, head_outputs
         self._detections, self._run, self.graph = finished, run, graph
         self._replay = pipeline._replays.get(graph, 0) if graph is not None else 0
         self._host: Tensor | None = None
         self._event: torch.cuda.Event | None = None
+        self._fits: bool | None = None if run is not None else True
+        self._again: StageOutputs | None = None  # the batch run again, uncaptured
         if run is not None:
             (self._host,), self._event = copy_to_host(run.packed)
 
@@ -463,17 +504,35 @@ class LaunchedRun:
         """The graph's memory still holds this batch (no later replay of the same graph)."""
         return self.graph is None or self.pipeline._replays.get(self.graph) == self._replay
 
+    @property
+    def pillars_fit(self) -> bool:
+        """Every cloud's kept pillars were in the graph's pillar rows (waits for the result's copy)."""
+        if self._fits is None:
+            assert self._run is not None and self._host is not None and self.graph is not None
+            if self._event is not None:
+                self._event.synchronize()
+            batch = len(self.clouds)
+            values = unpack_host(self._host, batch, self._run.rows)[2]
+            kept = max(values[batch + 3 * b] for b in range(batch))  # VoxelCounts.table rows follow the counts
+            self._fits = kept <= self._run.pillar_rows
+            if not self._fits:
+                self.pipeline._grow_pillar_rows(self.graph, kept)
+        return self._fits
+
+    def _run_again(self) -> StageOutputs:
+        if self._again is None:
+            self._again = self.pipeline.run_stages(self.clouds)
+        return self._again
+
     def detections(self) -> list[Detections]:
         """One :class:`Detections` per cloud on the CPU (waits for the copy; checks as :meth:`StaticPipeline.run_stages`)."""
         if self._detections is None:
             assert self._run is not None and self._host is not None
-            if self._event is not None:
-                self._event.synchronize()
             found = self.pipeline._finish(self._run, self._host, [int(c.shape[0]) for c in self.clouds],
-                                          decoded_current=self.current)
-            self._detections = found if found is not None else self.pipeline.run_stages(self.clouds).detections
+                                          decoded_current=self.current) if self.pillars_fit else None
+            self._detections = found if found is not None else self._run_again().detections
         return self._detections
 
     def head_outputs_again(self) -> dict[str, Tensor]:
-        """This batch's head outputs: :attr:`head_outputs` while current, else from the batch run again."""
-        return self.head_outputs if self.current else self.pipeline.run_stages(self.clouds).head_outputs
+        """This batch's head outputs: :attr:`head_outputs` while current and complete, else from the batch run again."""
+        return self.head_outputs if self.current and self.pillars_fit else self._run_again().head_outputs

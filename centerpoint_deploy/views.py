@@ -15,7 +15,7 @@ from torch import Tensor
 
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.errors import ConfigError
-from centerpoint_deploy.static_pipeline import StaticPipeline
+from centerpoint_deploy.static_pipeline import LaunchedRun, StaticPipeline
 from centerpoint_deploy.postprocess.autoware import AutowarePostprocess, NodeSelection
 from centerpoint_deploy.postprocess.modes import Mmdet3dPostprocess, PostprocessView
 from centerpoint_deploy.structures import Detections
@@ -95,12 +95,23 @@ def launch_views(detector: Detector | StaticPipeline, points: Tensor | list[Tens
             if launched is not None:  # recorded on the graph's head outputs once, then replayed
                 selection = detector.on_head_outputs(launched, node, functools.partial(_select_node, detector, node),
                                                      NodeSelection.to_host)
+                out[view.name] = PendingView(finish=functools.partial(_node_boxes, launched, node, selection,
+                                                                      task_maps_again))
             else:
-                selection = node.launch(task_maps())
-            out[view.name] = PendingView(finish=functools.partial(node.finish, selection, task_maps_again))
+                out[view.name] = PendingView(finish=functools.partial(node.finish, node.launch(task_maps()),
+                                                                      task_maps_again))
         else:
             out[view.name] = PendingView(ready=node(task_maps()))
     return out
+
+
+def _node_boxes(launched: LaunchedRun, node: AutowarePostprocess, selection: NodeSelection,
+                task_maps_again: Callable[[], list[dict[str, Tensor]]]) -> list[Detections]:
+    """The node's boxes of a graph's batch: from its selection, or made again from the batch run
+    again where the graph's pillar rows left pillars out (its head outputs were incomplete)."""
+    if launched.pillars_fit:
+        return node.finish(selection, task_maps_again)
+    return node.finish(node.launch(task_maps_again()), task_maps_again)
 
 
 def _select_node(pipeline: StaticPipeline, node: AutowarePostprocess, head_outputs: dict[str, Tensor]) -> NodeSelection:

@@ -110,19 +110,24 @@ def voxelize(points: list[Tensor], cfg: VoxelizationConfig) -> Voxels:
     return _gather_batch(points, assignments, [row[0] for row in table], cfg)
 
 
-def voxelize_padded(points: list[Tensor], cfg: VoxelizationConfig) -> tuple[Voxels, VoxelCounts]:
+def voxelize_padded(points: list[Tensor], cfg: VoxelizationConfig,
+                    rows: int | None = None) -> tuple[Voxels, VoxelCounts]:
     """:func:`voxelize` with fixed shapes and no host synchronisation.
 
+    Args:
+        rows: pillar rows per cloud (default ``max_voxels``); with fewer, a cloud's pillars past
+            ``rows`` are left out, which ``counts.num_voxels[b] > rows`` shows.
+
     Returns:
-        ``(voxels, counts)``: :class:`Voxels` with exactly ``max_voxels`` rows per cloud
-        (``points [B * max_voxels, P, D]``); cloud ``b`` owns rows ``[b * max_voxels,
-        b * max_voxels + counts.num_voxels[b])`` in first-appearance order, the rest are
+        ``(voxels, counts)``: :class:`Voxels` with exactly ``R = rows`` rows per cloud
+        (``points [B * R, P, D]``); cloud ``b`` owns rows ``[b * R, b * R +
+        min(counts.num_voxels[b], R))`` in first-appearance order, the rest are
         padding with zero points, ``num_points`` 0 and ``coords`` ``(-1, -1, -1, -1)``.
         Nothing is checked: a cloud without pillars yields only padding, and an overflow
         shows in ``counts`` (see :func:`check_voxel_counts`).
     """
     assignments = [_assign_pillars(cloud, cfg) for cloud in points]
-    voxels = _gather_batch(points, assignments, [cfg.max_voxels] * len(points), cfg)
+    voxels = _gather_batch(points, assignments, [cfg.max_voxels if rows is None else rows] * len(points), cfg)
     return voxels, VoxelCounts(torch.stack([a.sizes for a in assignments]))
 
 

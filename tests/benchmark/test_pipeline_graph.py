@@ -16,9 +16,10 @@ from centerpoint_deploy.backends.base import Backend
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.device import device_constant
-from centerpoint_deploy.point_buffer import MIN_CAPACITY, PointBuffer, padding_point, point_capacity
+from centerpoint_deploy.point_buffer import MIN_CAPACITY, PointBuffer, padding_point, pillar_capacity, point_capacity
 from centerpoint_deploy.postprocess import unpack_host
 from centerpoint_deploy.preprocess import voxelize
+from centerpoint_deploy.preprocess.voxelize import voxelize_padded
 from centerpoint_deploy.stages import no_hook
 from centerpoint_deploy.static_pipeline import HybridRun, StaticPipeline, StaticSettings
 from centerpoint_deploy.variant import VariantSpec, build_detector
@@ -92,6 +93,24 @@ def test_captured_body_gives_the_static_boxes(config, kind: str) -> None:
             assert torch.equal(g.boxes, e.boxes) and torch.equal(g.scores, e.scores) and torch.equal(g.labels, e.labels)
 
 
+def test_captured_body_on_fewer_pillar_rows_gives_the_same_boxes_and_shows_an_overflow(config) -> None:
+    detector = make_detector(config, static=True).load()
+    clouds = random_clouds((1500, 700), seed=2)
+    buffer = PointBuffer(2, 2000, 5, config.voxelization, torch.device("cpu"))
+    buffer.load(clouds)
+    expected = detector(clouds)
+    kept = voxelize_padded(buffer.clouds, config.voxelization)[1].num_voxels.tolist()
+    for rows, fits in ((max(kept), True), (max(kept) - 1, False)):
+        run = detector._body(buffer.clouds, no_hook, capturing=True, pillar_rows=rows)
+        assert run.pillar_rows == rows and run.features.shape[0] == 2 * rows
+        detections, _, checks = unpack_host(run.packed, 2, run.rows)
+        assert [checks[2], checks[5]] == kept   # the kept pillars, read by LaunchedRun.pillars_fit
+        if fits:
+            for g, e in zip(detections, expected):
+                assert torch.allclose(g.boxes, e.boxes, atol=1e-5) and torch.equal(g.labels, e.labels)
+    assert pillar_capacity(max(kept), 100_000) >= 1.5 * max(kept) and pillar_capacity(10, 3000) == 3000
+
+
 class _OtherRuntime(Backend):
     """A non-PyTorch backend (not ``capturable``)."""
 
@@ -137,10 +156,11 @@ def test_graph_replay_equals_the_static_path(config, kind: str) -> None:
         for g, e in zip(got, expected):
             assert g.boxes.device.type == "cpu"
             assert torch.allclose(g.boxes, e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels, e.labels.cpu())
-    assert list(graphed._graphs) == [(2, 2500)]  # buffer rows: point_capacity, capped at max_points
+    # buffer rows: point_capacity, capped at max_points; pillar rows: all 4,000 (below MIN_PILLAR_ROWS)
+    assert list(graphed._graphs) == [(2, 2500, 4000)]
     single = graphed(frames[0][0])  # batch 1: a second graph
     assert torch.allclose(single.boxes, eager(frames[0][0]).boxes.cpu(), atol=1e-5)
-    assert list(graphed._graphs) == [(2, 2500), (1, 2500)]
+    assert list(graphed._graphs) == [(2, 2500, 4000), (1, 2500, 4000)]
 
 
 @pytest.mark.cuda
@@ -152,7 +172,34 @@ def test_larger_clouds_get_a_larger_buffer_and_graph(config) -> None:
         cloud = random_clouds((size,), seed=seed)[0]
         got, expected = graphed(cloud), eager(cloud)
         assert torch.allclose(got.boxes, expected.boxes.cpu(), atol=1e-5) and torch.equal(got.labels, expected.labels.cpu())
-    assert list(graphed._graphs) == [(1, 16_384), (1, 20_480), (1, 32_768)]
+    assert list(graphed._graphs) == [(1, 16_384, 4000), (1, 20_480, 4000), (1, 32_768, 4000)]
+
+
+@pytest.mark.cuda
+@cuda
+def test_a_cloud_over_the_graphs_pillar_rows_runs_again_and_grows_them(config, monkeypatch) -> None:
+    from centerpoint_deploy import static_pipeline
+
+    monkeypatch.setattr(static_pipeline, "pillar_capacity", lambda pillars, max_voxels: min(pillars, max_voxels))
+    eager = make_detector(config, static=True, device="cuda").load()
+    graphed = make_detector(config, static=True, device="cuda", graph=True, max_points=2500).load()
+    small, large = random_clouds((600,), seed=7)[0], random_clouds((2400,), seed=8)[0]
+    few = int(voxelize_padded([small.cuda()], config.voxelization)[1].num_voxels[0])
+    many = int(voxelize_padded([large.cuda()], config.voxelization)[1].num_voxels[0])
+    assert few < many
+    first = graphed.launch(small)
+    assert first.graph == (1, 2500, few) and first.pillars_fit
+    over = graphed.launch(large)   # the same buffer size: the graph of `few` pillar rows
+    assert over.graph == (1, 2500, few) and not over.pillars_fit
+    (got,), expected = over.detections(), eager(large)
+    assert torch.allclose(got.boxes, expected.boxes.cpu(), atol=1e-5) and torch.equal(got.labels, expected.labels.cpu())
+    heads = eager.run_stages(large).head_outputs
+    for name, tensor in over.head_outputs_again().items():
+        assert torch.allclose(tensor, heads[name], atol=1e-4), name
+    again = graphed.launch(large)
+    assert again.graph == (1, 2500, many) and again.pillars_fit
+    (boxes,) = again.detections()
+    assert torch.allclose(boxes.boxes, expected.boxes.cpu(), atol=1e-5)
 
 
 @pytest.mark.cuda
@@ -202,7 +249,7 @@ def test_uncapturable_backends_run_between_captured_parts(config, kind: str) -> 
         assert [len(d) for d in got] == [len(d) for d in expected] and len(expected[0]) > 5
         for g, e in zip(got, expected):
             assert torch.allclose(g.boxes, e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels, e.labels.cpu())
-    (_, run), = hybrid._graphs.values()
+    (run,) = hybrid._graphs.values()
     assert isinstance(run, HybridRun) and len(run.pre.graphs) == len(run.scatter.graphs) == len(run.post.graphs) == 1
 
 
@@ -225,7 +272,7 @@ def test_views_of_a_graph_replay_equal_the_static_path(config) -> None:
                 assert len(g) == len(e) > 0
                 assert torch.allclose(g.boxes.cpu(), e.boxes.cpu(), atol=1e-5)
                 assert torch.equal(g.labels.cpu(), e.labels.cpu())
-    assert list(graphed._graphs) == [(2, 2500)]  # the views were made from replays
+    assert list(graphed._graphs) == [(2, 2500, 4000)]  # the views were made from replays
 
 
 @pytest.mark.cuda
@@ -251,7 +298,7 @@ def test_views_read_after_later_replays_are_their_own_batchs(config) -> None:
             for g, e in zip(got, expected[name]):
                 assert torch.allclose(g.boxes.cpu(), e.boxes.cpu(), atol=1e-5) and torch.equal(g.labels.cpu(),
                                                                                                e.labels.cpu())
-    assert list(graphed._graphs) == [(2, 2500)]
+    assert list(graphed._graphs) == [(2, 2500, 4000)]
 
 
 @pytest.mark.cuda

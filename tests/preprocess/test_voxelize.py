@@ -134,3 +134,17 @@ def test_cpu_and_cuda_identical() -> None:
     for name in ("points", "num_points", "coords"):
         assert torch.equal(getattr(cpu, name), getattr(gpu, name).cpu()), name
     assert math.prod(cpu.points.shape[1:]) == 32 * 5
+
+
+def test_fewer_padded_rows_keep_the_first_pillars_and_count_them_all() -> None:
+    from centerpoint_deploy.preprocess.voxelize import voxelize_padded
+
+    rng = np.random.default_rng(4)
+    clouds = [torch.from_numpy(rng.uniform(-13, 13, (n, 5)).astype(np.float32)) for n in (3000, 900)]
+    full, counts = voxelize_padded(clouds, TINY)
+    capped, capped_counts = voxelize_padded(clouds, TINY, rows=600)
+    assert torch.equal(capped_counts.table, counts.table) and counts.num_voxels.tolist()[0] > 600
+    rows = TINY.max_voxels
+    for b in range(2):   # each cloud's first 600 pillars, as in the full rows
+        for name in ("points", "num_points", "coords"):
+            assert torch.equal(getattr(capped, name)[b * 600:(b + 1) * 600], getattr(full, name)[b * rows:b * rows + 600])
