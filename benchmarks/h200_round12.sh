@@ -2,6 +2,7 @@
 # Round 12 on one H200 (PyTorch only), in parts that each fit a 10-minute device call:
 #   bash benchmarks/h200_round12.sh loop OUT     CUDA tests of the touched suites; evaluate against the pipeline,
 #                                                1 sweep (160 frames, B = 1 and 8) and 10 sweeps (40 frames)
+#   bash benchmarks/h200_round12.sh diag OUT     the loop's steps on the main thread (B = 1); 4 readers instead of 8
 #   bash benchmarks/h200_round12.sh latency OUT  j6gen2_base and j6gen2_base_amp side by side with eager fp32
 #                                                (the uncompiled and the compiled fp16 graph); the compiled
 #                                                flags' box agreement with fp32 on the GPU
@@ -22,10 +23,17 @@ loop)
       tests/postprocess tests/preprocess tests/data tests/model > "$OUT/cuda_tests.txt" 2>&1; tail -4 "$OUT/cuda_tests.txt"
   timeout 200 python3 benchmarks/evaluate_throughput.py --device cuda --frames 160 --sweeps 1 --variant "$G" \
       --batch-size 1 --batch-size 8 --out "$W/e1" > "$W/e1.log" 2>&1
-  grep -v Warning "$W/e1.log" | tail -4 > "$OUT/evaluate_throughput_160.md"; cat "$OUT/evaluate_throughput_160.md"
+  grep -v Warning "$W/e1.log" | grep '^{\|^|' > "$OUT/evaluate_throughput_160.md"; cat "$OUT/evaluate_throughput_160.md"
   timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 40 --sweeps 10 --variant "$G" \
       --batch-size 1 --out "$W/e10" > "$W/e10.log" 2>&1
-  grep -v Warning "$W/e10.log" | tail -4 > "$OUT/evaluate_throughput_40_10sweeps.md"; cat "$OUT/evaluate_throughput_40_10sweeps.md"
+  grep -v Warning "$W/e10.log" | grep '^{\|^|' > "$OUT/evaluate_throughput_40_10sweeps.md"; cat "$OUT/evaluate_throughput_40_10sweeps.md"
+  ;;
+diag)
+  timeout 120 python3 benchmarks/profile_loop.py --device cuda --frames 80 --variant "$G" \
+      > "$OUT/profile_loop_steps.txt" 2>&1; grep "^|" "$OUT/profile_loop_steps.txt" | head -18
+  timeout 120 python3 benchmarks/evaluate_throughput.py --device cuda --frames 160 --sweeps 1 --variant "$G" \
+      --batch-size 1 --workers 4 --out "$W/e1" > "$W/e1w4.log" 2>&1
+  grep -v Warning "$W/e1w4.log" | grep '^{\|^|' > "$OUT/evaluate_throughput_160_workers4.md"; cat "$OUT/evaluate_throughput_160_workers4.md"
   ;;
 latency)
   timeout 330 "${CLI[@]}" benchmark -c j6gen2_base --device cuda --warmup 20 -n 50 -v pytorch:fp32 -v "$GN" -v "$FN" \

@@ -36,6 +36,8 @@ from centerpoint_deploy.variant import VariantSpec, build_detector
 _STEPS = [
     ("centerpoint_deploy.evaluate.runner", "_run_detectors", "the whole loop"),
     ("centerpoint_deploy.data.loader.FrameLoader", "__iter__", "next frame from the readers (its upload queued)"),
+    ("centerpoint_deploy.data.readers.ReaderPool", "_receive", "  waiting for a reader's message"),
+    ("centerpoint_deploy.data.readers.ReaderPool", "release", "  slots released"),
     ("centerpoint_deploy.evaluate.runner", "_launch", "launch (all views)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "launch", "  pipeline launch (copy in, replay, copy out)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "on_head_outputs",
