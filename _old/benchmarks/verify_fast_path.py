@@ -1,0 +1,63 @@
+"""Box-level agreement of a PyTorch fast-path variant with plain fp32 on a dataset.
+
+    python3 benchmarks/verify_fast_path.py --variant pytorch:fp32+fuse_batchnorm+fuse_relu+pipeline_graph \
+        --config demo --checkpoint centerpoint_deploy/assets/demo_centerpoint.pth --device cuda
+
+Runs the reference (plain fp32, TF32 off, eager) and the variant (a benchmark variant string,
+e.g. with BatchNorm folding, fused conv+ReLU and the whole-pipeline CUDA graph) on the same
+frames and compares their boxes with ``verify.boxes.compare_boxes`` at the tolerances of the
+variant's precision. Exits 1 when any frame fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+from centerpoint_deploy.data.loader import load_clouds
+from centerpoint_deploy.variant import VariantSpec, build_detector
+from centerpoint_deploy.config import load_config
+from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data.sample import default_sample_dir
+from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, compare_boxes
+from centerpoint_deploy.verify.tolerances import tolerance_class
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", required=True, help="a pytorch benchmark variant string")
+    parser.add_argument("--config", default="demo")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--dataset", default=None, help="default: the generated sample set")
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+
+    config = load_config(args.config)
+    variant = VariantSpec.parse(args.variant, device=args.device)
+    checkpoint = Path(args.checkpoint)
+    reference = build_detector(VariantSpec.parse("pytorch:fp32", device=args.device), config, checkpoint=checkpoint)
+    fast = build_detector(variant, config, checkpoint=checkpoint)
+    frames = open_dataset(args.dataset or default_sample_dir(), class_names=config.class_names)
+    tolerance = DEFAULT_BOX_TOLERANCES[tolerance_class(variant.precision)]
+    worst = {"center": 0.0, "size": 0.0, "yaw": 0.0, "score": 0.0}
+    passed = boxes = 0
+    count = min(args.frames, len(frames))
+    for index in range(count):
+        points = load_clouds(frames, [index], config.points.use_dim)[0]
+        ref, test = reference(points).to("cpu"), fast(points).to("cpu")
+        result = compare_boxes(ref, test, tolerance, config.decode.score_threshold)
+        passed += bool(result)
+        boxes += len(ref)
+        summary = result.to_dict()
+        worst = {k: max(v, summary[f"max_{k}"]) for k, v in worst.items()}
+    shown = ", ".join(f"max {k} diff {v:.3g}" for k, v in worst.items())
+    print(f"{args.variant} vs pytorch:fp32 on {count} frames ({boxes} reference boxes): "
+          f"{passed}/{count} frames pass; {shown}")
+    return 0 if passed == count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

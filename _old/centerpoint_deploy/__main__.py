@@ -1,0 +1,3 @@
+from centerpoint_deploy.cli.app import main
+
+main()

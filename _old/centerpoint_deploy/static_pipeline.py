@@ -1,0 +1,476 @@
+"""The GPU-resident pipeline: fixed-size tensors from points to boxes, optionally one CUDA graph.
+
+Every tensor has a fixed size (``max_voxels`` pillars per cloud, padded box lists, a fixed NMS
+round budget), so no stage reads anything on the host; the input checks (non-finite points,
+clouds without pillars, ``max_voxels`` overflow), the non-finite head outputs and NMS
+convergence travel with the boxes in one device -> host copy at the end and are judged there.
+Same boxes as :class:`~centerpoint_deploy.detector.Detector` (an NMS budget too small for a frame
+falls back to the exact iteration), the same typed interface.
+
+With ``graph`` the whole pipeline is captured (:func:`~centerpoint_deploy.cuda_graphs.capture`)
+once per batch size and point-buffer size (:mod:`~centerpoint_deploy.point_buffer`): a call is
+one copy in, one replay, one copy out. Backends that cannot be captured (ONNX Runtime's) run
+between three captured parts instead (:class:`HybridRun`: pre-processing, scatter,
+post-processing), their outputs copied into the buffers the next part reads. With ``compile``
+decoration and NMS are compiled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Callable, Hashable, Sequence, TypeVar
+
+import torch
+from torch import Tensor
+
+from centerpoint_deploy import contract
+from centerpoint_deploy.backends.base import Backend
+from centerpoint_deploy.compile_cache import release_compile_workers
+from centerpoint_deploy.config.schema import ModelConfig
+from centerpoint_deploy.cuda_graphs import Captured, capture
+from centerpoint_deploy.device import copy_to_host
+from centerpoint_deploy.errors import BackendError, ConfigError
+from centerpoint_deploy.point_buffer import PointBuffer, point_capacity
+from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tasks, postprocess, suppress, unpack_host
+from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
+from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
+from centerpoint_deploy.preprocess.scatter import BevCanvas
+from centerpoint_deploy.preprocess.voxelize import VoxelCounts, check_voxel_counts, voxelize_padded
+from centerpoint_deploy.stages import (DECODE, DECORATE, ENCODER, HEAD, NMS, OUTPUT, SCATTER, UPLOAD, VOXELIZE,
+                                       BackendOwner, StageHook, StageOutputs, as_clouds, count_nonfinite_outputs,
+                                       no_hook, node_voxelizer, raise_nonfinite_outputs, task_maps, upload)
+from centerpoint_deploy.structures import Detections, Voxels
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class StaticSettings:
+    """How the fixed-shape pipeline runs.
+
+    Attributes:
+        nms_rounds: the NMS round budget (>= 1).
+        graph: capture the pipeline as a CUDA graph (a CUDA device; with backends that cannot
+            be captured, the parts around them, :class:`HybridRun`).
+            :meth:`StaticPipeline.run_stages` still runs it uncaptured.
+        max_points: the most rows per cloud of a graph's point buffer; a larger cloud runs
+            uncaptured (same results, slower) and warns.
+        compile: ``torch.compile`` decoration and the fixed-round NMS (a few fused kernels each).
+        voxel_seed: the shuffle seed of ``voxelization.mode == "autoware"`` (not with ``graph``:
+            the node draws its offsets on the host per frame).
+    """
+
+    nms_rounds: int = 16
+    graph: bool = False
+    max_points: int = 400_000
+    compile: bool = False
+    voxel_seed: int = 0
+
+
+@dataclass
+class StaticRun:
+    """The tensors of one fixed-shape run, in stage order (a captured run's are rewritten by every replay).
+
+    ``packed`` is the one tensor copied to the host: boxes, NMS convergence and the deferred
+    checks (:meth:`~centerpoint_deploy.postprocess.PaddedDetections.pack`, ``rows`` boxes per cloud).
+    ``canvas``: the kept BEV canvas a captured run scatters into (``spatial_features`` is a view
+    of it), held here for as long as the graph that writes it; ``None`` for a fresh canvas.
+    """
+
+    clouds: list[Tensor]
+    voxels: Voxels
+    counts: VoxelCounts
+    features: Tensor
+    pillar_features: Tensor
+    spatial_features: Tensor
+    head_outputs: dict[str, Tensor]
+    decoded: list[DecodedBoxes]
+    packed: Tensor
+    rows: int
+    canvas: BevCanvas | None = None
+
+
+@dataclass
+class _PreRun:
+    """Pre-processing's tensors (stages ``upload`` to ``decorate``)."""
+
+    nonfinite: Tensor
+    voxels: Voxels
+    counts: VoxelCounts
+    features: Tensor
+
+
+class HybridRun:
+    """The fixed-shape pipeline as three CUDA graphs with the (uncapturable) backends run between
+    them: pre-processing, then the encoder on each cloud's kept pillars only (reading their counts
+    is the one extra synchronisation; the padding rows would cost the encoder ``max_voxels``
+    pillars a cloud), its output copied into the buffer the scatter graph reads, then the head,
+    its outputs copied into the buffers the post-processing graph reads. The padding rows of that
+    buffer keep what the first run wrote: the scatter sends padding pillars to spare entries.
+
+    Same interface as a :class:`~centerpoint_deploy.cuda_graphs.Captured`: :meth:`replay`, ``result``.
+    """
+
+    def __init__(self, pipeline: "StaticPipeline", buffer: PointBuffer) -> None:
+        self.pipeline = pipeline
+        self.pre = capture(lambda _: pipeline._pre(buffer.clouds, no_hook), pipeline.device)
+        self.pre.replay()  # recording runs nothing: the encoder's first input comes from a replay
+        self.pillars = self._encode().clone()
+        self.canvas = pipeline._kept_canvas(len(buffer.clouds))
+        self.scatter = capture(lambda _: pipeline._scatter(self.pillars, self.pre.result.voxels, self.canvas),
+                               pipeline.device)
+        self.scatter.replay()
+        self.head_outputs = {name: t.clone() for name, t in self._head().items()}
+        self.post = capture(lambda _: pipeline._post(buffer.clouds, self.pre.result, self.pillars,
+                                                     self.scatter.result, self.head_outputs, no_hook),
+                            pipeline.device)
+        self.result = self.post.result
+
+    def _encode(self) -> Tensor:
+        pipeline = self.pipeline
+        return pipeline._infer(pipeline.encoder, contract.ENCODER_INPUT, self.pre.result.features,
+                               False)[contract.ENCODER_OUTPUT].to(pipeline.device)
+
+    def _head(self) -> dict[str, Tensor]:
+        pipeline = self.pipeline
+        return pipeline._infer(pipeline.head, contract.HEAD_INPUT, self.scatter.result, False)
+
+    def _encode_kept(self) -> None:
+        """The encoder on each cloud's kept pillars, into their rows of :attr:`pillars`."""
+        pipeline, pre = self.pipeline, self.pre.result
+        rows = pipeline.config.voxelization.max_voxels
+        for index, kept in enumerate(pre.counts.num_voxels.tolist()):  # synchronises
+            if kept == 0:  # no pillar: refused after the run (check_voxel_counts)
+                continue
+            block = slice(index * rows, index * rows + kept)
+            out = pipeline._infer(pipeline.encoder, contract.ENCODER_INPUT, pre.features[block], False)
+            self.pillars[block].copy_(out[contract.ENCODER_OUTPUT])
+
+    def replay(self) -> None:
+        """One run: three replays and the two backends in between (queued on the current stream,
+        after one read of the pillar counts)."""
+        self.pre.replay()
+        self._encode_kept()
+        self.scatter.replay()
+        for name, tensor in self._head().items():
+            self.head_outputs[name].copy_(tensor)
+        self.post.replay()
+
+
+class StaticPipeline(BackendOwner):
+    """The fixed-shape pipeline around an (encoder, head) backend pair; constructor as :class:`Detector`'s
+    (``node_params`` too), with ``settings`` for the fixed-shape choices."""
+
+    def __init__(self, config: ModelConfig, encoder: Backend, head: Backend, *, rot_y_axis_reference: bool = False,
+                 device: torch.device | str | None = None, settings: StaticSettings = StaticSettings(),
+                 node_params: NodePostprocessParams | None = None) -> None:
+        self.config, self.encoder, self.head = config, encoder, head
+        self.node_params = node_params
+        self.rot_y_axis_reference = rot_y_axis_reference
+        self.device = torch.device(device) if device is not None else encoder.device
+        self.settings = settings
+        if settings.nms_rounds < 1:
+            raise ConfigError(f"nms_rounds = {settings.nms_rounds} is invalid: must be >= 1")
+        self._node_voxelizer = node_voxelizer(config, settings.voxel_seed)
+        if settings.graph and self._node_voxelizer is not None:
+            raise ConfigError("voxelization.mode 'autoware' draws a shuffle offset per frame on the host; "
+                              "it cannot run inside a captured CUDA graph (use graph=False)")
+        if settings.graph:
+            self._check_graph_support()
+        self._head_names = contract.head_output_names(len(config.head.tasks))
+        self._decorate = torch.compile(decorate, dynamic=False) if settings.compile else decorate
+        self._suppress = torch.compile(suppress, dynamic=False) if settings.compile else suppress
+        self._graphs: dict[tuple[int, int], tuple[PointBuffer, Captured[StaticRun] | HybridRun]] = {}
+        self._replays: dict[tuple[int, int], int] = {}  # replays of each graph so far
+        self._on_outputs: dict[tuple[tuple[int, int], Hashable], _SideGraph] = {}  # see on_head_outputs
+
+    def _check_graph_support(self) -> None:
+        if self.device.type != "cuda":
+            raise ConfigError(f"graph=True needs a CUDA device; this pipeline runs on '{self.device}'")
+        if self.settings.max_points < 1:
+            raise ConfigError(f"max_points = {self.settings.max_points} is invalid: must be >= 1")
+        capturable = {self.encoder.capturable, self.head.capturable}
+        if len(capturable) != 1:
+            raise BackendError(f"graph=True captures both backends or neither; the encoder is '{self.encoder.name}', "
+                               f"the head '{self.head.name}'")
+
+    @property
+    def captures_backends(self) -> bool:
+        """The backends run inside the graph (PyTorch's), not between its parts (:class:`HybridRun`)."""
+        return self.encoder.capturable and self.head.capturable
+
+    def with_config(self, config: ModelConfig, *, voxel_seed: int | None = None) -> "StaticPipeline":
+        """The same pipeline (backends, settings, seed unless given) for another model config, e.g. another grid."""
+        settings = self.settings if voxel_seed is None else replace(self.settings, voxel_seed=voxel_seed)
+        return StaticPipeline(config, self.encoder, self.head, rot_y_axis_reference=self.rot_y_axis_reference,
+                              device=self.device, settings=settings, node_params=self.node_params)
+
+    def close(self) -> None:
+        self._graphs.clear()  # captured graphs hold the backends' buffers
+        self._on_outputs.clear()
+        super().close()
+
+    # ----- inference ------------------------------------------------------------------------------
+    def __call__(self, points: Tensor | list[Tensor]) -> Detections | list[Detections]:
+        """Boxes on the CPU: :class:`Detections` for a single ``Tensor[N, D]``, else one per cloud."""
+        detections = self.detect_with_head_outputs(points)[1]
+        return detections[0] if isinstance(points, Tensor) else detections
+
+    def detect_with_head_outputs(self, points: Tensor | list[Tensor]) -> tuple[dict[str, Tensor], list[Detections]]:
+        """The head outputs and one :class:`Detections` per cloud (on the CPU) made from them: with
+        ``graph`` one replay, whose head outputs live in the graph's memory (read them before the
+        next call); else :meth:`run_stages`."""
+        launched = self.launch(points)
+        return launched.head_outputs, launched.detections()
+
+    def launch(self, points: Tensor | list[Tensor]) -> "LaunchedRun":
+        """Queue one batch (with ``graph``: one copy in, one replay, the packed result's copy out)
+        without waiting for it; :meth:`LaunchedRun.detections` reads the boxes. A loop can queue
+        the next batch first, so that reading one batch's boxes overlaps the device's work on the
+        next. Without ``graph`` (or for clouds over ``max_points``) the batch runs at once."""
+        clouds = as_clouds(points)
+        if not (self.settings.graph and self._fits_graph(clouds)):
+            stages = self.run_stages(clouds)
+            return LaunchedRun(self, clouds, stages.head_outputs, finished=stages.detections)
+        key = (len(clouds), self._buffer_rows(clouds))
+        if key not in self._graphs:  # one graph per batch size and buffer size, captured on first use
+            buffer = self.point_buffer(clouds)
+            self.load()
+            self._graphs[key] = (buffer, self.capture(buffer) if self.captures_backends else HybridRun(self, buffer))
+            self._replays[key] = 0
+        buffer, captured = self._graphs[key]
+        buffer.load(clouds)
+        captured.replay()
+        self._replays[key] += 1
+        return LaunchedRun(self, clouds, captured.result.head_outputs, run=captured.result, graph=key)
+
+    def run_stages(self, points: Tensor | list[Tensor], hook: StageHook = no_hook) -> StageOutputs:
+        """The uncaptured pipeline, ``hook(stage)`` after each stage; padded intermediates."""
+        self.load()
+        clouds = as_clouds(points)
+        check_points(clouds, self.config, check_values=False)  # values: with the boxes
+        run = self._body([upload(cloud, self.device) for cloud in clouds], hook, capturing=False)
+        detections = self._finish(run, run.packed.cpu(), [int(c.shape[0]) for c in clouds])  # the one sync
+        hook(OUTPUT)
+        return StageOutputs(run.voxels, run.features, run.pillar_features, run.spatial_features, run.head_outputs,
+                            detections, run.counts)
+
+    def task_maps(self, head_outputs: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+        """A head backend's flat outputs per task on this device, plain mmdet3d convention (a post-processor's input)."""
+        return task_maps(head_outputs, self.config, self.rot_y_axis_reference, self.device)
+
+    def detect_from_head_outputs(self, head_outputs: dict[str, Tensor]) -> list[Detections]:
+        """Boxes (exact NMS) from a head backend's flat outputs (``contract.head_output_names`` keys)."""
+        return postprocess(self.task_maps(head_outputs), self.config)
+
+    # ----- the captured pipeline -------------------------------------------------------------------
+    def point_buffer(self, clouds: Sequence[Tensor]) -> PointBuffer:
+        """A device buffer for ``len(clouds)`` clouds of :func:`point_capacity` rows."""
+        return PointBuffer(len(clouds), self._buffer_rows(clouds), len(self.config.points.use_dim),
+                           self.config.voxelization, self.device)
+
+    def _buffer_rows(self, clouds: Sequence[Tensor]) -> int:
+        return point_capacity(max(int(cloud.shape[0]) for cloud in clouds), self.settings.max_points)
+
+    def capture(self, buffer: PointBuffer, *, segments: bool = False) -> Captured[StaticRun]:
+        """The pipeline on ``buffer``'s clouds as CUDA graphs (one, or one per stage with ``segments``).
+
+        The graphs start after the copy into the buffer (stage ``upload`` holds the deferred
+        non-finite count) and end with the packed result on the device (stage ``output``). Loads
+        the backends.
+        """
+        self.load()
+        canvas = self._kept_canvas(len(buffer.clouds))
+        captured = capture(lambda hook: self._body(buffer.clouds, hook, capturing=True, canvas=canvas), self.device,
+                           segments=segments, last=OUTPUT)
+        release_compile_workers()  # compiled during the warm-up runs; the pool would compete with the replays
+        return captured
+
+    def _kept_canvas(self, batch_size: int) -> BevCanvas | None:
+        """The BEV canvas a graph keeps between replays (a channels-last head), else ``None``: a
+        fresh NCHW canvas per run (:func:`scatter_to_bev`)."""
+        return BevCanvas(batch_size, self.config.bev_shape) if self.head.channels_last_input else None
+
+    def _fits_graph(self, clouds: list[Tensor]) -> bool:
+        """Check types and shapes; False (with a warning) when a cloud exceeds ``max_points``."""
+        check_points(clouds, self.config, check_values=False)
+        sizes = [int(cloud.shape[0]) for cloud in clouds]
+        if max(sizes) <= self.settings.max_points:
+            return True
+        warnings.warn(f"point clouds of {sizes} points exceed the CUDA graph's max_points={self.settings.max_points}; "
+                      f"running the uncaptured static pipeline (raise max_points to capture such clouds)",
+                      stacklevel=3)
+        return False
+
+    def on_head_outputs(self, launched: "LaunchedRun", key: Hashable, fn: Callable[[dict[str, Tensor]], T],
+                        then: Callable[[T], R]) -> R:
+        """``then(fn(launched.head_outputs))``, where ``then`` queues what reads ``fn``'s result (e.g. its
+        copy to the host). Call it before the pipeline's next launch.
+
+        After a graph replay ``fn`` is recorded once per graph and ``key`` as a CUDA graph on a copy
+        of the head outputs, then replayed with ``then`` on a side stream (one launch instead of
+        ``fn``'s kernels one by one from Python). The copy is made on the pipeline's stream right
+        after the replay, and the next copy waits until the side stream has read the last one, so
+        ``fn``'s small kernels overlap the pipeline's next replay instead of delaying it. ``fn``
+        must have fixed shapes and read nothing on the host; its result lives in the recorded
+        graph's memory until the next call, so ``then`` must copy out what is kept.
+        """
+        if launched.graph is None:
+            return then(fn(launched.head_outputs))
+        if not launched.current:
+            raise BackendError("on_head_outputs after a later replay of the same graph: its head outputs are gone")
+        entry = (launched.graph, key)
+        if entry not in self._on_outputs:
+            inputs = {name: tensor.clone() for name, tensor in launched.head_outputs.items()}
+            self._on_outputs[entry] = _SideGraph(inputs, capture(lambda _: fn(inputs), self.device),
+                                                 torch.cuda.Stream(self.device))
+        side = self._on_outputs[entry]
+        main = torch.cuda.current_stream(self.device)
+        main.wait_event(side.read)  # the side stream's last replay has read its inputs
+        for name, tensor in launched.head_outputs.items():
+            side.inputs[name].copy_(tensor)
+        side.copied.record(main)
+        side.stream.wait_event(side.copied)
+        with torch.cuda.stream(side.stream):
+            side.captured.replay()
+            result = then(side.captured.result)
+            side.read.record(side.stream)
+        return result
+
+    # ----- the stages -----------------------------------------------------------------------------
+    def _infer(self, backend: Backend, name: str, tensor: Tensor, capturing: bool) -> dict[str, Tensor]:
+        """``backend`` on ``{name: tensor}``; inside a capture its bare network (no checks, timing or own graph)."""
+        if capturing:
+            return backend.forward_in_capture(tensor)
+        return backend.infer({name: tensor.to(backend.device)})
+
+    def _body(self, clouds: list[Tensor], hook: StageHook, capturing: bool,
+              canvas: BevCanvas | None = None) -> StaticRun:
+        """Voxelize to the packed result on the device; nothing read on the host (``canvas``: the
+        kept BEV canvas of a captured run)."""
+        pre = self._pre(clouds, hook)
+        pillars = self._infer(self.encoder, contract.ENCODER_INPUT, pre.features, capturing)[contract.ENCODER_OUTPUT]
+        pillars = pillars.to(self.device)
+        hook(ENCODER)
+        bev = self._scatter(pillars, pre.voxels, canvas)
+        hook(SCATTER)
+        head_outputs = self._infer(self.head, contract.HEAD_INPUT, bev, capturing)
+        hook(HEAD)
+        return replace(self._post(clouds, pre, pillars, bev, head_outputs, hook), canvas=canvas)
+
+    def _pre(self, clouds: list[Tensor], hook: StageHook) -> _PreRun:
+        """Stages ``upload`` (the deferred non-finite count) to ``decorate``."""
+        nonfinite = count_nonfinite(clouds)
+        hook(UPLOAD)
+        if self._node_voxelizer is not None:
+            voxels, counts = self._node_voxelizer.padded(clouds)
+        else:
+            voxels, counts = voxelize_padded(clouds, self.config.voxelization)
+        hook(VOXELIZE)
+        features = self._decorate(voxels, self.config)
+        hook(DECORATE)
+        return _PreRun(nonfinite, voxels, counts, features)
+
+    def _scatter(self, pillars: Tensor, voxels: Voxels, canvas: BevCanvas | None = None) -> Tensor:
+        """``pillars [P, C]`` into the head's BEV canvas: ``canvas`` when given, else a new one (the
+        coords come from voxelize, so the synchronising range check is not needed)."""
+        if canvas is not None:
+            return canvas.scatter(pillars, voxels.coords)
+        return scatter_to_bev(pillars, voxels.coords, voxels.batch_size, self.config.bev_shape, check_coords=False,
+                              channels_last=self.head.channels_last_input)
+
+    def _post(self, clouds: list[Tensor], pre: _PreRun, pillars: Tensor, bev: Tensor,
+              head_outputs: dict[str, Tensor], hook: StageHook) -> StaticRun:
+        """Stages ``decode`` and ``nms``, and the packed result with the deferred checks."""
+        cfg = self.config
+        decoded = decode_tasks(self.task_maps(head_outputs), cfg)
+        hook(DECODE)
+        keep, converged = self._suppress(decoded, cfg, self.settings.nms_rounds)
+        hook(NMS)
+        padded = merge_tasks(decoded, keep, converged, cfg.nms.post_max_size)
+        checks = torch.cat([pre.nonfinite, pre.counts.table.flatten(),
+                            count_nonfinite_outputs(head_outputs, self._head_names)])
+        return StaticRun(clouds, pre.voxels, pre.counts, pre.features, pillars, bev, head_outputs, decoded,
+                         padded.pack(extra=checks), padded.scores.shape[1])
+
+    def _finish(self, run: StaticRun, host: Tensor, num_points: list[int], *,
+                decoded_current: bool = True) -> list[Detections] | None:
+        """Boxes on the host from ``run.packed`` copied there, after the deferred checks.
+
+        Raises for non-finite points, a cloud without pillars or non-finite head outputs, warns
+        for a ``max_voxels`` overflow, and redoes NMS exactly where the round budget was too small;
+        ``None`` when that is needed but ``run.decoded`` no longer holds this run's boxes
+        (``decoded_current`` False: a later replay rewrote them).
+        """
+        batch = len(num_points)
+        detections, converged, values = unpack_host(host, batch, run.rows)
+        raise_nonfinite(values[:batch], num_points)
+        check_voxel_counts([values[batch + 3 * b: batch + 3 * b + 3] for b in range(batch)], self.config.voxelization,
+                           num_points, stacklevel=4)
+        raise_nonfinite_outputs(values[4 * batch:], self._head_names, self.head.name)
+        if not all(converged):  # the round budget was too small for this frame: redo NMS exactly
+            if not decoded_current:
+                return None
+            keep, done = suppress(run.decoded, self.config, None)
+            detections = [d.to("cpu") for d in merge_tasks(run.decoded, keep, done, self.config.nms.post_max_size).unpad()]
+        return detections
+
+
+@dataclass
+class _SideGraph:
+    """A graph recorded by :meth:`StaticPipeline.on_head_outputs`: its own copy of the head outputs,
+    the stream it replays on, and events for the copy done (``copied``) and the copy read (``read``)."""
+
+    inputs: dict[str, Tensor]
+    captured: Captured
+    stream: torch.cuda.Stream
+    copied: torch.cuda.Event = field(default_factory=torch.cuda.Event)
+    read: torch.cuda.Event = field(default_factory=torch.cuda.Event)
+
+
+class LaunchedRun:
+    """One batch queued on a :class:`StaticPipeline`: its head outputs now, its boxes once read.
+
+    A captured run's tensors live in its graph's memory, which the graph's next replay rewrites:
+    read :attr:`head_outputs` (or queue work on them) before the pipeline's next :meth:`~StaticPipeline.launch`.
+    The packed result's copy to the host is queued at once, so :meth:`detections` stays right after
+    later replays; what needs the device tensors after that (NMS redone exactly, the head outputs
+    asked for again) runs the batch again, uncaptured.
+
+    Attributes:
+        head_outputs: the head's flat ``{output name: Tensor[B, ch, h, w]}`` of this batch.
+        graph: the key of the graph that ran it (``None``: it ran uncaptured).
+    """
+
+    def __init__(self, pipeline: StaticPipeline, clouds: list[Tensor], head_outputs: dict[str, Tensor], *,
+                 finished: list[Detections] | None = None, run: StaticRun | None = None,
+                 graph: tuple[int, int] | None = None) -> None:
+        self.pipeline, self.clouds, self.head_outputs = pipeline, clouds, head_outputs
+        self._detections, self._run, self.graph = finished, run, graph
+        self._replay = pipeline._replays.get(graph, 0) if graph is not None else 0
+        self._host: Tensor | None = None
+        self._event: torch.cuda.Event | None = None
+        if run is not None:
+            (self._host,), self._event = copy_to_host(run.packed)
+
+    @property
+    def current(self) -> bool:
+        """The graph's memory still holds this batch (no later replay of the same graph)."""
+        return self.graph is None or self.pipeline._replays.get(self.graph) == self._replay
+
+    def detections(self) -> list[Detections]:
+        """One :class:`Detections` per cloud on the CPU (waits for the copy; checks as :meth:`StaticPipeline.run_stages`)."""
+        if self._detections is None:
+            assert self._run is not None and self._host is not None
+            if self._event is not None:
+                self._event.synchronize()
+            found = self.pipeline._finish(self._run, self._host, [int(c.shape[0]) for c in self.clouds],
+                                          decoded_current=self.current)
+            self._detections = found if found is not None else self.pipeline.run_stages(self.clouds).detections
+        return self._detections
+
+    def head_outputs_again(self) -> dict[str, Tensor]:
+        """This batch's head outputs: :attr:`head_outputs` while current, else from the batch run again."""
+        return self.head_outputs if self.current else self.pipeline.run_stages(self.clouds).head_outputs

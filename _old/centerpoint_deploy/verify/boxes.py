@@ -1,0 +1,260 @@
+"""Box-level agreement of two backends' detections for one point cloud.
+
+Tensors can agree within tolerance and still give different boxes: a heatmap logit on the
+score threshold crosses it, two near-equal scores swap the circle-NMS order, or a tiny
+``rot`` vector turns a 1e-4 difference into a large yaw. So the decoded boxes are compared
+too.
+
+Matching: a test box may match a reference box of the same class whose BEV centre lies
+within ``BoxTolerance.gate`` metres; reference boxes take their nearest free test box in
+descending reference-score order (greedy, like the nuScenes matcher).
+
+Pass rule: every box left unmatched (on either side) has a score within
+``threshold_margin`` of the decoder's score threshold (its presence legitimately depends on
+rounding), and every matched pair differs by at most the box tolerances in centre, size,
+yaw, score and velocity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from centerpoint_deploy.errors import VerificationError
+from centerpoint_deploy.structures import Detections
+
+
+#: Unmatched boxes described in a failure reason (all are in ``BoxComparison.unmatched``).
+_SHOWN_UNMATCHED = 3
+
+
+@dataclass(frozen=True)
+class BoxTolerance:
+    """Allowed differences between matched boxes and the matching settings.
+
+    Attributes:
+        center: max 3-D centre distance, metres.
+        size: max absolute difference of l, w, h, metres.
+        yaw: max absolute yaw difference wrapped to [0, pi], radians.
+        score: max absolute score difference.
+        velocity: max L2 norm of the (vx, vy) difference, m/s.
+        gate: BEV centre distance (metres) beyond which two boxes cannot match.
+        threshold_margin: an unmatched box whose score lies within this of the score
+            threshold is "near the threshold" and does not fail the comparison.
+        max_unmatched_share: share of a frame's boxes (of the larger count) that may be
+            unmatched away from the threshold on each side without failing (0 for fp32/fp16;
+            INT8 boxes flip where compounded rounding moves a peak).
+    """
+
+    center: float = 1e-3
+    size: float = 1e-3
+    yaw: float = 1e-3
+    score: float = 1e-3
+    velocity: float = 1e-3
+    gate: float = 1.0
+    threshold_margin: float = 1e-3
+    max_unmatched_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.to_dict().items():
+            if not math.isfinite(value) or value < 0:
+                raise VerificationError(f"box tolerance {name} = {value!r} is invalid: a finite number >= 0")
+        if self.gate <= 0:
+            raise VerificationError(f"box tolerance gate = {self.gate!r} is invalid: must be > 0 metres")
+        if self.max_unmatched_share > 1:
+            raise VerificationError(f"box tolerance max_unmatched_share = {self.max_unmatched_share!r} is invalid: "
+                                    "a fraction in [0, 1]")
+
+    def to_dict(self) -> dict[str, float]:
+        return {"center": self.center, "size": self.size, "yaw": self.yaw, "score": self.score,
+                "velocity": self.velocity, "gate": self.gate, "threshold_margin": self.threshold_margin,
+                "max_unmatched_share": self.max_unmatched_share}
+
+
+#: Default box tolerances per precision. fp16: a heatmap logit off by 1e-2 + 1e-2*|logit|
+#: moves a score by at most a quarter of that (sigmoid' <= 1/4), ~0.015 at |logit| = 5; a
+#: log-size off by ~0.025 moves a 4.5 m car by ~0.1 m.
+DEFAULT_BOX_TOLERANCES: dict[str, BoxTolerance] = {
+    "fp32": BoxTolerance(),
+    # measured worst against fp32 (docs/precision.md): centre 0.0019 m, size 0.0046 m, yaw 0.041 rad,
+    # score 0.0006, velocity 0.024 m/s
+    "fp16": BoxTolerance(center=0.02, size=0.1, yaw=0.08, score=0.02, velocity=0.15, gate=1.0,
+                         threshold_margin=0.02),
+    # INT8 against the fake-quant PyTorch reference end to end, measured worst on the demo exports
+    # (20 frames; the 69 % plan and two 88 % plans, docs/precision.md): centre 2.05 m, size 1.74 m,
+    # yaw 3.05 rad (heading flips of low-score boxes), score 0.5, velocity 8.2 m/s (18.2 under the
+    # node's post-processing), 2 of 55 boxes of a frame unmatched 0.1 or more from the threshold:
+    # the compounded rounding of the tensors (compare.py). These bounds only catch what no
+    # rounding makes; each INT8 layer alone is the sharp check.
+    "int8": BoxTolerance(center=3.0, size=2.5, yaw=3.1416, score=0.6, velocity=25.0, gate=2.0,
+                         threshold_margin=0.1, max_unmatched_share=0.08),
+}
+
+
+@dataclass(frozen=True)
+class UnmatchedBox:
+    """A box present in one backend's output and not the other's."""
+
+    side: str  # "reference" or "test"
+    index: int  # row in that side's Detections
+    label: int
+    score: float
+    center: tuple[float, float, float]
+    near_threshold: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"side": self.side, "index": self.index, "label": self.label, "score": self.score,
+                "center": list(self.center), "near_threshold": self.near_threshold}
+
+
+@dataclass
+class BoxComparison:
+    """Box-level agreement of one frame; truthy when it passed (see module doc).
+
+    ``max_*`` are over matched pairs (``nan`` when nothing matched); ``matched_share`` is
+    matched pairs over the larger of the two box counts (1 when both are empty).
+    """
+
+    num_ref: int
+    num_test: int
+    num_matched: int
+    matched_share: float
+    max_center: float
+    max_size: float
+    max_yaw: float
+    max_score: float
+    max_velocity: float
+    unmatched: list[UnmatchedBox]
+    tolerance: BoxTolerance
+    score_threshold: float
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def unmatched_near_threshold(self) -> int:
+        return sum(u.near_threshold for u in self.unmatched)
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        return {
+            "passed": self.passed, "reasons": self.reasons,
+            "num_ref": self.num_ref, "num_test": self.num_test, "num_matched": self.num_matched,
+            "matched_share": self.matched_share,
+            "max_center": num(self.max_center), "max_size": num(self.max_size), "max_yaw": num(self.max_yaw),
+            "max_score": num(self.max_score), "max_velocity": num(self.max_velocity),
+            "unmatched": [u.to_dict() for u in self.unmatched],
+            "score_threshold": self.score_threshold, "tolerance": self.tolerance.to_dict(),
+        }
+
+
+def wrap_angle(angle: np.ndarray) -> np.ndarray:
+    """Wrap radians to [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def match_boxes(ref: Detections, test: Detections, gate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy same-class nearest-centre matching, by descending reference score.
+
+    Args:
+        ref, test: detections of one point cloud (``boxes [K, 9]``, ``scores [K]``, ``labels [K]``).
+        gate: max BEV centre distance of a match, metres.
+
+    Returns:
+        ``(ref_idx [M], test_idx [M])`` int64 row indices of the matched pairs.
+    """
+    ref_xy = ref.boxes[:, :2].detach().cpu().double().numpy()
+    test_xy = test.boxes[:, :2].detach().cpu().double().numpy()
+    dist = np.linalg.norm(ref_xy[:, None, :] - test_xy[None, :, :], axis=-1)  # [Kr, Kt]
+    same_class = ref.labels.cpu().numpy()[:, None] == test.labels.cpu().numpy()[None, :]
+    dist = np.where(same_class & (dist <= gate), dist, np.inf)
+    order = np.argsort(-ref.scores.detach().cpu().numpy(), kind="stable")
+    taken = np.zeros(len(test), dtype=bool)
+    pairs: list[tuple[int, int]] = []
+    for i in order:  # greedy matching is sequential by nature; each step is one vector op
+        row = np.where(taken, np.inf, dist[i])
+        if row.size == 0:
+            break
+        j = int(np.argmin(row))
+        if np.isfinite(row[j]):
+            taken[j] = True
+            pairs.append((int(i), j))
+    matched = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return matched[:, 0], matched[:, 1]
+
+
+def _unmatched(dets: Detections, matched: np.ndarray, side: str, threshold: np.ndarray,
+               margin: float) -> list[UnmatchedBox]:
+    rest = np.setdiff1d(np.arange(len(dets)), matched)
+    scores = dets.scores.detach().cpu().double().numpy()
+    centers = dets.boxes[:, :3].detach().cpu().double().numpy()
+    labels = dets.labels.cpu().numpy()
+    return [UnmatchedBox(side, int(i), int(labels[i]), float(scores[i]), tuple(float(c) for c in centers[i]),
+                         bool(abs(scores[i] - threshold[i]) < margin)) for i in rest]
+
+
+def compare_boxes(ref: Detections, test: Detections, tol: BoxTolerance, score_threshold: float,
+                  thresholds_of: Callable[[Detections], np.ndarray] | None = None) -> BoxComparison:
+    """Compare the test backend's boxes of one point cloud with the reference's.
+
+    Args:
+        ref, test: detections of the same point cloud (boxes ``[x, y, z, l, w, h, yaw, vx, vy]``).
+        tol: box tolerances and matching gate.
+        score_threshold: the decoder's score threshold (``config.decode.score_threshold``).
+        thresholds_of: per-box score thresholds ``[K]`` where they differ by box (the node's per
+            class and distance bin, :meth:`AutowarePostprocess.box_thresholds`); default:
+            ``score_threshold`` for every box.
+    """
+    ri, ti = match_boxes(ref, test, tol.gate)
+    rb = ref.boxes.detach().cpu().double().numpy()[ri]  # [M, 9]
+    tb = test.boxes.detach().cpu().double().numpy()[ti]
+    rs = ref.scores.detach().cpu().double().numpy()[ri]
+    ts = test.scores.detach().cpu().double().numpy()[ti]
+
+    def worst(values: np.ndarray) -> float:
+        return float(values.max()) if values.size else math.nan
+
+    max_center = worst(np.linalg.norm(tb[:, :3] - rb[:, :3], axis=1))
+    max_size = worst(np.abs(tb[:, 3:6] - rb[:, 3:6]))
+    max_yaw = worst(np.abs(wrap_angle(tb[:, 6] - rb[:, 6])))
+    max_score = worst(np.abs(ts - rs))
+    max_velocity = worst(np.linalg.norm(tb[:, 7:9] - rb[:, 7:9], axis=1))
+    def limits(dets: Detections) -> np.ndarray:
+        return (np.full(len(dets), score_threshold) if thresholds_of is None
+                else np.asarray(thresholds_of(dets), dtype=np.float64))
+
+    unmatched = (_unmatched(ref, ri, "reference", limits(ref), tol.threshold_margin)
+                 + _unmatched(test, ti, "test", limits(test), tol.threshold_margin))
+
+    reasons = []
+    allowed = math.floor(tol.max_unmatched_share * max(len(ref), len(test)))
+    for side in ("reference", "test"):
+        far = [u for u in unmatched if u.side == side and not u.near_threshold]
+        if len(far) > allowed:
+            shown = "; ".join(f"#{u.index} label {u.label} score {u.score:.4f} at ({u.center[0]:.2f}, {u.center[1]:.2f})"
+                              for u in far[:_SHOWN_UNMATCHED])
+            more = f"; {len(far) - _SHOWN_UNMATCHED} more" if len(far) > _SHOWN_UNMATCHED else ""
+            reasons.append(f"{len(far)} {side} box(es) have no match within {tol.gate:g} m and are not within "
+                           f"{tol.threshold_margin:g} of the score threshold {score_threshold:g}"
+                           + (f" ({allowed} allowed)" if allowed else "") + f": {shown}{more}")
+    for what, value, limit, unit in (("centre", max_center, tol.center, "m"), ("size", max_size, tol.size, "m"),
+                                     ("yaw", max_yaw, tol.yaw, "rad"), ("score", max_score, tol.score, ""),
+                                     ("velocity", max_velocity, tol.velocity, "m/s")):
+        if not math.isnan(value) and value > limit:
+            reasons.append(f"matched boxes differ in {what} by up to {value:.4g}{unit} (allowed {limit:g}{unit})")
+    num_ref, num_test = len(ref), len(test)
+    largest = max(num_ref, num_test)
+    return BoxComparison(
+        num_ref=num_ref, num_test=num_test, num_matched=int(ri.size),
+        matched_share=1.0 if largest == 0 else ri.size / largest,
+        max_center=max_center, max_size=max_size, max_yaw=max_yaw, max_score=max_score, max_velocity=max_velocity,
+        unmatched=unmatched, tolerance=tol, score_threshold=score_threshold,
+        passed=not reasons, reasons=reasons,
+    )
