@@ -1,3 +1,0 @@
-from centerpoint_deploy.cli.app import main
-
-main()
