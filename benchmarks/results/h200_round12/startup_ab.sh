@@ -1,4 +1,7 @@
 set -u
+# A one-off A/B of the evaluate CLI's start-up: this tree against round 11's code, unpacked beside it with
+#   mkdir _old && git archive 42816b7 centerpoint_deploy | tar -x -C _old
+# then run from the repository root on the device: bash benchmarks/results/h200_round12/startup_ab.sh
 python3 -m centerpoint_deploy synth /tmp/sd --scenes 1 --frames 8 --beams 32 --columns 900 > /dev/null 2>&1
 for round in 1 2 3; do
   for code in "$PWD" "$PWD/_old"; do
