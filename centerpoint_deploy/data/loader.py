@@ -146,32 +146,38 @@ class FrameLoader:
         if cuda and pool.slots is not None and not pool.pin():
             warnings.warn("the frame loader's slots could not be page-locked: uploads wait for their copies",
                           stacklevel=2)
-        frames = pool.frames(self.indices, self.columns)
         stream = torch.cuda.Stream(self.device) if cuda else None
-        pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
         try:
-            for items in _batched(frames, self.batch_size):
-                batch = FrameBatch(tuple(self._frame(item, pool, copy=stream is None) for item in items))
-                positions = [item.position for item in items]
-                if stream is None:  # host batches are the consumer's own: copied out of the slots
-                    pool.release(positions)
-                    yield batch
-                    continue
-                with torch.cuda.stream(stream):
-                    moved = batch.to(self.device, non_blocking=True)
-                    copied = torch.cuda.Event()
-                    copied.record(stream)
-                previous, pending = pending, (moved, copied, positions)
-                if previous is not None:
-                    yield from self._hand_over(previous, pool)
-            if pending is not None:
-                yield from self._hand_over(pending, pool)
+            with pool.reading(self.indices, self.columns) as frames:  # leaving it frees the pass's slots
+                try:
+                    yield from self._batches(frames, pool, stream)
+                finally:
+                    if stream is not None:
+                        stream.synchronize()  # no copy may still read the slots the pass frees next
         finally:
-            if stream is not None:
-                stream.synchronize()  # the pass's slots are freed next: no copy may still read them
-            frames.close()  # cancels what was read ahead
             if not shared:
                 pool.close()
+
+    def _batches(self, frames: Iterator[ReadFrame], pool: ReaderPool,
+                 stream: "torch.cuda.Stream | None") -> Iterator[FrameBatch]:
+        """The pass's batches: host copies, or (``stream``) device copies issued a batch ahead."""
+        pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
+        for items in _batched(frames, self.batch_size):
+            batch = FrameBatch(tuple(self._frame(item, pool, copy=stream is None) for item in items))
+            positions = [item.position for item in items]
+            if stream is None:  # host batches are the consumer's own: copied out of the slots
+                pool.release(positions)
+                yield batch
+                continue
+            with torch.cuda.stream(stream):
+                moved = batch.to(self.device, non_blocking=True)
+                copied = torch.cuda.Event()
+                copied.record(stream)
+            previous, pending = pending, (moved, copied, positions)
+            if previous is not None:
+                yield from self._hand_over(previous, pool)
+        if pending is not None:
+            yield from self._hand_over(pending, pool)
 
     def _read_here(self) -> Iterator[FrameBatch]:
         """The batches read in this process (no reader processes)."""

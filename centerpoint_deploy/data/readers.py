@@ -8,7 +8,7 @@ hands it to the next pass that fits it (the ``evaluate`` command starts it befor
 detectors, while the process is small: :meth:`FrameLoader.start
 <centerpoint_deploy.data.loader.FrameLoader.start>`).
 
-A pass (:meth:`ReaderPool.frames`) puts tasks ``(position, dataset index, columns)`` on one queue that
+A pass (:meth:`ReaderPool.reading`) puts tasks ``(position, dataset index, columns)`` on one queue that
 every idle reader takes from, so a batch's frames are read side by side. Positions count up over
 all passes of a pool; frame ``p`` goes into slot ``p % count`` of the pool's
 :class:`~centerpoint_deploy.data.frame_slots.FrameSlots` (a frame too large for a slot comes
@@ -21,6 +21,7 @@ read ahead and waits until no reader is still writing it, so the next pass start
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import multiprocessing.context
 import queue
@@ -28,7 +29,7 @@ import signal
 import time
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -115,6 +116,15 @@ class _Skipped:
 
 
 _Message = SlotFrame | InlineFrame | _Failure | _Crash | _Skipped
+
+
+@dataclass
+class _Pass:
+    """A running pass: its first position, the tasks handed out, those whose message has not come."""
+
+    base: int
+    submitted: int = 0
+    awaited: set[int] = field(default_factory=set)
 ReadFrame = SlotFrame | InlineFrame
 
 
@@ -178,59 +188,69 @@ class ReaderPool:
         if self.slots is not None:
             self.slots.release(sorted(mine))
 
-    def frames(self, indices: Sequence[int], columns: Sequence[int] | None) -> Iterator[ReadFrame]:
-        """The frames at dataset ``indices`` (``columns`` selected; None keeps all), in order.
+    @contextlib.contextmanager
+    def reading(self, indices: Sequence[int], columns: Sequence[int] | None) -> Iterator[Iterator[ReadFrame]]:
+        """A pass: the frames at dataset ``indices`` (``columns`` selected; None keeps all), in order.
+
+        The frames handed out stay the consumer's until it releases them or the pass ends (leaving
+        the ``with`` block): only then may the readers write their slots again, so a copy still
+        reading a slot (e.g. the last batch's upload) must have finished before the block is left.
+        Leaving early cancels what was read ahead.
 
         Raises:
-            DatasetError, PointCloudError: a reader's error for a frame that cannot be read, or a
-                reader that stopped.
+            DatasetError, PointCloudError: while iterating, a reader's error for a frame that
+                cannot be read, or a reader that stopped.
         """
         if self.closed:
             raise DatasetError("the frame readers were closed")
         if self.busy:
             raise DatasetError("a pass over these frame readers is still running")
         self.busy = True
-        base, total = self._next_position, len(indices)
-        wanted = None if columns is None else tuple(int(c) for c in columns)
-        submitted = 0
-        awaited: set[int] = set()  # positions handed to a reader whose message has not come
-        arrived: dict[int, _Message] = {}
+        state = _Pass(self._next_position)
         try:
-            for position in range(base, base + total):
-                while submitted < total and len(self._outstanding) < self.plan.count:
-                    self._outstanding.add(base + submitted)
-                    awaited.add(base + submitted)
-                    self._tasks.put(_Task(base + submitted, int(indices[submitted]), wanted))
-                    submitted += 1
-                if position >= base + submitted:
-                    raise DatasetError(f"the frame readers have {self.plan.count} slots and the consumer holds all of them")
-                while position not in arrived:
-                    message = self._receive()
-                    awaited.discard(message.position)
-                    arrived[message.position] = message
-                message = arrived.pop(position)
-                if isinstance(message, _Failure):
-                    raise message.error
-                if isinstance(message, _Crash):
-                    raise RuntimeError(f"a frame reader failed on frame position {position}:\n{message.text}")
-                assert not isinstance(message, _Skipped)
-                yield message
+            yield self._frames(state, indices, columns)
         finally:
-            self._end_pass(base, submitted, awaited)
+            self._end_pass(state)
 
-    def _end_pass(self, base: int, submitted: int, awaited: set[int]) -> None:
-        """Cancel what was read ahead, wait until no reader still works on this pass, free all its slots;
+    def _frames(self, state: "_Pass", indices: Sequence[int], columns: Sequence[int] | None) -> Iterator[ReadFrame]:
+        base, total = state.base, len(indices)
+        wanted = None if columns is None else tuple(int(c) for c in columns)
+        arrived: dict[int, _Message] = {}
+        for position in range(base, base + total):
+            while state.submitted < total and len(self._outstanding) < self.plan.count:
+                task = _Task(base + state.submitted, int(indices[state.submitted]), wanted)
+                self._outstanding.add(task.position)
+                state.awaited.add(task.position)
+                self._tasks.put(task)
+                state.submitted += 1
+            if position >= base + state.submitted:
+                raise DatasetError(f"the frame readers have {self.plan.count} slots and the consumer holds all of them")
+            while position not in arrived:
+                message = self._receive()
+                state.awaited.discard(message.position)
+                arrived[message.position] = message
+            message = arrived.pop(position)
+            if isinstance(message, _Failure):
+                raise message.error
+            if isinstance(message, _Crash):
+                raise RuntimeError(f"a frame reader failed on frame position {position}:\n{message.text}")
+            assert not isinstance(message, _Skipped)
+            yield message
+
+    def _end_pass(self, state: "_Pass") -> None:
+        """Cancel what was read ahead, wait until no reader still works on the pass, free all its slots;
         the next pass starts at the first position not handed out (where the slots' tickets stand)."""
+        end = state.base + state.submitted
         try:
             if self.slots is not None:
-                self.slots.cancel(base + submitted)
-            while awaited and not self.closed:
-                awaited.discard(self._receive().position)
+                self.slots.cancel(end)
+            while state.awaited and not self.closed:
+                state.awaited.discard(self._receive().position)
         except DatasetError:
             pass  # a reader stopped: the pool is closed already
         finally:
-            self.release(range(base, base + submitted))
-            self._next_position = base + submitted
+            self.release(range(state.base, end))
+            self._next_position = end
             self.busy = False
 
     def _receive(self) -> _Message:

@@ -145,3 +145,22 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_pass_holds_the_frames_it_handed_out_until_it_ends(tmp_path: Path) -> None:
+    """The last batch's slots stay the consumer's (its upload may still read them) until the pass ends."""
+    dataset = _dataset(tmp_path)
+    pool = readers.ReaderPool(dataset, 1, readers.SlotPlan(count=3, rows=200, width=5, frame_rows=100))
+    try:
+        with pool.reading([0, 1], None) as frames:
+            items = list(frames)   # every frame handed out, none released
+            assert [item.index for item in items] == [0, 1] and pool.busy
+            assert {item.position for item in items} <= pool._outstanding
+            with pytest.raises(DatasetError, match="still running"):
+                with pool.reading([2], None):
+                    pass
+        assert not pool.busy and not pool._outstanding
+        with pool.reading([2, 3], None) as frames:   # the next pass: positions go on, slots free
+            assert [item.position for item in frames] == [2, 3]
+    finally:
+        pool.close()
