@@ -7,7 +7,7 @@
 #                                                (the uncompiled and the compiled fp16 graph); the compiled
 #                                                flags' box agreement with fp32 on the GPU
 # What changed since round 11: reader processes kept for every pass (started before the detectors load);
-# up to 8 readers by default; point buffers in quarter octaves and max_points 2^21 (10 sweeps captured);
+# 8 readers by default in the loop part's run (4 since: 8 were slower at batch 1); point buffers in quarter octaves and max_points 2^21 (10 sweeps captured);
 # a graph's encoder on pillar_capacity rows (12,288 for ~8,000 pillars) instead of max_voxels (64,000).
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
