@@ -35,6 +35,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.multiprocessing  # noqa: F401 - registers the pickling of tensors through shared memory
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from centerpoint_deploy.data.dataset import FrameDataset
@@ -301,6 +302,15 @@ def _reader_main(dataset: FrameDataset, slots: FrameSlots | None, tasks: multipr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and stops the readers
     torch.set_num_threads(1)
     keep_freed_memory()
+    # the readers are the parallelism: numpy's BLAS (the sweeps' transforms) would otherwise start a
+    # thread per core in every reader, and its spinning threads take the other readers' cores
+    with threadpool_limits(limits=1):
+        _serve(dataset, slots, tasks, messages)
+
+
+def _serve(dataset: FrameDataset, slots: FrameSlots | None, tasks: multiprocessing.Queue,
+           messages: multiprocessing.Queue) -> None:
+    """A reader's loop: each task's message, until the stop task or the main process's end."""
     parent = multiprocessing.parent_process()
     while True:
         try:

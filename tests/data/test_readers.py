@@ -164,3 +164,21 @@ def test_a_pass_holds_the_frames_it_handed_out_until_it_ends(tmp_path: Path) -> 
             assert [item.position for item in frames] == [2, 3]
     finally:
         pool.close()
+
+
+class _ThreadProbe(FrameDataset):
+    """Each frame's token says how many threads numpy's BLAS may use in the process that read it."""
+
+    def load(self, record: FrameRecord) -> Frame:
+        from threadpoolctl import threadpool_info
+
+        frame = super().load(record)
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        return dataclasses.replace(frame, token=str(max(blas, default=1)))
+
+
+def test_readers_run_numpy_on_one_thread(tmp_path: Path) -> None:
+    plain = _dataset(tmp_path)
+    dataset = _ThreadProbe(plain.records, plain.class_names, plain.load_dim, plain.sweep_options)
+    (batch,) = list(FrameLoader(dataset, [0], None, workers=1))
+    assert batch.frames[0].token == "1"
