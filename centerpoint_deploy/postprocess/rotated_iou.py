@@ -64,12 +64,16 @@ def _edge_crossings(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 def intersection_area(a: Tensor, b: Tensor) -> Tensor:
     """BEV intersection area of box pairs ``a [P, 5]``, ``b [P, 5]`` -> ``Tensor[P]``."""
-    cos_a, sin_a, cos_b, sin_b = torch.cos(a[:, 4]), torch.sin(a[:, 4]), torch.cos(b[:, 4]), torch.sin(b[:, 4])
-    corners_a, corners_b = box_corners(a, cos_a, sin_a), box_corners(b, cos_b, sin_b)
+    pairs = len(a)
+    both = torch.cat([a, b])  # [2P, 5]: both boxes of every pair at once (half the kernels, same values)
+    cos, sin = torch.cos(both[:, 4]), torch.sin(both[:, 4])
+    corners = box_corners(both, cos, sin)  # [2P, 4, 2]
+    corners_a, corners_b = corners[:pairs], corners[pairs:]
     crossings, crossing_valid = _edge_crossings(corners_a, corners_b)
     points = torch.cat([corners_a, corners_b, crossings], dim=1)  # [P, 24, 2]
-    valid = torch.cat([_inside(corners_a, b, cos_b, sin_b), _inside(corners_b, a, cos_a, sin_a),
-                       crossing_valid], dim=1)  # [P, 24]
+    # a's corners in b and b's corners in a: each box's corners against the other box of its pair
+    inside = _inside(corners, both.roll(pairs, 0), cos.roll(pairs, 0), sin.roll(pairs, 0))  # [2P, 4]
+    valid = torch.cat([inside[:pairs], inside[pairs:], crossing_valid], dim=1)  # [P, 24]
     count = valid.sum(dim=1)  # [P]
     centre = (points * valid[..., None]).sum(dim=1) / count.clamp(min=1)[:, None]  # [P, 2]
     angle = torch.atan2(points[..., 1] - centre[:, None, 1], points[..., 0] - centre[:, None, 0])
