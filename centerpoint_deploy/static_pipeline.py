@@ -446,8 +446,7 @@ class StaticPipeline(BackendOwner):
         batch = len(num_points)
         detections, converged, values = unpack_host(host, batch, run.rows)
         raise_nonfinite(values[:batch], num_points)
-        check_voxel_counts([values[batch + 3 * b: batch + 3 * b + 3] for b in range(batch)], self.config.voxelization,
-                           num_points, stacklevel=4)
+        check_voxel_counts(voxel_count_rows(values, batch), self.config.voxelization, num_points, stacklevel=4)
         raise_nonfinite_outputs(values[4 * batch:], self._head_names, self.head.name)
         if not all(converged):  # the round budget was too small for this frame: redo NMS exactly
             if not decoded_current:
@@ -455,6 +454,12 @@ class StaticPipeline(BackendOwner):
             keep, done = suppress(run.decoded, self.config, None)
             detections = [d.to("cpu") for d in merge_tasks(run.decoded, keep, done, self.config.nms.post_max_size).unpad()]
         return detections
+
+
+def voxel_count_rows(checks: list[int], batch: int) -> list[list[int]]:
+    """The :attr:`VoxelCounts.table` rows (kept pillars, pillars, dropped points) of a batch in the
+    packed result's checks (``unpack_host``'s extra values: B non-finite counts, then these)."""
+    return [checks[batch + 3 * b: batch + 3 * b + 3] for b in range(batch)]
 
 
 @dataclass
@@ -512,8 +517,7 @@ class LaunchedRun:
             if self._event is not None:
                 self._event.synchronize()
             batch = len(self.clouds)
-            values = unpack_host(self._host, batch, self._run.rows)[2]
-            kept = max(values[batch + 3 * b] for b in range(batch))  # VoxelCounts.table rows follow the counts
+            kept = max(row[0] for row in voxel_count_rows(unpack_host(self._host, batch, self._run.rows)[2], batch))
             self._fits = kept <= self._run.pillar_rows
             if not self._fits:
                 self.pipeline._grow_pillar_rows(self.graph, kept)

@@ -26,13 +26,13 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.data.readers import InlineFrame, ReaderPool, ReadFrame, SlotPlan, shared_pool
+from centerpoint_deploy.data.readers import (InlineFrame, ReaderPool, ReadFrame, SlotPlan, selected_columns,
+                                             shared_pool)
 from centerpoint_deploy.errors import DatasetError
 
 
@@ -186,8 +186,7 @@ class FrameLoader:
             for index in self.indices[start: start + self.batch_size]:
                 begin = time.perf_counter()
                 frame = self.dataset[index]
-                points = frame.points if self.columns is None else frame.points[:, self.columns]
-                loaded.append(LoadedFrame(index, frame.token, torch.from_numpy(np.ascontiguousarray(points, np.float32)),
+                loaded.append(LoadedFrame(index, frame.token, selected_columns(frame.points, self.columns),
                                           time.perf_counter() - begin))
             batch = FrameBatch(tuple(loaded))
             yield batch.to(self.device) if self.device.type == "cuda" else batch

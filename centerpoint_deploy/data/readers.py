@@ -344,10 +344,13 @@ def _read(dataset: FrameDataset, slots: FrameSlots | None, task: _Task) -> _Mess
         except FrameCancelled:
             return _Skipped(task.position)
         return SlotFrame(task.position, task.index, frame.token, len(points), seconds)
-    if columns is not None:
-        points = points[:, list(columns)]
-    return InlineFrame(task.position, task.index, frame.token,
-                       torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)), seconds)
+    return InlineFrame(task.position, task.index, frame.token, selected_columns(points, columns), seconds)
+
+
+def selected_columns(points: np.ndarray, columns: Sequence[int] | None) -> Tensor:
+    """``Tensor[N, len(columns)]`` float32, contiguous and its own: ``points [N, D]``'s ``columns`` (None: all)."""
+    chosen = points if columns is None else points[:, list(columns)]
+    return torch.from_numpy(np.ascontiguousarray(chosen, dtype=np.float32))
 
 
 _shared: ReaderPool | None = None
