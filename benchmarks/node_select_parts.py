@@ -2,15 +2,20 @@
 CUDA graph on the demo model's head maps (p50 of CUDA-event times)::
 
     PYTHONPATH=$PWD python3 benchmarks/node_select_parts.py --capacity 512 256
+    PYTHONPATH=$PWD python3 benchmarks/node_select_parts.py --ops --device cpu
 
 Parts, cumulative: the decode; the candidates sorted; circle NMS; IoU-BEV NMS (the whole selection).
+With ``--ops``, instead of timing: the operators each part dispatches (views left out), on any
+device; on a GPU nearly each is a kernel, and the selection is bound by their number.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from centerpoint_deploy.benchmark.inputs import lidar_frame, model_columns
 from centerpoint_deploy.benchmark.timing import LatencyStats, stage_clock, time_calls
@@ -27,14 +32,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--capacity", type=int, nargs="+", default=[512])
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--ops", action="store_true", help="count each part's operators instead of timing it")
+    parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
-    config, device = load_config("demo"), torch.device("cuda")
-    clock = stage_clock(device)
-    with build_detector(VariantSpec.parse("pytorch:fp32", device="cuda"), config, checkpoint=DEMO_CHECKPOINT) as det, \
+    config, device = load_config("demo"), torch.device(args.device)
+    with build_detector(VariantSpec.parse("pytorch:fp32", device=device), config, checkpoint=DEMO_CHECKPOINT) as det, \
             torch.inference_mode():
         cloud = torch.from_numpy(model_columns(lidar_frame(seed=0), config))
         maps = node_maps(det.task_maps(det.detect_with_head_outputs(cloud)[0])[0], True)
-        print("| capacity | part (cumulative) | GPU ms (p50) |\n|---|---|---|")
+        print(f"| capacity | part (cumulative) | {'operators' if args.ops else 'GPU ms (p50)'} |\n|---|---|---|")
         for capacity in args.capacity:
             node = AutowarePostprocess(config, capacity=capacity)
             params = node.params
@@ -52,9 +58,39 @@ def main() -> None:
                                                                params.iou_nms_search_distance_2d,
                                                                params.iou_nms_threshold, NODE_PAIR_BUDGET))]
             for label, fn in parts:
+                if args.ops:
+                    with OperatorCount() as counted:
+                        fn()
+                    print(f"| {capacity} | {label} | {counted.total} |", flush=True)
+                    continue
                 graph = capture(lambda _: fn(), device)
-                stats = LatencyStats.from_seconds(time_calls(graph.replay, clock, warmup=10, iterations=args.iterations))
+                stats = LatencyStats.from_seconds(time_calls(graph.replay, stage_clock(device), warmup=10,
+                                                            iterations=args.iterations))
                 print(f"| {capacity} | {label} | {stats.p50:.3f} |", flush=True)
+
+
+#: Operators that only make views (no kernel).
+_VIEWS = frozenset({"alias", "as_strided", "detach", "expand", "lift_fresh", "permute", "reshape", "select", "slice",
+                    "split", "squeeze", "t", "transpose", "unbind", "unsqueeze", "view", "_reshape_alias",
+                    "_unsafe_view"})
+
+
+class OperatorCount(TorchDispatchMode):
+    """Counts the ATen operators dispatched inside it, views left out (``total``, ``by_name``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_name: collections.Counter[str] = collections.Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_name.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in _VIEWS:
+            self.by_name[name] += 1
+        return func(*args, **(kwargs or {}))
 
 
 if __name__ == "__main__":

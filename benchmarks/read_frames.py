@@ -10,7 +10,8 @@ sweep) in a temporary folder, then reads every frame ``--passes`` times per proc
 the p50 per frame. ``--loader`` prints, per number of reader processes, the frames/s of a
 consumer that takes frames as fast as they come, and the main thread's time to take a frame
 when the readers are ahead (a consumer that spends ``--consumer-ms`` on each frame): the
-hand-off's own cost, which the main thread of ``evaluate`` pays per frame.
+hand-off's own cost, which the main thread of ``evaluate`` pays per frame; and the time to a pass's
+first batch, for the first pass (the readers start) and the next (the readers are kept).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ def _read(folder: str, sweeps: int, passes: int, keep: bool) -> float:
     return statistics.median(times)
 
 
-def _loader(folder: str, sweeps: int, passes: int, workers: int, consumer_ms: float) -> tuple[float, float]:
+def _loader(folder: str, sweeps: int, passes: int, workers: int,
+            consumer_ms: float) -> tuple[float, float, float, float]:
     """(frames/s taken as fast as they come once the readers started, p50 ms the main thread spends taking a frame while the
-    readers are ahead), in this (fresh) process."""
+    readers are ahead, ms to the first batch of the first pass (the readers start) and of the second (they are kept)),
+    in this (fresh) process."""
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data import open_dataset
     from centerpoint_deploy.data.loader import FrameLoader
@@ -57,22 +60,26 @@ def _loader(folder: str, sweeps: int, passes: int, workers: int, consumer_ms: fl
                            load_dim=config.points.load_dim)
     order = list(range(len(dataset))) * passes
     columns = list(config.points.use_dim)
+    begin = time.perf_counter()
     batches = iter(FrameLoader(dataset, order, columns, workers=workers))
     next(batches)  # the readers have started
+    first_pass = (time.perf_counter() - begin) * 1e3
     begin = time.perf_counter()
     for _ in batches:
         pass
     rate = (len(order) - 1) / (time.perf_counter() - begin)
     taking = []
+    begin = time.perf_counter()
     batches = iter(FrameLoader(dataset, order, columns, workers=workers))
     next(batches)
+    next_pass = (time.perf_counter() - begin) * 1e3
     while True:
         time.sleep(consumer_ms / 1e3)
         begin = time.perf_counter()
         if next(batches, None) is None:
             break
         taking.append((time.perf_counter() - begin) * 1e3)
-    return rate, statistics.median(taking)
+    return rate, statistics.median(taking), first_pass, next_pass
 
 
 def main() -> None:
@@ -91,14 +98,14 @@ def main() -> None:
                          lead_in_sweeps=max(args.sweeps, 1))
         spawn = multiprocessing.get_context("spawn")
         if args.loader:
-            print("| reader processes | frames/s, taken as they come | ms to take a frame, readers ahead (p50) |\n"
-                  "|---|---|---|")
+            print("| reader processes | frames/s, taken as they come | ms to take a frame, readers ahead (p50) "
+                  "| ms to the first batch: first pass, next pass |\n|---|---|---|---|")
             for workers in args.workers:
                 # forked, so that the readers start as in the command-line tool; not daemonic: it starts readers
                 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-                    rate, taking = pool.submit(_loader, tmp, args.sweeps, args.passes, workers,
-                                               args.consumer_ms).result()
-                print(f"| {workers} | {rate:.0f} | {taking:.3f} |", flush=True)
+                    rate, taking, first, later = pool.submit(_loader, tmp, args.sweeps, args.passes, workers,
+                                                             args.consumer_ms).result()
+                print(f"| {workers} | {rate:.0f} | {taking:.3f} | {first:.1f}, {later:.1f} |", flush=True)
             return
         print("| reader | ms a frame (p50) |\n|---|---|")
         for keep in (False, True):
