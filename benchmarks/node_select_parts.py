@@ -1,11 +1,12 @@
 """GPU time of the Autoware node's fixed-shape selection, part by part, each part recorded as one
 CUDA graph on the demo model's head maps (p50 of CUDA-event times)::
 
-    PYTHONPATH=$PWD python3 benchmarks/node_select_parts.py --capacity 512 256
+    PYTHONPATH=$PWD python3 benchmarks/node_select_parts.py --capacity 512 256 [--compile]
     PYTHONPATH=$PWD python3 benchmarks/node_select_parts.py --ops --device cpu
 
 Parts, cumulative: the decode; the candidates sorted; circle NMS; IoU-BEV NMS (the whole selection).
-With ``--ops``, instead of timing: the operators each part dispatches (views left out), on any
+With ``--compile`` each part is recorded from its ``torch.compile`` kernels (fixed shapes), as a
+pipeline built with ``compile`` records the node's selection. With ``--ops``, instead of timing: the operators each part dispatches (views left out), on any
 device; on a GPU nearly each is a kernel, and the selection is bound by their number.
 """
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, nargs="+", default=[512])
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--ops", action="store_true", help="count each part's operators instead of timing it")
+    parser.add_argument("--compile", action="store_true", help="record each part's torch.compile kernels")
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
     config, device = load_config("demo"), torch.device(args.device)
@@ -63,7 +65,8 @@ def main() -> None:
                         fn()
                     print(f"| {capacity} | {label} | {counted.total} |", flush=True)
                     continue
-                graph = capture(lambda _: fn(), device)
+                body = torch.compile(fn, dynamic=False) if args.compile else fn
+                graph = capture(lambda _: body(), device)
                 stats = LatencyStats.from_seconds(time_calls(graph.replay, stage_clock(device), warmup=10,
                                                             iterations=args.iterations))
                 print(f"| {capacity} | {label} | {stats.p50:.3f} |", flush=True)

@@ -48,12 +48,18 @@ def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
     return torch.tensor(tuple(values), dtype=torch.float32).to(device, non_blocking=True)
 
 
-@functools.lru_cache(maxsize=64)
 def cached_constant(values: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``torch.tensor(values)`` on ``device``, made once (a host -> device copy per call would wait for
     the device, and a CUDA graph capture refuses one); ``values`` a number or nested tuples. Read
     only; a normal tensor even when first asked for under ``inference_mode`` (so that autograd may
-    still use it)."""
+    still use it). Traced by ``torch.compile``, a constant of the compiled graph instead."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=dtype, device=device)
+    return _made_once(values, dtype, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _made_once(values: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
     with torch.inference_mode(False):
         return torch.tensor(values, dtype=dtype, device=device)
 

@@ -12,7 +12,7 @@ once per batch size and point-buffer size (:mod:`~centerpoint_deploy.point_buffe
 one copy in, one replay, one copy out. Backends that cannot be captured (ONNX Runtime's) run
 between three captured parts instead (:class:`HybridRun`: pre-processing, scatter,
 post-processing), their outputs copied into the buffers the next part reads. With ``compile``
-decoration and NMS are compiled.
+the steps between the networks are compiled (``StaticSettings.compile``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class StaticSettings:
             :meth:`StaticPipeline.run_stages` still runs it uncaptured.
         max_points: the most rows per cloud of a graph's point buffer; a larger cloud runs
             uncaptured (same results, slower) and warns.
-        compile: ``torch.compile`` decoration and the fixed-round NMS (a few fused kernels each).
+        compile: ``torch.compile`` decoration, decode, the fixed-round NMS, the packing of the
+            result and what :meth:`StaticPipeline.on_head_outputs` records (a few fused kernels each).
         voxel_seed: the shuffle seed of ``voxelization.mode == "autoware"`` (not with ``graph``:
             the node draws its offsets on the host per frame).
     """
@@ -185,8 +186,11 @@ class StaticPipeline(BackendOwner):
         if settings.graph:
             self._check_graph_support()
         self._head_names = contract.head_output_names(len(config.head.tasks))
-        self._decorate = torch.compile(decorate, dynamic=False) if settings.compile else decorate
-        self._suppress = torch.compile(suppress, dynamic=False) if settings.compile else suppress
+        self._decorate = self._compiled(decorate)
+        self._decode = self._compiled(self._decode_outputs)
+        self._suppress = self._compiled(suppress)
+        self._pack = self._compiled(self._pack_result)
+        self._compiled_on_outputs: dict[Hashable, Callable] = {}  # see on_head_outputs
         # graphs by (batch size, point buffer rows, pillar rows); one buffer per (batch size, rows)
         self._graphs: dict[GraphKey, Captured[StaticRun] | HybridRun] = {}
         self._buffers: dict[tuple[int, int], PointBuffer] = {}
@@ -194,6 +198,10 @@ class StaticPipeline(BackendOwner):
         self._replays: dict[GraphKey, int] = {}  # replays of each graph so far
         self._on_outputs: dict[tuple[GraphKey, Hashable], _SideGraph] = {}  # see on_head_outputs
         self._warned_uncaptured = False
+
+    def _compiled(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """``fn`` through ``torch.compile`` (fixed shapes) with ``settings.compile``, else ``fn``."""
+        return torch.compile(fn, dynamic=False) if self.settings.compile else fn
 
     def _check_graph_support(self) -> None:
         if self.device.type != "cuda":
@@ -354,7 +362,9 @@ class StaticPipeline(BackendOwner):
         after the replay, and the next copy waits until the side stream has read the last one, so
         ``fn``'s small kernels overlap the pipeline's next replay instead of delaying it. ``fn``
         must have fixed shapes and read nothing on the host; its result lives in the recorded
-        graph's memory until the next call, so ``then`` must copy out what is kept.
+        graph's memory until the next call, so ``then`` must copy out what is kept. ``key`` names
+        what ``fn`` computes: with ``settings.compile`` the first ``fn`` of a key is compiled and
+        recorded for every later graph.
         """
         if launched.graph is None:
             return then(fn(launched.head_outputs))
@@ -362,8 +372,9 @@ class StaticPipeline(BackendOwner):
             raise BackendError("on_head_outputs after a later replay of the same graph: its head outputs are gone")
         entry = (launched.graph, key)
         if entry not in self._on_outputs:
+            body = self._compiled_on_outputs.setdefault(key, self._compiled(fn))
             inputs = {name: tensor.clone() for name, tensor in launched.head_outputs.items()}
-            self._on_outputs[entry] = _SideGraph(inputs, capture(lambda _: fn(inputs), self.device),
+            self._on_outputs[entry] = _SideGraph(inputs, capture(lambda _: body(inputs), self.device),
                                                  torch.cuda.Stream(self.device))
         side = self._on_outputs[entry]
         main = torch.cuda.current_stream(self.device)
@@ -423,16 +434,25 @@ class StaticPipeline(BackendOwner):
     def _post(self, clouds: list[Tensor], pre: _PreRun, pillars: Tensor, bev: Tensor,
               head_outputs: dict[str, Tensor], hook: StageHook) -> StaticRun:
         """Stages ``decode`` and ``nms``, and the packed result with the deferred checks."""
-        cfg = self.config
-        decoded = decode_tasks(self.task_maps(head_outputs), cfg)
+        decoded = self._decode(head_outputs)
         hook(DECODE)
-        keep, converged = self._suppress(decoded, cfg, self.settings.nms_rounds)
+        keep, converged = self._suppress(decoded, self.config, self.settings.nms_rounds)
         hook(NMS)
-        padded = merge_tasks(decoded, keep, converged, cfg.nms.post_max_size)
-        checks = torch.cat([pre.nonfinite, pre.counts.table.flatten(),
-                            count_nonfinite_outputs(head_outputs, self._head_names)])
+        packed, rows = self._pack(decoded, keep, converged, pre.nonfinite, pre.counts.table, head_outputs)
         return StaticRun(clouds, pre.voxels, pre.counts, pre.features, pillars, bev, head_outputs, decoded,
-                         padded.pack(extra=checks), padded.scores.shape[1], pre.voxels.points.shape[0] // len(clouds))
+                         packed, rows, pre.voxels.points.shape[0] // len(clouds))
+
+    def _decode_outputs(self, head_outputs: dict[str, Tensor]) -> list[DecodedBoxes]:
+        """Stage ``decode``: every task's candidates from the flat head outputs."""
+        return decode_tasks(self.task_maps(head_outputs), self.config)
+
+    def _pack_result(self, decoded: list[DecodedBoxes], keep: list[Tensor], converged: Tensor, nonfinite: Tensor,
+                     voxel_table: Tensor, head_outputs: dict[str, Tensor]) -> tuple[Tensor, int]:
+        """Stage ``output``: the kept boxes merged and packed with the deferred checks (non-finite
+        points ``[B]``, the voxel counts' ``[B, 3]`` table, non-finite head outputs), and the box rows per cloud."""
+        padded = merge_tasks(decoded, keep, converged, self.config.nms.post_max_size)
+        checks = torch.cat([nonfinite, voxel_table.flatten(), count_nonfinite_outputs(head_outputs, self._head_names)])
+        return padded.pack(extra=checks), padded.scores.shape[1]
 
     def _finish(self, run: StaticRun, host: Tensor, num_points: list[int], *,
                 decoded_current: bool = True) -> list[Detections] | None:

@@ -218,12 +218,11 @@ def decode_node_candidates(maps: dict[str, Tensor], config: ModelConfig, params:
     return NodeCandidates(packed, counts)
 
 
-@functools.lru_cache(maxsize=16)
 def _grid(voxelization: VoxelizationConfig, out_size_factor: int, device: torch.device) -> tuple[Tensor, ...]:
     """``(step_x, step_y, x_min, y_min)``: float32 scalars on ``device``, the steps rounded as float32
     products on the host (as the kernel's ``voxel_size * downsample``). Read only."""
     f32 = torch.float32
-    steps = [float(torch.tensor(size, dtype=f32) * out_size_factor) for size in voxelization.voxel_size[:2]]
+    steps = [float(np.float32(size) * np.float32(out_size_factor)) for size in voxelization.voxel_size[:2]]
     return tuple(cached_constant(value, f32, device) for value in (*steps, *voxelization.point_cloud_range[:2]))
 
 

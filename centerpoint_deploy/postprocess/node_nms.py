@@ -20,7 +20,6 @@ criterion, a function of the two boxes' flat indices.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -91,7 +90,6 @@ def circle_nms_node(boxes: NodeBoxes, distance: float, rounds: int | None = None
     return greedy_suppression(_dense_pairs(boxes.valid, close), boxes.valid, rounds)
 
 
-@functools.lru_cache(maxsize=16)
 def _float32_square(value: float) -> float:
     """``value ** 2`` rounded as float32 (the node's ``dist_thresh * dist_thresh`` in float)."""
     return float(np.float32(value) * np.float32(value))

@@ -255,13 +255,15 @@ def test_uncapturable_backends_run_between_captured_parts(config, kind: str) -> 
 
 @pytest.mark.cuda
 @cuda
-def test_views_of_a_graph_replay_equal_the_static_path(config) -> None:
-    """evaluate's views come from the replayed graph (its head outputs), not from an uncaptured run."""
+@pytest.mark.parametrize("compiled", [False, True])
+def test_views_of_a_graph_replay_equal_the_static_path(config, compiled: bool) -> None:
+    """evaluate's views come from the replayed graph (its head outputs), not from an uncaptured run;
+    compiled, the node's selection too (recorded from its compiled kernels)."""
     from centerpoint_deploy.postprocess.modes import default_views
     from centerpoint_deploy.views import detect_views
 
     eager = make_detector(config, static=True, device="cuda").load()
-    graphed = make_detector(config, static=True, device="cuda", graph=True, max_points=2500).load()
+    graphed = make_detector(config, static=True, device="cuda", graph=True, max_points=2500, compile=compiled).load()
     views = default_views(config)
     for seed in (9, 10):
         clouds = random_clouds((2000, 900), seed=seed)
