@@ -24,9 +24,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 
-def _read(folder: str, sweeps: int, passes: int, keep: bool) -> float:
-    """p50 ms per frame read in this (fresh) process."""
+
+def _read(folder: str, sweeps: int, passes: int, keep: bool, unmerged: bool = False) -> float:
+    """p50 ms per frame read in this (fresh) process (``unmerged``: only its sources, into one buffer,
+    as a reader does for a CUDA pass, which merges them after the upload)."""
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data import open_dataset
     from centerpoint_deploy.data.memory import keep_freed_memory
@@ -36,18 +39,19 @@ def _read(folder: str, sweeps: int, passes: int, keep: bool) -> float:
     config = load_config("demo")
     dataset = open_dataset(Path(folder), class_names=config.class_names, sweeps_num=sweeps,
                            load_dim=config.points.load_dim)
-    dataset[0]
+    buffer = np.empty((max(dataset.rows_bound(i) for i in range(len(dataset))), dataset.load_dim), np.float32)
+    dataset.read_sources(0, buffer) if unmerged else dataset[0]
     times = []
     for _ in range(passes):
         for index in range(len(dataset)):
             begin = time.perf_counter()
-            dataset[index]
+            dataset.read_sources(index, buffer) if unmerged else dataset[index]
             times.append((time.perf_counter() - begin) * 1e3)
     return statistics.median(times)
 
 
-def _loader(folder: str, sweeps: int, passes: int, workers: int,
-            consumer_ms: float) -> tuple[float, float, float, float]:
+def _loader(folder: str, sweeps: int, passes: int, workers: int, consumer_ms: float,
+            device: str) -> tuple[float, float, float, float]:
     """(frames/s taken as fast as they come once the readers started, p50 ms the main thread spends taking a frame while the
     readers are ahead, ms to the first batch of the first pass (the readers start) and of the second (they are kept)),
     in this (fresh) process."""
@@ -61,7 +65,7 @@ def _loader(folder: str, sweeps: int, passes: int, workers: int,
     order = list(range(len(dataset))) * passes
     columns = list(config.points.use_dim)
     begin = time.perf_counter()
-    batches = iter(FrameLoader(dataset, order, columns, workers=workers))
+    batches = iter(FrameLoader(dataset, order, columns, workers=workers, device=device))
     next(batches)  # the readers have started
     first_pass = (time.perf_counter() - begin) * 1e3
     begin = time.perf_counter()
@@ -70,7 +74,7 @@ def _loader(folder: str, sweeps: int, passes: int, workers: int,
     rate = (len(order) - 1) / (time.perf_counter() - begin)
     taking = []
     begin = time.perf_counter()
-    batches = iter(FrameLoader(dataset, order, columns, workers=workers))
+    batches = iter(FrameLoader(dataset, order, columns, workers=workers, device=device))
     next(batches)
     next_pass = (time.perf_counter() - begin) * 1e3
     while True:
@@ -90,6 +94,7 @@ def main() -> None:
     parser.add_argument("--loader", action="store_true", help="time FrameLoader instead of one reader")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--consumer-ms", type=float, default=10.0)
+    parser.add_argument("--device", default="cpu", help="--loader's device (on cuda the sweeps are merged there)")
     args = parser.parse_args()
     from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 
@@ -104,14 +109,15 @@ def main() -> None:
                 # forked, so that the readers start as in the command-line tool; not daemonic: it starts readers
                 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
                     rate, taking, first, later = pool.submit(_loader, tmp, args.sweeps, args.passes, workers,
-                                                             args.consumer_ms).result()
+                                                             args.consumer_ms, args.device).result()
                 print(f"| {workers} | {rate:.0f} | {taking:.3f} | {first:.1f}, {later:.1f} |", flush=True)
             return
         print("| reader | ms a frame (p50) |\n|---|---|")
-        for keep in (False, True):
+        for keep, unmerged in ((False, False), (True, False), (True, True)):
             with spawn.Pool(1) as pool:
-                ms = pool.apply(_read, (tmp, args.sweeps, args.passes, keep))
-            print(f"| {'keeps its freed memory' if keep else 'glibc defaults'} | {ms:.2f} |", flush=True)
+                ms = pool.apply(_read, (tmp, args.sweeps, args.passes, keep, unmerged))
+            label = "keeps its freed memory" if keep else "glibc defaults"
+            print(f"| {label + (', sources only (merged on the device)' if unmerged else '')} | {ms:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from typing import overload
 import numpy as np
 
 from centerpoint_deploy.data.frame import Frame, GroundTruth
-from centerpoint_deploy.data.pointcloud import read_points
-from centerpoint_deploy.data.sweeps import Sweep, SweepOptions, merge_sweeps
+from centerpoint_deploy.data.device_merge import RawLayout, raw_layout
+from centerpoint_deploy.data.pointcloud import read_points, read_points_into
+from centerpoint_deploy.data.sweeps import MergePart, SweepOptions, merge_parts, merge_sources
 from centerpoint_deploy.errors import DatasetError
 
 
@@ -104,15 +105,35 @@ class FrameDataset(Sequence[Frame]):
 
     def load(self, record: FrameRecord) -> Frame:
         """Read the key frame and its sweeps and merge them into one :class:`Frame`."""
-        key = read_points(record.lidar_path, load_dim=self.load_dim)
-        sweeps = [
-            Sweep(read_points(s.lidar_path, load_dim=self.load_dim), s.sweep2key,
-                  (record.timestamp - s.timestamp) / 1e6)
-            for s in record.sweeps[: self.sweep_options.sweeps_num]
-        ]
-        points = merge_sweeps(key, sweeps, self.sweep_options)
+        sources = [read_points(path, load_dim=self.load_dim) for path in self._source_paths(record)]
+        points = merge_sources(sources, self._parts(record), self.sweep_options.remove_close_radius)
         return Frame(record.token, record.scene, record.timestamp, record.lidar_path, points,
                      record.gt, record.ego2global, record.lidar2ego)
+
+    def read_sources(self, index: int, out: np.ndarray) -> RawLayout | None:
+        """The frame at ``index`` unmerged: its key frame's and sweeps' points, as read, one after
+        another into ``out`` (``ndarray[R, load_dim]`` float32, C-contiguous), for
+        :func:`~centerpoint_deploy.data.device_merge.merge_on_device`; ``None`` when they do not fit.
+
+        Raises:
+            PointCloudError: as :meth:`load`.
+        """
+        record, start, sources = self.records[index], 0, []
+        for path in self._source_paths(record):
+            rows = read_points_into(path, self.load_dim, out[start:])
+            if rows is None:
+                return None
+            sources.append(out[start: start + rows])
+            start += rows
+        return raw_layout(sources, self._parts(record), self.sweep_options.remove_close_radius)
+
+    def _source_paths(self, record: FrameRecord) -> list[str]:
+        """The key frame's point file, then those of the sweeps merged (source order)."""
+        return [record.lidar_path, *(s.lidar_path for s in record.sweeps[: self.sweep_options.sweeps_num])]
+
+    def _parts(self, record: FrameRecord) -> tuple[MergePart, ...]:
+        return merge_parts([(s.sweep2key, (record.timestamp - s.timestamp) / 1e6)
+                            for s in record.sweeps[: self.sweep_options.sweeps_num]], self.sweep_options)
 
 
 def _file_rows(path: str, load_dim: int) -> int:

@@ -77,7 +77,19 @@ class FrameSlots:
 
     def write(self, position: int, points: np.ndarray, columns: Sequence[int] | None) -> None:
         """(Reader process) Copy ``points[:, columns]`` (``ndarray[n, D]``, ``n <= rows``) into
-        ``position``'s slot, once the slot is free.
+        ``position``'s slot, once the slot is free (:meth:`acquire`).
+
+        Raises:
+            FrameCancelled: the main process cancelled ``position`` (or closed the slots) meanwhile.
+        """
+        target = self.acquire(position)[: points.shape[0]]
+        if columns is None:
+            target[...] = points
+        else:
+            np.take(points, list(columns), axis=1, out=target, mode="clip")  # "clip": written in place, unbuffered
+
+    def acquire(self, position: int) -> np.ndarray:
+        """(Reader process) ``ndarray[rows, width]``: ``position``'s slot to write, once it is free.
 
         Raises:
             FrameCancelled: the main process cancelled ``position`` (or closed the slots) meanwhile.
@@ -92,12 +104,7 @@ class FrameSlots:
                 parent = multiprocessing.parent_process()
                 if parent is not None and not parent.is_alive():
                     raise FrameCancelled
-        rows = points.shape[0]
-        target = self.points[slot, :rows].numpy()
-        if columns is None:
-            target[...] = points
-        else:
-            np.take(points, list(columns), axis=1, out=target, mode="clip")  # "clip": written in place, unbuffered
+        return self.points[slot].numpy()
 
     def cancelled(self, position: int) -> bool:
         """Whether the main process no longer wants the frame at ``position``."""

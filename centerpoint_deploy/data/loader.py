@@ -12,7 +12,9 @@ indexed frame) in the reader processes of a :class:`~centerpoint_deploy.data.rea
 memory for the next frame (:mod:`~centerpoint_deploy.data.memory`). The readers write each frame
 into a shared slot (:mod:`~centerpoint_deploy.data.frame_slots`, page-locked when the device is
 CUDA) and send only its size. On CUDA the host -> GPU copy of batch ``i + 1`` is issued on a
-side stream before batch ``i`` is handed out, so the copy overlaps the previous batch's compute.
+side stream before batch ``i`` is handed out, so the copy overlaps the previous batch's compute;
+there the readers write each frame's sources as read, and the sweeps are merged on that stream
+after the copy (:mod:`~centerpoint_deploy.data.device_merge`).
 Batches come out in the order asked for.
 """
 
@@ -31,7 +33,8 @@ from torch import Tensor
 
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.data.readers import (InlineFrame, ReaderPool, ReadFrame, SlotPlan, selected_columns,
+from centerpoint_deploy.data.device_merge import merge_on_device
+from centerpoint_deploy.data.readers import (InlineFrame, ReaderPool, ReadFrame, SlotFrame, SlotPlan, selected_columns,
                                              shared_pool)
 from centerpoint_deploy.errors import DatasetError
 
@@ -100,6 +103,9 @@ class FrameLoader:
         batch_size: frames per batch.
         device: where the batches are handed out: on CUDA each batch's clouds are on the device
             (copied from page-locked slots ahead of time); elsewhere on the host.
+        device_merge: the readers hand over each frame's sources as read and the sweeps are merged
+            after the upload (:mod:`~centerpoint_deploy.data.device_merge`), instead of in the
+            readers; default: on CUDA (with ten sweeps merging costs a reader four times the reading).
 
     Host batches are copied out of the slots (one copy per frame: on the host the detector costs
     far more), so they stay valid; device batches are the device copies. Iterating raises
@@ -108,7 +114,7 @@ class FrameLoader:
 
     def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None, *,
                  workers: int | None = None, prefetch: int = 2, batch_size: int = 1,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", device_merge: bool | None = None) -> None:
         workers = default_workers() if workers is None else int(workers)
         if workers < 0 or prefetch < 1 or batch_size < 1:
             raise DatasetError(f"frame loader needs workers >= 0, prefetch >= 1 and batch_size >= 1; got "
@@ -126,6 +132,7 @@ class FrameLoader:
         self.workers = workers if self.indices else 0
         self.prefetch, self.batch_size = prefetch, batch_size
         self.device = torch.device(device)
+        self.device_merge = self.device.type == "cuda" if device_merge is None else bool(device_merge)
 
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
@@ -148,7 +155,8 @@ class FrameLoader:
                           stacklevel=2)
         stream = torch.cuda.Stream(self.device) if cuda else None
         try:
-            with pool.reading(self.indices, self.columns) as frames:  # leaving it frees the pass's slots
+            # leaving the block frees the pass's slots
+            with pool.reading(self.indices, self.columns, unmerged=self.device_merge) as frames:
                 try:
                     yield from self._batches(frames, pool, stream)
                 finally:
@@ -163,14 +171,14 @@ class FrameLoader:
         """The pass's batches: host copies, or (``stream``) device copies issued a batch ahead."""
         pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
         for items in _batched(frames, self.batch_size):
-            batch = FrameBatch(tuple(self._frame(item, pool, copy=stream is None) for item in items))
             positions = [item.position for item in items]
             if stream is None:  # host batches are the consumer's own: copied out of the slots
+                batch = FrameBatch(tuple(self._frame(item, pool) for item in items))
                 pool.release(positions)
                 yield batch
                 continue
             with torch.cuda.stream(stream):
-                moved = batch.to(self.device, non_blocking=True)
+                moved = FrameBatch(tuple(self._frame(item, pool) for item in items))
                 copied = torch.cuda.Event()
                 copied.record(stream)
             previous, pending = pending, (moved, copied, positions)
@@ -198,7 +206,8 @@ class FrameLoader:
         # held: the batch handed out and the next one on its way to the device; read: the batch after
         # them, and each reader's frames ahead
         count = 3 * self.batch_size + self.workers * self.prefetch
-        plan = SlotPlan(count, max(1, math.ceil(largest * SLOT_MARGIN)), self.width, frame_rows=largest)
+        width = self.dataset.load_dim if self.device_merge else self.width  # unmerged: the sources as read
+        plan = SlotPlan(count, max(1, math.ceil(largest * SLOT_MARGIN)), width, frame_rows=largest)
         needed, free = plan.count * plan.rows * plan.width * 4, _shared_memory_free()
         if free is not None and needed > free // 2:
             warnings.warn(f"the frame loader's slots need {needed >> 20} MiB of shared memory and {SHARED_MEMORY} "
@@ -206,13 +215,21 @@ class FrameLoader:
             return plan, False
         return plan, True
 
-    @staticmethod
-    def _frame(item: ReadFrame, pool: ReaderPool, copy: bool) -> LoadedFrame:
-        """The frame of a reader's item: its slot's rows (``copy``: a copy of them), or its own points."""
-        if isinstance(item, InlineFrame):
-            return LoadedFrame(item.index, item.token, item.points, item.read_seconds)
-        points = pool.view(item)
-        return LoadedFrame(item.index, item.token, _own_copy(points) if copy else points, item.read_seconds)
+    def _frame(self, item: ReadFrame, pool: ReaderPool) -> LoadedFrame:
+        """The frame of a reader's item where the batches go: on CUDA copied from its slot (or its own
+        points) without waiting, on the host a copy of its slot's rows (or its own points); merged
+        there when the reader handed over its sources."""
+        points = item.points if isinstance(item, InlineFrame) else pool.view(item)
+        layout = item.layout if isinstance(item, SlotFrame) else None
+        if self.device.type == "cuda":
+            points = points.to(self.device, non_blocking=True)
+        elif isinstance(item, SlotFrame) and layout is None:
+            points = _own_copy(points)
+        if layout is not None:  # a new tensor: the slot's rows are only read
+            points = merge_on_device(points, layout)
+            if self.columns is not None and self.columns != list(range(points.shape[1])):
+                points = points[:, self.columns]
+        return LoadedFrame(item.index, item.token, points, item.read_seconds)
 
     def _hand_over(self, pending: tuple[FrameBatch, torch.cuda.Event, list[int]],
                    pool: ReaderPool) -> Iterator[FrameBatch]:

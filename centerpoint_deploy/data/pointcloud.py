@@ -9,6 +9,7 @@ non-finite values raise :class:`PointCloudError`.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,34 @@ def read_points(path: str | Path, load_dim: int = 5) -> np.ndarray:
     return points
 
 
+def read_points_into(path: str | Path, load_dim: int, out: np.ndarray) -> int | None:
+    """:func:`read_points` into the first rows of ``out`` (``ndarray[R, load_dim]`` float32,
+    C-contiguous): a raw float32 file straight from the file, other formats through a copy.
+
+    Returns:
+        The rows written, or ``None`` (nothing checked further) when the cloud has more than ``R``.
+
+    Raises:
+        PointCloudError: as :func:`read_points`.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(".bin") or load_dim < 3 or not path.is_file() or sys.byteorder != "little":
+        points = read_points(path, load_dim)
+        if len(points) > len(out):
+            return None
+        out[: len(points)] = points
+        return len(points)
+    rows = _raw_float32_rows(path, load_dim)
+    if rows > len(out):
+        return None
+    with path.open("rb") as file:
+        read = file.readinto(memoryview(out[:rows]).cast("B"))
+    if read != rows * load_dim * 4:
+        raise PointCloudError(f"{path}: truncated while reading: {read} of {rows * load_dim * 4} bytes")
+    _check_points(out[:rows], str(path))
+    return rows
+
+
 def write_points_bin(path: str | Path, points: np.ndarray) -> None:
     """Write ``points`` (``np.ndarray[N, D]`` or a CPU tensor) as raw float32, ``D`` per point."""
     array = np.asarray(points, dtype=np.float32)
@@ -118,11 +147,17 @@ def _check_points(points: np.ndarray, source: str) -> None:
         raise PointCloudError(f"{source}: {bad} of {points.shape[0]} points hold NaN or inf values")
 
 
-def _read_raw_float32(path: Path, load_dim: int) -> np.ndarray:
+def _raw_float32_rows(path: Path, load_dim: int) -> int:
+    """Points in a raw float32 file, from its size."""
     size = path.stat().st_size
     if size % (4 * load_dim):
         raise PointCloudError(f"{path}: truncated or wrong load_dim: file has {size} bytes, "
                               f"not a multiple of 4*load_dim = {4 * load_dim}")
+    return size // (4 * load_dim)
+
+
+def _read_raw_float32(path: Path, load_dim: int) -> np.ndarray:
+    _raw_float32_rows(path, load_dim)
     return np.fromfile(path, dtype="<f4").reshape(-1, load_dim).astype(np.float32, copy=False)
 
 

@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from centerpoint_deploy.data.dataset import FrameDataset
+from centerpoint_deploy.data.device_merge import RawLayout
 from centerpoint_deploy.data.frame_slots import FrameCancelled, FrameSlots
 from centerpoint_deploy.data.memory import keep_freed_memory
 from centerpoint_deploy.errors import CenterPointError, DatasetError
@@ -69,17 +70,21 @@ class _Task:
     position: int
     index: int
     columns: tuple[int, ...] | None
+    unmerged: bool = False  # the sources as read, to be merged after the upload (columns then ignored)
 
 
 @dataclass(frozen=True)
 class SlotFrame:
-    """A frame a reader wrote into the slot of its position: ``rows`` points there."""
+    """A frame a reader wrote into the slot of its position: ``rows`` points there, merged with its
+    columns selected, or (``layout`` given) its sources as read, for
+    :func:`~centerpoint_deploy.data.device_merge.merge_on_device`."""
 
     position: int
     index: int
     token: str
     rows: int
     read_seconds: float
+    layout: RawLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -190,8 +195,11 @@ class ReaderPool:
             self.slots.release(sorted(mine))
 
     @contextlib.contextmanager
-    def reading(self, indices: Sequence[int], columns: Sequence[int] | None) -> Iterator[Iterator[ReadFrame]]:
-        """A pass: the frames at dataset ``indices`` (``columns`` selected; None keeps all), in order.
+    def reading(self, indices: Sequence[int], columns: Sequence[int] | None, *,
+                unmerged: bool = False) -> Iterator[Iterator[ReadFrame]]:
+        """A pass: the frames at dataset ``indices`` (``columns`` selected; None keeps all), in order;
+        ``unmerged``: each frame that fits its slot as its sources, read (:attr:`SlotFrame.layout`),
+        the slots being ``dataset.load_dim`` wide.
 
         The frames handed out stay the consumer's until it releases them or the pass ends (leaving
         the ``with`` block): only then may the readers write their slots again, so a copy still
@@ -209,17 +217,18 @@ class ReaderPool:
         self.busy = True
         state = _Pass(self._next_position)
         try:
-            yield self._frames(state, indices, columns)
+            yield self._frames(state, indices, columns, unmerged)
         finally:
             self._end_pass(state)
 
-    def _frames(self, state: "_Pass", indices: Sequence[int], columns: Sequence[int] | None) -> Iterator[ReadFrame]:
+    def _frames(self, state: "_Pass", indices: Sequence[int], columns: Sequence[int] | None,
+                unmerged: bool) -> Iterator[ReadFrame]:
         base, total = state.base, len(indices)
         wanted = None if columns is None else tuple(int(c) for c in columns)
         arrived: dict[int, _Message] = {}
         for position in range(base, base + total):
             while state.submitted < total and len(self._outstanding) < self.plan.count:
-                task = _Task(base + state.submitted, int(indices[state.submitted]), wanted)
+                task = _Task(base + state.submitted, int(indices[state.submitted]), wanted, unmerged)
                 self._outstanding.add(task.position)
                 state.awaited.add(task.position)
                 self._tasks.put(task)
@@ -330,7 +339,13 @@ def _read(dataset: FrameDataset, slots: FrameSlots | None, task: _Task) -> _Mess
         return _Skipped(task.position)
     start = time.perf_counter()
     try:
+        if task.unmerged and slots is not None:
+            read = _read_unmerged(dataset, slots, task, start)
+            if read is not None:
+                return read
         frame = dataset[task.index]
+    except FrameCancelled:
+        return _Skipped(task.position)
     except CenterPointError as exc:
         return _Failure(task.position, exc)
     except Exception:  # noqa: BLE001 - a bug: the main process raises it with this traceback
@@ -338,13 +353,22 @@ def _read(dataset: FrameDataset, slots: FrameSlots | None, task: _Task) -> _Mess
     points = frame.points
     columns = None if task.columns in (None, tuple(range(points.shape[1]))) else task.columns
     seconds = time.perf_counter() - start
-    if slots is not None and slots.fits(len(points)):
+    if slots is not None and slots.fits(len(points)) and not task.unmerged:  # unmerged slots are load_dim wide
         try:
             slots.write(task.position, points, columns)
         except FrameCancelled:
             return _Skipped(task.position)
         return SlotFrame(task.position, task.index, frame.token, len(points), seconds)
     return InlineFrame(task.position, task.index, frame.token, selected_columns(points, columns), seconds)
+
+
+def _read_unmerged(dataset: FrameDataset, slots: FrameSlots, task: _Task, start: float) -> SlotFrame | None:
+    """The frame's sources read straight into its slot (None: they do not fit; it is read merged then)."""
+    layout = dataset.read_sources(task.index, slots.acquire(task.position))
+    if layout is None:
+        return None
+    return SlotFrame(task.position, task.index, dataset.records[task.index].token, layout.raw_rows,
+                     time.perf_counter() - start, layout)
 
 
 def selected_columns(points: np.ndarray, columns: Sequence[int] | None) -> Tensor:

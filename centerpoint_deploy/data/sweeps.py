@@ -62,23 +62,9 @@ def sweep_to_key_transform(sweep_lidar2ego: np.ndarray, sweep_ego2global: np.nda
     return np.linalg.inv(key_lidar2global) @ sweep_ego2global @ sweep_lidar2ego
 
 
-def with_time_lag_column(points: np.ndarray, time_lag: float = 0.0) -> np.ndarray:
-    """Copy of ``points (ndarray[N, D])`` widened to at least 5 columns (zeros), column 4 = ``time_lag``."""
-    width = max(points.shape[1], TIME_LAG_COLUMN + 1)
-    out = np.zeros((points.shape[0], width), dtype=np.float32)
-    out[:, : points.shape[1]] = points
-    out[:, TIME_LAG_COLUMN] = time_lag
-    return out
-
-
 def close_mask(points: np.ndarray, radius: float) -> np.ndarray:
     """``ndarray[N]`` bool: ``|x| < radius and |y| < radius`` (mmdet3d ``_remove_close``'s test)."""
     return np.maximum(np.abs(points[:, 0]), np.abs(points[:, 1])) < radius
-
-
-def remove_close(points: np.ndarray, radius: float) -> np.ndarray:
-    """Drop points with ``|x| < radius and |y| < radius`` (mmdet3d ``_remove_close``)."""
-    return select_rows(points, ~close_mask(points, radius))
 
 
 def select_rows(points: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -89,8 +75,85 @@ def select_rows(points: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return rows.view(item).reshape(len(rows))[keep].view(rows.dtype).reshape(-1, rows.shape[1])
 
 
+@dataclass(frozen=True)
+class MergePart:
+    """One part of a merged frame: the rows of a source (0: the key frame, ``s``: the ``s``-th
+    sweep, as read from its file), moved into the key frame.
+
+    Attributes:
+        source: which source's rows.
+        sweep2key: 4x4 source sensor -> key sensor; ``None``: the rows keep their coordinates.
+        time_lag: seconds, written into column 4.
+        remove_close: drop the rows with ``|x| < r and |y| < r`` (in the source's own frame).
+    """
+
+    source: int
+    sweep2key: np.ndarray | None
+    time_lag: float
+    remove_close: bool
+
+
+def merge_parts(sweeps: Sequence[tuple[np.ndarray, float]], options: SweepOptions) -> tuple[MergePart, ...]:
+    """The parts of a merged frame, in output order, for its previous sweeps ``(sweep2key, time_lag)``
+    (nearest first; sources ``1..`` in this order): the key frame, then the first
+    ``options.sweeps_num`` sweeps, or ``sweeps_num`` copies of the key frame when there is no sweep
+    and ``options.pad_empty_sweeps``."""
+    key = MergePart(0, None, 0.0, False)
+    remove = options.remove_close_radius is not None
+    if options.sweeps_num == 0:
+        return (key,)
+    if not sweeps and options.pad_empty_sweeps:
+        return (key,) + (MergePart(0, None, 0.0, remove),) * options.sweeps_num
+    return (key,) + tuple(MergePart(source, sweep2key, time_lag, remove)
+                          for source, (sweep2key, time_lag) in enumerate(sweeps[: options.sweeps_num], start=1))
+
+
+def move_xyz(xyz: np.ndarray, sweep2key: np.ndarray, out: np.ndarray) -> None:
+    """``xyz [N, 3]`` through ``sweep2key`` (4x4) into ``out [N, 3]`` float32: each coordinate
+    ``((x * R[j, 0] + y * R[j, 1]) + z * R[j, 2]) + t[j]`` in float64 one operation at a time,
+    rounded once. The device merge (:func:`~centerpoint_deploy.data.device_merge.merge_on_device`)
+    computes the same operations, so both give the same float32 (a BLAS matrix product would fuse
+    some of them, differently on every machine)."""
+    rotation, translation = sweep2key[:3, :3], sweep2key[:3, 3]
+    coords = [xyz[:, k].astype(np.float64) for k in range(3)]  # contiguous columns: 1-D passes are fastest
+    total, term = np.empty(len(xyz)), np.empty(len(xyz))
+    for j in range(3):
+        np.multiply(coords[0], rotation[j, 0], out=total)
+        np.multiply(coords[1], rotation[j, 1], out=term)
+        total += term
+        np.multiply(coords[2], rotation[j, 2], out=term)
+        total += term
+        total += translation[j]
+        out[:, j] = total
+
+
+def merge_sources(sources: Sequence[np.ndarray], parts: Sequence[MergePart], radius: float | None) -> np.ndarray:
+    """The merged frame of ``sources`` (``ndarray[N_s, D_s]`` float32, as read) by ``parts``.
+
+    Returns:
+        ``ndarray[sum of the parts' rows, max(D, 5)]`` float32; column 4 = each part's time lag.
+        Written into one array part by part (no per-part copies and no concatenation: reading
+        frames is bound by memory bandwidth).
+    """
+    kept = [~close_mask(sources[p.source], radius) if p.remove_close and radius is not None else None for p in parts]
+    sizes = [len(sources[p.source]) if k is None else int(np.count_nonzero(k)) for p, k in zip(parts, kept)]
+    width = max([TIME_LAG_COLUMN + 1] + [sources[p.source].shape[1] for p in parts])
+    out = np.zeros((sum(sizes), width), dtype=np.float32)
+    start = 0
+    for part, keep, size in zip(parts, kept, sizes):
+        points = sources[part.source] if keep is None else select_rows(sources[part.source], keep)
+        rows = out[start: start + size]
+        rows[:, : points.shape[1]] = points
+        rows[:, TIME_LAG_COLUMN] = part.time_lag
+        if part.sweep2key is not None:
+            move_xyz(points[:, :3], part.sweep2key, rows[:, :3])
+        start += size
+    return out
+
+
 def merge_sweeps(key_points: np.ndarray, sweeps: Sequence[Sweep], options: SweepOptions) -> np.ndarray:
-    """Key frame points followed by the first ``options.sweeps_num`` sweeps, in the key LiDAR frame.
+    """Key frame points followed by the first ``options.sweeps_num`` sweeps, in the key LiDAR frame
+    (:func:`merge_parts`, :func:`merge_sources`).
 
     Args:
         key_points: ``ndarray[N, D]`` float32, key frame, its own LiDAR frame.
@@ -98,30 +161,7 @@ def merge_sweeps(key_points: np.ndarray, sweeps: Sequence[Sweep], options: Sweep
         options: how many sweeps and which mmdet3d options.
 
     Returns:
-        ``ndarray[N', max(D, 5)]`` float32; column 4 = time lag (s), 0 for key frame rows. Written
-        into one array part by part (no per-part copies and no concatenation: reading frames is
-        bound by memory bandwidth).
+        ``ndarray[N', max(D, 5)]`` float32; column 4 = time lag (s), 0 for key frame rows.
     """
-    if options.sweeps_num == 0:
-        return with_time_lag_column(key_points)
-    if not sweeps and options.pad_empty_sweeps:
-        key = with_time_lag_column(key_points)
-        padded = key if options.remove_close_radius is None else remove_close(key, options.remove_close_radius)
-        return np.concatenate([key] + [padded] * options.sweeps_num, axis=0)
-    used = sweeps[: options.sweeps_num]
-    kept = [None if options.remove_close_radius is None else ~close_mask(s.points, options.remove_close_radius)
-            for s in used]
-    sizes = [len(key_points)] + [len(s.points) if k is None else int(np.count_nonzero(k)) for s, k in zip(used, kept)]
-    width = max([key_points.shape[1], TIME_LAG_COLUMN + 1] + [s.points.shape[1] for s in used])
-    out = np.zeros((sum(sizes), width), dtype=np.float32)
-    out[: sizes[0], : key_points.shape[1]] = key_points
-    out[: sizes[0], TIME_LAG_COLUMN] = 0.0
-    start = sizes[0]
-    for sweep, keep, size in zip(used, kept, sizes[1:]):
-        points = sweep.points if keep is None else select_rows(sweep.points, keep)
-        rows = out[start: start + size]
-        rows[:, : points.shape[1]] = points
-        rows[:, TIME_LAG_COLUMN] = sweep.time_lag
-        rows[:, :3] = points[:, :3].astype(np.float64) @ sweep.sweep2key[:3, :3].T + sweep.sweep2key[:3, 3]
-        start += size
-    return out
+    parts = merge_parts([(s.sweep2key, s.time_lag) for s in sweeps], options)
+    return merge_sources([key_points, *(s.points for s in sweeps)], parts, options.remove_close_radius)

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from centerpoint_deploy.data.dataset import FrameDataset, FrameRecord, SweepRecord
+from centerpoint_deploy.data.device_merge import merge_on_device
+from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
 from centerpoint_deploy.data.loader import FrameLoader, load_clouds
 from centerpoint_deploy.data.pointcloud import write_points_bin
 from centerpoint_deploy.data.sweeps import SweepOptions
@@ -43,6 +45,39 @@ def test_frames_in_order_with_sweeps_and_columns(tmp_path: Path, workers: int) -
     assert taken == order
     clouds = load_clouds(dataset, [2, 1], None, workers=1)
     assert [c.shape[0] for c in clouds] == [dataset[2].points.shape[0], dataset[1].points.shape[0]]
+
+
+@pytest.mark.parametrize("columns", [None, [0, 1, 2, 4]])
+def test_frames_merged_after_the_upload_equal_the_readers_merge(tmp_path: Path, columns: list[int] | None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The readers hand over each frame's sources as read (moving sweeps, a first frame padded with
+    copies of itself, a frame too large for its slot that comes merged the default way); the
+    loader's merge gives the indexed frame's points bit for bit."""
+    rng = np.random.default_rng(4)
+    records = []
+    for i in range(10):
+        path = tmp_path / f"{i}.bin"
+        points = rng.normal(0, 20, (3000 if i == 9 else 200, 5)).astype(np.float32)
+        points[:30, :2] *= 0.01  # close to the sensor
+        write_points_bin(path, points)
+        sweeps = tuple(SweepRecord(str(tmp_path / f"{j}.bin"), 1000 * j,
+                                   make_transform(yaw_to_quaternion(0.4 * (i - j)), [3.0 * (i - j), 1.0, 0.0]))
+                       for j in range(i - 1, max(i - 3, 0) - 1, -1))
+        records.append(FrameRecord(f"t{i}", "s", 1000 * i, str(path), np.eye(4), np.eye(4), sweeps))
+    dataset = FrameDataset(records, ("car",), load_dim=5, sweep_options=SweepOptions(sweeps_num=2))
+    from centerpoint_deploy.data import loader as loader_module
+
+    merged = []
+    monkeypatch.setattr(loader_module, "merge_on_device", lambda raw, layout: merged.append(layout.parts) or
+                        merge_on_device(raw, layout))
+    loader = FrameLoader(dataset, list(range(10)), columns, workers=2, device_merge=True)
+    assert loader.device_merge and not FrameLoader(dataset, [0], columns).device_merge  # on the host: in the readers
+    for batch in loader:
+        (frame,) = batch.frames
+        expected = dataset[frame.index].points if columns is None else dataset[frame.index].points[:, columns]
+        assert frame.points.shape == expected.shape
+        assert np.array_equal(frame.points.numpy().view(np.int32), expected.view(np.int32)), frame.index
+    assert len(merged) == 9 and len(merged[0]) == 3  # all but the large frame; frame 0: itself three times
 
 
 def test_batches_keep_clouds_as_a_list(tmp_path: Path) -> None:

@@ -2,9 +2,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
+from centerpoint_deploy.data.device_merge import merge_on_device, raw_layout
 from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
-from centerpoint_deploy.data.sweeps import Sweep, SweepOptions, merge_sweeps, select_rows, sweep_to_key_transform
+from centerpoint_deploy.data.sweeps import (Sweep, SweepOptions, merge_parts, merge_sources, merge_sweeps, move_xyz,
+                                            select_rows, sweep_to_key_transform)
 from centerpoint_deploy.errors import DatasetError
 
 KEY = np.array([[5.0, 0.0, 0.0, 10.0, 9.0]], dtype=np.float32)  # column 4 holds junk on disk
@@ -84,3 +87,45 @@ def test_reader_processes_keep_their_freed_memory():
     from centerpoint_deploy.data.memory import keep_freed_memory
 
     assert keep_freed_memory() == sys.platform.startswith("linux")
+
+
+def _sources(rng: np.random.Generator, sizes: tuple[int, ...], width: int) -> list[np.ndarray]:
+    """Clouds of ``sizes`` points, tens of metres wide, a share of them in the close square."""
+    clouds = []
+    for size in sizes:
+        points = (rng.standard_normal((size, width)) * 30).astype(np.float32)
+        points[: size // 5, :2] *= 0.02
+        clouds.append(points)
+    return clouds
+
+
+@pytest.mark.parametrize("width, options, sweeps", [
+    (5, SweepOptions(sweeps_num=3), 3),
+    (5, SweepOptions(sweeps_num=2), 4),                           # fewer merged than there are
+    (4, SweepOptions(sweeps_num=2), 2),                           # a time-lag column added
+    (6, SweepOptions(sweeps_num=2, remove_close_radius=None), 2),
+    (5, SweepOptions(sweeps_num=3), 0),                           # copies of the key frame
+    (5, SweepOptions(sweeps_num=0), 2),
+])
+def test_the_device_merge_equals_the_host_merge_bit_for_bit(width: int, options: SweepOptions, sweeps: int) -> None:
+    rng = np.random.default_rng(width + sweeps)
+    sources = _sources(rng, (700, 500, 300, 650, 40)[: 1 + sweeps], width)
+    motions = [(make_transform(yaw_to_quaternion(0.7 * k - 1), [30.0 * k, -5.5 * k, 0.3]), 0.1 * k)
+               for k in range(1, 1 + sweeps)]
+    parts = merge_parts(motions, options)
+    host = merge_sources(sources, parts, options.remove_close_radius)
+    layout = raw_layout(sources, parts, options.remove_close_radius)
+    device = merge_on_device(torch.from_numpy(np.concatenate(sources)), layout)
+    assert layout.rows == len(host) and layout.raw_rows == sum(map(len, sources))
+    assert device.dtype == torch.float32 and device.shape == host.shape
+    assert np.array_equal(device.numpy().view(np.int32), host.view(np.int32))  # every bit, zeros' signs too
+
+
+def test_moved_points_are_the_transform():
+    rng = np.random.default_rng(3)
+    xyz = (rng.standard_normal((1000, 3)) * 50).astype(np.float32)
+    sweep2key = make_transform(yaw_to_quaternion(2.1), [100.0, -40.0, 1.5])
+    expected = xyz.astype(np.float64) @ sweep2key[:3, :3].T + sweep2key[:3, 3]
+    moved = np.empty_like(xyz)
+    move_xyz(xyz, sweep2key, moved)
+    np.testing.assert_allclose(moved, expected, rtol=1e-7, atol=0)  # float32 of the product: within its rounding
