@@ -4,12 +4,20 @@
 #                                               each now); evaluate against the pipeline with 10 sweeps
 #                                               (4 and 8 readers) and 1 sweep; the node's selection part by
 #                                               part, eager and compiled
+#   bash benchmarks/h200_round13.sh loop OUT    with the sweeps merged on the device: a reader alone and the loader
+#                                               (10 sweeps); evaluate against the pipeline with 10 sweeps (4 and 8
+#                                               readers) and 1 sweep (uncompiled, and compiled: the node's
+#                                               selection compiled too)
+#   bash benchmarks/h200_round13.sh latency OUT CUDA tests of the touched suites; j6gen2_base side by side with eager
+#                                               fp32 (compiled: decode and the result's packing compiled too)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round13
 mkdir -p "$W"
 B=pytorch:fp16+channels_last+fuse_batchnorm
 G="$B+fuse_relu+pipeline_graph"                                   # round 11's loop variant
+GC="$B+fuse_relu+compile+pipeline_graph"                          # the same, compiled
+FN="$B+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # compiled, both fusions
 case "$part" in
 probe)
   timeout 60 python3 benchmarks/read_frames.py --frames 24 --sweeps 10 --loader --workers 4 8 \
@@ -26,5 +34,27 @@ probe)
   timeout 60 python3 benchmarks/node_select_parts.py --capacity 512 > "$OUT/node_select_parts.md" 2>&1
   timeout 110 python3 benchmarks/node_select_parts.py --capacity 512 --compile > "$OUT/node_select_parts_compiled.md" 2>&1
   grep '^|' "$OUT/node_select_parts.md" "$OUT/node_select_parts_compiled.md"
+  ;;
+loop)
+  timeout 70 python3 benchmarks/read_frames.py --frames 12 --sweeps 10 > "$OUT/read_frames_reader_10sweeps.md" 2>&1
+  tail -3 "$OUT/read_frames_reader_10sweeps.md"
+  timeout 70 python3 benchmarks/read_frames.py --frames 24 --sweeps 10 --loader --device cuda --workers 4 8 \
+      > "$OUT/read_frames_loader_10sweeps_cuda.md" 2>&1; tail -2 "$OUT/read_frames_loader_10sweeps_cuda.md"
+  for w in 4 8; do
+    timeout 90 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
+        --batch-size 1 --workers $w --out "$W/e10" > "$W/e10w$w.log" 2>&1
+    grep -v Warning "$W/e10w$w.log" | grep '^|' > "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
+    tail -1 "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
+  done
+  timeout 230 python3 benchmarks/evaluate_throughput.py --device cuda --frames 120 --sweeps 1 --variant "$G" \
+      --variant "$GC" --batch-size 1 --out "$W/e1" > "$W/e1.log" 2>&1
+  grep -v Warning "$W/e1.log" | grep '^|' > "$OUT/evaluate_throughput_120.md"; tail -2 "$OUT/evaluate_throughput_120.md"
+  ;;
+latency)
+  timeout 230 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/data \
+      tests/evaluate tests/postprocess > "$OUT/cuda_tests.txt" 2>&1; tail -4 "$OUT/cuda_tests.txt"
+  timeout 330 "${CLI[@]}" benchmark -c j6gen2_base --device cuda --warmup 20 -n 50 -v pytorch:fp32 -v "$FN" \
+      --no-scaling --no-plots -o "$W/j6" > "$W/j6.log" 2>&1
+  cp "$W/j6/benchmark.md" "$OUT/j6gen2_side_by_side.md"; tail -8 "$W/j6.log"
   ;;
 esac
