@@ -6,8 +6,10 @@
 #                                               part, eager and compiled
 #   bash benchmarks/h200_round13.sh loop OUT    with the sweeps merged on the device: a reader alone and the loader
 #                                               (10 sweeps); evaluate against the pipeline with 10 sweeps (4 and 8
-#                                               readers) and 1 sweep (uncompiled, and compiled: the node's
-#                                               selection compiled too)
+#                                               readers; its first pass timed after two batches)
+#   bash benchmarks/h200_round13.sh steady OUT  the loop's steady state (a first pass captures every graph size): the
+#                                               loop's steps with 10 sweeps; evaluate with 10 sweeps (8 readers)
+#                                               and 1 sweep (uncompiled and compiled)
 #   bash benchmarks/h200_round13.sh latency OUT CUDA tests of the touched suites; j6gen2_base side by side with eager
 #                                               fp32 (compiled: decode and the result's packing compiled too)
 # Writes flat files into OUT.
@@ -46,9 +48,18 @@ loop)
     grep -v Warning "$W/e10w$w.log" | grep '^|' > "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
     tail -1 "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
   done
-  timeout 230 python3 benchmarks/evaluate_throughput.py --device cuda --frames 120 --sweeps 1 --variant "$G" \
-      --variant "$GC" --batch-size 1 --out "$W/e1" > "$W/e1.log" 2>&1
-  grep -v Warning "$W/e1.log" | grep '^|' > "$OUT/evaluate_throughput_120.md"; tail -2 "$OUT/evaluate_throughput_120.md"
+  ;;
+steady)  # the loop's steady state (a first pass captured every graph size): 10 sweeps, then 1 sweep, uncompiled and compiled
+  timeout 90 python3 benchmarks/profile_loop.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
+      > "$OUT/profile_loop_steps_10sweeps.txt" 2>&1; grep "^|" "$OUT/profile_loop_steps_10sweeps.txt" | head -18
+  timeout 100 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
+      --batch-size 1 --workers 8 --out "$W/e10" > "$W/s10.log" 2>&1
+  grep -v Warning "$W/s10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_60_10sweeps_steady.md"; tail -1 "$OUT/evaluate_throughput_60_10sweeps_steady.md"
+  for v in "$G" "$GC"; do
+    timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 120 --sweeps 1 --variant "$v" \
+        --batch-size 1 --out "$W/e1" > "$W/s1.log" 2>&1
+    grep -v Warning "$W/s1.log" | grep '^|\|^{' >> "$OUT/evaluate_throughput_120_steady.md"; tail -1 "$W/s1.log"
+  done
   ;;
 latency)
   timeout 230 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/data \

@@ -1,6 +1,6 @@
 """Where ``evaluate``'s loop spends its time, on a synthetic T4 dataset::
 
-    PYTHONPATH=$PWD python3 benchmarks/profile_loop.py --device cuda --frames 80 \
+    PYTHONPATH=$PWD python3 benchmarks/profile_loop.py --device cuda --frames 80 [--sweeps 10] \
         --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph
 
 Prints the main thread's wall time per frame in each step of the loop (each step's function
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import tempfile
 import threading
@@ -38,8 +39,10 @@ _STEPS = [
     ("centerpoint_deploy.data.loader.FrameLoader", "__iter__", "next frame from the readers (its upload queued)"),
     ("centerpoint_deploy.data.readers.ReaderPool", "_receive", "  waiting for a reader's message"),
     ("centerpoint_deploy.data.readers.ReaderPool", "release", "  slots released"),
+    ("centerpoint_deploy.data.loader", "merge_on_device", "  sweeps merged on the device (queued)"),
     ("centerpoint_deploy.evaluate.runner", "_launch", "launch (all views)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "launch", "  pipeline launch (copy in, replay, copy out)"),
+    ("centerpoint_deploy.static_pipeline.StaticPipeline", "capture", "    graphs captured (a new size)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "on_head_outputs",
      "  node selection queued (copy in, side replay, copy out)"),
     ("centerpoint_deploy.postprocess.autoware.NodeSelection", "to_host", "    node boxes' copy queued"),
@@ -114,6 +117,7 @@ def main() -> None:
     parser.add_argument("--variant", default="pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--frames", type=int, default=80)
+    parser.add_argument("--sweeps", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--rows", type=int, default=30)
     args = parser.parse_args()
@@ -121,13 +125,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "data"
         generate_dataset(folder, 1, args.frames, 0, LidarConfig(), WorldConfig(), key_frame_interval=5,
-                         lead_in_sweeps=1)
-        dataset = open_dataset(folder, class_names=config.class_names, sweeps_num=1, load_dim=config.points.load_dim)
+                         lead_in_sweeps=max(args.sweeps, 1))
+        config = dataclasses.replace(config, points=dataclasses.replace(config.points, sweeps_num=args.sweeps))
+        dataset = open_dataset(folder, class_names=config.class_names, sweeps_num=args.sweeps,
+                               load_dim=config.points.load_dim)
         spec = VariantSpec.parse(args.variant, device=args.device)
         metric = load_metric_config("t4", config.class_names)
         with build_detector(spec, config, checkpoint=DEMO_CHECKPOINT) as detector:
             evaluate_backends(dataset, {"v": detector}, Path(tmp) / "warm", metric, cache=False, plots=False,
-                              frames=range(min(8, args.frames)), batch_size=args.batch_size)  # captures, compiles
+                              batch_size=args.batch_size)  # every frame once: captures every graph size, compiles
             steps = StepTimes()
             with steps.timing():
                 evaluate_backends(dataset, {"v": detector}, Path(tmp) / "out", metric, cache=False, plots=False,
