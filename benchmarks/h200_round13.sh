@@ -10,6 +10,8 @@
 #   bash benchmarks/h200_round13.sh steady OUT  the loop's steady state (a first pass captures every graph size): the
 #                                               loop's steps with 10 sweeps; evaluate with 10 sweeps (8 readers)
 #                                               and 1 sweep (uncompiled and compiled)
+#   bash benchmarks/h200_round13.sh final OUT   the CUDA tests of this round's code; the steady loop again with 10
+#                                               sweeps, and compiled with 1 sweep
 #   bash benchmarks/h200_round13.sh latency OUT CUDA tests of the touched suites; j6gen2_base side by side with eager
 #                                               fp32 (compiled: decode and the result's packing compiled too)
 # Writes flat files into OUT.
@@ -60,6 +62,16 @@ steady)  # the loop's steady state (a first pass captured every graph size): 10 
         --batch-size 1 --out "$W/e1" > "$W/s1.log" 2>&1
     grep -v Warning "$W/s1.log" | grep '^|\|^{' >> "$OUT/evaluate_throughput_120_steady.md"; tail -1 "$W/s1.log"
   done
+  ;;
+final)  # the CUDA tests of the new code; the steady loop with 10 sweeps (the merge's table pinned) and compiled with 1 sweep
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data tests/benchmark/test_pipeline_graph.py \
+      -k "loader or frame_slots or views or compiled" > "$OUT/cuda_tests.txt" 2>&1; tail -3 "$OUT/cuda_tests.txt"
+  timeout 100 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
+      --batch-size 1 --workers 8 --out "$W/e10" > "$W/s10.log" 2>&1
+  grep -v Warning "$W/s10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_60_10sweeps_steady_pinned.md"; tail -1 "$W/s10.log"
+  timeout 260 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 1 --variant "$GC" \
+      --batch-size 1 --out "$W/e1" > "$W/c1.log" 2>&1
+  grep -v Warning "$W/c1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_compiled_steady.md"; tail -1 "$W/c1.log"
   ;;
 latency)
   timeout 230 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/data \

@@ -80,7 +80,9 @@ def merge_on_device(raw: Tensor, layout: RawLayout) -> Tensor:
             row[_MOVES] = 1.0
         row[_LAG], row[_REMOVE] = part.time_lag, float(part.remove_close and layout.radius is not None)
         row[_START], row[_ROWS] = starts[part.source], layout.source_rows[part.source]
-    table_on = torch.from_numpy(table).to(device, non_blocking=True)  # one small copy
+    table_on = torch.from_numpy(table)
+    if device.type == "cuda":  # one small copy; from pageable memory it would wait for the stream's slot upload
+        table_on = table_on.pin_memory().to(device, non_blocking=True)
     counts = table_on[:, _ROWS].long()
     candidates = int(table[:, _ROWS].sum())
     part_of = torch.repeat_interleave(torch.arange(len(parts), device=device), counts, output_size=candidates)
