@@ -12,6 +12,8 @@
 #                                               and 1 sweep (uncompiled and compiled)
 #   bash benchmarks/h200_round13.sh final OUT   the CUDA tests of this round's code; the steady loop again with 10
 #                                               sweeps, and compiled with 1 sweep
+#   bash benchmarks/h200_round13.sh compiled OUT the CUDA tests of compiled code recorded in graphs; the steady loop
+#                                               compiled (the node's selection too), 1 and 10 sweeps
 #   bash benchmarks/h200_round13.sh latency OUT CUDA tests of the touched suites; j6gen2_base side by side with eager
 #                                               fp32 (compiled: decode and the result's packing compiled too)
 # Writes flat files into OUT.
@@ -72,6 +74,16 @@ final)  # the CUDA tests of the new code; the steady loop with 10 sweeps (the me
   timeout 260 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 1 --variant "$GC" \
       --batch-size 1 --out "$W/e1" > "$W/c1.log" 2>&1
   grep -v Warning "$W/c1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_compiled_steady.md"; tail -1 "$W/c1.log"
+  ;;
+compiled)  # after the fix for compiled code recorded in a graph: its CUDA tests; the steady loop compiled, 1 and 10 sweeps
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data tests/benchmark/test_pipeline_graph.py \
+      -k "loader or frame_slots or views or compiled" > "$OUT/cuda_tests_compiled.txt" 2>&1; tail -3 "$OUT/cuda_tests_compiled.txt"
+  timeout 200 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 1 --variant "$GC" \
+      --batch-size 1 --out "$W/e1" > "$W/c1.log" 2>&1
+  grep -v Warning "$W/c1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_compiled_steady.md"; tail -1 "$W/c1.log"
+  timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$GC" \
+      --batch-size 1 --workers 8 --out "$W/e10" > "$W/c10.log" 2>&1
+  grep -v Warning "$W/c10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_60_10sweeps_compiled_steady.md"; tail -1 "$W/c10.log"
   ;;
 latency)
   timeout 230 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/data \

@@ -38,8 +38,11 @@ def device_constant(values: Sequence[float], device: torch.device) -> Tensor:
 
     Outside a capture: one non-blocking copy. Inside a CUDA graph capture the values are
     written by fill kernels instead: a captured host -> device copy would replay from a
-    temporary host buffer that is gone by then.
+    temporary host buffer that is gone by then. Traced by ``torch.compile``, a constant of the
+    compiled graph (so that recording the compiled code later does not recompile it).
     """
+    if torch.compiler.is_compiling():  # a constant of the compiled graph, whether or not it is captured later
+        return torch.tensor(tuple(values), dtype=torch.float32, device=device)
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         constant = torch.empty(len(values), dtype=torch.float32, device=device)
         for index, value in enumerate(values):
