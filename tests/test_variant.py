@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from centerpoint_deploy.benchmark import run as run_module
-from centerpoint_deploy.benchmark.inputs import random_cloud
 from centerpoint_deploy.cli import benchmark as benchmark_cli
 from centerpoint_deploy.cli import verify as verify_cli
 from centerpoint_deploy.cli.evaluate import _build_detectors
