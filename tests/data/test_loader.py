@@ -87,6 +87,17 @@ def test_batches_keep_clouds_as_a_list(tmp_path: Path) -> None:
     assert len(second.frames) == 2
 
 
+@pytest.mark.parametrize("content, message", [(b"\0" * 7, "not a multiple"),
+                                              (np.full((4, 5), np.nan, np.float32).tobytes(), "NaN or inf")])
+def test_a_bad_sweep_read_unmerged_raises_the_readers_own_error(tmp_path: Path, content: bytes, message: str) -> None:
+    """A reader reading a frame's sources for the device merge checks each file as a merged read does."""
+    dataset = _dataset(tmp_path, sweeps_num=2)
+    Path(dataset.records[1].lidar_path).write_bytes(content)  # frame 1's key frame, frame 2's first sweep
+    with pytest.raises(PointCloudError, match=message) as caught:
+        list(FrameLoader(dataset, [0, 2, 3], None, workers=1, device_merge=True))
+    assert "1.bin" in str(caught.value)
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_bad_frame_raises_the_readers_own_error(tmp_path: Path, workers: int) -> None:
     dataset = _dataset(tmp_path, sweeps_num=0)
