@@ -24,19 +24,20 @@ B=pytorch:fp16+channels_last+fuse_batchnorm
 G="$B+fuse_relu+pipeline_graph"                                   # round 11's loop variant
 GC="$B+fuse_relu+compile+pipeline_graph"                          # the same, compiled
 FN="$B+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # compiled, both fusions
+# loop SECONDS FRAMES SWEEPS VARIANT WORKERS FILE: evaluate_throughput.py at batch 1 (WORKERS "" for the default
+# readers), its table rows and JSON lines appended to OUT/FILE
+loop() {
+  local readers=(); [ -n "$5" ] && readers=(--workers "$5")
+  timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames "$2" --sweeps "$3" --variant "$4" \
+      --batch-size 1 "${readers[@]}" --out "$W/e$3" > "$W/loop.log" 2>&1
+  grep -v Warning "$W/loop.log" | grep '^|\|^{' >> "$OUT/$6"; tail -1 "$W/loop.log"
+}
 case "$part" in
 probe)
   timeout 60 python3 benchmarks/read_frames.py --frames 24 --sweeps 10 --loader --workers 4 8 \
       > "$OUT/read_frames_10sweeps.md" 2>&1; tail -6 "$OUT/read_frames_10sweeps.md"
-  for w in 4 8; do
-    timeout 120 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
-        --batch-size 1 --workers $w --out "$W/e10" > "$W/e10w$w.log" 2>&1
-    grep -v Warning "$W/e10w$w.log" | grep '^|' > "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
-    tail -1 "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
-  done
-  timeout 100 python3 benchmarks/evaluate_throughput.py --device cuda --frames 160 --sweeps 1 --variant "$G" \
-      --batch-size 1 --out "$W/e1" > "$W/e1.log" 2>&1
-  grep -v Warning "$W/e1.log" | grep '^|' > "$OUT/evaluate_throughput_160.md"; tail -1 "$OUT/evaluate_throughput_160.md"
+  for w in 4 8; do loop 120 60 10 "$G" $w "evaluate_throughput_60_10sweeps_workers$w.md"; done
+  loop 100 160 1 "$G" "" evaluate_throughput_160.md
   timeout 60 python3 benchmarks/node_select_parts.py --capacity 512 > "$OUT/node_select_parts.md" 2>&1
   timeout 110 python3 benchmarks/node_select_parts.py --capacity 512 --compile > "$OUT/node_select_parts_compiled.md" 2>&1
   grep '^|' "$OUT/node_select_parts.md" "$OUT/node_select_parts_compiled.md"
@@ -46,44 +47,25 @@ loop)
   tail -3 "$OUT/read_frames_reader_10sweeps.md"
   timeout 70 python3 benchmarks/read_frames.py --frames 24 --sweeps 10 --loader --device cuda --workers 4 8 \
       > "$OUT/read_frames_loader_10sweeps_cuda.md" 2>&1; tail -2 "$OUT/read_frames_loader_10sweeps_cuda.md"
-  for w in 4 8; do
-    timeout 90 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
-        --batch-size 1 --workers $w --out "$W/e10" > "$W/e10w$w.log" 2>&1
-    grep -v Warning "$W/e10w$w.log" | grep '^|' > "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
-    tail -1 "$OUT/evaluate_throughput_60_10sweeps_workers$w.md"
-  done
+  for w in 4 8; do loop 90 60 10 "$G" $w "evaluate_throughput_60_10sweeps_workers$w.md"; done
   ;;
 steady)  # the loop's steady state (a first pass captured every graph size): 10 sweeps, then 1 sweep, uncompiled and compiled
   timeout 90 python3 benchmarks/profile_loop.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
       > "$OUT/profile_loop_steps_10sweeps.txt" 2>&1; grep "^|" "$OUT/profile_loop_steps_10sweeps.txt" | head -18
-  timeout 100 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
-      --batch-size 1 --workers 8 --out "$W/e10" > "$W/s10.log" 2>&1
-  grep -v Warning "$W/s10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_60_10sweeps_steady.md"; tail -1 "$OUT/evaluate_throughput_60_10sweeps_steady.md"
-  for v in "$G" "$GC"; do
-    timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 120 --sweeps 1 --variant "$v" \
-        --batch-size 1 --out "$W/e1" > "$W/s1.log" 2>&1
-    grep -v Warning "$W/s1.log" | grep '^|\|^{' >> "$OUT/evaluate_throughput_120_steady.md"; tail -1 "$W/s1.log"
-  done
+  loop 100 60 10 "$G" 8 evaluate_throughput_60_10sweeps_steady.md
+  for v in "$G" "$GC"; do loop 150 120 1 "$v" "" evaluate_throughput_120_steady.md; done
   ;;
 final)  # the CUDA tests of the new code; the steady loop with 10 sweeps (the merge's table pinned) and compiled with 1 sweep
   timeout 200 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data tests/benchmark/test_pipeline_graph.py \
       -k "loader or frame_slots or views or compiled" > "$OUT/cuda_tests.txt" 2>&1; tail -3 "$OUT/cuda_tests.txt"
-  timeout 100 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$G" \
-      --batch-size 1 --workers 8 --out "$W/e10" > "$W/s10.log" 2>&1
-  grep -v Warning "$W/s10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_60_10sweeps_steady_pinned.md"; tail -1 "$W/s10.log"
-  timeout 260 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 1 --variant "$GC" \
-      --batch-size 1 --out "$W/e1" > "$W/c1.log" 2>&1
-  grep -v Warning "$W/c1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_compiled_steady.md"; tail -1 "$W/c1.log"
+  loop 100 60 10 "$G" 8 evaluate_throughput_60_10sweeps_steady_pinned.md
+  loop 260 80 1 "$GC" "" evaluate_throughput_80_compiled_steady.md
   ;;
 compiled)  # after the fix for compiled code recorded in a graph: its CUDA tests; the steady loop compiled, 1 and 10 sweeps
   timeout 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data tests/benchmark/test_pipeline_graph.py \
       -k "loader or frame_slots or views or compiled" > "$OUT/cuda_tests_compiled.txt" 2>&1; tail -3 "$OUT/cuda_tests_compiled.txt"
-  timeout 200 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 1 --variant "$GC" \
-      --batch-size 1 --out "$W/e1" > "$W/c1.log" 2>&1
-  grep -v Warning "$W/c1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_compiled_steady.md"; tail -1 "$W/c1.log"
-  timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 60 --sweeps 10 --variant "$GC" \
-      --batch-size 1 --workers 8 --out "$W/e10" > "$W/c10.log" 2>&1
-  grep -v Warning "$W/c10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_60_10sweeps_compiled_steady.md"; tail -1 "$W/c10.log"
+  loop 200 80 1 "$GC" "" evaluate_throughput_80_compiled_steady.md
+  loop 150 60 10 "$GC" 8 evaluate_throughput_60_10sweeps_compiled_steady.md
   ;;
 latency)
   timeout 230 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/data \
