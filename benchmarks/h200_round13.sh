@@ -6,7 +6,7 @@
 #                                               part, eager and compiled
 #   bash benchmarks/h200_round13.sh loop OUT    with the sweeps merged on the device: a reader alone and the loader
 #                                               (10 sweeps); evaluate against the pipeline with 10 sweeps (4 and 8
-#                                               readers; its first pass timed after two batches)
+#                                               readers; as run, the pass after two warm-up batches: the script now times a second whole pass)
 #   bash benchmarks/h200_round13.sh steady OUT  the loop's steady state (a first pass captures every graph size): the
 #                                               loop's steps with 10 sweeps; evaluate with 10 sweeps (8 readers)
 #                                               and 1 sweep (uncompiled and compiled)
@@ -14,7 +14,9 @@
 #                                               sweeps, and compiled with 1 sweep
 #   bash benchmarks/h200_round13.sh compiled OUT the CUDA tests of compiled code recorded in graphs; the steady loop
 #                                               compiled (the node's selection too), 1 and 10 sweeps
-#   bash benchmarks/h200_round13.sh latency OUT CUDA tests of the touched suites; j6gen2_base side by side with eager
+#   bash benchmarks/h200_round13.sh diag OUT    (not run yet) the 1-sweep compiled loop's main thread: its steps and a
+#                                               torch.profiler table of its views' launches and reads
+#   bash benchmarks/h200_round13.sh latency OUT (not run yet) CUDA tests of the touched suites; j6gen2_base side by side with eager
 #                                               fp32 (compiled: decode and the result's packing compiled too)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
@@ -66,6 +68,10 @@ compiled)  # after the fix for compiled code recorded in a graph: its CUDA tests
       -k "loader or frame_slots or views or compiled" > "$OUT/cuda_tests_compiled.txt" 2>&1; tail -3 "$OUT/cuda_tests_compiled.txt"
   loop 200 80 1 "$GC" "" evaluate_throughput_80_compiled_steady.md
   loop 150 60 10 "$GC" 8 evaluate_throughput_60_10sweeps_compiled_steady.md
+  ;;
+diag)  # not run yet: the 1-sweep loop's main thread, compiled (its steps, then the host time of its views' launches and reads)
+  timeout 300 python3 benchmarks/profile_loop.py --device cuda --frames 80 --variant "$GC" \
+      > "$OUT/profile_loop_steps_compiled.txt" 2>&1; grep "^|" "$OUT/profile_loop_steps_compiled.txt" | head -18
   ;;
 latency)
   timeout 230 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/data \

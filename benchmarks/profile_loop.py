@@ -5,7 +5,8 @@
 
 Prints the main thread's wall time per frame in each step of the loop (each step's function
 timed where it is called; the reader processes and the pinning thread are not in it), then
-torch.profiler's top operators of the node view's launch and finish on one frame's head maps.
+torch.profiler's top operators and CUDA runtime calls, by host time, of 20 frames' views
+launched and read as the loop does (graph launches, pinned allocations, event waits).
 (cProfile is no help here: it mixes the pinning thread's waits into the loop's functions.)
 """
 
@@ -140,23 +141,38 @@ def main() -> None:
                                   batch_size=args.batch_size)
             print(steps.markdown(args.frames))
 
-            node_view(detector, dataset, config, args.rows)
+            loop_step_profile(detector, dataset, config, args.rows)
 
 
-def node_view(detector, dataset, config, rows: int) -> None:
-    """torch.profiler's top operators of the node view's launch and finish on the first frame's maps."""
+def loop_step_profile(detector, dataset, config, rows: int, frames: int = 20) -> None:
+    """torch.profiler's top operators and runtime calls, by their time on the host, of ``frames``
+    frames' views launched and read as the loop does (each batch's results read after the next
+    launch), on clouds already on the device: where the main thread's time goes besides reading."""
     from torch.profiler import ProfilerActivity, profile
 
-    node = default_views(config)[1].postprocess
-    cloud = torch.from_numpy(dataset[0].points[:, list(config.points.use_dim)].copy())
+    from centerpoint_deploy.views import launch_views
+
+    views = default_views(config)
+    device = getattr(detector, "device", torch.device("cpu"))
+    clouds = [torch.from_numpy(dataset[i].points[:, list(config.points.use_dim)].copy()).to(device)
+              for i in range(min(frames, len(dataset)))]
+
+    def run() -> None:
+        previous = None
+        for cloud in clouds:
+            pending = launch_views(detector, [cloud], views)
+            if previous is not None:
+                for view in previous.values():
+                    view.result()
+            previous = pending
+        for view in previous.values():
+            view.result()
+
     with torch.inference_mode():
-        maps = [{k: v.clone() for k, v in m.items()}
-                for m in detector.task_maps(detector.detect_with_head_outputs([cloud])[0])]
-        for _ in range(5):
-            node.finish(node.launch(maps), lambda: maps)
+        run()  # records every side graph
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(10):
-                node.finish(node.launch(maps), lambda: maps)
+            run()
+    print(f"{len(clouds)} frames' views launched and read:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
