@@ -145,7 +145,7 @@ def evaluate(
         target = group.device(device_asked)
         if voxelization_seeds is None:  # the readers start while the process is small (before CUDA and the models)
             FrameLoader(frames, group.shard(indices), model_config.points.use_dim, workers=workers,
-                        batch_size=batch_size).start()
+                        batch_size=batch_size, device=target).start()  # the device decides the slots' layout
         detectors, fingerprints, weights = _build_detectors(backend, model_config, config, checkpoint, deploy_dir,
                                                             target, random_weights)
         console = Console(stderr=True, markup=False, highlight=False)

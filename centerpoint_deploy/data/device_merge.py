@@ -1,7 +1,7 @@
 """The sweep merge after the upload: a frame read as its raw sources, merged on the device.
 
 With ten sweeps a merged frame is about a million points, and merging them on the host (widening,
-dropping the close points, moving each sweep into the key frame) cost a reader 55 ms a frame on
+dropping the close points, moving each sweep into the key frame) cost a reader 45-61 ms a frame on
 the H200 machine, four times what reading the files costs. For a CUDA pass the readers instead
 read each source's file straight into the frame's shared slot, count the rows each part keeps
 (:func:`raw_layout`) and send that small :class:`RawLayout`; after the slot's upload

@@ -8,9 +8,11 @@ non-finite values raise :class:`PointCloudError`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -56,16 +58,27 @@ def read_points(path: str | Path, load_dim: int = 5) -> np.ndarray:
     if not path.is_file():
         raise PointCloudError(f"point cloud file not found: {path}")
     name = path.name.lower()
-    if name.endswith(".bin"):
-        points = _read_raw_float32(path, load_dim)
-    elif name.endswith(".pcd"):
-        points = _read_pcd(path, load_dim)
-    elif name.endswith(".npy"):
-        points = _read_npy(path, load_dim)
-    else:
-        raise PointCloudError(f"unsupported point cloud file '{path.name}': expected .bin, .pcd.bin, .pcd or .npy")
+    with _readable(path):
+        if name.endswith(".bin"):
+            points = _read_raw_float32(path, load_dim)
+        elif name.endswith(".pcd"):
+            points = _read_pcd(path, load_dim)
+        elif name.endswith(".npy"):
+            points = _read_npy(path, load_dim)
+        else:
+            raise PointCloudError(f"unsupported point cloud file '{path.name}': expected .bin, .pcd.bin, .pcd "
+                                  "or .npy")
     _check_points(points, str(path))
     return points
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """An operating-system error while reading ``path`` (no permission, an I/O error) as a PointCloudError."""
+    try:
+        yield
+    except OSError as exc:
+        raise PointCloudError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
 
 
 def read_points_into(path: str | Path, load_dim: int, out: np.ndarray) -> int | None:
@@ -85,11 +98,12 @@ def read_points_into(path: str | Path, load_dim: int, out: np.ndarray) -> int | 
             return None
         out[: len(points)] = points
         return len(points)
-    rows = _raw_float32_rows(path, load_dim)
-    if rows > len(out):
-        return None
-    with path.open("rb") as file:
-        read = file.readinto(memoryview(out[:rows]).cast("B"))
+    with _readable(path):
+        rows = _raw_float32_rows(path, load_dim)
+        if rows > len(out):
+            return None
+        with path.open("rb") as file:
+            read = file.readinto(memoryview(out[:rows]).cast("B"))
     if read != rows * load_dim * 4:
         raise PointCloudError(f"{path}: truncated while reading: {read} of {rows * load_dim * 4} bytes")
     _check_points(out[:rows], str(path))

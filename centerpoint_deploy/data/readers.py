@@ -131,6 +131,8 @@ class _Pass:
     base: int
     submitted: int = 0
     awaited: set[int] = field(default_factory=set)
+
+
 ReadFrame = SlotFrame | InlineFrame
 
 
@@ -144,7 +146,7 @@ class ReaderPool:
     slots of ``plan`` (``with_slots`` False, or shared memory that cannot be had: every frame comes
     through the queue). The readers start at once and run until :meth:`close`.
 
-    One pass at a time (:meth:`frames`); a pool whose readers died is closed and refuses further passes.
+    One pass at a time (:meth:`reading`); a pool whose readers died is closed and refuses further passes.
     """
 
     def __init__(self, dataset: FrameDataset, workers: int, plan: SlotPlan, *, with_slots: bool = True,
@@ -311,8 +313,8 @@ def _reader_main(dataset: FrameDataset, slots: FrameSlots | None, tasks: multipr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and stops the readers
     torch.set_num_threads(1)
     keep_freed_memory()
-    # the readers are the parallelism: numpy's BLAS (the sweeps' transforms) would otherwise start a
-    # thread per core in every reader, and its spinning threads take the other readers' cores
+    # the readers are the parallelism: numpy's BLAS would otherwise start a thread per core in every
+    # reader, and its spinning threads take the other readers' cores
     with threadpool_limits(limits=1):
         _serve(dataset, slots, tasks, messages)
 

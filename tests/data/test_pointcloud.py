@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from centerpoint_deploy.config.schema import PointsConfig
-from centerpoint_deploy.data.pointcloud import key_frame_points, read_points, write_points_bin
+from centerpoint_deploy.data.pointcloud import key_frame_points, read_points, read_points_into, write_points_bin
 from centerpoint_deploy.errors import PointCloudError
 
 CLOUD = np.array([[1.0, 2.0, 3.0, 40.0, 0.05], [-1.5, 0.25, -2.0, 7.0, 0.0]], dtype=np.float32)
@@ -42,6 +42,35 @@ def test_empty_missing_and_nan(tmp_path: Path) -> None:
     write_points_bin(tmp_path / "nan.bin", np.concatenate([bad, CLOUD]))
     with pytest.raises(PointCloudError, match="2 of 4 points hold NaN or inf"):
         read_points(tmp_path / "nan.bin")
+
+
+def test_read_into_a_buffer_as_read_points_reads(tmp_path: Path) -> None:
+    points = np.arange(40, dtype=np.float32).reshape(8, 5)
+    write_points_bin(tmp_path / "a.bin", points)
+    np.save(tmp_path / "a.npy", points)
+    for name in ("a.bin", "a.npy"):  # straight from the file; through a copy
+        out = np.full((10, 5), -1.0, np.float32)
+        assert read_points_into(tmp_path / name, 5, out) == 8
+        np.testing.assert_array_equal(out[:8], points)
+        assert (out[8:] == -1).all()
+        assert read_points_into(tmp_path / name, 5, np.empty((7, 5), np.float32)) is None  # no room
+    write_points_bin(tmp_path / "nan.bin", np.full((3, 5), np.nan, np.float32))
+    with pytest.raises(PointCloudError, match="nan.bin: 3 of 3 points hold NaN"):
+        read_points_into(tmp_path / "nan.bin", 5, np.empty((10, 5), np.float32))
+
+
+def test_a_file_the_system_cannot_read_is_a_point_cloud_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_points_bin(tmp_path / "a.bin", np.ones((4, 5), np.float32))
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(np, "fromfile", refused)
+    monkeypatch.setattr(Path, "open", refused)
+    with pytest.raises(PointCloudError, match="a.bin: cannot be read: Permission denied"):
+        read_points(tmp_path / "a.bin")
+    with pytest.raises(PointCloudError, match="a.bin: cannot be read: Permission denied"):
+        read_points_into(tmp_path / "a.bin", 5, np.empty((4, 5), np.float32))
 
 
 def test_unsupported_extension(tmp_path: Path) -> None:
