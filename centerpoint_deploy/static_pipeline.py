@@ -529,13 +529,17 @@ class LaunchedRun:
         """The graph's memory still holds this batch (no later replay of the same graph)."""
         return self.graph is None or self.pipeline._replays.get(self.graph) == self._replay
 
+    def wait(self) -> None:
+        """Block until the packed result is on the host (nothing to wait for when the batch ran uncaptured)."""
+        if self._event is not None:
+            self._event.synchronize()
+
     @property
     def pillars_fit(self) -> bool:
         """Every cloud's kept pillars were in the graph's pillar rows (waits for the result's copy)."""
         if self._fits is None:
             assert self._run is not None and self._host is not None and self.graph is not None
-            if self._event is not None:
-                self._event.synchronize()
+            self.wait()
             batch = len(self.clouds)
             kept = max(row[0] for row in voxel_count_rows(unpack_host(self._host, batch, self._run.rows)[2], batch))
             self._fits = kept <= self._run.pillar_rows
