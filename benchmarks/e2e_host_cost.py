@@ -9,12 +9,17 @@ the pinned staging rows and queued to the device, the replay and the result's co
 ``wait`` (until the packed result is on the host), ``finish`` (the deferred checks and the
 boxes unpacked). Beside it: the replay's GPU time alone (CUDA events, cloud already loaded), the
 host copy of the cloud into pinned memory, its DMA to the device, and the whole call with the
-cloud pageable and pinned. Random weights (timing does not depend on them).
+cloud pageable and pinned; then ``--profile`` calls under cProfile, the host functions by their
+own time (cProfile slows small functions, so read it for where, not how much). Random weights
+(timing does not depend on them).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import time
 
 import torch
@@ -35,6 +40,7 @@ def main() -> None:
     parser.add_argument("--variant", default="pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--profile", type=int, default=100, help="calls under cProfile (0: none)")
     args = parser.parse_args()
 
     config = load_config(args.config)
@@ -77,13 +83,22 @@ def main() -> None:
           f"{torch.cuda.get_device_name(0)}, torch threads {torch.get_num_threads()}\n")
     print("| part | p50 ms |\n|---|---|")
     for name, samples in phases.items():
-        print(f"| call: {name} | {_p50(samples) * 1e3:.3f} |")
-    print(f"| call: launch + wait + finish | {_p50([sum(s) for s in zip(*phases.values())]) * 1e3:.3f} |")
-    print(f"| the replay alone (GPU) | {_p50(replay) * 1e3:.3f} |")
-    print(f"| the cloud into pinned memory (host) | {_p50(memcpy) * 1e3:.3f} |")
-    print(f"| pinned cloud to the device (GPU) | {_p50(dma) * 1e3:.3f} |")
+        print(f"| call: {name} | {_p50(samples):.3f} |")
+    print(f"| call: launch + wait + finish | {_p50([sum(s) for s in zip(*phases.values())]):.3f} |")
+    print(f"| the replay alone (GPU) | {_p50(replay):.3f} |")
+    print(f"| the cloud into pinned memory (host) | {_p50(memcpy):.3f} |")
+    print(f"| pinned cloud to the device (GPU) | {_p50(dma):.3f} |")
     for name, samples in whole.items():
-        print(f"| end to end, {name} cloud | {_p50(samples) * 1e3:.3f} |")
+        print(f"| end to end, {name} cloud | {_p50(samples):.3f} |")
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(args.profile):
+            detector(pageable)
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        print(f"\n{args.profile} end-to-end calls under cProfile, by own time:\n\n```\n{text.getvalue().strip()}\n```")
 
 
 if __name__ == "__main__":

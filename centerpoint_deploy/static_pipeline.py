@@ -32,7 +32,8 @@ from centerpoint_deploy.cuda_graphs import Captured, capture
 from centerpoint_deploy.device import copy_to_host
 from centerpoint_deploy.errors import BackendError, ConfigError
 from centerpoint_deploy.point_buffer import DEFAULT_MAX_POINTS, PointBuffer, pillar_capacity, point_capacity
-from centerpoint_deploy.postprocess import DecodedBoxes, decode_tasks, merge_tasks, postprocess, suppress, unpack_host
+from centerpoint_deploy.postprocess import (DecodedBoxes, HostResult, decode_tasks, merge_tasks, postprocess, suppress,
+                                            unpack_host)
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
 from centerpoint_deploy.preprocess import check_points, count_nonfinite, decorate, raise_nonfinite, scatter_to_bev
 from centerpoint_deploy.preprocess.scatter import BevCanvas
@@ -59,8 +60,9 @@ class StaticSettings:
             :meth:`StaticPipeline.run_stages` still runs it uncaptured.
         max_points: the most rows per cloud of a graph's point buffer; a larger cloud runs
             uncaptured (same results, slower) and warns.
-        compile: ``torch.compile`` decoration, decode, the fixed-round NMS, the packing of the
-            result and what :meth:`StaticPipeline.on_head_outputs` records (a few fused kernels each).
+        compile: ``torch.compile`` the non-finite count, voxelization, decoration, decode, the
+            fixed-round NMS, the packing of the result and what :meth:`StaticPipeline.on_head_outputs`
+            records (a few fused kernels each).
         voxel_seed: the shuffle seed of ``voxelization.mode == "autoware"`` (not with ``graph``:
             the node draws its offsets on the host per frame).
     """
@@ -186,6 +188,8 @@ class StaticPipeline(BackendOwner):
         if settings.graph:
             self._check_graph_support()
         self._head_names = contract.head_output_names(len(config.head.tasks))
+        self._count_nonfinite = self._compiled(count_nonfinite)
+        self._voxelize = self._compiled(voxelize_padded)
         self._decorate = self._compiled(decorate)
         self._decode = self._compiled(self._decode_outputs)
         self._suppress = self._compiled(suppress)
@@ -277,7 +281,8 @@ class StaticPipeline(BackendOwner):
         clouds = as_clouds(points)
         check_points(clouds, self.config, check_values=False)  # values: with the boxes
         run = self._body([upload(cloud, self.device) for cloud in clouds], hook, capturing=False)
-        detections = self._finish(run, run.packed.cpu(), [int(c.shape[0]) for c in clouds])  # the one sync
+        detections = self._finish(run, unpack_host(run.packed.cpu(), len(clouds), run.rows),  # the one sync
+                                  [int(c.shape[0]) for c in clouds])
         hook(OUTPUT)
         return StageOutputs(run.voxels, run.features, run.pillar_features, run.spatial_features, run.head_outputs,
                             detections, run.counts)
@@ -412,12 +417,12 @@ class StaticPipeline(BackendOwner):
 
     def _pre(self, clouds: list[Tensor], hook: StageHook, pillar_rows: int | None = None) -> _PreRun:
         """Stages ``upload`` (the deferred non-finite count) to ``decorate`` (``pillar_rows``: as :meth:`_body`)."""
-        nonfinite = count_nonfinite(clouds)
+        nonfinite = self._count_nonfinite(clouds)
         hook(UPLOAD)
         if self._node_voxelizer is not None:
             voxels, counts = self._node_voxelizer.padded(clouds)
         else:
-            voxels, counts = voxelize_padded(clouds, self.config.voxelization, pillar_rows)
+            voxels, counts = self._voxelize(clouds, self.config.voxelization, pillar_rows)
         hook(VOXELIZE)
         features = self._decorate(voxels, self.config)
         hook(DECORATE)
@@ -454,9 +459,9 @@ class StaticPipeline(BackendOwner):
         checks = torch.cat([nonfinite, voxel_table.flatten(), count_nonfinite_outputs(head_outputs, self._head_names)])
         return padded.pack(extra=checks), padded.scores.shape[1]
 
-    def _finish(self, run: StaticRun, host: Tensor, num_points: list[int], *,
+    def _finish(self, run: StaticRun, result: HostResult, num_points: list[int], *,
                 decoded_current: bool = True) -> list[Detections] | None:
-        """Boxes on the host from ``run.packed`` copied there, after the deferred checks.
+        """Boxes on the host from ``run.packed`` read there (``result``), after the deferred checks.
 
         Raises for non-finite points, a cloud without pillars or non-finite head outputs, warns
         for a ``max_voxels`` overflow, and redoes NMS exactly where the round budget was too small;
@@ -464,7 +469,7 @@ class StaticPipeline(BackendOwner):
         (``decoded_current`` False: a later replay rewrote them).
         """
         batch = len(num_points)
-        detections, converged, values = unpack_host(host, batch, run.rows)
+        detections, converged, values = result
         raise_nonfinite(values[:batch], num_points)
         check_voxel_counts(voxel_count_rows(values, batch), self.config.voxelization, num_points, stacklevel=4)
         raise_nonfinite_outputs(values[4 * batch:], self._head_names, self.head.name)
@@ -519,6 +524,7 @@ class LaunchedRun:
         self._replay = pipeline._replays.get(graph, 0) if graph is not None else 0
         self._host: Tensor | None = None
         self._event: torch.cuda.Event | None = None
+        self._result: HostResult | None = None  # the packed result read, once
         self._fits: bool | None = None if run is not None else True
         self._again: StageOutputs | None = None  # the batch run again, uncaptured
         if run is not None:
@@ -534,14 +540,20 @@ class LaunchedRun:
         if self._event is not None:
             self._event.synchronize()
 
+    def _host_result(self) -> HostResult:
+        """The packed result read on the host (waits for its copy; read once)."""
+        if self._result is None:
+            assert self._run is not None and self._host is not None
+            self.wait()
+            self._result = unpack_host(self._host, len(self.clouds), self._run.rows)
+        return self._result
+
     @property
     def pillars_fit(self) -> bool:
         """Every cloud's kept pillars were in the graph's pillar rows (waits for the result's copy)."""
         if self._fits is None:
-            assert self._run is not None and self._host is not None and self.graph is not None
-            self.wait()
-            batch = len(self.clouds)
-            kept = max(row[0] for row in voxel_count_rows(unpack_host(self._host, batch, self._run.rows)[2], batch))
+            assert self._run is not None and self.graph is not None
+            kept = max(row[0] for row in voxel_count_rows(self._host_result().extra, len(self.clouds)))
             self._fits = kept <= self._run.pillar_rows
             if not self._fits:
                 self.pipeline._grow_pillar_rows(self.graph, kept)
@@ -555,8 +567,8 @@ class LaunchedRun:
     def detections(self) -> list[Detections]:
         """One :class:`Detections` per cloud on the CPU (waits for the copy; checks as :meth:`StaticPipeline.run_stages`)."""
         if self._detections is None:
-            assert self._run is not None and self._host is not None
-            found = self.pipeline._finish(self._run, self._host, [int(c.shape[0]) for c in self.clouds],
+            assert self._run is not None
+            found = self.pipeline._finish(self._run, self._host_result(), [int(c.shape[0]) for c in self.clouds],
                                           decoded_current=self.current) if self.pillars_fit else None
             self._detections = found if found is not None else self._run_again().detections
         return self._detections

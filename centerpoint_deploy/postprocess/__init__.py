@@ -6,6 +6,9 @@ Device-agnostic torch with fixed shapes until the final per-item compaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
 
 import torch
 from torch import Tensor
@@ -18,7 +21,7 @@ from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_refere
 from centerpoint_deploy.structures import Detections
 
 __all__ = [
-    "DecodedBoxes", "PaddedDetections", "apply_rot_y_axis_reference", "circle_nms", "circle_nms_fixed_rounds",
+    "DecodedBoxes", "HostResult", "PaddedDetections", "apply_rot_y_axis_reference", "circle_nms", "circle_nms_fixed_rounds",
     "decode_task", "decode_tasks", "merge_tasks", "postprocess", "postprocess_padded", "suppress",
     "undo_rot_y_axis_reference", "unpack_host",
 ]
@@ -66,19 +69,34 @@ class PaddedDetections:
         return torch.cat([packed.reshape(-1), *tail])
 
 
-def unpack_host(host: Tensor, batch: int, rows: int) -> tuple[list[Detections], list[bool], list[int]]:
+class HostResult(NamedTuple):
+    """:meth:`PaddedDetections.pack` read on the host (:func:`unpack_host`).
+
+    Attributes:
+        detections: one :class:`Detections` per item (its own memory, not a view of the packed copy).
+        converged: ``nms_converged`` per item.
+        extra: the packed extra values as ints.
+    """
+
+    detections: list[Detections]
+    converged: list[bool]
+    extra: list[int]
+
+
+def unpack_host(host: Tensor, batch: int, rows: int) -> HostResult:
     """Read :meth:`PaddedDetections.pack` ``(B = batch, M = rows)`` after its copy to the host.
 
-    Returns:
-        ``(one Detections per item, nms_converged per item, the extra values as ints)``.
+    Runs once per frame after the device's work, on the critical path: numpy slices (about a
+    microsecond each, against several for a torch operator on the CPU) and one ``tolist``.
     """
+    values = host.numpy()
     boxes_end = batch * rows * 11
-    table = host[:boxes_end].view(batch, rows, 11)
-    counts = host[boxes_end: boxes_end + batch].to(torch.int64).tolist()
-    detections = [Detections(table[b, :n, :9].contiguous(), table[b, :n, 9].contiguous(),
-                             table[b, :n, 10].to(torch.int64)) for b, n in enumerate(counts)]
-    converged = host[boxes_end + batch: boxes_end + 2 * batch].bool().tolist()
-    return detections, converged, host[boxes_end + 2 * batch:].to(torch.int64).tolist()
+    tail = values[boxes_end:].astype(np.int64).tolist()  # counts, converged, extra: small integers
+    table = values[:boxes_end].reshape(batch, rows, 11)
+    detections = [Detections(torch.from_numpy(table[b, :n, :9].copy()), torch.from_numpy(table[b, :n, 9].copy()),
+                             torch.from_numpy(table[b, :n, 10].astype(np.int64)))
+                  for b, n in enumerate(tail[:batch])]
+    return HostResult(detections, [bool(v) for v in tail[batch: 2 * batch]], tail[2 * batch:])
 
 
 def decode_tasks(task_maps: list[dict[str, Tensor]], config: ModelConfig) -> list[DecodedBoxes]:

@@ -61,6 +61,20 @@ def test_padded_voxelization_holds_the_reference_pillars_then_padding(config) ->
     assert counts.num_dropped_points.tolist() == [0, 0]
 
 
+@pytest.mark.slow
+def test_compiled_padded_voxelization_is_the_eager_one(config) -> None:
+    """``StaticSettings.compile`` runs voxelization through inductor: the same integers and points,
+    bit for bit (pillar rows below the cloud's pillars included)."""
+    clouds = random_clouds((900, 40))
+    compiled = torch.compile(voxelize_padded, dynamic=False, fullgraph=True)
+    (got, got_counts), (expected, counts) = compiled(clouds, config.voxelization, 64), \
+        voxelize_padded(clouds, config.voxelization, 64)
+    for a, b in ((got.points, expected.points), (got.num_points, expected.num_points),
+                 (got.coords, expected.coords), (got_counts.table, counts.table)):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert counts.num_voxels.max() > 64 > counts.num_voxels.min()  # rows capped and rows of padding
+
+
 def test_padding_rows_decorate_to_zero_and_scatter_nowhere(config) -> None:
     clouds = random_clouds((300,))
     reference = voxelize(clouds, config.voxelization)
