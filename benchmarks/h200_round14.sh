@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Round 14 on one H200 (PyTorch only), in parts that each fit a 10-minute device call:
+#   bash benchmarks/h200_round14.sh latency OUT  CUDA tests of the touched suites; j6gen2_base side by side with
+#                                                eager fp32; the host time of one end-to-end graph call
+#   bash benchmarks/h200_round14.sh amp OUT      j6gen2_base_amp side by side with eager fp32; the steady 1-sweep
+#                                                evaluate loop, uncompiled and compiled
+# Writes flat files into OUT.
+source "$(dirname "$0")/h200_common.sh" "$@"
+W=/tmp/round14
+mkdir -p "$W"
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$W/inductor}  # the CLI's and the scripts' runs share it
+B=pytorch:fp16+channels_last+fuse_batchnorm
+G="$B+fuse_relu+pipeline_graph"                                   # round 11's loop variant
+GC="$B+fuse_relu+compile+pipeline_graph"                          # the same, compiled
+FN="$B+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # compiled, both fusions
+# side_by_side CONFIG FILE: the benchmark CLI, eager fp32 next to FN, its report copied to OUT/FILE
+side_by_side() {
+  timeout 250 "${CLI[@]}" benchmark -c "$1" --device cuda --warmup 20 -n 50 -v pytorch:fp32 -v "$FN" \
+      --no-scaling --no-plots -o "$W/$1" > "$W/$1.log" 2>&1
+  cp "$W/$1/benchmark.md" "$OUT/$2"; grep '^|' "$OUT/$2" | cut -c1-60,200- | tail -7
+}
+# loop SECONDS FRAMES SWEEPS VARIANT FILE: evaluate_throughput.py at batch 1, its rows appended to OUT/FILE
+loop() {
+  timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames "$2" --sweeps "$3" --variant "$4" \
+      --batch-size 1 --out "$W/e$3" > "$W/loop.log" 2>&1
+  grep -v Warning "$W/loop.log" | grep '^|\|^{' >> "$OUT/$5"; tail -1 "$W/loop.log"
+}
+case "$part" in
+latency)
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/postprocess \
+      tests/evaluate > "$OUT/cuda_tests.txt" 2>&1; tail -3 "$OUT/cuda_tests.txt"
+  side_by_side j6gen2_base j6gen2_side_by_side.md
+  timeout 120 python3 benchmarks/e2e_host_cost.py --config j6gen2_base --variant "$FN" > "$OUT/e2e_host_cost_compiled.md" 2>&1
+  head -16 "$OUT/e2e_host_cost_compiled.md"
+  ;;
+amp)
+  side_by_side j6gen2_base_amp j6gen2_amp_side_by_side.md
+  loop 120 120 1 "$G" evaluate_throughput_120_steady.md
+  loop 220 80 1 "$GC" evaluate_throughput_80_compiled_steady.md
+  ;;
+esac
