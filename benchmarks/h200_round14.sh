@@ -4,6 +4,9 @@
 #                                                eager fp32; the host time of one end-to-end graph call
 #   bash benchmarks/h200_round14.sh amp OUT      j6gen2_base_amp side by side with eager fp32; the steady 1-sweep
 #                                                evaluate loop, uncompiled and compiled
+#   bash benchmarks/h200_round14.sh loop OUT     with the key frame alone merged in two kernels: the loader's CUDA
+#                                                tests; the steady 1-sweep loop uncompiled and compiled, and the
+#                                                compiled loop's steps
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round14
@@ -37,5 +40,13 @@ amp)
   side_by_side j6gen2_base_amp j6gen2_amp_side_by_side.md
   loop 120 120 1 "$G" evaluate_throughput_120_steady.md
   loop 220 80 1 "$GC" evaluate_throughput_80_compiled_steady.md
+  ;;
+loop)
+  timeout 60 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data > "$OUT/cuda_tests_data.txt" 2>&1
+  tail -1 "$OUT/cuda_tests_data.txt"
+  loop 100 120 1 "$G" evaluate_throughput_120_steady.md
+  loop 200 80 1 "$GC" evaluate_throughput_80_compiled_steady.md
+  timeout 100 python3 benchmarks/profile_loop.py --device cuda --frames 60 --variant "$GC" \
+      > "$OUT/profile_loop_steps_compiled.txt" 2>&1; grep "^|" "$OUT/profile_loop_steps_compiled.txt" | head -18
   ;;
 esac

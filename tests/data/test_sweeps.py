@@ -105,7 +105,9 @@ def _sources(rng: np.random.Generator, sizes: tuple[int, ...], width: int) -> li
     (4, SweepOptions(sweeps_num=2), 2),                           # a time-lag column added
     (6, SweepOptions(sweeps_num=2, remove_close_radius=None), 2),
     (5, SweepOptions(sweeps_num=3), 0),                           # copies of the key frame
-    (5, SweepOptions(sweeps_num=0), 2),
+    (5, SweepOptions(sweeps_num=0), 2),                           # the key frame alone: its own short path
+    (4, SweepOptions(sweeps_num=0), 0),
+    (6, SweepOptions(sweeps_num=0), 1),
 ])
 def test_the_device_merge_equals_the_host_merge_bit_for_bit(width: int, options: SweepOptions, sweeps: int) -> None:
     rng = np.random.default_rng(width + sweeps)
@@ -115,7 +117,10 @@ def test_the_device_merge_equals_the_host_merge_bit_for_bit(width: int, options:
     parts = merge_parts(motions, options)
     host = merge_sources(sources, parts, options.remove_close_radius)
     layout = raw_layout(sources, parts, options.remove_close_radius)
-    device = merge_on_device(torch.from_numpy(np.concatenate(sources)), layout)
+    raw = np.concatenate(sources)
+    read = torch.from_numpy(raw.copy())
+    device = merge_on_device(read, layout)
+    assert np.array_equal(read.numpy(), raw)  # the sources as read are left as they are
     assert layout.rows == len(host) and layout.raw_rows == sum(map(len, sources))
     assert device.dtype == torch.float32 and device.shape == host.shape
     assert np.array_equal(device.numpy().view(np.int32), host.view(np.int32))  # every bit, zeros' signs too
