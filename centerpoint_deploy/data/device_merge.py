@@ -58,13 +58,17 @@ def raw_layout(sources: Sequence[np.ndarray], parts: Sequence[MergePart], radius
     return RawLayout(tuple(len(s) for s in sources), tuple(parts), kept, radius)
 
 
-# columns of the per-part table (float64): R[:, 0], R[:, 1], R[:, 2], t, then these
-_LAG, _MOVES, _REMOVE, _START, _ROWS = 12, 13, 14, 15, 16
+# columns of the per-part table (float64, integers exact): R[:, 0], R[:, 1], R[:, 2], t, then these
+_LAG, _MOVES, _REMOVE, _OFFSET, _ROWS = 12, 13, 14, 15, 16
 
 
 def merge_on_device(raw: Tensor, layout: RawLayout) -> Tensor:
     """The merged frame of ``raw`` (``Tensor[layout.raw_rows, D]`` float32: the sources one after
     another) on its device, without reading the device on the host.
+
+    Every operator is a launch from the loop's main thread (tens of microseconds each on a slow
+    core), so the per-part values reach the rows in one gather of a per-part table made on the
+    host, and each row's source row is its candidate index plus its part's offset.
 
     Returns:
         ``Tensor[layout.rows, max(D, 5)]`` float32, equal bit for bit to
@@ -75,35 +79,35 @@ def merge_on_device(raw: Tensor, layout: RawLayout) -> Tensor:
     if len(parts) == 1 and parts[0].sweep2key is None and layout.rows == layout.source_rows[parts[0].source]:
         return _whole_source(raw, int(starts[parts[0].source]), layout.rows, parts[0].time_lag)
     table = np.zeros((len(parts), _ROWS + 1))
+    candidates = 0  # the rows of the earlier parts before the close-point removal
     for row, part in zip(table, parts):
         if part.sweep2key is not None:
             row[:12] = np.concatenate([part.sweep2key[:3, 0], part.sweep2key[:3, 1], part.sweep2key[:3, 2],
                                        part.sweep2key[:3, 3]])
             row[_MOVES] = 1.0
         row[_LAG], row[_REMOVE] = part.time_lag, float(part.remove_close and layout.radius is not None)
-        row[_START], row[_ROWS] = starts[part.source], layout.source_rows[part.source]
+        row[_OFFSET], row[_ROWS] = starts[part.source] - candidates, layout.source_rows[part.source]
+        candidates += layout.source_rows[part.source]
     table_on = torch.from_numpy(table)
     if device.type == "cuda":  # one small copy; from pageable memory it would wait for the stream's slot upload
         table_on = table_on.pin_memory().to(device, non_blocking=True)
-    counts = table_on[:, _ROWS].long()
-    candidates = int(table[:, _ROWS].sum())
-    part_of = torch.repeat_interleave(torch.arange(len(parts), device=device), counts, output_size=candidates)
-    first = torch.cumsum(counts, 0) - counts
-    source_row = torch.arange(candidates, device=device) - first[part_of] + table_on[:, _START].long()[part_of]
+    part_of = torch.repeat_interleave(torch.arange(len(parts), device=device), table_on[:, _ROWS].long(),
+                                      output_size=candidates)
+    per_row = table_on[part_of]  # [candidates, _ROWS + 1]: each row's part's values
+    source_row = torch.arange(candidates, device=device) + per_row[:, _OFFSET].long()
     if layout.rows != candidates:  # some parts drop their close points
-        xy = raw[source_row, :2]
-        close = torch.maximum(xy[:, 0].abs(), xy[:, 1].abs()) < layout.radius
-        dropped = close & table_on[:, _REMOVE].bool()[part_of]
-        chosen = torch.nonzero_static(~dropped, size=layout.rows).squeeze(1)
-        source_row, part_of = source_row[chosen], part_of[chosen]
+        size = raw[source_row, :2].abs()
+        close = torch.maximum(size[:, 0], size[:, 1]) < layout.radius
+        chosen = torch.nonzero_static(~(close & (per_row[:, _REMOVE] != 0)), size=layout.rows).squeeze(1)
+        source_row, per_row = source_row[chosen], per_row[chosen]
     points = raw[source_row]
     merged = torch.zeros((layout.rows, max(raw.shape[1], TIME_LAG_COLUMN + 1)), dtype=torch.float32, device=device)
     merged[:, : raw.shape[1]] = points
-    merged[:, TIME_LAG_COLUMN] = table_on[:, _LAG][part_of].float()
+    merged[:, TIME_LAG_COLUMN] = per_row[:, _LAG]  # rounded to float32 as the host merge rounds it
     if table[:, _MOVES].any():
-        xyz, m = points[:, :3].double(), table_on[:, :12][part_of]  # [N, 3], [N, 12]
+        xyz, m = points[:, :3].double(), per_row[:, :12]  # [N, 3], [N, 12]
         moved = ((xyz[:, 0:1] * m[:, 0:3] + xyz[:, 1:2] * m[:, 3:6]) + xyz[:, 2:3] * m[:, 6:9]) + m[:, 9:12]
-        merged[:, :3] = torch.where(table_on[:, _MOVES].bool()[part_of, None], moved.float(), points[:, :3])
+        merged[:, :3] = torch.where(per_row[:, _MOVES, None] != 0, moved.float(), points[:, :3])
     return merged
 
 
