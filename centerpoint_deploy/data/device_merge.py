@@ -100,14 +100,14 @@ def merge_on_device(raw: Tensor, layout: RawLayout) -> Tensor:
         close = torch.maximum(size[:, 0], size[:, 1]) < layout.radius
         chosen = torch.nonzero_static(~(close & (per_row[:, _REMOVE] != 0)), size=layout.rows).squeeze(1)
         source_row, per_row = source_row[chosen], per_row[chosen]
-    points = raw[source_row]
-    merged = torch.zeros((layout.rows, max(raw.shape[1], TIME_LAG_COLUMN + 1)), dtype=torch.float32, device=device)
-    merged[:, : raw.shape[1]] = points
+    merged = raw[source_row]  # a new tensor, written in place below
+    if raw.shape[1] <= TIME_LAG_COLUMN:  # no time-lag column in the files: one added
+        merged = torch.cat([merged, merged.new_zeros(layout.rows, TIME_LAG_COLUMN + 1 - raw.shape[1])], dim=1)
     merged[:, TIME_LAG_COLUMN] = per_row[:, _LAG]  # rounded to float32 as the host merge rounds it
     if table[:, _MOVES].any():
-        xyz, m = points[:, :3].double(), per_row[:, :12]  # [N, 3], [N, 12]
+        xyz, m = merged[:, :3].double(), per_row[:, :12]  # [N, 3], [N, 12]
         moved = ((xyz[:, 0:1] * m[:, 0:3] + xyz[:, 1:2] * m[:, 3:6]) + xyz[:, 2:3] * m[:, 6:9]) + m[:, 9:12]
-        merged[:, :3] = torch.where(per_row[:, _MOVES, None] != 0, moved.float(), points[:, :3])
+        merged[:, :3] = torch.where(per_row[:, _MOVES, None] != 0, moved.float(), merged[:, :3])
     return merged
 
 
