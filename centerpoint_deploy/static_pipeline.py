@@ -60,9 +60,9 @@ class StaticSettings:
             :meth:`StaticPipeline.run_stages` still runs it uncaptured.
         max_points: the most rows per cloud of a graph's point buffer; a larger cloud runs
             uncaptured (same results, slower) and warns.
-        compile: ``torch.compile`` the non-finite count, voxelization, decoration, decode, the
-            fixed-round NMS, the packing of the result and what :meth:`StaticPipeline.on_head_outputs`
-            records (a few fused kernels each).
+        compile: ``torch.compile`` decoration, decode, the fixed-round NMS, the packing of the
+            result, what :meth:`StaticPipeline.on_head_outputs` records (a few fused kernels each)
+            and, in captured graphs (fixed point-buffer sizes), the non-finite count and voxelization.
         voxel_seed: the shuffle seed of ``voxelization.mode == "autoware"`` (not with ``graph``:
             the node draws its offsets on the host per frame).
     """
@@ -123,7 +123,7 @@ class HybridRun:
 
     def __init__(self, pipeline: "StaticPipeline", buffer: PointBuffer) -> None:
         self.pipeline = pipeline
-        self.pre = capture(lambda _: pipeline._pre(buffer.clouds, no_hook), pipeline.device)
+        self.pre = capture(lambda _: pipeline._pre(buffer.clouds, no_hook, buffered=True), pipeline.device)
         self.pre.replay()  # recording runs nothing: the encoder's first input comes from a replay
         self.pillars = self._encode().clone()
         self.canvas = pipeline._kept_canvas(len(buffer.clouds))
@@ -405,7 +405,7 @@ class StaticPipeline(BackendOwner):
               canvas: BevCanvas | None = None, pillar_rows: int | None = None) -> StaticRun:
         """Voxelize to the packed result on the device; nothing read on the host (``canvas``: the
         kept BEV canvas of a captured run; ``pillar_rows``: pillar rows per cloud, default ``max_voxels``)."""
-        pre = self._pre(clouds, hook, pillar_rows)
+        pre = self._pre(clouds, hook, pillar_rows, buffered=capturing)
         pillars = self._infer(self.encoder, contract.ENCODER_INPUT, pre.features, capturing)[contract.ENCODER_OUTPUT]
         pillars = pillars.to(self.device)
         hook(ENCODER)
@@ -415,14 +415,20 @@ class StaticPipeline(BackendOwner):
         hook(HEAD)
         return replace(self._post(clouds, pre, pillars, bev, head_outputs, hook), canvas=canvas)
 
-    def _pre(self, clouds: list[Tensor], hook: StageHook, pillar_rows: int | None = None) -> _PreRun:
-        """Stages ``upload`` (the deferred non-finite count) to ``decorate`` (``pillar_rows``: as :meth:`_body`)."""
-        nonfinite = self._count_nonfinite(clouds)
+    def _pre(self, clouds: list[Tensor], hook: StageHook, pillar_rows: int | None = None, *,
+             buffered: bool = False) -> _PreRun:
+        """Stages ``upload`` (the deferred non-finite count) to ``decorate`` (``pillar_rows``: as :meth:`_body`).
+
+        ``buffered``: the clouds are a point buffer's rows, of the few sizes graphs are captured for;
+        only then do the count and voxelization run compiled (compiled for fixed shapes, they would
+        be compiled again for every cloud size an uncaptured run brings)."""
+        count, voxelize = (self._count_nonfinite, self._voxelize) if buffered else (count_nonfinite, voxelize_padded)
+        nonfinite = count(clouds)
         hook(UPLOAD)
         if self._node_voxelizer is not None:
             voxels, counts = self._node_voxelizer.padded(clouds)
         else:
-            voxels, counts = self._voxelize(clouds, self.config.voxelization, pillar_rows)
+            voxels, counts = voxelize(clouds, self.config.voxelization, pillar_rows)
         hook(VOXELIZE)
         features = self._decorate(voxels, self.config)
         hook(DECORATE)
