@@ -76,8 +76,6 @@ def merge_on_device(raw: Tensor, layout: RawLayout) -> Tensor:
     """
     device, parts = raw.device, layout.parts
     starts = np.concatenate([[0], np.cumsum(layout.source_rows)[:-1]])
-    if len(parts) == 1 and parts[0].sweep2key is None and layout.rows == layout.source_rows[parts[0].source]:
-        return _whole_source(raw, int(starts[parts[0].source]), layout.rows, parts[0].time_lag)
     table = np.zeros((len(parts), _ROWS + 1))
     candidates = 0  # the rows of the earlier parts before the close-point removal
     for row, part in zip(table, parts):
@@ -110,17 +108,3 @@ def merge_on_device(raw: Tensor, layout: RawLayout) -> Tensor:
         merged[:, :3] = torch.where(per_row[:, _MOVES, None] != 0, moved.float(), merged[:, :3])
     return merged
 
-
-def _whole_source(raw: Tensor, start: int, rows: int, time_lag: float) -> Tensor:
-    """The merge of a frame of one part, a source kept whole where it lies (the key frame alone):
-    its rows with the time lag written into column 4, in two or three kernels instead of the
-    general path's few dozen (each a launch on the loop's main thread)."""
-    width = max(raw.shape[1], TIME_LAG_COLUMN + 1)
-    source = raw[start: start + rows]
-    if raw.shape[1] >= width:
-        merged = source.clone()
-    else:
-        merged = torch.zeros((rows, width), dtype=torch.float32, device=raw.device)
-        merged[:, : raw.shape[1]] = source
-    merged[:, TIME_LAG_COLUMN] = time_lag  # rounded to float32 as the host merge rounds it
-    return merged

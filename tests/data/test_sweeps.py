@@ -105,7 +105,7 @@ def _sources(rng: np.random.Generator, sizes: tuple[int, ...], width: int) -> li
     (4, SweepOptions(sweeps_num=2), 2),                           # a time-lag column added
     (6, SweepOptions(sweeps_num=2, remove_close_radius=None), 2),
     (5, SweepOptions(sweeps_num=3), 0),                           # copies of the key frame
-    (5, SweepOptions(sweeps_num=0), 2),                           # the key frame alone: its own short path
+    (5, SweepOptions(sweeps_num=0), 2),                           # the key frame alone
     (4, SweepOptions(sweeps_num=0), 0),
     (6, SweepOptions(sweeps_num=0), 1),
 ])
