@@ -85,3 +85,11 @@ def capture(body: Callable[[Split], T], device: torch.device, *, warmup: int = 3
             recording.pop().__exit__(None, None, None)
     graphs[-1] = (last, graphs[-1][1])
     return Captured(graphs, result)
+
+
+def quarter_octave(count: int) -> int:
+    """The smallest multiple of a quarter of the power of two below ``count`` (>= 8) that holds it:
+    the sizes (``2^k``, ``1.25 * 2^k``, ``1.5 * 2^k``, ``1.75 * 2^k``) graphs of varying inputs are
+    captured for, each padded at most 1.25 times (a power of two: up to twice)."""
+    quarter = 1 << ((count - 1).bit_length() - 3)
+    return -(-count // quarter) * quarter

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from centerpoint_deploy.config.schema import VoxelizationConfig
+from centerpoint_deploy.cuda_graphs import quarter_octave
 
 #: The smallest point buffer a graph gets (rows per cloud).
 MIN_CAPACITY = 1 << 14
@@ -35,12 +36,6 @@ def point_capacity(num_points: int, max_points: int) -> int:
     1.25 times the points (a power of two: up to twice).
     """
     return min(quarter_octave(max(num_points, MIN_CAPACITY)), max_points)
-
-
-def quarter_octave(count: int) -> int:
-    """The smallest multiple of a quarter of the power of two below ``count`` (>= 8) that holds it."""
-    quarter = 1 << ((count - 1).bit_length() - 3)
-    return -(-count // quarter) * quarter
 
 
 #: Pillar rows a captured graph gives each cloud over the most pillars of the clouds it was captured on.

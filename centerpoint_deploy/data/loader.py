@@ -33,7 +33,7 @@ from torch import Tensor
 
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.data.device_merge import merge_on_device
+from centerpoint_deploy.data.device_merge import MergeGraphs, merge_on_device
 from centerpoint_deploy.data.readers import (InlineFrame, ReaderPool, ReadFrame, SlotFrame, SlotPlan, selected_columns,
                                              shared_pool)
 from centerpoint_deploy.errors import DatasetError
@@ -154,11 +154,12 @@ class FrameLoader:
             warnings.warn("the frame loader's slots could not be page-locked: uploads wait for their copies",
                           stacklevel=2)
         stream = torch.cuda.Stream(self.device) if cuda else None
+        merges = MergeGraphs(self.device, self.columns) if cuda and self.device_merge else None
         try:
             # leaving the block frees the pass's slots
             with pool.reading(self.indices, self.columns, unmerged=self.device_merge) as frames:
                 try:
-                    yield from self._batches(frames, pool, stream)
+                    yield from self._batches(frames, pool, stream, merges)
                 finally:
                     if stream is not None:
                         stream.synchronize()  # no copy may still read the slots the pass frees next
@@ -166,19 +167,20 @@ class FrameLoader:
             if not shared:
                 pool.close()
 
-    def _batches(self, frames: Iterator[ReadFrame], pool: ReaderPool,
-                 stream: "torch.cuda.Stream | None") -> Iterator[FrameBatch]:
-        """The pass's batches: host copies, or (``stream``) device copies issued a batch ahead."""
+    def _batches(self, frames: Iterator[ReadFrame], pool: ReaderPool, stream: "torch.cuda.Stream | None",
+                 merges: MergeGraphs | None) -> Iterator[FrameBatch]:
+        """The pass's batches: host copies, or (``stream``) device copies issued a batch ahead (sources
+        merged by ``merges``)."""
         pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
         for items in _batched(frames, self.batch_size):
             positions = [item.position for item in items]
             if stream is None:  # host batches are the consumer's own: copied out of the slots
-                batch = FrameBatch(tuple(self._frame(item, pool) for item in items))
+                batch = FrameBatch(tuple(self._frame(item, pool, None) for item in items))
                 pool.release(positions)
                 yield batch
                 continue
             with torch.cuda.stream(stream):
-                moved = FrameBatch(tuple(self._frame(item, pool) for item in items))
+                moved = FrameBatch(tuple(self._frame(item, pool, merges) for item in items))
                 copied = torch.cuda.Event()
                 copied.record(stream)
             previous, pending = pending, (moved, copied, positions)
@@ -215,12 +217,14 @@ class FrameLoader:
             return plan, False
         return plan, True
 
-    def _frame(self, item: ReadFrame, pool: ReaderPool) -> LoadedFrame:
+    def _frame(self, item: ReadFrame, pool: ReaderPool, merges: MergeGraphs | None) -> LoadedFrame:
         """The frame of a reader's item where the batches go: on CUDA copied from its slot (or its own
         points) without waiting, on the host a copy of its slot's rows (or its own points); merged
-        there when the reader handed over its sources."""
+        there when the reader handed over its sources (on CUDA by ``merges``' graphs)."""
         points = item.points if isinstance(item, InlineFrame) else pool.view(item)
         layout = item.layout if isinstance(item, SlotFrame) else None
+        if layout is not None and merges is not None:  # uploaded into the graph's buffer, columns selected there
+            return LoadedFrame(item.index, item.token, merges(points, layout), item.read_seconds)
         if self.device.type == "cuda":
             points = points.to(self.device, non_blocking=True)
         elif isinstance(item, SlotFrame) and layout is None:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from centerpoint_deploy.data.device_merge import merge_on_device, raw_layout
+from centerpoint_deploy.data.device_merge import (MergeGraphs, candidate_rows, merge_on_device, merge_rows,
+                                                  merge_table, raw_layout)
 from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
 from centerpoint_deploy.data.sweeps import (Sweep, SweepOptions, merge_parts, merge_sources, merge_sweeps, move_xyz,
                                             select_rows, sweep_to_key_transform)
@@ -124,6 +125,13 @@ def test_the_device_merge_equals_the_host_merge_bit_for_bit(width: int, options:
     assert layout.rows == len(host) and layout.raw_rows == sum(map(len, sources))
     assert device.dtype == torch.float32 and device.shape == host.shape
     assert np.array_equal(device.numpy().view(np.int32), host.view(np.int32))  # every bit, zeros' signs too
+    # the fixed sizes a merge graph replays: rows past the sources hold anything, more candidates and rows
+    padded = torch.cat([read, torch.full((300, width), float("nan"))])
+    table = torch.from_numpy(merge_table(layout))
+    moves = any(part.sweep2key is not None for part in parts)
+    fixed = merge_rows(padded, table, candidate_rows(layout) + 200, layout.rows + 100, layout.radius, moves)
+    assert fixed.shape == (layout.rows + 100, host.shape[1])
+    assert np.array_equal(fixed[: layout.rows].numpy().view(np.int32), host.view(np.int32))
 
 
 def test_moved_points_are_the_transform():
@@ -134,3 +142,26 @@ def test_moved_points_are_the_transform():
     moved = np.empty_like(xyz)
     move_xyz(xyz, sweep2key, moved)
     np.testing.assert_allclose(moved, expected, rtol=1e-7, atol=0)  # float32 of the product: within its rounding
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_merge_graphs_replay_the_device_merge_bit_for_bit() -> None:
+    """Frames of two sizes and part counts through one set of graphs (each size captured once), columns selected."""
+    rng = np.random.default_rng(11)
+    options = SweepOptions(sweeps_num=2)
+    merges = MergeGraphs(torch.device("cuda"), [0, 1, 2, 4])
+    stream = torch.cuda.Stream()
+    for sizes in [(7000, 6500, 6000), (7100, 6400, 5900), (20000, 19000), (6900, 6600, 6100)]:
+        sources = _sources(rng, sizes, 5)
+        motions = [(make_transform(yaw_to_quaternion(0.3 * k), [3.0 * k, -1.0, 0.2]), 0.1 * k)
+                   for k in range(1, len(sizes))]
+        parts = merge_parts(motions, options)
+        layout = raw_layout(sources, parts, options.remove_close_radius)
+        raw = torch.from_numpy(np.concatenate(sources)).pin_memory()
+        with torch.cuda.stream(stream):
+            merged = merges(raw, layout)
+        stream.synchronize()
+        host = merge_sources(sources, parts, options.remove_close_radius)[:, [0, 1, 2, 4]]
+        assert np.array_equal(merged.cpu().numpy().view(np.int32), host.view(np.int32)), sizes
+    assert len(merges._graphs) == 2  # the first, second and fourth frames share a graph

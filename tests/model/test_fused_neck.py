@@ -1,8 +1,15 @@
-"""The neck's ``kernel == stride`` branches as matmuls into one map (``fuse_neck``): the same map as the neck."""
+"""The neck's ``kernel == stride`` branches as matmuls into one map (``fuse_neck``): the same map as the neck.
+
+The CPU runs each branch as a matmul and a copy into its patches; the Triton kernel runs on CUDA
+(``-m cuda``) and, where the ``triton`` package is installed, in Triton's interpreter on the CPU.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -88,3 +95,59 @@ def test_matmul_neck_on_cuda_in_fp16(config) -> None:
         want = folded.pts_neck(stages).float()
         got = fuse_neck_branches(copy.deepcopy(folded)).pts_neck(stages).float()
     assert (got - want).abs().max() <= 2e-2 * want.abs().max()
+
+
+_INTERPRETED = """
+import torch
+from centerpoint_deploy.model.fused_neck import _PatchMatmul, _triton_launcher
+torch.manual_seed(0)
+worst = 0.0
+with torch.no_grad():
+    for layer, h, w in [(torch.nn.ConvTranspose2d(24, 8, 2, 2), 5, 7), (torch.nn.ConvTranspose2d(40, 16, 4, 4), 3, 4),
+                        (torch.nn.Conv2d(24, 8, 1), 6, 5)]:
+        torch.nn.init.uniform_(layer.bias, -0.5, 0.5)
+        matmul = _PatchMatmul(layer)
+        x = torch.randn(2, layer.in_channels, h, w).contiguous(memory_format=torch.channels_last)
+        k, width = matmul.scale, layer.out_channels
+        out = torch.full((2, h * k, w * k, 8 + width + 4), float("nan"))
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, layer.in_channels).contiguous()
+        _triton_launcher()(pixels, h, w, matmul.weight, matmul.bias, k, out, 8, block_m=16, block_n=16, block_k=16)
+        assert out[..., :8].isnan().all() and out[..., 8 + width:].isnan().all()  # other channels untouched
+        want = torch.relu(layer(x)).permute(0, 2, 3, 1)
+        worst = max(worst, float((out[..., 8: 8 + width] - want).abs().max()))
+print(worst)
+"""
+
+
+def test_triton_kernel_in_the_interpreter_gives_the_branch() -> None:
+    pytest.importorskip("triton", reason="the triton package is not installed (CPU-only torch)")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip()) <= 1e-5
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.float16, 1e-2)])
+@pytest.mark.parametrize("k, c_in, size", [(1, 64, 760), (2, 128, 380), (4, 256, 190)])
+def test_triton_kernel_on_j6gen2_shapes_gives_the_matmul(dtype, tolerance, k, c_in, size) -> None:
+    """The j6gen2 neck's branches at full size, into the middle channels of the 384-channel map."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    generator = torch.Generator().manual_seed(k)
+    layer = nn.ConvTranspose2d(c_in, 128, k, k) if k > 1 else nn.Conv2d(c_in, 128, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.05)
+        layer.bias.copy_(torch.randn(128, generator=generator) * 0.1)
+    matmul = _PatchMatmul(layer).cuda().to(dtype)
+    assert matmul._launch is not None
+    x = torch.randn(1, c_in, size, size, generator=generator).relu().cuda().to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    got = torch.full((1, size * k, size * k, 384), float("nan"), device="cuda", dtype=dtype)
+    want = got.clone()
+    matmul.write(x, got, 128)
+    matmul._launch = None  # the CPU path's matmul and copy, on CUDA
+    matmul.write(x, want, 128)
+    assert got[..., :128].isnan().all() and got[..., 256:].isnan().all()
+    difference = (got[..., 128:256].float() - want[..., 128:256].float()).abs().max()
+    assert difference <= tolerance * max(1.0, float(want[..., 128:256].abs().max()))
