@@ -5,6 +5,7 @@
 Counts what :func:`~centerpoint_deploy.data.device_merge.merge_on_device` dispatches (view
 operators, which launch nothing, counted apart) for a key frame and ``--sweeps`` moved sweeps
 with the close points removed, on the CPU, and checks the result against the host merge bit for bit.
+(A CUDA pass replays these operators as one graph per padded frame size: ``MergeGraphs``.)
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ DEFAULT_VARIANTS = {
         "pytorch:fp16+channels_last+fuse_batchnorm+cuda_graph+static",
         "pytorch:bf16+channels_last+fuse_batchnorm+cuda_graph+static",
         "pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+pipeline_graph",
-        "pytorch:fp16+channels_last+fuse_batchnorm+compile+max_autotune+pipeline_graph",
+        "pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph",
         "onnxruntime:fp32", "onnxruntime:fp32+cudnn_benchmark+pipeline_graph", "onnxruntime:fp16",
         "onnxruntime:fp16+channels_last+pipeline_graph", "tensorrt:fp16",
     ),

@@ -25,6 +25,7 @@ from torch.nn import functional
 
 from centerpoint_deploy.model.head import SeparateHead
 from centerpoint_deploy.model.surgery import ConvReLU2d
+from centerpoint_deploy.model.triton_modules import triton_modules
 
 
 def _next_power_of_two(value: int, least: int = 16) -> int:
@@ -34,11 +35,10 @@ def _next_power_of_two(value: int, least: int = 16) -> int:
 @functools.cache
 def _triton_launcher() -> Callable[..., None] | None:
     """The Triton kernel's launcher, or ``None`` where Triton is not importable (CPU-only torch)."""
-    try:
-        import triton
-        import triton.language as tl
-    except ImportError:
+    modules = triton_modules()
+    if modules is None:
         return None
+    triton, tl = modules
 
     @triton.jit
     def branches_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, rows, pixels, channels, maps,

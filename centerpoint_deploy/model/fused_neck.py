@@ -27,16 +27,16 @@ from torch import Tensor, nn
 
 from centerpoint_deploy.model.neck import SECONDFPN
 from centerpoint_deploy.model.surgery import ConvReLU2d
+from centerpoint_deploy.model.triton_modules import triton_modules
 
 
 @functools.cache
 def _triton_launcher() -> Callable[..., None] | None:
     """The Triton kernel's launcher, or ``None`` where Triton is not importable (CPU-only torch)."""
-    try:
-        import triton
-        import triton.language as tl
-    except ImportError:
+    modules = triton_modules()
+    if modules is None:
         return None
+    triton, tl = modules
 
     @triton.jit
     def patch_matmul_kernel(x_ptr, w_ptr, b_ptr, out_ptr, rows, height, width, in_channels, out_channels,

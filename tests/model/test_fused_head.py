@@ -7,9 +7,6 @@ the ``triton`` package is installed, in Triton's interpreter on the CPU.
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -25,6 +22,7 @@ from centerpoint_deploy.model import build_model
 from centerpoint_deploy.model.fused_head import FusedBranches, fuse_head_branches
 from centerpoint_deploy.model.head import SeparateHead
 from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu
+from tests.model.triton_interpreter import interpreted_output
 
 
 def _with_statistics(net: nn.Module) -> nn.Module:
@@ -125,11 +123,7 @@ print(float((out - want).abs().max()))
 
 
 def test_triton_kernel_in_the_interpreter_equals_the_matmuls() -> None:
-    pytest.importorskip("triton", reason="the triton package is not installed (CPU-only torch)")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert float(done.stdout.strip()) <= 1e-5
+    assert float(interpreted_output(_INTERPRETED)) <= 1e-5
 
 
 @pytest.mark.cuda

@@ -7,9 +7,6 @@ The CPU runs each branch as a matmul and a copy into its patches; the Triton ker
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -24,6 +21,7 @@ from centerpoint_deploy.model import build_model
 from centerpoint_deploy.model.fused_neck import MatmulNeck, _PatchMatmul, fuse_neck_branches
 from centerpoint_deploy.model.neck import SECONDFPN
 from centerpoint_deploy.model.surgery import fold_batchnorm, fuse_conv_relu
+from tests.model.triton_interpreter import interpreted_output
 
 
 def _model(config, seed: int) -> nn.Module:
@@ -120,11 +118,7 @@ print(worst)
 
 
 def test_triton_kernel_in_the_interpreter_gives_the_branch() -> None:
-    pytest.importorskip("triton", reason="the triton package is not installed (CPU-only torch)")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert float(done.stdout.strip()) <= 1e-5
+    assert float(interpreted_output(_INTERPRETED)) <= 1e-5
 
 
 @pytest.mark.cuda
