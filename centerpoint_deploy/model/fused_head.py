@@ -16,7 +16,7 @@ accumulated in float32 and not rounded to the network's dtype).
 
 from __future__ import annotations
 
-import functools
+from types import ModuleType
 from typing import Callable
 
 import torch
@@ -25,20 +25,16 @@ from torch.nn import functional
 
 from centerpoint_deploy.model.head import SeparateHead
 from centerpoint_deploy.model.surgery import ConvReLU2d
-from centerpoint_deploy.model.triton_modules import triton_modules
+from centerpoint_deploy.model.triton_modules import triton_launcher
 
 
 def _next_power_of_two(value: int, least: int = 16) -> int:
     return max(least, 1 << (value - 1).bit_length())
 
 
-@functools.cache
-def _triton_launcher() -> Callable[..., None] | None:
-    """The Triton kernel's launcher, or ``None`` where Triton is not importable (CPU-only torch)."""
-    modules = triton_modules()
-    if modules is None:
-        return None
-    triton, tl = modules
+@triton_launcher
+def _triton_launcher(triton: ModuleType, tl: ModuleType) -> Callable[..., None]:
+    """The Triton kernel's launcher (``_triton_launcher()`` is ``None`` where Triton is not importable)."""
 
     @triton.jit
     def branches_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, out_ptr, rows, pixels, channels, maps,

@@ -19,7 +19,7 @@ The result equals the neck up to float rounding.
 
 from __future__ import annotations
 
-import functools
+from types import ModuleType
 from typing import Callable
 
 import torch
@@ -27,16 +27,12 @@ from torch import Tensor, nn
 
 from centerpoint_deploy.model.neck import SECONDFPN
 from centerpoint_deploy.model.surgery import ConvReLU2d
-from centerpoint_deploy.model.triton_modules import triton_modules
+from centerpoint_deploy.model.triton_modules import triton_launcher
 
 
-@functools.cache
-def _triton_launcher() -> Callable[..., None] | None:
-    """The Triton kernel's launcher, or ``None`` where Triton is not importable (CPU-only torch)."""
-    modules = triton_modules()
-    if modules is None:
-        return None
-    triton, tl = modules
+@triton_launcher
+def _triton_launcher(triton: ModuleType, tl: ModuleType) -> Callable[..., None]:
+    """The Triton kernel's launcher (``_triton_launcher()`` is ``None`` where Triton is not importable)."""
 
     @triton.jit
     def patch_matmul_kernel(x_ptr, w_ptr, b_ptr, out_ptr, rows, height, width, in_channels, out_channels,

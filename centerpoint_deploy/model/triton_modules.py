@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 from types import ModuleType
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -15,3 +18,16 @@ def triton_modules() -> tuple[ModuleType, ModuleType] | None:
     except ImportError:
         return None
     return triton, tl
+
+
+def triton_launcher(factory: Callable[[ModuleType, ModuleType], T]) -> Callable[[], T | None]:
+    """``factory(triton, triton.language)`` made once, on the first call (``None`` where Triton is not
+    importable): a decorator for a function that defines a kernel and returns its launcher."""
+
+    @functools.cache
+    def launcher() -> T | None:
+        modules = triton_modules()
+        return None if modules is None else factory(*modules)
+
+    launcher.__doc__ = factory.__doc__
+    return launcher
