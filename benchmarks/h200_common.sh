@@ -1,6 +1,7 @@
 # Sourced by the benchmarks/h200_round*.sh scripts: `source "$(dirname "$0")/h200_common.sh" "$@"`.
 # Reads PART and OUT from the arguments, moves to the repository root, puts it on PYTHONPATH, sets
 # CLI (the command line) and writes OUT/machine.txt (GPU, driver, Python, torch, onnxruntime if any).
+# Defines loop (rounds 14-15), which writes its scratch files under the caller's W.
 set -uo pipefail
 part=${1:?usage: $(basename "$0") PART OUT}
 OUT=${2:?usage: $(basename "$0") PART OUT}
@@ -21,3 +22,10 @@ except ImportError:
 print(*line)
 PY
 } > "$OUT/machine.txt" 2>&1
+
+# loop SECONDS FRAMES SWEEPS VARIANT FILE: evaluate_throughput.py at batch 1, its rows appended to OUT/FILE
+loop() {
+  timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames "$2" --sweeps "$3" --variant "$4" \
+      --batch-size 1 --out "$W/e$3" > "$W/loop.log" 2>&1
+  grep -v Warning "$W/loop.log" | grep '^|\|^{' >> "$OUT/$5"; tail -1 "$W/loop.log"
+}

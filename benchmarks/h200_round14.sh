@@ -23,12 +23,6 @@ side_by_side() {
       --no-scaling --no-plots -o "$W/$1" > "$W/$1.log" 2>&1
   cp "$W/$1/benchmark.md" "$OUT/$2"; grep '^|' "$OUT/$2" | cut -c1-60,200- | tail -7
 }
-# loop SECONDS FRAMES SWEEPS VARIANT FILE: evaluate_throughput.py at batch 1, its rows appended to OUT/FILE
-loop() {
-  timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames "$2" --sweeps "$3" --variant "$4" \
-      --batch-size 1 --out "$W/e$3" > "$W/loop.log" 2>&1
-  grep -v Warning "$W/loop.log" | grep '^|\|^{' >> "$OUT/$5"; tail -1 "$W/loop.log"
-}
 case "$part" in
 latency)
   timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/postprocess \

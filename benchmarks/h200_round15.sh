@@ -35,12 +35,6 @@ profile() {
   timeout 150 python3 benchmarks/profile_pipeline.py --config "$1" --variant "$FN" --top 30 --out "$OUT/$2" > "$W/prof.log" 2>&1
   sed -n 3p "$OUT/$2"; grep '^| `' "$OUT/$2" | head -8 | cut -c1-100
 }
-# loop SECONDS FRAMES SWEEPS VARIANT FILE: evaluate_throughput.py at batch 1, its rows appended to OUT/FILE
-loop() {
-  timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames "$2" --sweeps "$3" --variant "$4" \
-      --batch-size 1 --out "$W/e$3" > "$W/loop.log" 2>&1
-  grep -v Warning "$W/loop.log" | grep '^|\|^{' >> "$OUT/$5"; tail -1 "$W/loop.log"
-}
 case "$part" in
 neck)
   timeout 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests/model/test_fused_neck.py tests/model/test_fused_head.py \

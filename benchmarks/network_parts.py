@@ -1,6 +1,7 @@
 """Where the dense network's time goes: each part of backbone-neck-head alone, as a CUDA graph.
 
     PYTHONPATH=$PWD python3 benchmarks/network_parts.py --config j6gen2_base --out parts.md
+    PYTHONPATH=$PWD python3 benchmarks/network_parts.py --config j6gen2_base_amp --flops   # the count alone
 
 Builds the network as the benchmark's fp16 variants do (``TorchOptions``: fp16, channels-last,
 BatchNorm folded, conv + ReLU fused; random weights, timing does not depend on them), captures
@@ -82,13 +83,38 @@ def _dense_rate() -> float:
     return 2 * 8192 ** 3 / (ms * 1e-3) / 1e12
 
 
+class _Dense(nn.Module):
+    """``forward_dense`` of a model as a module's call (what :func:`_conv_flops` traces)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, bev: Tensor) -> object:
+        return self.model.forward_dense(bev)
+
+
+def _dense_flops(config, batch: int) -> float:
+    """:func:`_conv_flops` of the whole ``forward_dense`` at the config's BEV size, on the meta device."""
+    model = build_model(config).to_empty(device="meta").eval()
+    ny, nx = config.bev_shape
+    return _conv_flops(_Dense(model), torch.empty(batch, config.backbone.in_channels, ny, nx, device="meta"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="j6gen2_base")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--flops", action="store_true",
+                        help="only print forward_dense's GFLOP, counted on the meta device (no GPU needed)")
     args = parser.parse_args()
     config = load_config(args.config)
+    if args.flops:
+        print(f"{args.config}: forward_dense {_dense_flops(config, args.batch) / 1e9:.1f} GFLOP")
+        return
+    if args.out is None:
+        parser.error("--out is required unless --flops")
     torch.manual_seed(0)
     model = build_model(config).eval()
     options = TorchOptions(precision="fp16", channels_last=True, fuse_batchnorm=True, fuse_relu=True)

@@ -40,21 +40,6 @@ class SweepOptions:
             raise DatasetError(f"remove_close_radius = {self.remove_close_radius} is invalid: must be >= 0 or None")
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """One previous sweep, loaded.
-
-    Attributes:
-        points: ``ndarray[N, D]`` float32 in the sweep's own sensor frame.
-        sweep2key: 4x4 transform sweep sensor -> key frame sensor.
-        time_lag: key time - sweep time, seconds (>= 0).
-    """
-
-    points: np.ndarray
-    sweep2key: np.ndarray
-    time_lag: float
-
-
 def sweep_to_key_transform(sweep_lidar2ego: np.ndarray, sweep_ego2global: np.ndarray,
                            key_lidar2ego: np.ndarray, key_ego2global: np.ndarray) -> np.ndarray:
     """4x4 sweep sensor -> key sensor, through ego(sweep), global and ego(key)."""
@@ -149,19 +134,3 @@ def merge_sources(sources: Sequence[np.ndarray], parts: Sequence[MergePart], rad
             move_xyz(points[:, :3], part.sweep2key, rows[:, :3])
         start += size
     return out
-
-
-def merge_sweeps(key_points: np.ndarray, sweeps: Sequence[Sweep], options: SweepOptions) -> np.ndarray:
-    """Key frame points followed by the first ``options.sweeps_num`` sweeps, in the key LiDAR frame
-    (:func:`merge_parts`, :func:`merge_sources`).
-
-    Args:
-        key_points: ``ndarray[N, D]`` float32, key frame, its own LiDAR frame.
-        sweeps: previous sweeps, nearest first.
-        options: how many sweeps and which mmdet3d options.
-
-    Returns:
-        ``ndarray[N', max(D, 5)]`` float32; column 4 = time lag (s), 0 for key frame rows.
-    """
-    parts = merge_parts([(s.sweep2key, s.time_lag) for s in sweeps], options)
-    return merge_sources([key_points, *(s.points for s in sweeps)], parts, options.remove_close_radius)

@@ -1,4 +1,5 @@
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -7,11 +8,26 @@ import torch
 from centerpoint_deploy.data.device_merge import (MergeGraphs, candidate_rows, merge_on_device, merge_rows,
                                                   merge_table, raw_layout)
 from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
-from centerpoint_deploy.data.sweeps import (Sweep, SweepOptions, merge_parts, merge_sources, merge_sweeps, move_xyz,
-                                            select_rows, sweep_to_key_transform)
+from centerpoint_deploy.data.sweeps import (SweepOptions, merge_parts, merge_sources, move_xyz, select_rows,
+                                            sweep_to_key_transform)
 from centerpoint_deploy.errors import DatasetError
 
 KEY = np.array([[5.0, 0.0, 0.0, 10.0, 9.0]], dtype=np.float32)  # column 4 holds junk on disk
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A previous sweep: its points (own sensor frame), its transform into the key frame, its time lag."""
+
+    points: np.ndarray
+    sweep2key: np.ndarray
+    time_lag: float
+
+
+def merge_sweeps(key_points: np.ndarray, sweeps: list[Sweep], options: SweepOptions) -> np.ndarray:
+    """The key frame and its sweeps merged as a dataset merges them (its parts, then the host merge)."""
+    parts = merge_parts([(s.sweep2key, s.time_lag) for s in sweeps], options)
+    return merge_sources([key_points, *(s.points for s in sweeps)], parts, options.remove_close_radius)
 
 
 def test_sweep_moved_into_key_frame_with_time_lag():
