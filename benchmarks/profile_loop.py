@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import inspect
 import tempfile
 import threading
 import time
@@ -40,7 +41,9 @@ _STEPS = [
     ("centerpoint_deploy.data.loader.FrameLoader", "__iter__", "next frame from the readers (its upload queued)"),
     ("centerpoint_deploy.data.readers.ReaderPool", "_receive", "  waiting for a reader's message"),
     ("centerpoint_deploy.data.readers.ReaderPool", "release", "  slots released"),
-    ("centerpoint_deploy.data.loader", "merge_on_device", "  sweeps merged on the device (queued)"),
+    ("centerpoint_deploy.data.loader.FrameLoader", "_frame", "  frame to the device (copy and merge queued)"),
+    ("centerpoint_deploy.data.device_merge.MergeGraphs", "__call__", "    merge graph (copy in, replay)"),
+    ("centerpoint_deploy.data.loader.FrameLoader", "_hand_over", "  hand-over (stream wait, copy done, release)"),
     ("centerpoint_deploy.evaluate.runner", "_launch", "launch (all views)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "launch", "  pipeline launch (copy in, replay, copy out)"),
     ("centerpoint_deploy.static_pipeline.StaticPipeline", "capture", "    graphs captured (a new size)"),
@@ -67,7 +70,8 @@ class StepTimes:
         for path, attribute, name in _STEPS:
             owner = _owner(path)
             original = getattr(owner, attribute)
-            setattr(owner, attribute, (self._timed_iter if attribute == "__iter__" else self._timed)(original, name))
+            timed = self._timed_iter if inspect.isgeneratorfunction(original) else self._timed
+            setattr(owner, attribute, timed(original, name))
             undo.append((owner, attribute, original))
         try:
             yield
@@ -121,12 +125,16 @@ def main() -> None:
     parser.add_argument("--sweeps", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the synthetic dataset's folder, generated there when missing and kept (default: a "
+                             "temporary one)")
     args = parser.parse_args()
     config = load_config(args.config)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "data"
-        generate_dataset(folder, 1, args.frames, 0, LidarConfig(), WorldConfig(), key_frame_interval=5,
-                         lead_in_sweeps=max(args.sweeps, 1))
+        folder = args.data or Path(tmp) / "data"
+        if not folder.exists():
+            generate_dataset(folder, 1, args.frames, 0, LidarConfig(), WorldConfig(), key_frame_interval=5,
+                             lead_in_sweeps=max(args.sweeps, 1))
         config = dataclasses.replace(config, points=dataclasses.replace(config.points, sweeps_num=args.sweeps))
         dataset = open_dataset(folder, class_names=config.class_names, sweeps_num=args.sweeps,
                                load_dim=config.points.load_dim)
@@ -139,9 +147,11 @@ def main() -> None:
             with steps.timing():
                 evaluate_backends(dataset, {"v": detector}, Path(tmp) / "out", metric, cache=False, plots=False,
                                   batch_size=args.batch_size)
-            print(steps.markdown(args.frames))
+            print(steps.markdown(len(dataset)))
 
             loop_step_profile(detector, dataset, config, args.rows)
+            if getattr(detector, "_graphs", None):
+                print(graph_launch_cost(detector))
 
 
 def loop_step_profile(detector, dataset, config, rows: int, frames: int = 20) -> None:
@@ -174,6 +184,43 @@ def loop_step_profile(detector, dataset, config, rows: int, frames: int = 20) ->
             run()
     print(f"{len(clouds)} frames' views launched and read:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def graph_launch_cost(pipeline, repeats: int = 50) -> str:
+    """Host time of one ``replay()`` of each graph the pipeline recorded (the pipeline's and the
+    side graphs of :meth:`StaticPipeline.on_head_outputs`), three ways: the device idle before it
+    (synchronised), behind a 5 ms sleep kernel (the device busy: does the launch wait?), and
+    back to back (each replay behind the last), with the kernels a replay runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    graphs = [(f"pipeline {key}", captured) for key, captured in pipeline._graphs.items()]
+    graphs += [(f"side {entry[1]!r:.30}", side.captured) for entry, side in pipeline._on_outputs.items()]
+    rows = ["| graph | kernels | idle us | busy us | back to back us |", "|---|---|---|---|---|"]
+    for name, captured in graphs:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            captured.replay()
+            torch.cuda.synchronize()
+        kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+        idle, busy, chained = [], [], []
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            begin = time.perf_counter()
+            captured.replay()
+            idle.append(time.perf_counter() - begin)
+            torch.cuda.synchronize()
+            torch.cuda._sleep(10_000_000)  # about 5 ms of one busy kernel
+            begin = time.perf_counter()
+            captured.replay()
+            busy.append(time.perf_counter() - begin)
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            begin = time.perf_counter()
+            captured.replay()
+            chained.append(time.perf_counter() - begin)
+        torch.cuda.synchronize()
+        med = [sorted(v)[len(v) // 2] * 1e6 for v in (idle, busy, chained)]
+        rows.append(f"| {name} | {kernels} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.0f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Round 16 on one H200 (PyTorch only), in parts that each fit a 10-minute device call:
+#   bash benchmarks/h200_round16.sh profile OUT  the steady 1-sweep evaluate loop (200 frames, compiled GC): its
+#                                                frames/s against the pipeline's, then where its main thread
+#                                                spends each frame (profile_loop.py: steps, operators, the host
+#                                                cost of each graph's launch)
+# Writes flat files into OUT.
+source "$(dirname "$0")/h200_common.sh" "$@"
+W=/tmp/round16
+mkdir -p "$W"
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$W/inductor}  # the CLI's and the scripts' runs share it
+B=pytorch:fp16+channels_last+fuse_batchnorm
+GC="$B+fuse_relu+compile+pipeline_graph"                          # round 11's loop variant, compiled
+case "$part" in
+profile)
+  loop 300 200 1 "$GC" evaluate_throughput_200_compiled_steady.md
+  timeout 200 python3 benchmarks/profile_loop.py --device cuda --variant "$GC" --data "$W/e1/data/synth-1sweeps" \
+      > "$OUT/profile_loop_steps_1sweep_compiled.txt" 2>&1
+  grep '^|' "$OUT/profile_loop_steps_1sweep_compiled.txt" | grep -v -- '---' | cut -c1-130 | head -60
+  ;;
+*) echo "unknown part $part"; exit 2 ;;
+esac
