@@ -4,6 +4,10 @@
 #                                                frames/s against the pipeline's, then where its main thread
 #                                                spends each frame (profile_loop.py: steps, operators, the host
 #                                                cost of each graph's launch)
+#   bash benchmarks/h200_round16.sh host OUT     the same after the host-side changes (the side stream at high
+#                                                priority, the head outputs' copy one graph, host boxes to
+#                                                SampleBoxes without packing, a kept page-locked merge table),
+#                                                after the CUDA tests of the pipeline graph and the loader
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round16
@@ -17,6 +21,14 @@ profile)
   timeout 200 python3 benchmarks/profile_loop.py --device cuda --variant "$GC" --data "$W/e1/data/synth-1sweeps" \
       > "$OUT/profile_loop_steps_1sweep_compiled.txt" 2>&1
   grep '^|' "$OUT/profile_loop_steps_1sweep_compiled.txt" | grep -v -- '---' | cut -c1-130 | head -60
+  ;;
+host)
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/data \
+      > "$OUT/cuda_tests.txt" 2>&1; tail -3 "$OUT/cuda_tests.txt"
+  loop 300 200 1 "$GC" evaluate_throughput_200_compiled_steady_host.md
+  timeout 200 python3 benchmarks/profile_loop.py --device cuda --variant "$GC" --data "$W/e1/data/synth-1sweeps" \
+      > "$OUT/profile_loop_steps_1sweep_compiled_host.txt" 2>&1
+  grep '^|' "$OUT/profile_loop_steps_1sweep_compiled_host.txt" | grep -v -- '---' | cut -c1-130 | head -40
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac

@@ -364,8 +364,11 @@ class StaticPipeline(BackendOwner):
         After a graph replay ``fn`` is recorded once per graph and ``key`` as a CUDA graph on a copy
         of the head outputs, then replayed with ``then`` on a side stream (one launch instead of
         ``fn``'s kernels one by one from Python). The copy is made on the pipeline's stream right
-        after the replay, and the next copy waits until the side stream has read the last one, so
-        ``fn``'s small kernels overlap the pipeline's next replay instead of delaying it. ``fn``
+        after the replay (a recorded graph too: one launch for all outputs), and the next copy waits
+        until the side stream has read the last one, so ``fn``'s small kernels overlap the
+        pipeline's next replay instead of delaying it; the side stream has the high priority, so
+        that they run as soon as their copy is done rather than behind that replay's kernels
+        (the loop waits for their result while the next replay runs). ``fn``
         must have fixed shapes and read nothing on the host; its result lives in the recorded
         graph's memory until the next call, so ``then`` must copy out what is kept. ``key`` names
         what ``fn`` computes: with ``settings.compile`` the first ``fn`` of a key is compiled and
@@ -379,13 +382,19 @@ class StaticPipeline(BackendOwner):
         if entry not in self._on_outputs:
             body = self._compiled_on_outputs.setdefault(key, self._compiled(fn))
             inputs = {name: tensor.clone() for name, tensor in launched.head_outputs.items()}
-            self._on_outputs[entry] = _SideGraph(inputs, capture(lambda _: body(inputs), self.device),
-                                                 torch.cuda.Stream(self.device))
+            outputs = launched.head_outputs  # the graph's own memory: the same tensors at every replay
+
+            def copy_in(_: object) -> None:
+                for name, tensor in outputs.items():
+                    inputs[name].copy_(tensor)
+
+            self._on_outputs[entry] = _SideGraph(inputs, capture(copy_in, self.device),
+                                                 capture(lambda _: body(inputs), self.device),
+                                                 torch.cuda.Stream(self.device, priority=_HIGH_PRIORITY))
         side = self._on_outputs[entry]
         main = torch.cuda.current_stream(self.device)
         main.wait_event(side.read)  # the side stream's last replay has read its inputs
-        for name, tensor in launched.head_outputs.items():
-            side.inputs[name].copy_(tensor)
+        side.copy_in.replay()
         side.copied.record(main)
         side.stream.wait_event(side.copied)
         with torch.cuda.stream(side.stream):
@@ -493,12 +502,18 @@ def voxel_count_rows(checks: list[int], batch: int) -> list[list[int]]:
     return [checks[batch + 3 * b: batch + 3 * b + 3] for b in range(batch)]
 
 
+#: A stream priority above the default (lower is higher; CUDA clamps it to the device's range).
+_HIGH_PRIORITY = -1
+
+
 @dataclass
 class _SideGraph:
-    """A graph recorded by :meth:`StaticPipeline.on_head_outputs`: its own copy of the head outputs,
-    the stream it replays on, and events for the copy done (``copied``) and the copy read (``read``)."""
+    """A graph recorded by :meth:`StaticPipeline.on_head_outputs`: its own copy of the head outputs and
+    the graph that copies them in (on the pipeline's stream), the stream it replays on, and events
+    for the copy done (``copied``) and the copy read (``read``)."""
 
     inputs: dict[str, Tensor]
+    copy_in: Captured
     captured: Captured
     stream: torch.cuda.Stream
     copied: torch.cuda.Event = field(default_factory=torch.cuda.Event)

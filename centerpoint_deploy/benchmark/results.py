@@ -24,7 +24,8 @@ class VariantResult:
         options: the fast-path switches used (``channels_last``, ``cuda_graph``, ...).
         device: ``cpu`` or ``cuda``.
         stages: per-stage latency (ms) from the staged run, plus ``"sum of stages"``.
-        end_to_end: points on the host -> boxes on the host, timed without per-stage marks.
+        end_to_end: points on the host -> boxes on the host, timed without per-stage marks on a
+            GPU; on the CPU the staged run's totals (:mod:`~centerpoint_deploy.benchmark.run`).
         peak_memory_mb: ``torch.cuda.max_memory_allocated`` during the end-to-end run (MiB),
             None on the CPU (ONNX Runtime / TensorRT memory is not counted by torch).
         num_points, num_voxels, num_boxes: sizes of the frame, its pillars and the result.

@@ -197,6 +197,10 @@ def summarize_stages(samples: dict[str, list[float]]) -> dict[str, LatencyStats]
     if len(counts) != 1:
         raise BenchmarkError(f"stages have different sample counts {sorted(counts)}")
     stats = {name: LatencyStats.from_seconds(values) for name, values in samples.items()}
-    totals = np.sum(np.asarray(list(samples.values()), dtype=np.float64), axis=0)
-    stats["sum of stages"] = LatencyStats.from_seconds(totals.tolist())
+    stats["sum of stages"] = LatencyStats.from_seconds(stage_totals(samples))
     return stats
+
+
+def stage_totals(samples: dict[str, list[float]]) -> list[float]:
+    """Each iteration's total over its stages (seconds): :func:`time_stages`' first mark to its last."""
+    return np.sum(np.asarray(list(samples.values()), dtype=np.float64), axis=0).tolist()

@@ -154,6 +154,10 @@ class _CapturedMerge:
         self.raw = torch.zeros(raw_rows, width, device=device)
         self.table = torch.zeros(parts + 1, _COLUMNS, dtype=torch.float64, device=device)
         self.table[:, _END] = torch.inf  # no live rows until a frame's table is copied in
+        # a frame's table goes through this page-locked copy (no page-locked allocation a frame);
+        # the event marks the last copy out of it
+        self.staged = torch.empty(parts + 1, _COLUMNS, dtype=torch.float64, pin_memory=True)
+        self.staged_read = torch.cuda.Event()
 
         # made before the capture and kept with the graph, which reads it at every replay
         self.columns = None if columns is None else torch.tensor(columns, device=device)
@@ -195,7 +199,10 @@ class MergeGraphs:
         if captured is None:
             captured = self._graphs[key] = _CapturedMerge(*key, self.columns, self.device)
         captured.raw[: layout.raw_rows].copy_(raw, non_blocking=True)
-        captured.table.copy_(torch.from_numpy(table).pin_memory(), non_blocking=True)
+        captured.staged_read.synchronize()  # the previous frame's table was copied a frame ago
+        captured.staged.numpy()[:] = table
+        captured.table.copy_(captured.staged, non_blocking=True)
+        captured.staged_read.record()
         captured.captured.replay()
         return captured.captured.result[: layout.rows].clone()  # the next frame's replay overwrites the output
 

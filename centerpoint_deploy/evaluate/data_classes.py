@@ -294,9 +294,13 @@ class SampleBoxes:
 
         Attributes follow mmdet3d's class-and-speed rule (:mod:`.attributes`)."""
         k = len(detections)
-        return cls.from_prediction_arrays(detections.boxes.detach().to(torch.float64).cpu().numpy().reshape(k, 9),
-                                          detections.scores.detach().to(torch.float64).cpu().numpy(),
-                                          detections.labels.detach().cpu().numpy().astype(np.int64), class_names)
+
+        def host(tensor: Tensor, dtype: type) -> np.ndarray:  # numpy converts: a torch operator costs more
+            return tensor.detach().cpu().numpy().astype(dtype)
+
+        return cls.from_prediction_arrays(host(detections.boxes, np.float64).reshape(k, 9),
+                                          host(detections.scores, np.float64), host(detections.labels, np.int64),
+                                          class_names)
 
     @classmethod
     def from_prediction_arrays(cls, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,

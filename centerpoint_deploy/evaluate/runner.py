@@ -138,8 +138,10 @@ class _Launched:
     boxes: HostDetections | PendingView
 
     def sample_boxes(self, class_names: Sequence[str]) -> list[SampleBoxes]:
-        boxes = self.boxes if isinstance(self.boxes, HostDetections) else HostDetections(self.boxes.result())
-        return boxes.sample_boxes(class_names)
+        if isinstance(self.boxes, HostDetections):
+            return self.boxes.sample_boxes(class_names)
+        # a pending view's boxes are made on the host: no packing, no copy
+        return [SampleBoxes.from_detections(detections, class_names) for detections in self.boxes.result()]
 
 
 def _clouds(batch: FrameBatch, detector: Pipeline, columns: list[int] | None) -> list[Tensor]:

@@ -125,10 +125,13 @@ class NodeSelection:
         return self
 
     def kept(self, item: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(boxes [K, 9], scores [K], labels [K])`` kept of ``item``, by descending score (host)."""
-        rows = self.packed[item]
+        """``(boxes [K, 9], scores [K], labels [K])`` kept of ``item``, by descending score (host;
+        numpy slices, each a microsecond against several for a torch operator: once a frame, on
+        the loop's critical path), in their own memory."""
+        rows = self.packed[item].numpy()
         keep = rows[:, 9] > 0
-        return rows[keep, :9].contiguous(), rows[keep, 9].contiguous(), self.labels[item][keep]
+        return (torch.from_numpy(rows[keep, :9]), torch.from_numpy(rows[keep, 9]),
+                torch.from_numpy(self.labels[item].numpy()[keep]))
 
 
 def select_node_boxes(candidates: NodeCandidates, config: ModelConfig, params: NodePostprocessParams,
@@ -344,7 +347,7 @@ class AutowarePostprocess:
                 result was not exact (the batch is then run again exactly).
         """
         selection = selection.wait()
-        if not bool(selection.exact.all()):
+        if not selection.exact.numpy().all():
             selection = self.select(task_maps(), fixed_shapes=False).to_host().wait()
         detections = []
         for item in range(len(selection.exact)):

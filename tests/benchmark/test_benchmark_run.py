@@ -148,3 +148,26 @@ def test_graph_variant_on_a_cloud_over_max_points_times_the_uncaptured_path(conf
     with pytest.warns(UserWarning, match="exceed the CUDA graph's max_points=1000"):
         result = run_module.benchmark_detector(spec.name, spec, detector, points, warmup=1, iterations=2)
     assert list(result.stages) == [*STAGES, "sum of stages"]
+
+
+def test_on_the_cpu_one_staged_run_gives_the_end_to_end_figure(config, tmp_path: Path) -> None:
+    """No second run on the CPU: each iteration's end to end is its stages' total, and the detector
+    runs the first call, the staged warm-up and iterations only; with a point file (a read stage
+    the end-to-end run does not have) the end-to-end run is separate."""
+    points = torch.from_numpy(random_cloud(2000, config, seed=2))
+    detector = build_detector(VariantSpec.parse("pytorch:fp32"), config)
+    calls = []
+    original = detector.run_stages
+    detector.run_stages = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    result = run_module.benchmark_detector("cpu", VariantSpec.parse("pytorch:fp32"), detector, points, warmup=2,
+                                           iterations=3)
+    assert len(calls) == 1 + 1 + 3 + 1  # first call, warm-up, iterations, the final run for the sizes
+    assert result.end_to_end.count == 3
+    assert result.end_to_end.p50 == pytest.approx(result.stages["sum of stages"].p50)
+    assert result.end_to_end.max == pytest.approx(result.stages["sum of stages"].max)
+    calls.clear()
+    point_file = tmp_path / "frame.bin"
+    points.numpy().tofile(point_file)
+    run_module.benchmark_detector("cpu", VariantSpec.parse("pytorch:fp32"), detector, points, warmup=2, iterations=3,
+                                  point_file=point_file, load_dim=5)
+    assert len(calls) == 1 + 1 + 3 + (2 + 3) + 1
