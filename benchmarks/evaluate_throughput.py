@@ -16,7 +16,10 @@ then for each variant:
   batch and cloud size the frames need (reported as the first pass's frames/s), the second is
   the steady state a long evaluation runs in: frames/s of its loop and the ratio to the
   pipeline's (the targets: >= 0.9 with 1 sweep, >= 0.8 with 10). The pipeline figure stays
-  batch 1's (what a car runs); with B > 1 the ratio can pass 1.
+  batch 1's (what a car runs); with B > 1 the ratio can pass 1. ``--views both`` (the default)
+  is what ``evaluate`` runs: mmdet3d's post-processing and the Autoware node's on the same head
+  outputs, so the loop does the node's decode and NMS on top of the pipeline's work;
+  ``--views mmdet3d`` runs only what the pipeline figure runs (repeat the option for both).
 
 Also runs ``python -m centerpoint_deploy evaluate`` once per sweep count (PyTorch fp32 with the
 demo checkpoint) to report the CLI's start-up: process start to the first frame (imports,
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import subprocess
 import sys
@@ -45,6 +49,7 @@ from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate
 from centerpoint_deploy.evaluate.io import load_metric_config
 from centerpoint_deploy.evaluate.runner import evaluate_backends
 from centerpoint_deploy.job.inputs import DEMO_CHECKPOINT
+from centerpoint_deploy.postprocess.modes import default_views
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,6 +84,8 @@ def main() -> None:
     parser.add_argument("--columns", type=int, default=1800)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--batch-size", type=int, action="append", help="evaluate's batch sizes (default: 1)")
+    parser.add_argument("--views", action="append", choices=("both", "mmdet3d"),
+                        help="the loop's post-processing views (default: both, as evaluate runs)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
@@ -106,19 +113,21 @@ def main() -> None:
                 pipeline = benchmark_detector(spec.name, spec, detector, first, warmup=warmup, iterations=iterations)
                 prepared = time.perf_counter() - begin
                 pipeline_fps = 1000.0 / pipeline.end_to_end.p50
-                for batch_size in args.batch_size or [1]:
-                    out = args.out / f"eval-{sweeps}-{spec.name}-b{batch_size}"
+                for batch_size, views in itertools.product(args.batch_size or [1], args.views or ["both"]):
+                    out = args.out / f"eval-{sweeps}-{spec.name}-b{batch_size}-{views}"
+                    chosen = None if views == "both" else {"variant": default_views(config)[:1]}
                     # the first pass captures (and compiles) a graph for every batch and cloud size the
                     # frames need, as the pipeline figure's warm-up runs do; the second is the steady state
                     first_out = out.with_name(out.name + "-first")
                     evaluate_backends(dataset, {"variant": detector}, first_out,
                                       load_metric_config("t4", config.class_names), cache=False, plots=False,
-                                      workers=args.workers, batch_size=batch_size)
+                                      workers=args.workers, batch_size=batch_size, views=chosen)
                     first_pass = json.loads((first_out / "comparison.json").read_text())["throughput"]
                     evaluate_backends(dataset, {"variant": detector}, out, load_metric_config("t4", config.class_names),
-                                      cache=False, plots=False, workers=args.workers, batch_size=batch_size)
+                                      cache=False, plots=False, workers=args.workers, batch_size=batch_size,
+                                      views=chosen)
                     loop = json.loads((out / "comparison.json").read_text())["throughput"]
-                    rows.append({"sweeps": sweeps, "variant": spec.name, "batch_size": batch_size,
+                    rows.append({"sweeps": sweeps, "variant": spec.name, "batch_size": batch_size, "views": views,
                                  "points": int(first.shape[0]), "frames": len(dataset),
                                  "pipeline_p50_ms": pipeline.end_to_end.p50, "pipeline_frames_per_s": pipeline_fps,
                                  "evaluate_frames_per_s": loop["frames_per_s"],
@@ -132,11 +141,11 @@ def main() -> None:
     (args.out / "throughput.json").write_text(json.dumps({"device": str(device), "torch": torch.__version__,
                                                           "gpu": torch.cuda.get_device_name(device)
                                                           if device.type == "cuda" else None, "rows": rows}, indent=1))
-    print("\n| sweeps | variant | batch | points | pipeline frames/s | evaluate frames/s | ratio | waited s "
+    print("\n| sweeps | variant | batch | views | points | pipeline frames/s | evaluate frames/s | ratio | waited s "
           "| first pass frames/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['sweeps']} | {r['variant']} | {r['batch_size']} | {r['points']} | "
+        print(f"| {r['sweeps']} | {r['variant']} | {r['batch_size']} | {r['views']} | {r['points']} | "
               f"{r['pipeline_frames_per_s']:.3g} | {r['evaluate_frames_per_s']:.3g} | {r['ratio']:.2f} | "
               f"{r['waited_s']:.2f} | {r['first_pass_frames_per_s']:.3g} |")
 

@@ -8,6 +8,11 @@
 #                                                priority, the head outputs' copy one graph, host boxes to
 #                                                SampleBoxes without packing, a kept page-locked merge table),
 #                                                after the CUDA tests of the pipeline graph and the loader
+#   bash benchmarks/h200_round16.sh views OUT    the steady 1-sweep loop with both views (what evaluate runs) and
+#                                                with mmdet3d's alone (the pipeline figure's work), 200 frames;
+#                                                its profile with each graph's kernels and GPU time; FNR's boxes
+#                                                against plain fp32 with moved peaks told apart (demo model, 10
+#                                                frames); the steady 10-sweep loop (80 frames)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round16
@@ -15,6 +20,7 @@ mkdir -p "$W"
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$W/inductor}  # the CLI's and the scripts' runs share it
 B=pytorch:fp16+channels_last+fuse_batchnorm
 GC="$B+fuse_relu+compile+pipeline_graph"                          # round 11's loop variant, compiled
+FNR="$B+fuse_relu+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # round 15's fastest
 case "$part" in
 profile)
   loop 300 200 1 "$GC" evaluate_throughput_200_compiled_steady.md
@@ -29,6 +35,22 @@ host)
   timeout 200 python3 benchmarks/profile_loop.py --device cuda --variant "$GC" --data "$W/e1/data/synth-1sweeps" \
       > "$OUT/profile_loop_steps_1sweep_compiled_host.txt" 2>&1
   grep '^|' "$OUT/profile_loop_steps_1sweep_compiled_host.txt" | grep -v -- '---' | cut -c1-130 | head -40
+  ;;
+views)
+  timeout 220 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
+      --views both --views mmdet3d --out "$W/e1" > "$W/loop.log" 2>&1
+  grep -v Warning "$W/loop.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_200_views.md"; tail -4 "$W/loop.log"
+  timeout 120 python3 benchmarks/profile_loop.py --device cuda --variant "$GC" --data "$W/e1/data/synth-1sweeps" \
+      > "$OUT/profile_loop_steps_1sweep_compiled_views.txt" 2>&1
+  grep '^| pipe\|^| side\|^| the whole\|^| launch\|^| collect\|^| next' "$OUT/profile_loop_steps_1sweep_compiled_views.txt" \
+      | cut -c1-250 | head -12
+  timeout 140 python3 benchmarks/verify_fast_path.py --variant "$FNR" --checkpoint centerpoint_deploy/assets/demo_centerpoint.pth \
+      --frames 10 > "$OUT/verify_fast_path_moved_peaks.txt" 2>&1
+  grep -v 'AUTOTUNE\|triton_\|strides\|dtypes\|Autotune\|num_choices\|Warning\|storage' \
+      "$OUT/verify_fast_path_moved_peaks.txt" | tail -5 | cut -c1-400
+  timeout 120 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
+      --out "$W/e10" > "$W/loop10.log" 2>&1
+  grep -v Warning "$W/loop10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_10sweeps.md"; tail -2 "$W/loop10.log"
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac

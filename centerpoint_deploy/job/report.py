@@ -103,7 +103,9 @@ def _stage_summary(result: BackendResult) -> list[list[str]]:
         centre = max((b.max_center for b in boxes if not math.isnan(b.max_center)), default=math.nan)
         matched = min(b.matched_share for b in boxes)
         passed = sum(bool(b) for b in boxes)
-        rows.append([stage, f"{passed}/{len(boxes)}", f"centre {centre:.3g} m, matched {matched:.1%}",
+        moved = sum(b.moved for b in boxes)
+        rows.append([stage, f"{passed}/{len(boxes)}", f"centre {centre:.3g} m, matched {matched:.1%}"
+                     + (f", {moved} moved peak(s)" if moved else ""),
                      "PASS" if passed == len(boxes) else "FAIL"])
     return rows
 

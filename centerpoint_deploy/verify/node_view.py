@@ -27,7 +27,9 @@ def compare_node_boxes(reference: Detector, reference_outputs: dict[str, Tensor]
     if len(reference.config.head.tasks) != 1:
         return None
     node = AutowarePostprocess(reference.config, params)
-    ref = node(reference.task_maps(reference_outputs))[0]
+    reference_maps = reference.task_maps(reference_outputs)
+    ref = node(reference_maps)[0]
     test = node(reference.task_maps(test_outputs))[0]
+    cells = node.cell_boxes(reference_maps) if tolerance.max_moved_share > 0 else None
     return compare_boxes(ref, test, tolerance, node.lowest_threshold,
-                         thresholds_of=lambda dets: node.box_thresholds(dets).numpy())
+                         thresholds_of=lambda dets: node.box_thresholds(dets).numpy(), cells=cells)

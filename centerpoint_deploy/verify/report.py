@@ -57,8 +57,9 @@ def _stage_rows(result: BackendResult) -> list[list[str]]:
         matched = min(c.matched_share for c in comparisons)
         centre = max((c.max_center for c in comparisons if not math.isnan(c.max_center)), default=math.nan)
         near = sum(c.unmatched_near_threshold for c in comparisons)
+        moved = sum(c.moved for c in comparisons)
         rows.append([kind, f"matched {matched:.1%}", f"centre {_fmt(centre)} m", "", "",
-                     f"{near} near thr", "", _OK if all(comparisons) else f"{_FAIL} ({sum(not c for c in comparisons)}/{len(comparisons)})"])
+                     f"{near} near thr" + (f", {moved} moved peak(s)" if moved else ""), "", _OK if all(comparisons) else f"{_FAIL} ({sum(not c for c in comparisons)}/{len(comparisons)})"])
     return rows
 
 

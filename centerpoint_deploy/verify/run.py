@@ -30,12 +30,12 @@ from torch import Tensor
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend
-from centerpoint_deploy.stages import Pipeline, StageOutputs
+from centerpoint_deploy.stages import Pipeline, StageOutputs, task_maps
 from centerpoint_deploy.errors import CenterPointError, VerificationError
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
 from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head, unwrap_model
-from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
+from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes, reference_cells
 from centerpoint_deploy.verify.node_view import compare_node_boxes
 from centerpoint_deploy.verify.compare import (INT8_LAYER_TOLERANCE, TensorComparison, Tolerance, Tolerances,
                                               compare_tensors)
@@ -258,8 +258,12 @@ def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidat
             result.worst_head_diff = _bev_diff(stages.head_outputs[out_name], head_out[out_name])
     threshold = config.decode.score_threshold
     ref_dets = stages.detections[0]
-    boxes = compare_boxes(ref_dets, reference.detect_from_head_outputs(head_out)[0], box_tolerance, threshold)
-    end_to_end = compare_boxes(ref_dets, candidate(points), box_tolerance, threshold)
+    # the reference's box at every cell a moved peak could come from (verify.boxes), in reduced precision
+    cells = reference_cells(task_maps(stages.head_outputs, config, ref_rot, reference.device), config,
+                            threshold - box_tolerance.score) if box_tolerance.max_moved_share > 0 else None
+    boxes = compare_boxes(ref_dets, reference.detect_from_head_outputs(head_out)[0], box_tolerance, threshold,
+                          cells=cells)
+    end_to_end = compare_boxes(ref_dets, candidate(points), box_tolerance, threshold, cells=cells)
     # under the node's post-processing with the parameters the candidate's bundle ships (its thresholds)
     node_boxes = compare_node_boxes(reference, stages.head_outputs, head_out, box_tolerance,
                                     candidate.node_params)

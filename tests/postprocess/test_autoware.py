@@ -354,3 +354,18 @@ def test_modes_from_the_config_and_bad_values(make_config, tiny_config) -> None:
         ModelConfig.from_dict({**tiny_config.to_dict(), "postprocess": "node"})
     with pytest.raises(ConfigError, match="voxelization.mode"):
         make_config(voxelization={"mode": "random"})
+
+
+def test_cell_boxes_are_every_kept_cell_and_hold_the_nodes_boxes(make_config) -> None:
+    """The node's box of every cell its decode keeps (item 0, before NMS, remapped): one per kept cell,
+    and each box the node outputs is one of them, equal in every column."""
+    config, params, maps = oracle_case(make_config, 1)
+    node = AutowarePostprocess(config, params)
+    cells = node.cell_boxes([maps])
+    assert len(cells) == kept_count({k: v[:1] for k, v in maps.items()}, config, params)
+    kept = node([maps])[0]
+    assert len(kept) > 5
+    rows = {tuple(row) for row in torch.cat([cells.boxes, cells.scores[:, None], cells.labels[:, None].float()],
+                                            1).tolist()}
+    assert all(tuple(row) in rows for row in torch.cat([kept.boxes, kept.scores[:, None],
+                                                        kept.labels[:, None].float()], 1).tolist())

@@ -58,3 +58,57 @@ def test_tiny_rot_vector_passes_tensor_tolerance_but_fails_on_yaw(config):
     expected = math.atan2(5e-5, -4e-5) - math.pi / 4
     assert abs(result.max_yaw - expected) < 1e-5
     assert result.reasons == [f"matched boxes differ in yaw by up to {result.max_yaw:.4g}rad (allowed 0.001rad)"]
+
+
+def tied_peak(second_logit: float, reg_x: float = 0.5) -> dict[str, torch.Tensor]:
+    """A peak over two neighbouring cells (row 10, cols 20 and 21) whose sizes differ (log l 1.5 and
+    1.6): the first at logit 2, the second at ``second_logit`` with x offset ``reg_x``."""
+    out = maps(2.0, (0.0, 1.0))
+    out["heatmap"][0, 0, 10, 21] = second_logit
+    out["rot"][0, :, 10, 21] = torch.tensor((0.0, 1.0), dtype=torch.float64)
+    out["reg"][0, 0, 10, 20], out["reg"][0, 0, 10, 21] = 0.5, reg_x
+    out["dim"][0, 0, 10, 20], out["dim"][0, 0, 10, 21] = 1.5, 1.6
+    return out
+
+
+def test_a_tie_broken_the_other_way_is_a_moved_peak_checked_at_its_own_cell(config):
+    """fp16 rounding that lifts the second of two near-tied cells moves the box one cell (0.4 m,
+    0.5 m in length); with the reference's cells it passes as a moved peak, since the test box is the
+    reference's own box of that cell; without them it fails on the centre."""
+    from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, reference_cells
+
+    fp16 = DEFAULT_BOX_TOLERANCES["fp16"]
+    threshold = config.decode.score_threshold
+    ref, test = tied_peak(1.999), tied_peak(1.999)
+    test["heatmap"][0, 0, 10, 20] = 1.998  # the rounding flips the tie: the second cell is the peak
+    ref_boxes, test_boxes = boxes_of(ref, config), boxes_of(test, config)
+    assert len(ref_boxes) == len(test_boxes) == 1  # circle NMS keeps one of the two
+    cells = reference_cells([{k: v.float() for k, v in ref.items()}], config, threshold - fp16.score)
+    assert len(cells) == 2
+    moved = compare_boxes(ref_boxes, test_boxes, fp16, threshold, cells=cells)
+    assert moved and moved.moved == 1 and abs(moved.max_moved_center - 0.4) < 1e-5
+    assert math.isnan(moved.max_center)  # no pair left to compare strictly
+    plain = compare_boxes(ref_boxes, test_boxes, fp16, threshold)
+    assert not plain and "centre" in plain.reasons[0]
+
+
+def test_a_moved_box_that_is_not_the_references_own_fails(config):
+    """The second cell's x offset wrong by 0.1 cells in the test (a defect, not a tie): no reference cell
+    has that box, so the pair fails even with the cells; a second cell that scored well below the
+    first in the reference (no tie) fails too."""
+    from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, reference_cells
+
+    fp16 = DEFAULT_BOX_TOLERANCES["fp16"]
+    threshold = config.decode.score_threshold
+    ref = tied_peak(1.999)
+    cells = reference_cells([{k: v.float() for k, v in ref.items()}], config, threshold - fp16.score)
+    wrong = tied_peak(1.999, reg_x=0.6)
+    wrong["heatmap"][0, 0, 10, 20] = 1.998
+    result = compare_boxes(boxes_of(ref, config), boxes_of(wrong, config), fp16, threshold, cells=cells)
+    assert not result and result.moved == 0
+
+    untied = tied_peak(1.0)  # the second cell 0.15 below in score in the reference
+    cells = reference_cells([{k: v.float() for k, v in untied.items()}], config, threshold - fp16.score)
+    lifted = tied_peak(2.1)
+    result = compare_boxes(boxes_of(untied, config), boxes_of(lifted, config), fp16, threshold, cells=cells)
+    assert not result and result.moved == 0
