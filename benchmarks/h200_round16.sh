@@ -13,6 +13,8 @@
 #                                                its profile with each graph's kernels and GPU time; FNR's boxes
 #                                                against plain fp32 with moved peaks told apart (demo model, 10
 #                                                frames); the steady 10-sweep loop (80 frames)
+#   bash benchmarks/h200_round16.sh workers OUT  the steady 10-sweep loop (80 frames) with 8 and 12 reader processes
+#                                                (4, the default, in part views)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round16
@@ -51,6 +53,13 @@ views)
   timeout 120 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
       --out "$W/e10" > "$W/loop10.log" 2>&1
   grep -v Warning "$W/loop10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_10sweeps.md"; tail -2 "$W/loop10.log"
+  ;;
+workers)
+  for n in 8 12; do
+    timeout $((n == 8 ? 200 : 110)) python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 \
+        --variant "$GC" --workers $n --out "$W/e10" > "$W/loop10.log" 2>&1
+    grep -v Warning "$W/loop10.log" | grep '^{' >> "$OUT/evaluate_throughput_80_10sweeps_workers.md"; tail -1 "$W/loop10.log"
+  done
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac

@@ -23,6 +23,7 @@ from centerpoint_deploy.job.document import Block, Bullets, Code, Figure, Headin
 from centerpoint_deploy.job.log import JobLog
 from centerpoint_deploy.job.result import JobResult
 from centerpoint_deploy.outputs import write_text
+from centerpoint_deploy.verify.boxes import flips_text
 from centerpoint_deploy.verify.run import BackendResult
 
 REPORT_FILES = {"json": "results.json", "markdown": "report.md", "html": "report.html"}
@@ -103,9 +104,7 @@ def _stage_summary(result: BackendResult) -> list[list[str]]:
         centre = max((b.max_center for b in boxes if not math.isnan(b.max_center)), default=math.nan)
         matched = min(b.matched_share for b in boxes)
         passed = sum(bool(b) for b in boxes)
-        moved = sum(b.moved for b in boxes)
-        rows.append([stage, f"{passed}/{len(boxes)}", f"centre {centre:.3g} m, matched {matched:.1%}"
-                     + (f", {moved} moved peak(s)" if moved else ""),
+        rows.append([stage, f"{passed}/{len(boxes)}", f"centre {centre:.3g} m, matched {matched:.1%}{flips_text(boxes)}",
                      "PASS" if passed == len(boxes) else "FAIL"])
     return rows
 

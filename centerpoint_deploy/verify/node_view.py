@@ -14,7 +14,7 @@ from torch import Tensor
 from centerpoint_deploy.detector import Detector
 from centerpoint_deploy.postprocess.autoware import AutowarePostprocess
 from centerpoint_deploy.postprocess.node_params import NodePostprocessParams
-from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes
+from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, ReferenceCells, compare_boxes
 
 
 def compare_node_boxes(reference: Detector, reference_outputs: dict[str, Tensor], test_outputs: dict[str, Tensor],
@@ -30,6 +30,7 @@ def compare_node_boxes(reference: Detector, reference_outputs: dict[str, Tensor]
     reference_maps = reference.task_maps(reference_outputs)
     ref = node(reference_maps)[0]
     test = node(reference.task_maps(test_outputs))[0]
-    cells = node.cell_boxes(reference_maps) if tolerance.max_moved_share > 0 else None
+    # moved peaks only: the node's circle and IoU NMS have edges of their own
+    cells = ReferenceCells(node.cell_boxes(reference_maps)) if tolerance.max_flip_share > 0 else None
     return compare_boxes(ref, test, tolerance, node.lowest_threshold,
                          thresholds_of=lambda dets: node.box_thresholds(dets).numpy(), cells=cells)

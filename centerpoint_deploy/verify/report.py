@@ -22,6 +22,7 @@ from rich.text import Text
 
 from centerpoint_deploy.outputs import write_text
 from centerpoint_deploy.verify.bisect import BisectionReport
+from centerpoint_deploy.verify.boxes import flips_text
 from centerpoint_deploy.verify.run import BackendResult, VerificationReport
 
 _OK, _FAIL = "PASS", "FAIL"
@@ -57,9 +58,8 @@ def _stage_rows(result: BackendResult) -> list[list[str]]:
         matched = min(c.matched_share for c in comparisons)
         centre = max((c.max_center for c in comparisons if not math.isnan(c.max_center)), default=math.nan)
         near = sum(c.unmatched_near_threshold for c in comparisons)
-        moved = sum(c.moved for c in comparisons)
         rows.append([kind, f"matched {matched:.1%}", f"centre {_fmt(centre)} m", "", "",
-                     f"{near} near thr" + (f", {moved} moved peak(s)" if moved else ""), "", _OK if all(comparisons) else f"{_FAIL} ({sum(not c for c in comparisons)}/{len(comparisons)})"])
+                     f"{near} near thr{flips_text(comparisons)}", "", _OK if all(comparisons) else f"{_FAIL} ({sum(not c for c in comparisons)}/{len(comparisons)})"])
     return rows
 
 

@@ -260,7 +260,7 @@ def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidat
     ref_dets = stages.detections[0]
     # the reference's box at every cell a moved peak could come from (verify.boxes), in reduced precision
     cells = reference_cells(task_maps(stages.head_outputs, config, ref_rot, reference.device), config,
-                            threshold - box_tolerance.score) if box_tolerance.max_moved_share > 0 else None
+                            threshold - box_tolerance.score) if box_tolerance.max_flip_share > 0 else None
     boxes = compare_boxes(ref_dets, reference.detect_from_head_outputs(head_out)[0], box_tolerance, threshold,
                           cells=cells)
     end_to_end = compare_boxes(ref_dets, candidate(points), box_tolerance, threshold, cells=cells)

@@ -84,7 +84,7 @@ def test_a_tie_broken_the_other_way_is_a_moved_peak_checked_at_its_own_cell(conf
     ref_boxes, test_boxes = boxes_of(ref, config), boxes_of(test, config)
     assert len(ref_boxes) == len(test_boxes) == 1  # circle NMS keeps one of the two
     cells = reference_cells([{k: v.float() for k, v in ref.items()}], config, threshold - fp16.score)
-    assert len(cells) == 2
+    assert len(cells.boxes) == 2
     moved = compare_boxes(ref_boxes, test_boxes, fp16, threshold, cells=cells)
     assert moved and moved.moved == 1 and abs(moved.max_moved_center - 0.4) < 1e-5
     assert math.isnan(moved.max_center)  # no pair left to compare strictly
@@ -112,3 +112,37 @@ def test_a_moved_box_that_is_not_the_references_own_fails(config):
     lifted = tied_peak(2.1)
     result = compare_boxes(boxes_of(untied, config), boxes_of(lifted, config), fp16, threshold, cells=cells)
     assert not result and result.moved == 0
+
+
+def nms_edge(reg_r: float, logit_r: float = 2.0) -> dict[str, torch.Tensor]:
+    """Three cells of row 10: A (col 20, logit 3, x = -4.6 m), R (col 22, x offset ``reg_r``: 1.0001 m
+    from A at 1.00025, so ``d²`` just over the 1 m² radius) and T (col 23, logit 1.5, x = -3.4 m)."""
+    out = maps(3.0, (0.0, 1.0))
+    out["reg"][0, 0, 10, 20] = 0.5
+    for col, logit, reg in ((22, logit_r, reg_r), (23, 1.5, 0.5)):
+        out["heatmap"][0, 0, 10, col] = logit
+        out["rot"][0, :, 10, col] = torch.tensor((0.0, 1.0), dtype=torch.float64)
+        out["reg"][0, 0, 10, col] = reg
+    return out
+
+
+def test_a_box_on_the_nms_edge_and_the_box_it_suppressed_are_an_nms_flip(config):
+    """R's centre rounded 0.1 mm closer to A puts it inside A's circle (d² <= 1 m²): R goes and T, which R
+    suppressed, comes. T is the reference's own box of its cell and R sat on the edge: an NMS-edge flip.
+    An R far from the edge (d² = 1.69 m²) dropped by the test is no flip."""
+    from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, reference_cells
+
+    fp16 = DEFAULT_BOX_TOLERANCES["fp16"]
+    threshold = config.decode.score_threshold
+    ref, test = nms_edge(1.00025), nms_edge(0.9999)
+    ref_boxes, test_boxes = boxes_of(ref, config), boxes_of(test, config)
+    assert len(ref_boxes) == len(test_boxes) == 2
+    cells = reference_cells([{k: v.float() for k, v in ref.items()}], config, threshold - fp16.score)
+    flip = compare_boxes(ref_boxes, test_boxes, fp16, threshold, cells=cells)
+    assert flip and (flip.moved, flip.nms_flips) == (0, 1)
+    assert not compare_boxes(ref_boxes, test_boxes, fp16, threshold)
+
+    far, dropped = nms_edge(1.75), nms_edge(1.75, logit_r=-20.0)  # R 1.3 m from A; the test loses it
+    cells = reference_cells([{k: v.float() for k, v in far.items()}], config, threshold - fp16.score)
+    result = compare_boxes(boxes_of(far, config), boxes_of(dropped, config), fp16, threshold, cells=cells)
+    assert not result and result.nms_flips == 0
