@@ -15,6 +15,9 @@
 #                                                frames); the steady 10-sweep loop (80 frames)
 #   bash benchmarks/h200_round16.sh workers OUT  the steady 10-sweep loop (80 frames) with 8 and 12 reader processes
 #                                                (4, the default, in part views)
+#   bash benchmarks/h200_round16.sh release OUT  the loader's CUDA tests; the steady 10-sweep loop (80 frames) with
+#                                                the slots of an upload still running released later instead of
+#                                                waited for; its step profile
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 W=/tmp/round16
@@ -60,6 +63,16 @@ workers)
         --variant "$GC" --workers $n --out "$W/e10" > "$W/loop10.log" 2>&1
     grep -v Warning "$W/loop10.log" | grep '^{' >> "$OUT/evaluate_throughput_80_10sweeps_workers.md"; tail -1 "$W/loop10.log"
   done
+  ;;
+release)
+  timeout 60 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data/test_loader.py > "$OUT/cuda_tests_loader.txt" 2>&1
+  tail -1 "$OUT/cuda_tests_loader.txt"
+  timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
+      --out "$W/e10" > "$W/loop10.log" 2>&1
+  grep -v Warning "$W/loop10.log" | grep '^{' > "$OUT/evaluate_throughput_80_10sweeps_release.md"; tail -1 "$W/loop10.log"
+  timeout 75 python3 benchmarks/profile_loop.py --device cuda --variant "$GC" --sweeps 10 \
+      --data "$W/e10/data/synth-10sweeps" > "$OUT/profile_loop_steps_10sweeps_release.txt" 2>&1
+  grep '^|' "$OUT/profile_loop_steps_10sweeps_release.txt" | grep -v -- '---' | cut -c1-200 | head -22
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac

@@ -239,7 +239,8 @@ def _benchmark_section(result: JobResult) -> list[Block]:
         Paragraph(f"{report.frame.get('num_points', '-')} points, {report.settings.get('warmup', '-')} warm-up and "
                   f"{report.settings.get('iterations', '-')} timed runs per backend on "
                   f"{machine.get('gpu') or machine.get('cpu')} ({machine.get('torch_threads')} torch threads). "
-                  "Latency in ms."),
+                  "Latency in ms" + ("; on the CPU the end-to-end figure is the staged run's total (one run "
+                                     "serves both: nothing to synchronise)." if not machine.get("gpu") else ".")),
         Table(SUMMARY_HEADER, summary_rows(report)),
         Heading("Per-stage median latency (ms)", 3),
         Table(header, rows),
