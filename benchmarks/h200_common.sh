@@ -1,7 +1,9 @@
 # Sourced by the benchmarks/h200_round*.sh scripts: `source "$(dirname "$0")/h200_common.sh" "$@"`.
 # Reads PART and OUT from the arguments, moves to the repository root, puts it on PYTHONPATH, sets
 # CLI (the command line) and writes OUT/machine.txt (GPU, driver, Python, torch, onnxruntime if any).
-# Defines loop (rounds 14-15), which writes its scratch files under the caller's W.
+# Sets W (the round's scratch folder, /tmp/<script name>) and TORCHINDUCTOR_CACHE_DIR under it (the
+# CLI's and the scripts' runs share one compile cache), the variant names B, GC, FN and FNR (rounds
+# 15-16), and defines loop (rounds 14-16), which writes its scratch files under W.
 set -uo pipefail
 part=${1:?usage: $(basename "$0") PART OUT}
 OUT=${2:?usage: $(basename "$0") PART OUT}
@@ -22,6 +24,14 @@ except ImportError:
 print(*line)
 PY
 } > "$OUT/machine.txt" 2>&1
+
+W=/tmp/$(basename "$0" .sh)
+mkdir -p "$W"
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$W/inductor}
+B=pytorch:fp16+channels_last+fuse_batchnorm
+GC="$B+fuse_relu+compile+pipeline_graph"                          # round 11's loop variant, compiled
+FN="$B+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # compiled, both fusions
+FNR="$B+fuse_relu+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # and cuDNN's conv + bias + ReLU
 
 # loop SECONDS FRAMES SWEEPS VARIANT FILE: evaluate_throughput.py at batch 1, its rows appended to OUT/FILE
 loop() {

@@ -14,13 +14,6 @@
 #                                              column index was kept alive with them)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
-W=/tmp/round15
-mkdir -p "$W"
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$W/inductor}  # the CLI's and the scripts' runs share it
-B=pytorch:fp16+channels_last+fuse_batchnorm
-GC="$B+fuse_relu+compile+pipeline_graph"                          # round 11's loop variant, compiled
-FN="$B+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # compiled, both fusions
-FNR="$B+fuse_relu+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # and cuDNN's conv + bias + ReLU
 # side_by_side CONFIG FILE [VARIANT...]: the benchmark CLI, eager fp32 next to FN (or the variants given), its
 # report copied to OUT/FILE
 side_by_side() {

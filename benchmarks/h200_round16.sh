@@ -15,17 +15,11 @@
 #                                                frames); the steady 10-sweep loop (80 frames)
 #   bash benchmarks/h200_round16.sh workers OUT  the steady 10-sweep loop (80 frames) with 8 and 12 reader processes
 #                                                (4, the default, in part views)
-#   bash benchmarks/h200_round16.sh release OUT  the loader's CUDA tests; the steady 10-sweep loop (80 frames) with
-#                                                the slots of an upload still running released later instead of
-#                                                waited for; its step profile
+#   bash benchmarks/h200_round16.sh release OUT  the loader's CUDA tests; the steady 10-sweep loop (80 frames) and
+#                                                its step profile (call 5 ran it with a loader change that released
+#                                                slots without waiting for their upload, taken out since: no gain)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
-W=/tmp/round16
-mkdir -p "$W"
-export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$W/inductor}  # the CLI's and the scripts' runs share it
-B=pytorch:fp16+channels_last+fuse_batchnorm
-GC="$B+fuse_relu+compile+pipeline_graph"                          # round 11's loop variant, compiled
-FNR="$B+fuse_relu+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # round 15's fastest
 case "$part" in
 profile)
   loop 300 200 1 "$GC" evaluate_throughput_200_compiled_steady.md

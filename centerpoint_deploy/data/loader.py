@@ -25,7 +25,6 @@ import os
 import shutil
 import time
 import warnings
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -173,7 +172,6 @@ class FrameLoader:
         """The pass's batches: host copies, or (``stream``) device copies issued a batch ahead (sources
         merged by ``merges``)."""
         pending: tuple[FrameBatch, torch.cuda.Event, list[int]] | None = None
-        copying: deque[tuple[torch.cuda.Event, list[int]]] = deque()  # handed over, slots still being read
         for items in _batched(frames, self.batch_size):
             positions = [item.position for item in items]
             if stream is None:  # host batches are the consumer's own: copied out of the slots
@@ -187,9 +185,9 @@ class FrameLoader:
                 copied.record(stream)
             previous, pending = pending, (moved, copied, positions)
             if previous is not None:
-                yield from self._hand_over(previous, pool, copying)
+                yield from self._hand_over(previous, pool)
         if pending is not None:
-            yield from self._hand_over(pending, pool, copying)
+            yield from self._hand_over(pending, pool)
 
     def _read_here(self) -> Iterator[FrameBatch]:
         """The batches read in this process (no reader processes)."""
@@ -207,9 +205,9 @@ class FrameLoader:
         """``(plan, with_slots)``: shared slots for the frames read ahead and the batches held, and
         whether there is shared memory for them."""
         largest = max(self.dataset.rows_bound(i) for i in self.indices[:SLOT_SAMPLE])
-        # held: the batch whose upload may still read its slots, the batch handed out and the next one on
-        # its way to the device; read: the batch after them, and each reader's frames ahead
-        count = 4 * self.batch_size + self.workers * self.prefetch
+        # held: the batch handed out and the next one on its way to the device; read: the batch after
+        # them, and each reader's frames ahead
+        count = 3 * self.batch_size + self.workers * self.prefetch
         width = self.dataset.load_dim if self.device_merge else self.width  # unmerged: the sources as read
         plan = SlotPlan(count, max(1, math.ceil(largest * SLOT_MARGIN)), width, frame_rows=largest)
         needed, free = plan.count * plan.rows * plan.width * 4, _shared_memory_free()
@@ -237,24 +235,17 @@ class FrameLoader:
                 points = points[:, self.columns]
         return LoadedFrame(item.index, item.token, points, item.read_seconds)
 
-    def _hand_over(self, pending: tuple[FrameBatch, torch.cuda.Event, list[int]], pool: ReaderPool,
-                   copying: deque[tuple[torch.cuda.Event, list[int]]]) -> Iterator[FrameBatch]:
-        """Yield a device batch once the consumer's stream waits for its copy; then free the slots of the
-        batches whose copies are done, without waiting for this one's: the host would otherwise wait
-        for an upload the device is still doing (ten sweeps a frame: tens of MB) and then launch the
-        frame's work late. At most one batch's slots stay held past its hand-over (the slot plan
-        counts it); an older one is waited for."""
+    def _hand_over(self, pending: tuple[FrameBatch, torch.cuda.Event, list[int]],
+                   pool: ReaderPool) -> Iterator[FrameBatch]:
+        """Yield a device batch once the consumer's stream waits for its copy; then free its slots."""
         batch, copied, positions = pending
         current = torch.cuda.current_stream(self.device)
         current.wait_event(copied)
         for cloud in batch.clouds:
             cloud.record_stream(current)
         yield batch
-        copying.append((copied, positions))
-        while copying and (len(copying) > 1 or copying[0][0].query()):
-            done, held = copying.popleft()
-            done.synchronize()  # normally done already
-            pool.release(held)
+        copied.synchronize()  # issued a batch ago: normally done already
+        pool.release(positions)
 
 
 def _batched(frames: Iterator[ReadFrame], size: int) -> Iterator[list[ReadFrame]]:
