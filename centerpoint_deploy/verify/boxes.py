@@ -340,10 +340,7 @@ def compare_boxes(ref: Detections, test: Detections, tol: BoxTolerance, score_th
             ``None``: no pair is either.
     """
     ri, ti = match_boxes(ref, test, tol.gate)
-    rb = ref.boxes.detach().cpu().double().numpy()[ri]  # [M, 9]
-    tb = test.boxes.detach().cpu().double().numpy()[ti]
-    rs = ref.scores.detach().cpu().double().numpy()[ri]
-    ts = test.scores.detach().cpu().double().numpy()[ti]
+    (rb, rs, _), (tb, ts, _) = _host(ref, ri), _host(test, ti)  # [M, 9], [M]
     differences = _differences(tb, rb, ts, rs)  # [M, 5]
     over = (differences > _limits(tol)).any(axis=1)
     moved, flipped = np.zeros(len(ti), dtype=bool), np.zeros(len(ti), dtype=bool)
