@@ -24,8 +24,8 @@ from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import open_dataset
 from centerpoint_deploy.data.sample import default_sample_dir
-from centerpoint_deploy.stages import task_maps
-from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, compare_boxes, reference_cells
+from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, compare_boxes
+from centerpoint_deploy.verify.run import frame_cells
 from centerpoint_deploy.verify.tolerances import tolerance_class
 
 
@@ -54,11 +54,7 @@ def main() -> int:
         points = load_clouds(frames, [index], config.points.use_dim)[0]
         stages = reference.run_stages(points)
         ref, test = stages.detections[0].to("cpu"), fast(points).to("cpu")
-        # the reference's box at each cell, so that a peak tie broken the other way counts as a moved peak
-        cells = reference_cells(task_maps(stages.head_outputs, config, reference.rot_y_axis_reference,
-                                          reference.device), config, threshold - tolerance.score) \
-            if tolerance.max_flip_share > 0 else None
-        result = compare_boxes(ref, test, tolerance, threshold, cells=cells)
+        result = compare_boxes(ref, test, tolerance, threshold, cells=frame_cells(reference, stages, tolerance))
         passed += bool(result)
         boxes += len(ref)
         moved += result.moved + result.nms_flips

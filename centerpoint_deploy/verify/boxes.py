@@ -237,10 +237,8 @@ def match_boxes(ref: Detections, test: Detections, gate: float) -> tuple[np.ndar
 def _unmatched(dets: Detections, matched: np.ndarray, side: str, threshold: np.ndarray,
                margin: float) -> list[UnmatchedBox]:
     rest = np.setdiff1d(np.arange(len(dets)), matched)
-    scores = dets.scores.detach().cpu().double().numpy()
-    centers = dets.boxes[:, :3].detach().cpu().double().numpy()
-    labels = dets.labels.cpu().numpy()
-    return [UnmatchedBox(side, int(i), int(labels[i]), float(scores[i]), tuple(float(c) for c in centers[i]),
+    boxes, scores, labels = _host(dets)
+    return [UnmatchedBox(side, int(i), int(labels[i]), float(scores[i]), tuple(float(c) for c in boxes[i, :3]),
                          bool(abs(scores[i] - threshold[i]) < margin)) for i in rest]
 
 

@@ -35,7 +35,8 @@ from centerpoint_deploy.errors import CenterPointError, VerificationError
 from centerpoint_deploy.numerics import reproducible
 from centerpoint_deploy.postprocess.rot_reference import apply_rot_y_axis_reference
 from centerpoint_deploy.verify.bisect import BisectionReport, bisect_encoder, bisect_head, unwrap_model
-from centerpoint_deploy.verify.boxes import BoxComparison, BoxTolerance, compare_boxes, reference_cells
+from centerpoint_deploy.verify.boxes import (BoxComparison, BoxTolerance, ReferenceCells, compare_boxes,
+                                             reference_cells)
 from centerpoint_deploy.verify.node_view import compare_node_boxes
 from centerpoint_deploy.verify.compare import (INT8_LAYER_TOLERANCE, TensorComparison, Tolerance, Tolerances,
                                               compare_tensors)
@@ -230,6 +231,17 @@ def _violation(c: TensorComparison) -> float:
     return abs(c.worst_test - c.worst_ref) / max(allowed, 1e-300)
 
 
+def frame_cells(reference: Pipeline, stages: StageOutputs, tolerance: BoxTolerance) -> ReferenceCells | None:
+    """The reference's box at every cell a moved peak or an NMS-edge flip could come from
+    (:func:`~centerpoint_deploy.verify.boxes.reference_cells` of its run's head outputs), where
+    ``tolerance`` allows any (reduced precision); else ``None``."""
+    if tolerance.max_flip_share == 0:
+        return None
+    config = reference.config
+    maps = task_maps(stages.head_outputs, config, reference.rot_y_axis_reference, reference.device)
+    return reference_cells(maps, config, config.decode.score_threshold - tolerance.score)
+
+
 def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidate: Pipeline, index: int,
                   points: Tensor, tolerances: Tolerances, box_tolerance: BoxTolerance,
                   result: BackendResult) -> FrameResult:
@@ -258,9 +270,7 @@ def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidat
             result.worst_head_diff = _bev_diff(stages.head_outputs[out_name], head_out[out_name])
     threshold = config.decode.score_threshold
     ref_dets = stages.detections[0]
-    # the reference's box at every cell a moved peak could come from (verify.boxes), in reduced precision
-    cells = reference_cells(task_maps(stages.head_outputs, config, ref_rot, reference.device), config,
-                            threshold - box_tolerance.score) if box_tolerance.max_flip_share > 0 else None
+    cells = frame_cells(reference, stages, box_tolerance)
     boxes = compare_boxes(ref_dets, reference.detect_from_head_outputs(head_out)[0], box_tolerance, threshold,
                           cells=cells)
     end_to_end = compare_boxes(ref_dets, candidate(points), box_tolerance, threshold, cells=cells)
