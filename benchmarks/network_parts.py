@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from centerpoint_deploy.backends.pytorch import TorchHeadBackend, TorchOptions
 from centerpoint_deploy.config import load_config
+from centerpoint_deploy.export.graphs import HeadGraph
 from centerpoint_deploy.model import build_model
 from centerpoint_deploy.model.surgery import ConvReLU2d
 
@@ -83,22 +84,11 @@ def _dense_rate() -> float:
     return 2 * 8192 ** 3 / (ms * 1e-3) / 1e12
 
 
-class _Dense(nn.Module):
-    """``forward_dense`` of a model as a module's call (what :func:`_conv_flops` traces)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, bev: Tensor) -> object:
-        return self.model.forward_dense(bev)
-
-
 def _dense_flops(config, batch: int) -> float:
     """:func:`_conv_flops` of the whole ``forward_dense`` at the config's BEV size, on the meta device."""
     model = build_model(config).to_empty(device="meta").eval()
     ny, nx = config.bev_shape
-    return _conv_flops(_Dense(model), torch.empty(batch, config.backbone.in_channels, ny, nx, device="meta"))
+    return _conv_flops(HeadGraph(model), torch.empty(batch, config.backbone.in_channels, ny, nx, device="meta"))
 
 
 def main() -> None:
