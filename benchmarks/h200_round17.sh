@@ -5,6 +5,11 @@
 #                                                 memory, the merge of one frame, the steady loop's frames/s with
 #                                                 the merge graphs and with the operator-by-operator merge, and the
 #                                                 loop's per-stream device timeline (its Chrome trace gzipped)
+#   bash benchmarks/h200_round17.sh merge OUT     after the merge's narrow gathers and the float32 finite check: the
+#                                                 CUDA tests of the device merge and the loader; the 10-sweep
+#                                                 timeline again (4 readers, no operator-merge run); the steady
+#                                                 10-sweep loop with 8 readers; the steady 1-sweep loop (200 frames,
+#                                                 both views) with 4 and 8 readers
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 case "$part" in
@@ -13,6 +18,21 @@ timeline)
       --timeline --operator-merge --trace "$W/trace10.json" > "$OUT/loop_timeline_10sweeps.txt" 2>&1
   grep -v 'Warning\|warn\|━' "$OUT/loop_timeline_10sweeps.txt" | cut -c1-330 | tail -45
   gzip -c "$W/trace10.json" > "$OUT/trace10.json.gz" 2>/dev/null
+  ;;
+merge)
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data/test_sweeps.py tests/data/test_loader.py \
+      > "$OUT/cuda_tests_merge.txt" 2>&1; tail -1 "$OUT/cuda_tests_merge.txt"
+  timeout 300 python3 benchmarks/loop_timeline.py --sweeps 10 --frames 80 --data "$W/e10/data/synth-10sweeps" \
+      --variant "$GC" --timeline > "$OUT/loop_timeline_10sweeps_merge.txt" 2>&1
+  grep -v 'Warning\|warn\|━' "$OUT/loop_timeline_10sweeps_merge.txt" | cut -c1-250 | grep -v '^| 5[0-9] \|^| 4[0-9] ' | tail -24
+  timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
+      --workers 8 --out "$W/e10" > "$W/loop10.log" 2>&1
+  grep -v Warning "$W/loop10.log" | grep '^{' > "$OUT/evaluate_throughput_80_10sweeps_8readers.md"; tail -1 "$W/loop10.log"
+  for n in 4 8; do
+    timeout 150 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
+        --workers $n --out "$W/e1" > "$W/loop1.log" 2>&1
+    grep -v Warning "$W/loop1.log" | grep '^{' >> "$OUT/evaluate_throughput_200_1sweep_readers.md"; tail -1 "$W/loop1.log"
+  done
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac

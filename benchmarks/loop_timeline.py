@@ -187,8 +187,8 @@ def timeline_table(trace: dict, frames: int, top: int = 6) -> str:
     return "\n".join([summary, "", *rows])
 
 
-def _loop_frames_per_s(dataset, detector, metric, out: Path) -> float:
-    evaluate_backends(dataset, {"v": detector}, out, metric, cache=False, plots=False)
+def _loop_frames_per_s(dataset, detector, metric, out: Path, workers: int | None) -> float:
+    evaluate_backends(dataset, {"v": detector}, out, metric, cache=False, plots=False, workers=workers)
     return json.loads((out / "comparison.json").read_text())["throughput"]["frames_per_s"]
 
 
@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--sweeps", type=int, default=10)
     parser.add_argument("--data", type=Path, default=None, help="the synthetic dataset's folder (generated when missing)")
+    parser.add_argument("--workers", type=int, default=None, help="reader processes (default: the loader's)")
     parser.add_argument("--timeline", action="store_true", help="profile the steady loop's device activity")
     parser.add_argument("--operator-merge", action="store_true",
                         help="the steady loop's frames/s with the operator-by-operator merge against the graphs")
@@ -223,15 +224,15 @@ def main() -> None:
         metric = load_metric_config("t4", config.class_names)
         spec = VariantSpec.parse(args.variant, device=device)
         with build_detector(spec, config, checkpoint=DEMO_CHECKPOINT) as detector:
-            warm = _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "warm")  # captures, compiles
-            steady = _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "steady")
+            warm = _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "warm", args.workers)  # captures, compiles
+            steady = _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "steady", args.workers)
             print(f"loop frames/s: first pass {warm:.1f}, steady {steady:.1f}", flush=True)
             if args.operator_merge:
                 graphs = loader_module.MergeGraphs
                 loader_module.MergeGraphs = lambda *_: None  # _frame then uploads and merges operator by operator
                 try:
-                    _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "op-warm")
-                    operator = _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "op")
+                    _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "op-warm", args.workers)
+                    operator = _loop_frames_per_s(dataset, detector, metric, Path(tmp) / "op", args.workers)
                 finally:
                     loader_module.MergeGraphs = graphs
                 print(f"loop frames/s, steady: merge graphs {steady:.1f}, operator-by-operator merge {operator:.1f}",
@@ -242,7 +243,7 @@ def main() -> None:
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
                     begin = time.perf_counter()
                     evaluate_backends(dataset, {"v": detector}, Path(tmp) / "profiled", metric, cache=False,
-                                      plots=False)
+                                      plots=False, workers=args.workers)
                     seconds = time.perf_counter() - begin
                 trace_path = args.trace or Path(tmp) / "trace.json"
                 prof.export_chrome_trace(str(trace_path))

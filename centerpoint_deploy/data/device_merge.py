@@ -110,23 +110,26 @@ def merge_rows(raw: Tensor, table: Tensor, candidates: int, rows: int, radius: f
     device = raw.device
     position = torch.arange(candidates, device=device, dtype=torch.float64)
     part_of = torch.searchsorted(table[:, _END].contiguous(), position, right=True)  # [candidates]
-    per_row = table[part_of]  # [candidates, 18]: each row's part's values
-    source_row = (position + per_row[:, _OFFSET]).long().clamp_(0, raw.shape[0] - 1)
-    keep = per_row[:, _LIVE] != 0
+    # the table's values are read one column at a time (a 1-D gather each): gathering whole rows of
+    # the table, one thread block of 32 per row, took 0.63 ms a million rows on the H200
+    source_row = (position + table[:, _OFFSET][part_of]).long().clamp_(0, raw.shape[0] - 1)
+    keep = table[:, _LIVE][part_of] != 0
     if radius is not None:
         size = raw[source_row, :2].abs()
         close = torch.maximum(size[:, 0], size[:, 1]) < radius
-        keep &= ~(close & (per_row[:, _REMOVE] != 0))
+        keep &= ~(close & (table[:, _REMOVE][part_of] != 0))
     chosen = torch.nonzero_static(keep, size=rows, fill_value=0).squeeze(1)  # the kept rows in order, then zeros
-    source_row, per_row = source_row[chosen], per_row[chosen]
+    source_row, part = source_row[chosen], part_of[chosen]
     merged = raw[source_row]  # a new tensor, written in place below
     if raw.shape[1] <= TIME_LAG_COLUMN:  # no time-lag column in the files: one added
         merged = torch.cat([merged, merged.new_zeros(rows, TIME_LAG_COLUMN + 1 - raw.shape[1])], dim=1)
-    merged[:, TIME_LAG_COLUMN] = per_row[:, _LAG]  # rounded to float32 as the host merge rounds it
+    merged[:, TIME_LAG_COLUMN] = table[:, _LAG][part]  # rounded to float32 as the host merge rounds it
     if moves:
-        xyz, m = merged[:, :3].double(), per_row[:, :12]  # [N, 3], [N, 12]
-        moved = ((xyz[:, 0:1] * m[:, 0:3] + xyz[:, 1:2] * m[:, 3:6]) + xyz[:, 2:3] * m[:, 6:9]) + m[:, 9:12]
-        merged[:, :3] = torch.where(per_row[:, _MOVES, None] != 0, moved.float(), merged[:, :3])
+        # [4, 3, N]: each row's coefficients of x, y and z and its translation, for each output coordinate
+        m = table[:, :12].t().contiguous().index_select(1, part).view(4, 3, rows)
+        xyz = merged[:, :3].t().double()  # [3, N]
+        moved = ((xyz[0] * m[0] + xyz[1] * m[1]) + xyz[2] * m[2]) + m[3]  # [3, N]
+        merged[:, :3] = torch.where(table[:, _MOVES][part] != 0, moved.float(), merged[:, :3].t()).t()
     return merged
 
 

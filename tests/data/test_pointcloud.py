@@ -44,6 +44,18 @@ def test_empty_missing_and_nan(tmp_path: Path) -> None:
         read_points(tmp_path / "nan.bin")
 
 
+def test_huge_finite_values_whose_sum_overflows_are_read(tmp_path: Path) -> None:
+    """The finite check sums in float32: a sum that overflows on finite values is not a NaN point."""
+    huge = np.full((4, 5), 3e38, np.float32)
+    write_points_bin(tmp_path / "huge.bin", huge)
+    assert not np.isfinite(np.add.reduce(huge, axis=None))  # the quick sum is inf here
+    np.testing.assert_array_equal(read_points(tmp_path / "huge.bin"), huge)
+    huge[2, 0] = -np.inf
+    write_points_bin(tmp_path / "inf.bin", huge)
+    with pytest.raises(PointCloudError, match="1 of 4 points hold NaN or inf"):
+        read_points(tmp_path / "inf.bin")
+
+
 def test_read_into_a_buffer_as_read_points_reads(tmp_path: Path) -> None:
     points = np.arange(40, dtype=np.float32).reshape(8, 5)
     write_points_bin(tmp_path / "a.bin", points)
