@@ -3,16 +3,18 @@
     PYTHONPATH=$PWD python3 benchmarks/loop_timeline.py --sweeps 10 --frames 40 --data DIR \
         --variant pytorch:fp16+channels_last+fuse_batchnorm+fuse_relu+compile+pipeline_graph
 
-Prints three tables (markdown):
+Prints four tables (markdown):
 
 1. **Host -> device copies** of the benchmark frame's size and of one frame's slot size (the
-   sources of the dataset's first frame) from three kinds of host memory: torch's page-locked allocation (``cudaHostAlloc``), shared
-   memory page-locked in place (``cudaHostRegister``, what the loader's slots are) and pageable
-   memory; alone and beside a compute stream kept busy by matrix products; and the host copy from
+   sources of the dataset's first frame) from three kinds of host memory: torch's page-locked
+   allocation (``cudaHostAlloc``), shared memory page-locked in place (``cudaHostRegister``, what
+   the loader's slots are) and pageable memory; alone and beside a compute stream kept busy by matrix products; and the host copy from
    pageable into page-locked memory (the point buffer's staging of a pageable cloud).
-2. **The sweep merge** of that frame on the device: the slot's upload, the merge graph's replay and
+2. **The pipeline's upload** of the benchmark frame (a pageable cloud into the point buffer): the
+   host time of each part, and the device time it spans.
+3. **The sweep merge** of the dataset's first frame on the device: the slot's upload, the merge graph's replay and
    the operator-by-operator merge, each timed alone with CUDA events.
-3. **The steady loop's device timeline** (``--timeline``, torch.profiler's CUDA activity over a
+4. **The steady loop's device timeline** (``--timeline``, torch.profiler's CUDA activity over a
    second pass of ``evaluate_backends``): per stream, the kernels' and copies' busy time a frame, the
    copies' bytes and bandwidth, the longest kernels; and the union of every stream's busy time
    against the pass's wall time (how much of the loop the device is doing anything).
@@ -43,11 +45,13 @@ from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate
 from centerpoint_deploy.evaluate.io import load_metric_config
 from centerpoint_deploy.evaluate.runner import evaluate_backends
 from centerpoint_deploy.job.inputs import DEMO_CHECKPOINT
+from centerpoint_deploy.point_buffer import DEFAULT_MAX_POINTS, PointBuffer, point_capacity
 from centerpoint_deploy.variant import VariantSpec, build_detector
 
 
-#: The benchmark frame's upload (92,947 points of 4 floats): what the pipeline figures' ``upload`` copies.
-BENCHMARK_FRAME_BYTES = 92_947 * 4 * 4
+#: The benchmark frame's points and floats a point (j6gen2's five columns): what its ``upload`` copies.
+BENCHMARK_POINTS, BENCHMARK_COLUMNS = 92_947, 5
+BENCHMARK_FRAME_BYTES = BENCHMARK_POINTS * BENCHMARK_COLUMNS * 4
 
 
 def _events_ms(fn, repeats: int, stream: torch.cuda.Stream) -> float:
@@ -104,6 +108,35 @@ def copy_table(nbytes: int, device: torch.device, repeats: int = 20) -> str:
     rows.append("")
     rows.append("host copy of it, pageable -> page-locked (the point buffer's staging): " +
                 ", ".join(f"{name} {ms:.3f} ms" for name, ms in host_ms.items()))
+    return "\n".join(rows)
+
+
+def _host_us(fn, repeats: int) -> float:
+    """Median host microseconds of ``fn()`` (the device synchronised between calls)."""
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        begin = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times) * 1e6
+
+
+def upload_table(device: torch.device, repeats: int = 50) -> str:
+    """The host cost of the pipeline's upload of the benchmark frame (``PointBuffer.load`` of a pageable
+    cloud, j6gen2's grid) and of its parts, and the device time from before it to the copy's end."""
+    config = load_config("j6gen2_base")
+    cloud = torch.randn(BENCHMARK_POINTS, BENCHMARK_COLUMNS)
+    buffer = PointBuffer(1, point_capacity(BENCHMARK_POINTS, DEFAULT_MAX_POINTS), BENCHMARK_COLUMNS,
+                         config.voxelization, device)
+    staging, target = buffer._staging[0, :BENCHMARK_POINTS], buffer.points[0, :BENCHMARK_POINTS]
+    parts = [("cloud.is_pinned()", cloud.is_pinned), ("copy into the page-locked staging", lambda: staging.copy_(cloud)),
+             ("copy_ to the device issued (non_blocking, from staging)", lambda: target.copy_(staging, non_blocking=True)),
+             ("PointBuffer.load (all of it)", lambda: buffer.load([cloud]))]
+    rows = ["| upload part | host us |", "|---|---|"] + [f"| {name} | {_host_us(fn, repeats):.1f} |" for name, fn in parts]
+    stream = torch.cuda.current_stream(device)
+    rows.append(f"| device: event before load -> event after its copy | "
+                f"{_events_ms(lambda: buffer.load([cloud]), repeats, stream) * 1e3:.1f} |")
     return "\n".join(rows)
 
 
@@ -216,6 +249,7 @@ def main() -> None:
         dataset = open_dataset(folder, class_names=config.class_names, sweeps_num=args.sweeps,
                                load_dim=config.points.load_dim)
         columns = list(config.points.use_dim)
+        print(upload_table(device), "\n", flush=True)
         for nbytes in (BENCHMARK_FRAME_BYTES, dataset.rows_bound(0) * dataset.load_dim * 4):
             print(copy_table(nbytes, device), "\n", flush=True)
         print(merge_table(dataset, columns, device), "\n", flush=True)
