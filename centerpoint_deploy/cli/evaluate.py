@@ -96,7 +96,9 @@ def evaluate(
     no_plots: bool = typer.Option(False, "--no-plots", help="Skip the precision-recall PNGs."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised pytorch model (smoke tests)."),
     workers: Optional[int] = typer.Option(None, "--workers", callback=bounded(0),
-                                          help="Processes reading frames ahead (default: up to 4, one core left free)."),
+                                          help="Processes reading frames ahead (default: 4, or one per 1.5 files a "
+                                               "frame reads when that is more, e.g. 8 with 10 sweeps; one core left "
+                                               "free)."),
     calibration_floor: Optional[float] = typer.Option(
         None, "--calibration-floor",
         help="Also keep the node's boxes down to this score (e.g. 0.1) in <backend>@calibration/: the input of "

@@ -73,15 +73,22 @@ class FrameBatch:
                                 for f in self.frames))
 
 
-#: Reader processes at most when none are asked for. More are not faster everywhere: on the H200
-#: machine (16 cores) 8 readers gave evaluate 169 frames/s at batch 1 where 4 gave 287 (round 12).
-MAX_DEFAULT_WORKERS = 4
+#: Reader processes when none are asked for and a frame reads few files (they keep up with the
+#: pipeline's 600 frames/s of one-sweep frames on the H200 machine).
+DEFAULT_WORKERS = 4
+#: Files a frame reads (key frame and sweeps) per default reader beyond those: a reader moves about
+#: 1.4 GB/s of point files on the H200 machine (a 10-sweep frame of 21 MB in 14.6 ms), and the
+#: pipeline takes 10-sweep frames at 350 a second; 4 readers fed the loop 228 frames/s of them and
+#: 8 readers 290 (round 17).
+FILES_PER_READER = 1.5
 
 
-def default_workers() -> int:
-    """Reader processes when none are asked for: up to :data:`MAX_DEFAULT_WORKERS`, leaving one core
-    to the main process."""
-    return max(0, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) - 1))
+def default_workers(files_per_frame: int = 1) -> int:
+    """Reader processes when none are asked for: :data:`DEFAULT_WORKERS`, or one for every
+    :data:`FILES_PER_READER` files a frame reads when that is more, leaving one core to the main
+    process (``files_per_frame``: 11 for a key frame and ten sweeps: 8 readers)."""
+    wanted = max(DEFAULT_WORKERS, math.ceil(files_per_frame / FILES_PER_READER))
+    return max(0, min(wanted, (os.cpu_count() or 1) - 1))
 
 
 #: Rows a slot has room for: this margin over the largest of the first frames' sizes (frames
@@ -98,7 +105,8 @@ class FrameLoader:
         dataset: the frames.
         indices: dataset indices, in the order wanted.
         columns: point columns to keep (``config.points.use_dim``); None keeps all.
-        workers: reader processes (default :func:`default_workers`); 0 reads in this process.
+        workers: reader processes (default :func:`default_workers` of the files a frame reads); 0 reads
+            in this process.
         prefetch: frames each reader reads ahead of the batch being read.
         batch_size: frames per batch.
         device: where the batches are handed out: on CUDA each batch's clouds are on the device
@@ -115,7 +123,7 @@ class FrameLoader:
     def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None, *,
                  workers: int | None = None, prefetch: int = 2, batch_size: int = 1,
                  device: torch.device | str = "cpu", device_merge: bool | None = None) -> None:
-        workers = default_workers() if workers is None else int(workers)
+        workers = default_workers(1 + dataset.sweep_options.sweeps_num) if workers is None else int(workers)
         if workers < 0 or prefetch < 1 or batch_size < 1:
             raise DatasetError(f"frame loader needs workers >= 0, prefetch >= 1 and batch_size >= 1; got "
                                f"{workers}, {prefetch}, {batch_size}")

@@ -185,3 +185,14 @@ def test_too_little_shared_memory_hands_frames_over_the_default_way(tmp_path: Pa
         batches = list(FrameLoader(dataset, [0, 1, 2, 3], None, workers=1))
     for index, batch in enumerate(batches):
         np.testing.assert_array_equal(batch.frames[0].points.numpy(), dataset[index].points)
+
+
+def test_default_readers_grow_with_the_files_a_frame_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from centerpoint_deploy.data import loader as loader_module
+
+    monkeypatch.setattr(loader_module.os, "cpu_count", lambda: 16)
+    assert [loader_module.default_workers(files) for files in (1, 2, 6, 11)] == [4, 4, 4, 8]
+    monkeypatch.setattr(loader_module.os, "cpu_count", lambda: 6)
+    assert loader_module.default_workers(11) == 5  # one core left to the main process
+    monkeypatch.setattr(loader_module.os, "cpu_count", lambda: 1)
+    assert loader_module.default_workers(11) == 0
