@@ -3,7 +3,8 @@
 # CLI (the command line) and writes OUT/machine.txt (GPU, driver, Python, torch, onnxruntime if any).
 # Sets W (the round's scratch folder, /tmp/<script name>) and TORCHINDUCTOR_CACHE_DIR under it (the
 # CLI's and the scripts' runs share one compile cache), the variant names B, GC, FN and FNR (rounds
-# 15-16), and defines loop (rounds 14-16), which writes its scratch files under W.
+# 15-17), and defines loop (rounds 14-17), which writes its scratch files under W, and side_by_side
+# (rounds 14, 15 and 17).
 set -uo pipefail
 part=${1:?usage: $(basename "$0") PART OUT}
 OUT=${2:?usage: $(basename "$0") PART OUT}
@@ -38,4 +39,13 @@ loop() {
   timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames "$2" --sweeps "$3" --variant "$4" \
       --batch-size 1 --out "$W/e$3" > "$W/loop.log" 2>&1
   grep -v Warning "$W/loop.log" | grep '^|\|^{' >> "$OUT/$5"; tail -1 "$W/loop.log"
+}
+# side_by_side CONFIG FILE [VARIANT...]: the benchmark CLI, eager fp32 next to FN (or the variants given), its
+# report copied to OUT/FILE
+side_by_side() {
+  local config=$1 file=$2 v=(); shift 2
+  for variant in "${@:-$FN}"; do v+=(-v "$variant"); done
+  timeout 400 "${CLI[@]}" benchmark -c "$config" --device cuda --warmup 20 -n 50 -v pytorch:fp32 "${v[@]}" \
+      --no-scaling --no-plots -o "$W/$config" > "$W/$config.log" 2>&1
+  cp "$W/$config/benchmark.md" "$OUT/$file"; grep '^|' "$OUT/$file" | cut -c1-60,200- | tail -9
 }

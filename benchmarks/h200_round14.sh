@@ -17,12 +17,6 @@ B=pytorch:fp16+channels_last+fuse_batchnorm
 G="$B+fuse_relu+pipeline_graph"                                   # round 11's loop variant
 GC="$B+fuse_relu+compile+pipeline_graph"                          # the same, compiled
 FN="$B+fuse_heads+fuse_neck+compile+max_autotune+pipeline_graph"  # compiled, both fusions
-# side_by_side CONFIG FILE: the benchmark CLI, eager fp32 next to FN, its report copied to OUT/FILE
-side_by_side() {
-  timeout 250 "${CLI[@]}" benchmark -c "$1" --device cuda --warmup 20 -n 50 -v pytorch:fp32 -v "$FN" \
-      --no-scaling --no-plots -o "$W/$1" > "$W/$1.log" 2>&1
-  cp "$W/$1/benchmark.md" "$OUT/$2"; grep '^|' "$OUT/$2" | cut -c1-60,200- | tail -7
-}
 case "$part" in
 latency)
   timeout 150 python3 -m pytest -q -p no:cacheprovider -m cuda tests/benchmark/test_pipeline_graph.py tests/postprocess \

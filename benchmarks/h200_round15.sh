@@ -14,15 +14,6 @@
 #                                              column index was kept alive with them)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
-# side_by_side CONFIG FILE [VARIANT...]: the benchmark CLI, eager fp32 next to FN (or the variants given), its
-# report copied to OUT/FILE
-side_by_side() {
-  local config=$1 file=$2 v=(); shift 2
-  for variant in "${@:-$FN}"; do v+=(-v "$variant"); done
-  timeout 400 "${CLI[@]}" benchmark -c "$config" --device cuda --warmup 20 -n 50 -v pytorch:fp32 "${v[@]}" \
-      --no-scaling --no-plots -o "$W/$config" > "$W/$config.log" 2>&1
-  cp "$W/$config/benchmark.md" "$OUT/$file"; grep '^|' "$OUT/$file" | cut -c1-60,200- | tail -9
-}
 # profile CONFIG FILE: the compiled graph's kernels (its compile cached by side_by_side)
 profile() {
   timeout 150 python3 benchmarks/profile_pipeline.py --config "$1" --variant "$FN" --top 30 --out "$OUT/$2" > "$W/prof.log" 2>&1

@@ -10,6 +10,10 @@
 #                                                 timeline again (4 readers, no operator-merge run); the steady
 #                                                 10-sweep loop with 8 readers; the steady 1-sweep loop (200 frames,
 #                                                 both views) with 4 and 8 readers
+#   bash benchmarks/h200_round17.sh final OUT     with the default readers (now 8 for 10 sweeps): the copy, upload and
+#                                                 merge tables; the steady 10-sweep loop (80 frames) and 1-sweep loop
+#                                                 (200 frames, both views); j6gen2_base side by side with eager fp32
+#                                                 (FNR)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 case "$part" in
@@ -33,6 +37,18 @@ merge)
         --workers $n --out "$W/e1" > "$W/loop1.log" 2>&1
     grep -v Warning "$W/loop1.log" | grep '^{' >> "$OUT/evaluate_throughput_200_1sweep_readers.md"; tail -1 "$W/loop1.log"
   done
+  ;;
+final)
+  timeout 150 python3 benchmarks/loop_timeline.py --sweeps 10 --frames 80 --data "$W/e10/data/synth-10sweeps" \
+      > "$OUT/loop_timeline_tables.txt" 2>&1
+  grep -v 'Warning\|warn' "$OUT/loop_timeline_tables.txt" | grep 'upload\|is_pinned\|staging\|merge graph\|device:'
+  timeout 170 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
+      --out "$W/e10" > "$W/loop10.log" 2>&1
+  grep -v Warning "$W/loop10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_10sweeps_default.md"; tail -1 "$W/loop10.log"
+  timeout 170 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
+      --out "$W/e1" > "$W/loop1.log" 2>&1
+  grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_200_1sweep_default.md"; tail -1 "$W/loop1.log"
+  side_by_side j6gen2_base j6gen2_side_by_side.md "$FNR"
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac
