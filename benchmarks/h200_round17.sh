@@ -11,9 +11,9 @@
 #                                                 10-sweep loop with 8 readers; the steady 1-sweep loop (200 frames,
 #                                                 both views) with 4 and 8 readers
 #   bash benchmarks/h200_round17.sh final OUT     with the default readers (now 8 for 10 sweeps): the copy, upload and
-#                                                 merge tables; the steady 10-sweep loop (80 frames) and 1-sweep loop
-#                                                 (200 frames, both views); j6gen2_base side by side with eager fp32
-#                                                 (FNR)
+#                                                 merge tables; the steady 10-sweep loop (80 frames); j6gen2_base side
+#                                                 by side with eager fp32 (FNR); the steady 1-sweep loop (200 frames,
+#                                                 both views)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 case "$part" in
@@ -45,10 +45,10 @@ final)
   timeout 170 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
       --out "$W/e10" > "$W/loop10.log" 2>&1
   grep -v Warning "$W/loop10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_80_10sweeps_default.md"; tail -1 "$W/loop10.log"
+  side_by_side j6gen2_base j6gen2_side_by_side.md "$FNR"
   timeout 170 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
       --out "$W/e1" > "$W/loop1.log" 2>&1
   grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_200_1sweep_default.md"; tail -1 "$W/loop1.log"
-  side_by_side j6gen2_base j6gen2_side_by_side.md "$FNR"
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac
