@@ -14,6 +14,9 @@
 #                                                 merge tables; the steady 10-sweep loop (80 frames); j6gen2_base side
 #                                                 by side with eager fp32 (FNR); the steady 1-sweep loop (200 frames,
 #                                                 both views)
+#   bash benchmarks/h200_round17.sh last OUT      the steady 1-sweep loop (200 frames, both views) once more on another
+#                                                 machine; the copy tables with the slots' page-locking time (12
+#                                                 frames); j6gen2_base batches of 1 and 8 (GC) against single runs
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 case "$part" in
@@ -49,6 +52,17 @@ final)
   timeout 170 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
       --out "$W/e1" > "$W/loop1.log" 2>&1
   grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_200_1sweep_default.md"; tail -1 "$W/loop1.log"
+  ;;
+last)
+  timeout 170 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
+      --out "$W/e1" > "$W/loop1.log" 2>&1
+  grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_200_1sweep_last.md"; tail -1 "$W/loop1.log"
+  timeout 60 python3 benchmarks/loop_timeline.py --sweeps 10 --frames 12 --data "$W/d12" \
+      > "$OUT/loop_timeline_tables_last.txt" 2>&1
+  grep 'page-locking' "$OUT/loop_timeline_tables_last.txt" | cut -c1-250
+  timeout 200 python3 benchmarks/batch_throughput.py --config j6gen2_base --device cuda --variant "$GC" --batch 1 8 \
+      --out "$OUT/batch_j6gen2_compiled.json" > "$OUT/batch_j6gen2_compiled.md" 2>&1
+  grep '^|' "$OUT/batch_j6gen2_compiled.md" | cut -c1-250
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac

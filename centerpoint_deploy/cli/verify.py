@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from centerpoint_deploy.variant import VariantSpec
     from centerpoint_deploy.verify.compare import Tolerance
 
-#: Precisions whose default tolerances ``--precision`` selects.
-TOLERANCE_PRECISIONS = ("fp32", "fp16", "int8")
-
 
 def _frames(config: "ModelConfig", points: list[Path], dataset: str | None, num_frames: int) -> list["Tensor"]:
     """Point clouds ``Tensor[N, len(use_dim)]`` from point files or ``num_frames`` frames spread over a dataset."""
@@ -96,7 +93,7 @@ def verify(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="T4 scene(s), split file or info .pkl instead of --points."),
     num_frames: int = typer.Option(3, "--frames", callback=bounded(1),
                                    help="Frames taken from --dataset, spread evenly over it (first and last included)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16 or int8 default tolerances "
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, fp16, bf16 or int8 default tolerances "
                                             "(default: the export's precision; fp16 for fp16 TensorRT engines). "
                                             "int8: the reference is PyTorch fake-quantized with the ONNX's Q/DQ scales."),
     atol: Optional[float] = typer.Option(None, "--atol", callback=bounded(0.0), help="Override the default absolute tolerance."),
@@ -106,9 +103,11 @@ def verify(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for verification.json, verification.md and plots."),
 ) -> None:
     """Verify exported backends against PyTorch on the same inputs, stage by stage and box by box."""
+    from centerpoint_deploy.verify.tolerances import CLASSES
+
     prepare_dir(out)
-    if precision is not None and precision not in TOLERANCE_PRECISIONS:
-        raise VerificationError(f"--precision {precision!r} is unknown; allowed: {', '.join(TOLERANCE_PRECISIONS)}")
+    if precision is not None and precision not in CLASSES:
+        raise VerificationError(f"--precision {precision!r} is unknown; allowed: {', '.join(CLASSES)}")
     if bool(points) == (dataset is not None):
         raise VerificationError("give the frames either as --points FILE (repeatable) or as --dataset SPEC, "
                                 f"not {'both' if points else 'neither'}")

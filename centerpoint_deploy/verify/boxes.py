@@ -72,10 +72,11 @@ class BoxTolerance:
             threshold is "near the threshold" and does not fail the comparison.
         max_unmatched_share: share of a frame's boxes (of the larger count) that may be
             unmatched away from the threshold on each side without failing (0 for fp32/fp16;
-            INT8 boxes flip where compounded rounding moves a peak).
+            bf16 boxes change class where two classes nearly tie, INT8 boxes flip where
+            compounded rounding moves a peak).
         max_flip_share: share of a frame's boxes (of the larger count, rounded up) that may be
             moved peaks or NMS-edge flips (module doc; needs the reference's cells; 0 for fp32,
-            0.1 for fp16).
+            0.1 for fp16 and bf16).
     """
 
     center: float = 1e-3
@@ -114,6 +115,12 @@ DEFAULT_BOX_TOLERANCES: dict[str, BoxTolerance] = {
     # score 0.0006, velocity 0.024 m/s
     "fp16": BoxTolerance(center=0.02, size=0.1, yaw=0.08, score=0.02, velocity=0.15, gate=1.0,
                          threshold_margin=0.02, max_flip_share=0.1),
+    # bf16 against fp32 (CPU, demo model, 10 frames end to end and 5 through verify; docs/precision.md),
+    # measured worst: centre 0.027 m, size 0.145 m, yaw 0.2 rad, score 0.011, velocity 0.2 m/s; a box
+    # whose class flips where two classes' heatmaps nearly tie (a large vehicle's two labels, 0.08
+    # above the threshold) is unmatched on both sides: up to 5 % of a frame's boxes may be
+    "bf16": BoxTolerance(center=0.1, size=0.3, yaw=0.3, score=0.04, velocity=0.5, gate=1.0,
+                         threshold_margin=0.04, max_unmatched_share=0.05, max_flip_share=0.1),
     # INT8 against the fake-quant PyTorch reference end to end, measured worst on the demo exports
     # (20 frames; the 69 % plan and two 88 % plans, docs/precision.md): centre 2.05 m, size 1.74 m,
     # yaw 3.05 rad (heading flips of low-score boxes), score 0.5, velocity 8.2 m/s (18.2 under the

@@ -17,7 +17,7 @@ from centerpoint_deploy.verify.compare import Tolerance, Tolerances, default_tol
 
 
 #: Tolerance classes from strict to loose (:data:`~centerpoint_deploy.verify.compare.DEFAULT_TOLERANCES` keys).
-CLASSES = ("fp32", "fp16", "int8")
+CLASSES = ("fp32", "fp16", "bf16", "int8")
 
 def run_precision(spec: VariantSpec, manifest: Manifest | None) -> str:
     """The precision ``spec`` computes in: a deploy directory's reduced ONNX graphs (``export --precision``)
@@ -34,9 +34,10 @@ def run_precision(spec: VariantSpec, manifest: Manifest | None) -> str:
 
 
 def tolerance_class(precision: str) -> str:
-    """The default tolerances a run precision is judged by: ``fp32`` for strict fp32, ``int8`` for INT8
-    (against the fake-quantized reference), ``fp16`` for any other reduced precision (tf32, fp16, bf16, best)."""
-    return precision if precision in ("fp32", "int8") else "fp16"
+    """The default tolerances a run precision is judged by: ``fp32`` for strict fp32, ``bf16`` for
+    bf16 (8 significand bits), ``int8`` for INT8 (against the fake-quantized reference), ``fp16`` for
+    any other reduced precision (tf32, fp16, best)."""
+    return precision if precision in ("fp32", "bf16", "int8") else "fp16"
 
 
 def judged_precision(specs: list[VariantSpec], manifest: Manifest | None) -> str:
