@@ -81,7 +81,7 @@ def _manifest(*precisions: str) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize("built, expected", [
-    (("fp32", "fp32"), "fp32"), (("fp16", "fp16"), "fp16"), (("bf16", "bf16"), "fp16"), (("int8", "int8"), "int8"),
+    (("fp32", "fp32"), "fp32"), (("fp16", "fp16"), "fp16"), (("bf16", "bf16"), "bf16"), (("int8", "int8"), "int8"),
     (("fp32", "fp16"), "fp16"), ((), "fp32"),
 ])
 def test_verify_and_deploy_judge_a_deploy_directory_alike(built: tuple[str, ...], expected: str) -> None:
@@ -93,6 +93,8 @@ def test_verify_and_deploy_judge_a_deploy_directory_alike(built: tuple[str, ...]
     assert judged_precision([VariantSpec.parse("onnxruntime"), spec], manifest) == expected
     assert run_precision(VariantSpec.parse("tensorrt:fp16"), manifest) == "fp16"
     assert tolerance_class("tf32") == "fp16" and tolerance_class("fp32") == "fp32"
+    assert tolerance_class("bf16") == "bf16"  # 8 significand bits: a class of its own, between fp16 and int8
+    assert judged_precision([VariantSpec.parse("pytorch:fp16"), VariantSpec.parse("pytorch:bf16")], None) == "bf16"
     int8_export = SimpleNamespace(engines={}, precision="int8")
     assert judged_precision([VariantSpec.parse("onnxruntime"), spec], int8_export) == "int8"
 

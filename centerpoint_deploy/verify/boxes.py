@@ -115,11 +115,16 @@ DEFAULT_BOX_TOLERANCES: dict[str, BoxTolerance] = {
     # score 0.0006, velocity 0.024 m/s
     "fp16": BoxTolerance(center=0.02, size=0.1, yaw=0.08, score=0.02, velocity=0.15, gate=1.0,
                          threshold_margin=0.02, max_flip_share=0.1),
-    # bf16 against fp32 (CPU, demo model, 10 frames end to end and 5 through verify; docs/precision.md),
-    # measured worst: centre 0.027 m, size 0.145 m, yaw 0.2 rad, score 0.011, velocity 0.2 m/s; a box
-    # whose class flips where two classes' heatmaps nearly tie (a large vehicle's two labels, 0.08
-    # above the threshold) is unmatched on both sides: up to 5 % of a frame's boxes may be
-    "bf16": BoxTolerance(center=0.1, size=0.3, yaw=0.3, score=0.04, velocity=0.5, gate=1.0,
+    # bf16 against fp32 (CPU, demo model, 20 frames end to end; docs/precision.md), measured worst:
+    # centre 0.029 m, size 0.145 m, score 0.011, velocity 0.42 m/s, yaw 0.48 rad where a
+    # low-score box's rot vector is short (|(sin, cos)| 0.04: its angle moves by the vector's error over
+    # its length), so yaw gets 8 times fp16's 0.08 (bf16's rounding is 8 times fp16's). Score: the
+    # heatmap's bf16 tolerance moves a score by sigmoid'(x) (0.08 + 0.08 |x|) <= 0.0315 (at |x| = 1.06),
+    # and a moved peak compares two cells, each moved that far: 0.065 (a truck's two cells under the
+    # node's NMS, 0.046 apart). A box whose class flips where two classes' heatmaps nearly tie (a large
+    # vehicle's two labels, 0.08 above the threshold) is unmatched on both sides: up to 5 % of a frame's
+    # boxes may be
+    "bf16": BoxTolerance(center=0.1, size=0.3, yaw=0.64, score=0.065, velocity=0.8, gate=1.0,
                          threshold_margin=0.04, max_unmatched_share=0.05, max_flip_share=0.1),
     # INT8 against the fake-quant PyTorch reference end to end, measured worst on the demo exports
     # (20 frames; the 69 % plan and two 88 % plans, docs/precision.md): centre 2.05 m, size 1.74 m,

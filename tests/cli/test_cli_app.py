@@ -137,7 +137,7 @@ def test_unknown_tolerance_and_precision_are_refused(tmp_path: Path, cloud: Path
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     base = ["verify", "--deploy-dir", str(tmp_path), "-c", "tiny", "--points", str(cloud), "-o", str(tmp_path / "out"),
             "--checkpoint", str(cloud)]  # any file: both are refused before it is read
-    assert "--precision 'int4' is unknown; allowed: fp32, fp16, int8" in _one_error(capsys, run([*base, "--precision",
+    assert "--precision 'int4' is unknown; allowed: fp32, fp16, bf16, int8" in _one_error(capsys, run([*base, "--precision",
                                                                                                 "int4"]))
     line = _one_error(capsys, run([*base, "--tol", "nosuch=1,1"]))
     assert "--tol names ['nosuch'] are not outputs of this model; known: pillar_features, heatmap" in line

@@ -7,7 +7,7 @@ import torch
 
 from centerpoint_deploy.errors import VerificationError
 from centerpoint_deploy.verify.compare import (
-    Tolerance, Tolerances, compare_tensors, default_tolerances, parse_tolerance_override)
+    DEFAULT_TOLERANCES, Tolerance, Tolerances, compare_tensors, default_tolerances, parse_tolerance_override)
 
 TOL = Tolerance(atol=1e-4, rtol=1e-3)
 
@@ -112,3 +112,18 @@ def test_tolerance_validation_and_overrides():
     for bad in ("heatmap", "heatmap=1e-3", "=1,2", "heatmap=a,b"):
         with pytest.raises(VerificationError, match="NAME=ATOL,RTOL"):
             parse_tolerance_override(bad)
+
+
+def test_float_classes_loosen_from_fp32_to_fp16_to_bf16() -> None:
+    """fp16 rounds to 11 significand bits and bf16 to 8: each class allows at least what the one before
+    it allows, tensor by tensor and box by box (int8, judged against a fake-quantized reference, is
+    apart)."""
+    from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES
+
+    for strict, loose in (("fp32", "fp16"), ("fp16", "bf16")):
+        a, b = DEFAULT_TOLERANCES[strict], DEFAULT_TOLERANCES[loose]
+        assert b.atol >= a.atol and b.rtol >= a.rtol and b.max_outlier_share >= a.max_outlier_share
+        assert (b.min_snr_db or 0.0) <= (a.min_snr_db or float("inf"))
+        box_a, box_b = DEFAULT_BOX_TOLERANCES[strict].to_dict(), DEFAULT_BOX_TOLERANCES[loose].to_dict()
+        assert all(box_b[name] >= value for name, value in box_a.items()), (strict, loose)
+    assert DEFAULT_TOLERANCES["bf16"].atol == 8 * DEFAULT_TOLERANCES["fp16"].atol  # 2**(11 - 8)
