@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from centerpoint_deploy.benchmark.timing import CudaClock, time_calls
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import loader as loader_module
 from centerpoint_deploy.data import open_dataset
@@ -55,17 +56,9 @@ BENCHMARK_FRAME_BYTES = BENCHMARK_POINTS * BENCHMARK_COLUMNS * 4
 
 
 def _events_ms(fn, repeats: int, stream: torch.cuda.Stream) -> float:
-    """Median GPU ms of ``fn()`` queued on ``stream`` (CUDA events around each call)."""
-    times = []
-    for _ in range(repeats):
-        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        with torch.cuda.stream(stream):
-            begin.record()
-            fn()
-            end.record()
-        end.synchronize()
-        times.append(begin.elapsed_time(end))
-    return statistics.median(times)
+    """Median GPU ms of ``fn()`` queued on ``stream`` (CUDA events around each call on it)."""
+    with torch.cuda.stream(stream):
+        return statistics.median(time_calls(fn, CudaClock(stream.device), warmup=0, iterations=repeats)) * 1e3
 
 
 def copy_table(nbytes: int, device: torch.device, repeats: int = 20) -> str:

@@ -18,6 +18,7 @@ import statistics
 import torch
 from torch import nn
 
+from centerpoint_deploy.benchmark.timing import CudaClock, time_calls
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.model.fused_neck import _PatchMatmul, _triton_launcher
 
@@ -27,17 +28,8 @@ TILES = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 3), (64, 128, 64, 4, 3), (128, 2
 
 
 def _median_ms(run, repeats: int = 50) -> float:
-    for _ in range(5):
-        run()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+    """Median GPU ms of ``run()`` after 5 untimed calls."""
+    return statistics.median(time_calls(run, CudaClock(), warmup=5, iterations=repeats)) * 1e3
 
 
 def main() -> None:

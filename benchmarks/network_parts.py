@@ -16,6 +16,7 @@ Triton MLP; the neck's branches as matmuls into one map).
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from centerpoint_deploy.backends.pytorch import TorchHeadBackend, TorchOptions
+from centerpoint_deploy.benchmark.timing import CudaClock, time_calls
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.export.graphs import HeadGraph
 from centerpoint_deploy.model import build_model
@@ -40,16 +42,7 @@ def _time_graph(fn: Callable[[], object], warmup: int = 20, iterations: int = 10
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn()
-    times = []
-    for index in range(warmup + iterations):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        if index >= warmup:
-            times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+    return statistics.median(time_calls(graph.replay, CudaClock(), warmup=warmup, iterations=iterations)) * 1e3
 
 
 def _conv_flops(module: nn.Module, x: Tensor) -> float:
