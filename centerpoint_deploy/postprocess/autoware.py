@@ -338,15 +338,19 @@ class AutowarePostprocess:
             candidates = decode_node_candidates(maps, self.config, self.params, kept)
         return select_node_boxes(candidates, self.config, self.params, rows=None)
 
-    def cell_boxes(self, task_maps: list[dict[str, Tensor]]) -> Detections:
+    def cell_boxes(self, task_maps: list[dict[str, Tensor]], score_slack: float = 0.0,
+                   yaw_norm_slack: float = 0.0) -> Detections:
         """Every cell the node's decode keeps of batch item 0 (its score filter and yaw-norm cut, before
         both NMS), classes remapped, on the host: the box the node makes of each cell (what
-        verification checks a moved peak against, :mod:`~centerpoint_deploy.verify.boxes`)."""
+        verification checks a moved peak against, :mod:`~centerpoint_deploy.verify.boxes`).
+
+        ``score_slack``, ``yaw_norm_slack``: the thresholds lowered by these
+        (:meth:`NodePostprocessParams.loosened`): also the cells that maps within those errors keep."""
         if len(task_maps) != 1:
             raise BackendError(f"got head maps for {len(task_maps)} tasks, the node reads 1")
         maps = node_maps(task_maps[0], self.rot_y_axis_reference)
         cells = math.prod(maps["heatmap"].shape[-2:])
-        candidates = decode_node_candidates(maps, self.config, self.params, cells)
+        candidates = decode_node_candidates(maps, self.config, self.params.loosened(score_slack, yaw_norm_slack), cells)
         rows = candidates.packed[0, : int(candidates.counts[0])].cpu()
         boxes = rows[:, :9].contiguous()
         return Detections(boxes, rows[:, 9].contiguous(), remap_classes(boxes, rows[:, 10].to(torch.int64), self.params))

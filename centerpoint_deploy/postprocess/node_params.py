@@ -231,6 +231,13 @@ class NodePostprocessParams:
         """These parameters with every score threshold at ``value`` (the rest unchanged)."""
         return replace(self, thresholds=self.thresholds.at(value))
 
+    def loosened(self, score: float, yaw_norm: float) -> "NodePostprocessParams":
+        """These parameters with every score threshold lowered by ``score`` and every yaw-norm threshold
+        by ``yaw_norm`` (neither below 0): the cells that maps within those errors of these may keep."""
+        lowered = tuple(tuple(max(0.0, v - score) for v in row) for row in self.thresholds.min_confidence_scores)
+        return replace(self, thresholds=replace(self.thresholds, min_confidence_scores=lowered),
+                       yaw_norm_thresholds=tuple(max(0.0, v - yaw_norm) for v in self.yaw_norm_thresholds))
+
     @classmethod
     def defaults(cls, class_names: Sequence[str]) -> "NodePostprocessParams":
         """The node's defaults for a model with ``class_names``."""

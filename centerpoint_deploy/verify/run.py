@@ -276,7 +276,7 @@ def _verify_frame(reference: Pipeline, stages: StageOutputs, name: str, candidat
     end_to_end = compare_boxes(ref_dets, candidate(points), box_tolerance, threshold, cells=cells)
     # under the node's post-processing with the parameters the candidate's bundle ships (its thresholds)
     node_boxes = compare_node_boxes(reference, stages.head_outputs, head_out, box_tolerance,
-                                    candidate.node_params)
+                                    candidate.node_params, tolerances.for_output("rot"))  # one task: its plain names
     return FrameResult(index, int(points.shape[0]), stages.voxels.num_voxels, encoder_cmp, head_cmp, boxes, end_to_end,
                        node_boxes)
 

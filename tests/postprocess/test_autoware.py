@@ -369,3 +369,13 @@ def test_cell_boxes_are_every_kept_cell_and_hold_the_nodes_boxes(make_config) ->
                                             1).tolist()}
     assert all(tuple(row) in rows for row in torch.cat([kept.boxes, kept.scores[:, None],
                                                         kept.labels[:, None].float()], 1).tolist())
+
+
+def test_loosened_parameters_lower_every_threshold_down_to_zero() -> None:
+    params = NodePostprocessParams(ScoreThresholds(("car", "pedestrian"), (50.0, 90.0), ((0.35, 0.5), (0.01, 0.4))),
+                                   (0.3, 0.0), circle_nms_dist_threshold=0.7)
+    loose = params.loosened(0.02, 0.1)
+    assert np.allclose(loose.thresholds.min_confidence_scores, ((0.33, 0.48), (0.0, 0.38)), rtol=0, atol=1e-12)
+    assert loose.yaw_norm_thresholds == pytest.approx((0.2, 0.0))
+    assert loose.circle_nms_dist_threshold == 0.7 and loose.thresholds.distance_bin_upper_limits == (50.0, 90.0)
+    assert params.loosened(0.0, 0.0) == params
