@@ -119,12 +119,13 @@ DEFAULT_BOX_TOLERANCES: dict[str, BoxTolerance] = {
     # centre 0.029 m, size 0.145 m, score 0.011, velocity 0.42 m/s, yaw 0.48 rad where a
     # low-score box's rot vector is short (|(sin, cos)| 0.04: its angle moves by the vector's error over
     # its length), so yaw gets 8 times fp16's 0.08 (bf16's rounding is 8 times fp16's). Score: the
-    # heatmap's bf16 tolerance moves a score by sigmoid'(x) (0.08 + 0.08 |x|) <= 0.0315 (at |x| = 1.06),
-    # and a moved peak compares two cells, each moved that far: 0.065 (a truck's two cells under the
-    # node's NMS, 0.046 apart). A box whose class flips where two classes' heatmaps nearly tie (a large
-    # vehicle's two labels, 0.08 above the threshold) is unmatched on both sides: up to 5 % of a frame's
-    # boxes may be
-    "bf16": BoxTolerance(center=0.1, size=0.3, yaw=0.64, score=0.065, velocity=0.8, gate=1.0,
+    # heatmap's bf16 tolerance moves a cell's score by up to e = sigmoid'(x) (0.08 + 0.08 |x|) <= 0.0315
+    # (at |x| = 1.06); a moved peak's test score (cell B) against the reference's kept one (cell A) is
+    # off by up to 3e: B's own error, and A and B within 2e in the reference for their order to swap
+    # (fp16: 3e = 0.012 under its 0.02); frame 9's truck 0.070. A box whose class flips where two
+    # classes' heatmaps nearly tie (a large vehicle's two labels, 0.08 above the threshold) is
+    # unmatched on both sides: up to 5 % of a frame's boxes may be
+    "bf16": BoxTolerance(center=0.1, size=0.3, yaw=0.64, score=0.095, velocity=0.8, gate=1.0,
                          threshold_margin=0.04, max_unmatched_share=0.05, max_flip_share=0.1),
     # INT8 against the fake-quant PyTorch reference end to end, measured worst on the demo exports
     # (20 frames; the 69 % plan and two 88 % plans, docs/precision.md): centre 2.05 m, size 1.74 m,
