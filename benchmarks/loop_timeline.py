@@ -61,6 +61,17 @@ def _events_ms(fn, repeats: int, stream: torch.cuda.Stream) -> float:
         return statistics.median(time_calls(fn, CudaClock(stream.device), warmup=0, iterations=repeats)) * 1e3
 
 
+def _host_us(fn, repeats: int) -> float:
+    """Median host microseconds of ``fn()`` (the device synchronised between calls)."""
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        begin = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times) * 1e6
+
+
 def copy_table(nbytes: int, device: torch.device, repeats: int = 20) -> str:
     """Host -> device bandwidth of ``nbytes`` from each kind of host memory, alone and beside compute."""
     floats = nbytes // 4
@@ -92,31 +103,14 @@ def copy_table(nbytes: int, device: torch.device, repeats: int = 20) -> str:
                     f"{nbytes / beside / 1e6:.1f} |")
     if registered:
         torch.cuda.cudart().cudaHostUnregister(shared.data_ptr())
-    host_ms = {}
-    for name, copy in (("torch copy_", lambda: pinned.copy_(pageable)),
-                       ("numpy copyto", lambda: np.copyto(pinned.numpy(), pageable.numpy()))):
-        times = []
-        for _ in range(repeats):
-            begin = time.perf_counter()
-            copy()
-            times.append(time.perf_counter() - begin)
-        host_ms[name] = statistics.median(times) * 1e3
+    host_ms = {name: _host_us(copy, repeats) / 1e3 for name, copy in (
+        ("torch copy_", lambda: pinned.copy_(pageable)),
+        ("numpy copyto", lambda: np.copyto(pinned.numpy(), pageable.numpy())))}
     rows.append("")
     rows.append("host copy of it, pageable -> page-locked (the point buffer's staging): " +
                 ", ".join(f"{name} {ms:.3f} ms" for name, ms in host_ms.items()) +
                 f"; page-locking the shared memory in place (cudaHostRegister, once per reader pool): {register_ms:.2f} ms")
     return "\n".join(rows)
-
-
-def _host_us(fn, repeats: int) -> float:
-    """Median host microseconds of ``fn()`` (the device synchronised between calls)."""
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        begin = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times) * 1e6
 
 
 def upload_table(device: torch.device, repeats: int = 50) -> str:
