@@ -44,7 +44,7 @@ from centerpoint_deploy.benchmark.run import benchmark_detector
 from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.compile_cache import use_persistent_compile_cache
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data import loader, open_dataset
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 from centerpoint_deploy.evaluate.io import load_metric_config
 from centerpoint_deploy.evaluate.runner import evaluate_backends
@@ -86,6 +86,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, action="append", help="evaluate's batch sizes (default: 1)")
     parser.add_argument("--views", action="append", choices=("both", "mmdet3d"),
                         help="the loop's post-processing views (default: both, as evaluate runs)")
+    parser.add_argument("--device-merge-files", type=int, action="append",
+                        help="merge frames reading at least this many files on the device (default: the loader's "
+                             "DEVICE_MERGE_FILES; 1 merges key frames alone there too, as before round 18); repeat "
+                             "the option for an A/B in one process")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
@@ -96,6 +100,7 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
     iterations = args.iterations if args.iterations is not None else (100 if device.type == "cuda" else 5)
     base = load_config(args.config)
+    merge_default = loader.DEVICE_MERGE_FILES
     rows = []
     for sweeps in args.sweeps or [1, 10]:
         config = dataclasses.replace(base, points=dataclasses.replace(base.points, sweeps_num=sweeps))
@@ -113,8 +118,10 @@ def main() -> None:
                 pipeline = benchmark_detector(spec.name, spec, detector, first, warmup=warmup, iterations=iterations)
                 prepared = time.perf_counter() - begin
                 pipeline_fps = 1000.0 / pipeline.end_to_end.p50
-                for batch_size, views in itertools.product(args.batch_size or [1], args.views or ["both"]):
-                    out = args.out / f"eval-{sweeps}-{spec.name}-b{batch_size}-{views}"
+                for batch_size, views, merge_files in itertools.product(
+                        args.batch_size or [1], args.views or ["both"], args.device_merge_files or [merge_default]):
+                    loader.DEVICE_MERGE_FILES = merge_files
+                    out = args.out / f"eval-{sweeps}-{spec.name}-b{batch_size}-{views}-m{merge_files}"
                     chosen = None if views == "both" else {"variant": default_views(config)[:1]}
                     # the first pass captures (and compiles) a graph for every batch and cloud size the
                     # frames need, as the pipeline figure's warm-up runs do; the second is the steady state
@@ -134,18 +141,20 @@ def main() -> None:
                                  "first_pass_frames_per_s": first_pass["frames_per_s"],
                                  "ratio": loop["frames_per_s"] / pipeline_fps, "read_s": loop["read_s"],
                                  "waited_s": loop["wait_s"], "backend_frames_per_s": loop["backend_frames_per_s"],
-                                 "workers": loop["per_rank"][0]["workers"], "benchmark_and_compile_s": prepared,
+                                 "workers": loop["per_rank"][0]["workers"],
+                                 "device_merge_files": merge_files, "benchmark_and_compile_s": prepared,
                                  "cli_startup_s": startup})
                     print(json.dumps(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput.json").write_text(json.dumps({"device": str(device), "torch": torch.__version__,
                                                           "gpu": torch.cuda.get_device_name(device)
                                                           if device.type == "cuda" else None, "rows": rows}, indent=1))
-    print("\n| sweeps | variant | batch | views | points | pipeline frames/s | evaluate frames/s | ratio | waited s "
-          "| first pass frames/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| sweeps | variant | batch | views | merged on the device from files | points | pipeline frames/s "
+          "| evaluate frames/s | ratio | waited s | first pass frames/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['sweeps']} | {r['variant']} | {r['batch_size']} | {r['views']} | {r['points']} | "
+        print(f"| {r['sweeps']} | {r['variant']} | {r['batch_size']} | {r['views']} | {r['device_merge_files']} "
+              f"| {r['points']} | "
               f"{r['pipeline_frames_per_s']:.3g} | {r['evaluate_frames_per_s']:.3g} | {r['ratio']:.2f} | "
               f"{r['waited_s']:.2f} | {r['first_pass_frames_per_s']:.3g} |")
 

@@ -18,6 +18,10 @@ Reproducibility settings (all explicit constructor arguments):
   variant flag (``onnxruntime:fp16+channels_last``), not a default, and applies to the head:
   an fp16 encoder session with it aborted the process in onnxruntime-gpu 1.31.1
   ("terminate called without an active exception").
+- INT8 graphs on an x86 CPU without VNNI run their QDQ groups unfused (session option
+  ``session.disable_quant_qdq``): ONNX Runtime's int8 kernels there clip pairs of products
+  to 16 bits, so their results are not the graph's
+  (:func:`~centerpoint_deploy.cpu_features.int8_sums_exact`); elsewhere they are fused.
 
 On CUDA, inputs and outputs stay on the GPU: torch tensors are bound with ``IOBinding``
 by their device pointers, and ONNX Runtime runs on a CUDA stream of the backend's own
@@ -43,6 +47,7 @@ from torch import Tensor
 
 from centerpoint_deploy import contract
 from centerpoint_deploy.backends.base import Backend, TensorSpec
+from centerpoint_deploy.cpu_features import exact_int8_kernels
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
 from centerpoint_deploy.graph_io import GraphPart, contract_problems, describe_io, onnx_graph_io
 
@@ -92,6 +97,10 @@ def ort_session(model: Path | bytes, device: torch.device, *, deterministic: boo
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
     options.use_deterministic_compute = deterministic
     options.log_severity_level = 3  # errors only: backends never log
+    if device.type == "cpu" and not exact_int8_kernels()[0]:
+        # QDQ groups run as written (dequantize, float operator, quantize), not as int8 kernels that
+        # clip their sums on this CPU: the graph's own arithmetic, as TensorRT computes it
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     if intra_op_threads is not None:
         options.intra_op_num_threads = intra_op_threads
     providers: list[Any] = ["CPUExecutionProvider"]

@@ -13,8 +13,8 @@ memory for the next frame (:mod:`~centerpoint_deploy.data.memory`). The readers 
 into a shared slot (:mod:`~centerpoint_deploy.data.frame_slots`, page-locked when the device is
 CUDA) and send only its size. On CUDA the host -> GPU copy of batch ``i + 1`` is issued on a
 side stream before batch ``i`` is handed out, so the copy overlaps the previous batch's compute;
-there the readers write each frame's sources as read, and the sweeps are merged on that stream
-after the copy (:mod:`~centerpoint_deploy.data.device_merge`).
+there the readers write the sources of each frame with sweeps as read, and the sweeps are merged
+on that stream after the copy (:mod:`~centerpoint_deploy.data.device_merge`).
 Batches come out in the order asked for.
 """
 
@@ -91,6 +91,13 @@ def default_workers(files_per_frame: int = 1) -> int:
     return max(0, min(wanted, (os.cpu_count() or 1) - 1))
 
 
+#: Files a frame reads (key frame and sweeps) from which the default is to merge it on the device:
+#: a key frame alone merges into a copy of its columns, which a reader writes at no cost worth the
+#: name, while the merge graph's launch cost the loop's main thread 0.33 ms of its 2.0 ms a frame of
+#: one-sweep frames on the H200 (round 16's step profile).
+DEVICE_MERGE_FILES = 2
+
+
 #: Rows a slot has room for: this margin over the largest of the first frames' sizes (frames
 #: vary in size; a larger one is handed over the default way, so the margin only affects speed).
 SLOT_MARGIN = 1.25
@@ -113,7 +120,8 @@ class FrameLoader:
             (copied from page-locked slots ahead of time); elsewhere on the host.
         device_merge: the readers hand over each frame's sources as read and the sweeps are merged
             after the upload (:mod:`~centerpoint_deploy.data.device_merge`), instead of in the
-            readers; default: on CUDA (with ten sweeps merging costs a reader four times the reading).
+            readers; default: on CUDA when a frame reads at least :data:`DEVICE_MERGE_FILES` files (with
+            ten sweeps merging costs a reader four times the reading).
 
     Host batches are copied out of the slots (one copy per frame: on the host the detector costs
     far more), so they stay valid; device batches are the device copies. Iterating raises
@@ -123,7 +131,8 @@ class FrameLoader:
     def __init__(self, dataset: FrameDataset, indices: Sequence[int], columns: Sequence[int] | None, *,
                  workers: int | None = None, prefetch: int = 2, batch_size: int = 1,
                  device: torch.device | str = "cpu", device_merge: bool | None = None) -> None:
-        workers = default_workers(1 + dataset.sweep_options.sweeps_num) if workers is None else int(workers)
+        files_per_frame = 1 + dataset.sweep_options.sweeps_num
+        workers = default_workers(files_per_frame) if workers is None else int(workers)
         if workers < 0 or prefetch < 1 or batch_size < 1:
             raise DatasetError(f"frame loader needs workers >= 0, prefetch >= 1 and batch_size >= 1; got "
                                f"{workers}, {prefetch}, {batch_size}")
@@ -140,7 +149,8 @@ class FrameLoader:
         self.workers = workers if self.indices else 0
         self.prefetch, self.batch_size = prefetch, batch_size
         self.device = torch.device(device)
-        self.device_merge = self.device.type == "cuda" if device_merge is None else bool(device_merge)
+        self.device_merge = (self.device.type == "cuda" and files_per_frame >= DEVICE_MERGE_FILES
+                             if device_merge is None else bool(device_merge))
 
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend
+from centerpoint_deploy.backends.onnxruntime import OnnxRuntimeBackend, ort_session
+from centerpoint_deploy.cpu_features import exact_int8_kernels
 from centerpoint_deploy.errors import BackendError, BackendUnavailableError
 
 from .conftest import ToyEncoder, export_toy
@@ -139,3 +141,33 @@ def test_output_shapes_for_io_binding(tmp_path: Path, toy_head: torch.nn.Module,
         shapes = backend._output_shapes({contract.HEAD_INPUT: (3, 32, 12, 20)})
         assert shapes == {"heatmap": (3, 5, 12, 20), "reg": (3, 2, 12, 20), "height": (3, 1, 12, 20),
                           "dim": (3, 3, 12, 20), "rot": (3, 2, 12, 20), "vel": (3, 2, 12, 20)}
+
+
+def _saturating_qdq_matmul() -> bytes:
+    """``y = Q(DQ(Q(x)) @ DQ(w))`` with x quantized to 255 (uint8, scale 1) and w 127 (int8, scale 1), two
+    products a sum (64,770), y quantized at scale 300: 64,800 exactly; 32,700 where the int8 kernel
+    clips the pair's sum to 16 bits."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    values = {"xs": np.float32(1), "xz": np.uint8(0), "w": np.full((2, 1), 127, np.int8), "ws": np.float32(1),
+              "wz": np.int8(0), "ys": np.float32(300), "yz": np.uint8(0)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+             helper.make_node("MatMul", ["xd", "wd"], ["m"]),
+             helper.make_node("QuantizeLinear", ["m", "ys", "yz"], ["mq"]),
+             helper.make_node("DequantizeLinear", ["mq", "ys", "yz"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in values.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_int8_sessions_compute_the_graphs_own_sums_on_this_cpu() -> None:
+    """On an x86 CPU without VNNI, ONNX Runtime's fused int8 kernels clip pairs of products to 16 bits;
+    sessions there run QDQ groups unfused, elsewhere fused: the graph's own result either way."""
+    session = ort_session(_saturating_qdq_matmul(), torch.device("cpu"))
+    (y,) = session.run(None, {"x": np.full((4, 2), 255, np.float32)})
+    np.testing.assert_array_equal(y, np.full((4, 1), 64800, np.float32))
+    unfused = session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    assert unfused is not exact_int8_kernels()[0]

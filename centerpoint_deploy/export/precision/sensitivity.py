@@ -27,8 +27,8 @@ import onnx
 import torch
 
 from centerpoint_deploy import contract
-from centerpoint_deploy.backends.onnxruntime import import_onnxruntime
-from centerpoint_deploy.errors import ExportError
+from centerpoint_deploy.backends.onnxruntime import ort_session
+from centerpoint_deploy.errors import BackendError, BackendUnavailableError, ExportError
 from centerpoint_deploy.export.precision.calibration import CalibrationSet
 from centerpoint_deploy.export.precision.int8 import QUANTIZED_OPS, quantize
 from centerpoint_deploy.export.precision.plan import GroupSensitivity
@@ -71,14 +71,12 @@ def run_graph(graph: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) ->
 
 def iter_graph(graph: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
     """:func:`run_graph` one feed at a time: only the current frame's inputs and outputs are held."""
-    ort = import_onnxruntime()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(graph.SerializeToString(), sess_options=options,
-                                       providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail / InvalidArgument types
-        raise ExportError(f"ONNX Runtime cannot load the reduced-precision graph: {exc}") from exc
+        session = ort_session(graph.SerializeToString(), torch.device("cpu"))
+    except BackendUnavailableError:
+        raise
+    except BackendError as exc:  # its message says onnxruntime cannot load "the graph"
+        raise ExportError(f"the reduced-precision graph: {exc}") from exc
     names = [o.name for o in session.get_outputs()]
     for feed in feeds:
         try:
