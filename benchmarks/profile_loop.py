@@ -26,7 +26,7 @@ from typing import Iterator
 import torch
 
 from centerpoint_deploy.config import load_config
-from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data import loader, open_dataset
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
 from centerpoint_deploy.evaluate.io import load_metric_config
 from centerpoint_deploy.evaluate.runner import evaluate_backends
@@ -124,6 +124,9 @@ def main() -> None:
     parser.add_argument("--sweeps", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--device-merge-files", type=int, action="append",
+                        help="merge frames reading at least this many files on the device (default: the loader's "
+                             "DEVICE_MERGE_FILES); repeat the option for a step table each")
     parser.add_argument("--data", type=Path, default=None,
                         help="the synthetic dataset's folder, generated there when missing and kept (default: a "
                              "temporary one)")
@@ -140,13 +143,16 @@ def main() -> None:
         spec = VariantSpec.parse(args.variant, device=args.device)
         metric = load_metric_config("t4", config.class_names)
         with build_detector(spec, config, checkpoint=DEMO_CHECKPOINT) as detector:
-            evaluate_backends(dataset, {"v": detector}, Path(tmp) / "warm", metric, cache=False, plots=False,
-                              batch_size=args.batch_size)  # every frame once: captures every graph size, compiles
-            steps = StepTimes()
-            with steps.timing():
-                evaluate_backends(dataset, {"v": detector}, Path(tmp) / "out", metric, cache=False, plots=False,
-                                  batch_size=args.batch_size)
-            print(steps.markdown(len(dataset)))
+            for merge_files in args.device_merge_files or [loader.DEVICE_MERGE_FILES]:
+                loader.DEVICE_MERGE_FILES = merge_files
+                evaluate_backends(dataset, {"v": detector}, Path(tmp) / "warm", metric, cache=False, plots=False,
+                                  batch_size=args.batch_size)  # every frame once: captures every graph size, compiles
+                steps = StepTimes()
+                with steps.timing():
+                    evaluate_backends(dataset, {"v": detector}, Path(tmp) / "out", metric, cache=False, plots=False,
+                                      batch_size=args.batch_size)
+                print(f"frames reading {merge_files} files or more merged on the device:")
+                print(steps.markdown(len(dataset)))
 
             loop_step_profile(detector, dataset, config, args.rows)
             if getattr(detector, "_graphs", None):

@@ -308,7 +308,7 @@ def _check_fits(values: np.ndarray, dtype: np.dtype, name: str, path: Path) -> N
     info = np.iinfo(dtype)
     bad = ~np.isfinite(values) | (values != np.round(values)) | (values < info.min) | (values > info.max)
     if bad.any():
-        first = values.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
+        first = float(values.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])  # a Python float: shown as 300.0
         raise PointCloudError(f"{path}: PCD field '{name}' holds {first!r}, which its type {dtype} cannot hold; "
                               f"allowed: integers in [{info.min}, {info.max}]")
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Round 18 on one H200 (PyTorch only), in parts that each fit a 10-minute device call:
+#   bash benchmarks/h200_round18.sh loop OUT     the CUDA tests of the loader and the ONNX Runtime backend; the
+#                                                steady 1-sweep loop (200 frames, both views, compiled GC) with its
+#                                                frames merged on the device (as in round 17) and in the readers,
+#                                                in one process; the main thread's steps of both; then the
+#                                                evaluate CLI's start-up: three runs, one under -X importtime and
+#                                                one under cProfile (its 45 costliest calls by cumulative time)
+# Writes flat files into OUT.
+source "$(dirname "$0")/h200_common.sh" "$@"
+case "$part" in
+loop)
+  timeout 90 python3 -m pytest -q -p no:cacheprovider -m cuda tests/data/test_loader.py \
+      tests/backends/test_onnxruntime_backend.py > "$OUT/cuda_tests.txt" 2>&1; tail -1 "$OUT/cuda_tests.txt"
+  timeout 200 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
+      --device-merge-files 2 --device-merge-files 3 --out "$W/e1" > "$W/loop1.log" 2>&1
+  grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_1sweep_merge_ab.md"
+  grep '^|' "$OUT/evaluate_throughput_1sweep_merge_ab.md" | cut -c1-20,90-
+  timeout 150 python3 benchmarks/profile_loop.py --frames 200 --sweeps 1 --variant "$GC" --data "$W/e1/data/synth-1sweeps" \
+      --device-merge-files 2 --device-merge-files 3 > "$OUT/profile_loop_1sweep_merge_ab.txt" 2>&1
+  grep '^frames reading\|^| ' "$OUT/profile_loop_1sweep_merge_ab.txt" | grep -v '^| *[a-z_:]*  ' | head -44
+  run=("${CLI[@]}" evaluate --dataset "$W/e1/data/synth-1sweeps" --config demo --device cuda --no-plots --no-cache
+       --max-frames 4)
+  for i in 1 2 3; do
+    timeout 30 "${run[@]}" --out "$W/s$i" > /dev/null 2>&1
+    python3 -c "import json; print('startup_s', json.load(open('$W/s$i/comparison.json'))['throughput']['startup_s'])"
+  done | tee "$OUT/startup_runs.txt"
+  timeout 30 python3 -X importtime "${run[@]:1}" --out "$W/s4" 2> "$OUT/startup_importtime.txt" > /dev/null
+  timeout 40 python3 -m cProfile -o "$W/startup.prof" "${run[@]:1}" --out "$W/s5" > /dev/null 2>&1
+  python3 -c "import pstats; pstats.Stats('$W/startup.prof').sort_stats('cumulative').print_stats(45)" \
+      > "$OUT/startup_cprofile.txt" 2>&1
+  sort -t'|' -k2 -n "$OUT/startup_importtime.txt" | tail -12 | cut -c1-120
+  ;;
+*) echo "unknown part $part"; exit 2 ;;
+esac
