@@ -6,6 +6,9 @@
 #                                                in one process; the main thread's steps of both; then the
 #                                                evaluate CLI's start-up: three runs, one under -X importtime and
 #                                                one under cProfile (its 45 costliest calls by cumulative time)
+#   bash benchmarks/h200_round18.sh ab OUT       the steady 1-sweep loop's A/B again with room for the cold compile
+#                                                (call 1's ran out of its 200 s); then three evaluate runs under
+#                                                benchmarks/startup_phases.py (where the start-up goes)
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 case "$part" in
@@ -30,6 +33,17 @@ loop)
   python3 -c "import pstats; pstats.Stats('$W/startup.prof').sort_stats('cumulative').print_stats(45)" \
       > "$OUT/startup_cprofile.txt" 2>&1
   sort -t'|' -k2 -n "$OUT/startup_importtime.txt" | tail -12 | cut -c1-120
+  ;;
+ab)
+  timeout 330 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
+      --device-merge-files 2 --device-merge-files 3 --out "$W/e1" > "$W/loop1.log" 2>&1
+  grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_1sweep_merge_ab.md"
+  grep '^|' "$OUT/evaluate_throughput_1sweep_merge_ab.md" | cut -c1-20,90-
+  for i in 1 2 3; do
+    timeout 40 python3 benchmarks/startup_phases.py --dataset "$W/e1/data/synth-1sweeps" --config demo --device cuda \
+        --no-plots --no-cache --max-frames 4 --out "$W/p$i" 2>/dev/null | grep '^|' > "$OUT/startup_phases_$i.md"
+  done
+  cat "$OUT/startup_phases_3.md"
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac

@@ -1,0 +1,119 @@
+"""Where the ``evaluate`` command's start-up goes: process start -> its first frame, phase by phase::
+
+    PYTHONPATH=$PWD python3 benchmarks/startup_phases.py --dataset DATA --config demo --device cuda \
+        --no-plots --no-cache --max-frames 4 --out /tmp/startup
+
+Runs ``centerpoint-deploy evaluate`` with the arguments given, in this fresh process, with the
+functions it calls on the way to its first frame wrapped, and prints each one's first start and
+last end before the first frame (none for ``evaluate_backends``, which runs it) in seconds since the process started (the clock of the report's ``startup_s``) and its
+time inside. The modules whose functions are wrapped are imported first (torch among them: the
+command imports it in its first phase); phases overlap where one calls another (the detectors'
+build includes CUDA's start).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+from centerpoint_deploy.evaluate.throughput import process_age  # light: no torch
+
+#: The clock: seconds since the process started, read once, then advanced by ``perf_counter``.
+_BASE = (process_age() or 0.0) - time.perf_counter()
+
+
+def _now() -> float:
+    return _BASE + time.perf_counter()
+
+
+#: (module, attribute path, phase) in call order.
+PHASES = [
+    ("centerpoint_deploy.cli.evaluate", "prepare_dir", "output folder checked"),
+    ("centerpoint_deploy.cli.evaluate", "resolve_device", "device resolved"),
+    ("centerpoint_deploy.config", "load_config", "model config loaded"),
+    ("centerpoint_deploy.data", "open_dataset", "dataset opened (T4 tables, records)"),
+    ("centerpoint_deploy.data.loader", "FrameLoader.start", "readers started (forked)"),
+    ("centerpoint_deploy.cli.evaluate", "_build_detectors", "detectors built (checkpoint, CUDA)"),
+    ("centerpoint_deploy.variant", "build_detector", "  the detector"),
+    ("centerpoint_deploy.evaluate.runner", "fingerprint_files", "  the weights' fingerprint"),
+    ("centerpoint_deploy.evaluate.runner", "evaluate_backends", "evaluate_backends"),
+    ("centerpoint_deploy.evaluate.runner", "stamp_files", "  point files stamped"),
+    ("centerpoint_deploy.evaluate.runner", "inputs_digest", "  inputs digested"),
+    ("centerpoint_deploy.evaluate.runner", "default_views", "  views"),
+    ("centerpoint_deploy.evaluate.runner", "prediction_cache_key", "  cache keys"),
+    ("centerpoint_deploy.evaluate.runner", "ground_truth_boxes", "  ground truth boxes"),
+    ("centerpoint_deploy.evaluate.runner", "save_boxes", "  ground truth written"),
+]
+
+
+class PhaseTimes:
+    """First start, last end and time inside of each wrapped function."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.inside: dict[str, float] = {}
+        self.first_frame: float | None = None
+
+    def wrap(self, fn, phase: str):
+        def timed(*args, **kwargs):
+            if self.first_frame is not None:  # only the start-up is timed
+                return fn(*args, **kwargs)
+            begin = _now()
+            self.first.setdefault(phase, begin)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                end = _now()
+                if self.first_frame is None:  # returned before the first frame
+                    self.last[phase] = end
+                    self.inside[phase] = self.inside.get(phase, 0.0) + end - begin
+        return timed
+
+    def install(self) -> None:
+        for module_name, path, phase in PHASES:
+            owner = importlib.import_module(module_name)
+            *parents, attribute = path.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+            setattr(owner, attribute, self.wrap(getattr(owner, attribute), phase))
+        runner = importlib.import_module("centerpoint_deploy.evaluate.runner")
+        run_detectors = runner._run_detectors
+
+        def first_frame(*args, **kwargs):
+            self.first_frame = _now()
+            return run_detectors(*args, **kwargs)
+        runner._run_detectors = first_frame
+
+    def markdown(self, imported: float, installed: float) -> str:
+        rows = ["| phase | starts s | ends s | inside s |", "|---|---|---|---|",
+                f"| the command line imported (typer, the light modules) | 0.00 | {imported:.2f} | {imported:.2f} |",
+                f"| the modules timed imported (torch among them) | {imported:.2f} | {installed:.2f} | "
+                f"{installed - imported:.2f} |"]
+        for _, _, phase in PHASES:
+            if phase in self.first:
+                ends, inside = (f"{self.last[phase]:.2f}", f"{self.inside[phase]:.2f}") if phase in self.last else ("", "")
+                rows.append(f"| {phase} | {self.first[phase]:.2f} | {ends} | {inside} |")
+        if self.first_frame is not None:
+            rows.append(f"| **first frame asked for** | {self.first_frame:.2f} | | |")
+        return "\n".join(rows)
+
+
+def main() -> None:
+    from centerpoint_deploy.cli.app import run
+
+    imported = _now()
+    phases = PhaseTimes()
+    phases.install()
+    installed = _now()
+    from centerpoint_deploy.compile_cache import use_persistent_compile_cache
+
+    use_persistent_compile_cache()  # as the command line's entry point does
+    status = run(["evaluate", *sys.argv[1:]])
+    print(phases.markdown(imported, installed))
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
