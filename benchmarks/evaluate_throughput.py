@@ -88,7 +88,7 @@ def main() -> None:
                         help="the loop's post-processing views (default: both, as evaluate runs)")
     parser.add_argument("--device-merge-files", type=int, action="append",
                         help="merge frames reading at least this many files on the device (default: the loader's "
-                             "DEVICE_MERGE_FILES; 1 merges key frames alone there too, as before round 18); repeat "
+                             "DEVICE_MERGE_FILES; 2 merges one-sweep frames there too, as round 17 did); repeat "
                              "the option for an A/B in one process")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=None)

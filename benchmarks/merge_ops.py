@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from centerpoint_deploy.data.device_merge import merge_on_device, raw_layout
+from centerpoint_deploy.data.device_merge import merge_on_device
+from centerpoint_deploy.data.sweeps import raw_layout
 from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
 from centerpoint_deploy.data.sweeps import SweepOptions, merge_parts, merge_sources
 

@@ -4,7 +4,8 @@ With ten sweeps a merged frame is about a million points, and merging them on th
 dropping the close points, moving each sweep into the key frame) cost a reader 45-61 ms a frame on
 the H200 machine, four times what reading the files costs. For a CUDA pass the readers instead
 read each source's file straight into the frame's shared slot, count the rows each part keeps
-(:func:`raw_layout`) and send that small :class:`RawLayout`; after the slot's upload
+(:func:`~centerpoint_deploy.data.sweeps.raw_layout`) and send that small
+:class:`~centerpoint_deploy.data.sweeps.RawLayout`; after the slot's upload
 :func:`merge_on_device` makes the merged frame in a few dozen kernels. It computes exactly what
 :func:`~centerpoint_deploy.data.sweeps.merge_sources` computes on the host, bit for bit: the same
 close test in float32 and the same float64 operations, one at a time, for the transform.
@@ -13,50 +14,14 @@ close test in float32 and the same float64 operations, one at a time, for the tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from centerpoint_deploy.config.schema import TIME_LAG_COLUMN
-from centerpoint_deploy.data.sweeps import MergePart, close_mask
+from centerpoint_deploy.data.sweeps import RawLayout
 from centerpoint_deploy.cuda_graphs import capture, quarter_octave
-
-
-@dataclass(frozen=True)
-class RawLayout:
-    """How a frame read as its raw sources (one after another, each as in its file) merges.
-
-    Attributes:
-        source_rows: each source's rows, in order (0: the key frame, then the sweeps).
-        parts: the merge's parts (:func:`~centerpoint_deploy.data.sweeps.merge_parts`).
-        kept_rows: each part's rows once its close points are removed, counted where the
-            sources were read (so the device merge knows its size without reading the device).
-        radius: the close-point radius of the parts that remove them.
-    """
-
-    source_rows: tuple[int, ...]
-    parts: tuple[MergePart, ...]
-    kept_rows: tuple[int, ...]
-    radius: float | None
-
-    @property
-    def raw_rows(self) -> int:
-        """Rows read: every source once."""
-        return sum(self.source_rows)
-
-    @property
-    def rows(self) -> int:
-        """Rows of the merged frame."""
-        return sum(self.kept_rows)
-
-
-def raw_layout(sources: Sequence[np.ndarray], parts: Sequence[MergePart], radius: float | None) -> RawLayout:
-    """The layout of ``sources`` (``ndarray[N_s, D]`` float32 each, as read) merged by ``parts``."""
-    kept = tuple(int(np.count_nonzero(~close_mask(sources[p.source], radius))) if p.remove_close and radius is not None
-                 else len(sources[p.source]) for p in parts)
-    return RawLayout(tuple(len(s) for s in sources), tuple(parts), kept, radius)
 
 
 # columns of the per-part table (float64, integers exact): R[:, 0], R[:, 1], R[:, 2], t, then these

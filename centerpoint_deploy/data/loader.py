@@ -13,8 +13,8 @@ memory for the next frame (:mod:`~centerpoint_deploy.data.memory`). The readers 
 into a shared slot (:mod:`~centerpoint_deploy.data.frame_slots`, page-locked when the device is
 CUDA) and send only its size. On CUDA the host -> GPU copy of batch ``i + 1`` is issued on a
 side stream before batch ``i`` is handed out, so the copy overlaps the previous batch's compute;
-there the readers write the sources of each frame with sweeps as read, and the sweeps are merged
-on that stream after the copy (:mod:`~centerpoint_deploy.data.device_merge`).
+there the readers write the sources of each frame with several sweeps as read, and the sweeps are
+merged on that stream after the copy (:mod:`~centerpoint_deploy.data.device_merge`).
 Batches come out in the order asked for.
 """
 
@@ -91,11 +91,13 @@ def default_workers(files_per_frame: int = 1) -> int:
     return max(0, min(wanted, (os.cpu_count() or 1) - 1))
 
 
-#: Files a frame reads (key frame and sweeps) from which the default is to merge it on the device:
-#: a key frame alone merges into a copy of its columns, which a reader writes at no cost worth the
-#: name, while the merge graph's launch cost the loop's main thread 0.33 ms of its 2.0 ms a frame of
-#: one-sweep frames on the H200 (round 16's step profile).
-DEVICE_MERGE_FILES = 2
+#: Files a frame reads (key frame and sweeps) from which the default is to merge it on the device.
+#: Fewer merge in the readers: a reader merges a key frame and one sweep in 3.9 ms (1.25 ms to read
+#: them alone; 2-core CPU, ``benchmarks/read_frames.py --sweeps 1``), which four readers do faster
+#: than the pipeline takes them, while the merge graph's launch cost the loop's main thread 0.37 of
+#: its 1.77 ms a frame (round 18: the steady one-sweep loop on the H200, 616 frames/s with the
+#: frames merged on the device and 670 with them merged in the readers, in one process).
+DEVICE_MERGE_FILES = 3
 
 
 #: Rows a slot has room for: this margin over the largest of the first frames' sizes (frames

@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from centerpoint_deploy.data.dataset import FrameDataset
-from centerpoint_deploy.data.device_merge import RawLayout
+from centerpoint_deploy.data.sweeps import RawLayout
 from centerpoint_deploy.data.frame_slots import FrameCancelled, FrameSlots
 from centerpoint_deploy.data.memory import keep_freed_memory
 from centerpoint_deploy.errors import CenterPointError, DatasetError

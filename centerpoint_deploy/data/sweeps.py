@@ -134,3 +134,38 @@ def merge_sources(sources: Sequence[np.ndarray], parts: Sequence[MergePart], rad
             move_xyz(points[:, :3], part.sweep2key, rows[:, :3])
         start += size
     return out
+
+
+@dataclass(frozen=True)
+class RawLayout:
+    """How a frame read as its raw sources (one after another, each as in its file) merges.
+
+    Attributes:
+        source_rows: each source's rows, in order (0: the key frame, then the sweeps).
+        parts: the merge's parts (:func:`~centerpoint_deploy.data.sweeps.merge_parts`).
+        kept_rows: each part's rows once its close points are removed, counted where the
+            sources were read (so the device merge knows its size without reading the device).
+        radius: the close-point radius of the parts that remove them.
+    """
+
+    source_rows: tuple[int, ...]
+    parts: tuple[MergePart, ...]
+    kept_rows: tuple[int, ...]
+    radius: float | None
+
+    @property
+    def raw_rows(self) -> int:
+        """Rows read: every source once."""
+        return sum(self.source_rows)
+
+    @property
+    def rows(self) -> int:
+        """Rows of the merged frame."""
+        return sum(self.kept_rows)
+
+
+def raw_layout(sources: Sequence[np.ndarray], parts: Sequence[MergePart], radius: float | None) -> RawLayout:
+    """The layout of ``sources`` (``ndarray[N_s, D]`` float32 each, as read) merged by ``parts``."""
+    kept = tuple(int(np.count_nonzero(~close_mask(sources[p.source], radius))) if p.remove_close and radius is not None
+                 else len(sources[p.source]) for p in parts)
+    return RawLayout(tuple(len(s) for s in sources), tuple(parts), kept, radius)

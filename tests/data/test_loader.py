@@ -111,11 +111,11 @@ def test_a_bad_frame_raises_the_readers_own_error(tmp_path: Path, workers: int) 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("sweeps_num", [0, 2])  # merged in the reader, and after the upload
+@pytest.mark.parametrize("sweeps_num", [1, 2])  # merged in the reader, and after the upload
 def test_cuda_frames_pinned_and_uploaded_ahead(tmp_path: Path, sweeps_num: int) -> None:
     dataset = _dataset(tmp_path, sweeps_num=sweeps_num)
     loader = FrameLoader(dataset, [0, 1, 2], [0, 1, 2], workers=1, device="cuda")
-    assert loader.device_merge is (sweeps_num > 0)
+    assert loader.device_merge is (sweeps_num > 1)
     batches = list(loader)
     for batch in batches:
         (frame,) = batch.frames
@@ -200,10 +200,10 @@ def test_default_readers_grow_with_the_files_a_frame_reads(monkeypatch: pytest.M
     assert loader_module.default_workers(11) == 0
 
 
-@pytest.mark.parametrize("sweeps_num, on_device", [(0, False), (1, True), (10, True)])
+@pytest.mark.parametrize("sweeps_num, on_device", [(0, False), (1, False), (2, True), (10, True)])
 def test_frames_with_sweeps_are_merged_on_the_device_by_default(tmp_path: Path, sweeps_num: int,
                                                                  on_device: bool) -> None:
-    """A key frame alone is merged (its columns copied) in the readers; frames with sweeps after the upload."""
+    """A key frame with up to one sweep is merged in the readers; frames with more sweeps after the upload."""
     dataset = _dataset(tmp_path, frames=2, sweeps_num=sweeps_num)
     assert FrameLoader(dataset, [0, 1], None, device="cuda").device_merge is on_device  # no CUDA needed to decide
     assert not FrameLoader(dataset, [0, 1], None).device_merge  # on the host: always in the readers

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from centerpoint_deploy.data.device_merge import (MergeGraphs, candidate_rows, merge_on_device, merge_rows,
-                                                  merge_table, raw_layout)
+from centerpoint_deploy.data.device_merge import MergeGraphs, candidate_rows, merge_on_device, merge_rows, merge_table
 from centerpoint_deploy.data.geometry import make_transform, yaw_to_quaternion
-from centerpoint_deploy.data.sweeps import (SweepOptions, merge_parts, merge_sources, move_xyz, select_rows,
-                                            sweep_to_key_transform)
+from centerpoint_deploy.data.sweeps import (SweepOptions, merge_parts, merge_sources, move_xyz, raw_layout,
+                                            select_rows, sweep_to_key_transform)
 from centerpoint_deploy.errors import DatasetError
 
 KEY = np.array([[5.0, 0.0, 0.0, 10.0, 9.0]], dtype=np.float32)  # column 4 holds junk on disk
