@@ -6,9 +6,10 @@
 Runs ``centerpoint-deploy evaluate`` with the arguments given, in this fresh process, with the
 functions it calls on the way to its first frame wrapped, and prints each one's first start and
 last end before the first frame (none for ``evaluate_backends``, which runs it) in seconds since the process started (the clock of the report's ``startup_s``) and its
-time inside. The modules whose functions are wrapped are imported first (torch among them: the
-command imports it in its first phase); phases overlap where one calls another (the detectors'
-build includes CUDA's start).
+time inside. The functions of torch-free modules are wrapped first, the others once the command
+has imported torch (in its device's resolution), so that the start-up runs in the command's own
+order; phases overlap where one calls another (the detectors' build includes CUDA's start), and
+the dataset is read by child processes between its opening's start and its hand-over.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ def _now() -> float:
     return _BASE + time.perf_counter()
 
 
-#: (module, attribute path, phase) in call order.
-PHASES = [
+#: (module, attribute path, phase) in call order: the torch-free ones, wrapped before the command runs.
+EARLY_PHASES = [
     ("centerpoint_deploy.cli.evaluate", "prepare_dir", "output folder checked"),
-    ("centerpoint_deploy.cli.evaluate", "resolve_device", "device resolved"),
     ("centerpoint_deploy.config", "load_config", "model config loaded"),
-    ("centerpoint_deploy.data", "open_dataset", "dataset opened (T4 tables, records)"),
+    ("centerpoint_deploy.data", "DatasetOpening.__init__", "dataset opening started (children forked)"),
+    ("centerpoint_deploy.cli.evaluate", "resolve_device", "device resolved (torch imported)"),
+]
+#: Those wrapped once the command has imported torch (its device resolved).
+LATE_PHASES = [
+    ("centerpoint_deploy.data", "DatasetOpening.result", "dataset handed over (the children's records)"),
     ("centerpoint_deploy.data.loader", "FrameLoader.start", "readers started (forked)"),
     ("centerpoint_deploy.cli.evaluate", "_build_detectors", "detectors built (checkpoint, CUDA)"),
     ("centerpoint_deploy.variant", "build_detector", "  the detector"),
@@ -71,27 +76,38 @@ class PhaseTimes:
                     self.inside[phase] = self.inside.get(phase, 0.0) + end - begin
         return timed
 
-    def install(self) -> None:
-        for module_name, path, phase in PHASES:
+    def install(self, phases: list[tuple[str, str, str]]) -> None:
+        for module_name, path, phase in phases:
             owner = importlib.import_module(module_name)
             *parents, attribute = path.split(".")
             for parent in parents:
                 owner = getattr(owner, parent)
             setattr(owner, attribute, self.wrap(getattr(owner, attribute), phase))
-        runner = importlib.import_module("centerpoint_deploy.evaluate.runner")
-        run_detectors = runner._run_detectors
 
-        def first_frame(*args, **kwargs):
-            self.first_frame = _now()
-            return run_detectors(*args, **kwargs)
-        runner._run_detectors = first_frame
+    def install_all(self) -> None:
+        """The early phases now, the late ones when the device is resolved (torch imported)."""
+        self.install(EARLY_PHASES)
+        evaluate = importlib.import_module("centerpoint_deploy.cli.evaluate")
+        resolve = evaluate.resolve_device
 
-    def markdown(self, imported: float, installed: float) -> str:
+        def resolve_then_install(*args, **kwargs):
+            try:
+                return resolve(*args, **kwargs)
+            finally:
+                self.install(LATE_PHASES)
+                runner = importlib.import_module("centerpoint_deploy.evaluate.runner")
+                run_detectors = runner._run_detectors
+
+                def first_frame(*args, **kwargs):
+                    self.first_frame = _now()
+                    return run_detectors(*args, **kwargs)
+                runner._run_detectors = first_frame
+        evaluate.resolve_device = resolve_then_install
+
+    def markdown(self, imported: float) -> str:
         rows = ["| phase | starts s | ends s | inside s |", "|---|---|---|---|",
-                f"| the command line imported (typer, the light modules) | 0.00 | {imported:.2f} | {imported:.2f} |",
-                f"| the modules timed imported (torch among them) | {imported:.2f} | {installed:.2f} | "
-                f"{installed - imported:.2f} |"]
-        for _, _, phase in PHASES:
+                f"| the command line imported (typer, the light modules) | 0.00 | {imported:.2f} | {imported:.2f} |"]
+        for _, _, phase in EARLY_PHASES + LATE_PHASES:
             if phase in self.first:
                 ends, inside = (f"{self.last[phase]:.2f}", f"{self.inside[phase]:.2f}") if phase in self.last else ("", "")
                 rows.append(f"| {phase} | {self.first[phase]:.2f} | {ends} | {inside} |")
@@ -102,16 +118,14 @@ class PhaseTimes:
 
 def main() -> None:
     from centerpoint_deploy.cli.app import run
+    from centerpoint_deploy.compile_cache import use_persistent_compile_cache
 
     imported = _now()
     phases = PhaseTimes()
-    phases.install()
-    installed = _now()
-    from centerpoint_deploy.compile_cache import use_persistent_compile_cache
-
+    phases.install_all()
     use_persistent_compile_cache()  # as the command line's entry point does
     status = run(["evaluate", *sys.argv[1:]])
-    print(phases.markdown(imported, installed))
+    print(phases.markdown(imported))
     sys.exit(status)
 
 

@@ -123,62 +123,64 @@ def evaluate(
     if voxelization_seeds is not None and batch_size != 1:
         raise EvaluationError("--batch-size is for the plain evaluation; --voxelization-seeds runs one frame at a time")
     prepare_dir(out)
-    device_asked = resolve_device(device)
     if calibration_floor is not None and not 0.0 <= calibration_floor < 1.0:
         raise EvaluationError(f"--calibration-floor must be in [0, 1), got {calibration_floor:g}")
-
-    from rich.console import Console
-
     from centerpoint_deploy.config import load_config
-    from centerpoint_deploy.data import open_dataset
-    from centerpoint_deploy.data.loader import FrameLoader
-    from centerpoint_deploy.evaluate.distributed import rank_group
-    from centerpoint_deploy.evaluate.runner import evaluate_backends
-    from centerpoint_deploy.job.inputs import job_metric_config, model_reach, spread_indices, spread_subset
+    from centerpoint_deploy.data import DatasetOpening
 
-    with rank_group() as group:
-        model_config = load_config(config)
-        metric_config = job_metric_config(metric, class_range, model_config)
-        frames = open_dataset(dataset, class_names=model_config.class_names, category_mapping=category_mapping,
-                              sweeps_num=model_config.points.sweeps_num, load_dim=model_config.points.load_dim)
-        indices = spread_indices(len(frames), max_frames)
-        if not indices:
-            raise EvaluationError(f"dataset '{dataset}' has no frames")
-        target = group.device(device_asked)
-        if voxelization_seeds is None:  # the readers start while the process is small (before CUDA and the models)
-            FrameLoader(frames, group.shard(indices), model_config.points.use_dim, workers=workers,
-                        batch_size=batch_size, device=target).start()  # the device decides the slots' layout
-        detectors, fingerprints, weights = _build_detectors(backend, model_config, config, checkpoint, deploy_dir,
-                                                            target, random_weights)
-        console = Console(stderr=True, markup=False, highlight=False)
-        ranges = ", ".join(f"{r:g}" for r in sorted(set(metric_config.class_range.values())))
-        sources = [text for text in (f"checkpoint {weights}" if weights else "random weights" if random_weights else "",
-                                     f"deploy dir {deploy_dir}" if deploy_dir else "") if text]
-        if group.is_main:
-            console.print(f"evaluating {', '.join(backend)} on {len(indices)} of {len(frames)} frames, device {target}, "
-                          f"{', '.join(sources)}; class range {ranges} m (the model's grid reaches "
-                          f"{model_reach(model_config):g} m)", soft_wrap=True)
-        lock = folder_lock(out, "centerpoint-deploy evaluate") if group.is_main else contextlib.nullcontext()
-        with ExitStack() as stack, lock:
-            for detector in detectors.values():
-                stack.callback(detector.close)
-            if voxelization_seeds is not None:
-                from centerpoint_deploy.evaluate.node_spread import spread_markdown, voxelization_spread
+    model_config = load_config(config)
+    # the dataset is read by child processes forked now, while this process imports torch
+    with DatasetOpening(dataset, class_names=model_config.class_names, category_mapping=category_mapping,
+                        sweeps_num=model_config.points.sweeps_num, load_dim=model_config.points.load_dim) as opening:
+        device_asked = resolve_device(device)
+        from rich.console import Console
 
-                first = backend[0]
-                seeds = _seeds(voxelization_seeds)
-                summary = voxelization_spread(frames, detectors[first], out, metric_config, seeds, cache=not no_cache,
-                                              frames=indices, workers=workers, group=group,
-                                              fingerprints={f"seed-{s}": fingerprints[first] for s in seeds})
-                if group.is_main:
-                    Console().print(spread_markdown(summary), markup=False, highlight=False)
-                return
-            results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
-                                        fingerprints=fingerprints, render_frames=spread_subset(indices, render),
-                                        plots=not no_plots, console=console, workers=workers, group=group,
-                                        calibration_floor=calibration_floor, batch_size=batch_size)
-        if group.is_main:
-            _print_summary(results, out)
+        from centerpoint_deploy.data.loader import FrameLoader
+        from centerpoint_deploy.evaluate.distributed import rank_group
+        from centerpoint_deploy.evaluate.runner import evaluate_backends
+        from centerpoint_deploy.job.inputs import job_metric_config, model_reach, spread_indices, spread_subset
+
+        with rank_group() as group:
+            metric_config = job_metric_config(metric, class_range, model_config)
+            frames = opening.result()
+            indices = spread_indices(len(frames), max_frames)
+            if not indices:
+                raise EvaluationError(f"dataset '{dataset}' has no frames")
+            target = group.device(device_asked)
+            if voxelization_seeds is None:  # the readers start while the process is small (before CUDA, models)
+                FrameLoader(frames, group.shard(indices), model_config.points.use_dim, workers=workers,
+                            batch_size=batch_size, device=target).start()  # the device decides the slots' layout
+            detectors, fingerprints, weights = _build_detectors(backend, model_config, config, checkpoint, deploy_dir,
+                                                                target, random_weights)
+            console = Console(stderr=True, markup=False, highlight=False)
+            ranges = ", ".join(f"{r:g}" for r in sorted(set(metric_config.class_range.values())))
+            weights_text = f"checkpoint {weights}" if weights else "random weights" if random_weights else ""
+            sources = [text for text in (weights_text, f"deploy dir {deploy_dir}" if deploy_dir else "") if text]
+            if group.is_main:
+                console.print(f"evaluating {', '.join(backend)} on {len(indices)} of {len(frames)} frames, "
+                              f"device {target}, {', '.join(sources)}; class range {ranges} m (the model's grid reaches "
+                              f"{model_reach(model_config):g} m)", soft_wrap=True)
+            lock = folder_lock(out, "centerpoint-deploy evaluate") if group.is_main else contextlib.nullcontext()
+            with ExitStack() as stack, lock:
+                for detector in detectors.values():
+                    stack.callback(detector.close)
+                if voxelization_seeds is not None:
+                    from centerpoint_deploy.evaluate.node_spread import spread_markdown, voxelization_spread
+
+                    first = backend[0]
+                    seeds = _seeds(voxelization_seeds)
+                    summary = voxelization_spread(frames, detectors[first], out, metric_config, seeds,
+                                                  cache=not no_cache, frames=indices, workers=workers, group=group,
+                                                  fingerprints={f"seed-{s}": fingerprints[first] for s in seeds})
+                    if group.is_main:
+                        Console().print(spread_markdown(summary), markup=False, highlight=False)
+                    return
+                results = evaluate_backends(frames, detectors, out, metric_config, cache=not no_cache, frames=indices,
+                                            fingerprints=fingerprints, render_frames=spread_subset(indices, render),
+                                            plots=not no_plots, console=console, workers=workers, group=group,
+                                            calibration_floor=calibration_floor, batch_size=batch_size)
+            if group.is_main:
+                _print_summary(results, out)
 
 
 def _seeds(text: str) -> list[int]:
