@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=80)
     parser.add_argument("--beams", type=int, default=64)
     parser.add_argument("--columns", type=int, default=1800)
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--workers", type=int, action="append",
+                        help="reader processes (default: the loader's default_workers); repeat the option for an A/B "
+                             "in one process")
     parser.add_argument("--batch-size", type=int, action="append", help="evaluate's batch sizes (default: 1)")
     parser.add_argument("--views", action="append", choices=("both", "mmdet3d"),
                         help="the loop's post-processing views (default: both, as evaluate runs)")
@@ -118,20 +120,21 @@ def main() -> None:
                 pipeline = benchmark_detector(spec.name, spec, detector, first, warmup=warmup, iterations=iterations)
                 prepared = time.perf_counter() - begin
                 pipeline_fps = 1000.0 / pipeline.end_to_end.p50
-                for batch_size, views, merge_files in itertools.product(
-                        args.batch_size or [1], args.views or ["both"], args.device_merge_files or [merge_default]):
+                for batch_size, views, merge_files, workers in itertools.product(
+                        args.batch_size or [1], args.views or ["both"], args.device_merge_files or [merge_default],
+                        args.workers or [None]):
                     loader.DEVICE_MERGE_FILES = merge_files
-                    out = args.out / f"eval-{sweeps}-{spec.name}-b{batch_size}-{views}-m{merge_files}"
+                    out = args.out / f"eval-{sweeps}-{spec.name}-b{batch_size}-{views}-m{merge_files}-w{workers}"
                     chosen = None if views == "both" else {"variant": default_views(config)[:1]}
                     # the first pass captures (and compiles) a graph for every batch and cloud size the
                     # frames need, as the pipeline figure's warm-up runs do; the second is the steady state
                     first_out = out.with_name(out.name + "-first")
                     evaluate_backends(dataset, {"variant": detector}, first_out,
                                       load_metric_config("t4", config.class_names), cache=False, plots=False,
-                                      workers=args.workers, batch_size=batch_size, views=chosen)
+                                      workers=workers, batch_size=batch_size, views=chosen)
                     first_pass = json.loads((first_out / "comparison.json").read_text())["throughput"]
                     evaluate_backends(dataset, {"variant": detector}, out, load_metric_config("t4", config.class_names),
-                                      cache=False, plots=False, workers=args.workers, batch_size=batch_size,
+                                      cache=False, plots=False, workers=workers, batch_size=batch_size,
                                       views=chosen)
                     loop = json.loads((out / "comparison.json").read_text())["throughput"]
                     rows.append({"sweeps": sweeps, "variant": spec.name, "batch_size": batch_size, "views": views,
@@ -149,12 +152,12 @@ def main() -> None:
     (args.out / "throughput.json").write_text(json.dumps({"device": str(device), "torch": torch.__version__,
                                                           "gpu": torch.cuda.get_device_name(device)
                                                           if device.type == "cuda" else None, "rows": rows}, indent=1))
-    print("\n| sweeps | variant | batch | views | merged on the device from files | points | pipeline frames/s "
-          "| evaluate frames/s | ratio | waited s | first pass frames/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| sweeps | variant | batch | views | merged on the device from files | readers | points "
+          "| pipeline frames/s | evaluate frames/s | ratio | waited s | first pass frames/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['sweeps']} | {r['variant']} | {r['batch_size']} | {r['views']} | {r['device_merge_files']} "
-              f"| {r['points']} | "
+              f"| {r['workers']} | {r['points']} | "
               f"{r['pipeline_frames_per_s']:.3g} | {r['evaluate_frames_per_s']:.3g} | {r['ratio']:.2f} | "
               f"{r['waited_s']:.2f} | {r['first_pass_frames_per_s']:.3g} |")
 

@@ -14,6 +14,10 @@
 #                                                the loader, the dataset opening and the ONNX Runtime backend; three
 #                                                evaluate runs under startup_phases.py; the steady loop with the
 #                                                defaults, 1 sweep (200 frames) and 10 sweeps (80 frames)
+#   bash benchmarks/h200_round18.sh readers OUT  the steady 1-sweep loop (200 frames, defaults otherwise) with 4, 8, 4,
+#                                                8 and 6 readers in one process (are the readers behind: call 3's
+#                                                loop waited 0.08 s of its 0.36 s for frames); three more evaluate
+#                                                runs under startup_phases.py
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 case "$part" in
@@ -67,6 +71,17 @@ final)
   timeout 200 python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
       --out "$W/e10" > "$W/loop10.log" 2>&1
   grep -v Warning "$W/loop10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_10sweeps_default.md"; tail -1 "$W/loop10.log"
+  ;;
+readers)
+  timeout 300 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
+      --workers 4 --workers 8 --workers 4 --workers 8 --workers 6 --out "$W/e1" > "$W/loop1.log" 2>&1
+  grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_1sweep_readers.md"
+  grep '^|' "$OUT/evaluate_throughput_1sweep_readers.md" | cut -c1-12,90-
+  for i in 4 5 6; do
+    timeout 25 python3 benchmarks/startup_phases.py --dataset "$W/e1/data/synth-1sweeps" --config demo --device cuda \
+        --no-plots --no-cache --max-frames 4 --out "$W/p$i" 2>/dev/null | grep '^|' > "$OUT/startup_phases_$i.md"
+    grep 'torch imported\|handed over\|first frame' "$OUT/startup_phases_$i.md"
+  done
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac
