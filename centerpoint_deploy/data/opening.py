@@ -96,6 +96,8 @@ class DatasetOpening:
                  sweeps_num: int = 1, load_dim: int = 5, data_root: str | Path | None = None,
                  pad_empty_sweeps: bool = True, remove_close_radius: float | None = 1.0,
                  lidar_channel: str | None = None, processes: int | None = None) -> None:
+        if processes is not None and processes < 0:
+            raise DatasetError(f"processes = {processes} is invalid: must be >= 0 (0 reads in this process)")
         self.spec = spec
         self.options = SweepOptions(sweeps_num, pad_empty_sweeps, remove_close_radius)
         self.class_names, self.load_dim = tuple(class_names), load_dim

@@ -51,6 +51,8 @@ def test_a_spec_naming_nothing_is_refused_before_any_child_starts(tmp_path: Path
         DatasetOpening(tmp_path / "missing", class_names=CLASSES)
     with pytest.raises(DatasetError, match="sweeps_num"):
         DatasetOpening(tmp_path, class_names=CLASSES, sweeps_num=-1)
+    with pytest.raises(DatasetError, match="processes = -1"):
+        DatasetOpening(tmp_path, class_names=CLASSES, processes=-1)
 
 
 def _die(*args, **kwargs):
