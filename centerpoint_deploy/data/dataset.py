@@ -14,9 +14,8 @@ from typing import overload
 import numpy as np
 
 from centerpoint_deploy.data.frame import Frame, GroundTruth
-from centerpoint_deploy.data.sweeps import RawLayout, raw_layout
 from centerpoint_deploy.data.pointcloud import read_points, read_points_into
-from centerpoint_deploy.data.sweeps import MergePart, SweepOptions, merge_parts, merge_sources
+from centerpoint_deploy.data.sweeps import MergePart, RawLayout, SweepOptions, merge_parts, merge_sources, raw_layout
 from centerpoint_deploy.errors import DatasetError
 
 
