@@ -2,9 +2,9 @@
 
     PYTHONPATH=$PWD python3 benchmarks/cpu_network_ab.py [--config demo] [--runs 5] [--repeat 2]
 
-- ``nchw``: as the reference runs it (contiguous NCHW, glibc's default allocator settings);
+- ``nchw``: contiguous NCHW, glibc's default allocator settings (the library imported on its own);
 - ``kept-memory``: the same, with the process keeping its freed memory
-  (:func:`~centerpoint_deploy.data.memory.keep_freed_memory`, the readers' setting);
+  (:func:`~centerpoint_deploy.memory.keep_freed_memory`, as the command line and the readers run);
 - ``channels-last``: the model and its input in channels-last.
 
 Prints each way's median ms of ``--runs`` timed ``forward_dense`` calls (after one untimed) on a
@@ -31,7 +31,7 @@ def _child(way: str, config_name: str, runs: int, out: Path) -> None:
     import torch
 
     from centerpoint_deploy.config import load_config
-    from centerpoint_deploy.data.memory import keep_freed_memory
+    from centerpoint_deploy.memory import keep_freed_memory
     from centerpoint_deploy.job.inputs import DEMO_CHECKPOINT
     from centerpoint_deploy.model.build import build_model
 

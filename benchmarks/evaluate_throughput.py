@@ -42,7 +42,7 @@ import torch
 
 from centerpoint_deploy.benchmark.run import benchmark_detector
 from centerpoint_deploy.variant import VariantSpec, build_detector
-from centerpoint_deploy.compile_cache import use_persistent_compile_cache
+from centerpoint_deploy.cli.app import prepare_process
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import loader, open_dataset
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    use_persistent_compile_cache()
+    prepare_process()  # the evaluate command's process settings
     device = torch.device(args.device)
     checkpoint = args.checkpoint or DEMO_CHECKPOINT
     warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)

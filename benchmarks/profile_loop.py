@@ -25,6 +25,7 @@ from typing import Iterator
 
 import torch
 
+from centerpoint_deploy.cli.app import prepare_process
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import loader, open_dataset
 from centerpoint_deploy.data.synthetic import LidarConfig, WorldConfig, generate_dataset
@@ -131,6 +132,7 @@ def main() -> None:
                         help="the synthetic dataset's folder, generated there when missing and kept (default: a "
                              "temporary one)")
     args = parser.parse_args()
+    prepare_process()  # the evaluate command's process settings
     config = load_config(args.config)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp) / "data"

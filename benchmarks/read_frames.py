@@ -1,5 +1,5 @@
 """How long a reader takes to read one frame (key frame and sweeps merged), with and without
-:func:`~centerpoint_deploy.data.memory.keep_freed_memory`, each in a fresh process; with
+:func:`~centerpoint_deploy.memory.keep_freed_memory`, each in a fresh process; with
 ``--loader``, what :class:`~centerpoint_deploy.data.loader.FrameLoader` delivers::
 
     PYTHONPATH=$PWD python3 benchmarks/read_frames.py --frames 40 --sweeps 1
@@ -32,7 +32,7 @@ def _read(folder: str, sweeps: int, passes: int, keep: bool, unmerged: bool = Fa
     as a reader does for a CUDA pass, which merges them after the upload)."""
     from centerpoint_deploy.config import load_config
     from centerpoint_deploy.data import open_dataset
-    from centerpoint_deploy.data.memory import keep_freed_memory
+    from centerpoint_deploy.memory import keep_freed_memory
 
     if keep:
         keep_freed_memory()

@@ -117,13 +117,12 @@ class PhaseTimes:
 
 
 def main() -> None:
-    from centerpoint_deploy.cli.app import run
-    from centerpoint_deploy.compile_cache import use_persistent_compile_cache
+    from centerpoint_deploy.cli.app import prepare_process, run
 
     imported = _now()
     phases = PhaseTimes()
     phases.install_all()
-    use_persistent_compile_cache()  # as the command line's entry point does
+    prepare_process()  # as the command line's entry point does
     status = run(["evaluate", *sys.argv[1:]])
     print(phases.markdown(imported))
     sys.exit(status)

@@ -9,7 +9,7 @@ The dataset loop of ``evaluate``, ``verify`` and ``deploy``::
 same :meth:`FrameDataset.load <centerpoint_deploy.data.dataset.FrameDataset.load>` code as an
 indexed frame) in the reader processes of a :class:`~centerpoint_deploy.data.readers.ReaderPool`
 (the process's shared one, kept for the next pass over the same dataset), each keeping its freed
-memory for the next frame (:mod:`~centerpoint_deploy.data.memory`). The readers write each frame
+memory for the next frame (:mod:`~centerpoint_deploy.memory`). The readers write each frame
 into a shared slot (:mod:`~centerpoint_deploy.data.frame_slots`, page-locked when the device is
 CUDA) and send only its size. On CUDA the host -> GPU copy of batch ``i + 1`` is issued on a
 side stream before batch ``i`` is handed out, so the copy overlaps the previous batch's compute;

@@ -41,7 +41,7 @@ from torch import Tensor
 from centerpoint_deploy.data.dataset import FrameDataset
 from centerpoint_deploy.data.sweeps import RawLayout
 from centerpoint_deploy.data.frame_slots import FrameCancelled, FrameSlots
-from centerpoint_deploy.data.memory import keep_freed_memory
+from centerpoint_deploy.memory import keep_freed_memory
 from centerpoint_deploy.errors import CenterPointError, DatasetError
 
 #: Seconds the main process waits for a reader's message before it checks that the readers live.

@@ -1,4 +1,3 @@
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,12 +96,6 @@ def test_select_rows_is_a_row_mask():
     assert np.array_equal(select_rows(points, keep), points[keep])
     assert np.array_equal(select_rows(points[:, 1:4], keep), points[keep, 1:4])  # not contiguous
     assert select_rows(points, np.zeros(50, bool)).shape == (0, 7)
-
-
-def test_reader_processes_keep_their_freed_memory():
-    from centerpoint_deploy.data.memory import keep_freed_memory
-
-    assert keep_freed_memory() == sys.platform.startswith("linux")
 
 
 def _sources(rng: np.random.Generator, sizes: tuple[int, ...], width: int) -> list[np.ndarray]:
