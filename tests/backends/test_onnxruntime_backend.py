@@ -170,5 +170,8 @@ def test_int8_sessions_compute_the_graphs_own_sums_on_this_cpu() -> None:
     session = ort_session(_saturating_qdq_matmul(), torch.device("cpu"))
     (y,) = session.run(None, {"x": np.full((4, 2), 255, np.float32)})
     np.testing.assert_array_equal(y, np.full((4, 1), 64800, np.float32))
-    unfused = session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    try:
+        unfused = session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    except RuntimeError:  # the entry was never set (ONNX Runtime raises rather than answering empty)
+        unfused = False
     assert unfused is not exact_int8_kernels()[0]
