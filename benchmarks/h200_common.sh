@@ -41,11 +41,11 @@ loop() {
   grep -v Warning "$W/loop.log" | grep '^|\|^{' >> "$OUT/$5"; tail -1 "$W/loop.log"
 }
 # side_by_side CONFIG FILE [VARIANT...]: the benchmark CLI, eager fp32 next to FN (or the variants given), its
-# report copied to OUT/FILE
+# report copied to OUT/FILE; SIDE_SECONDS (default 400) bounds the run
 side_by_side() {
   local config=$1 file=$2 v=(); shift 2
   for variant in "${@:-$FN}"; do v+=(-v "$variant"); done
-  timeout 400 "${CLI[@]}" benchmark -c "$config" --device cuda --warmup 20 -n 50 -v pytorch:fp32 "${v[@]}" \
+  timeout "${SIDE_SECONDS:-400}" "${CLI[@]}" benchmark -c "$config" --device cuda --warmup 20 -n 50 -v pytorch:fp32 "${v[@]}" \
       --no-scaling --no-plots -o "$W/$config" > "$W/$config.log" 2>&1
   cp "$W/$config/benchmark.md" "$OUT/$file"; grep '^|' "$OUT/$file" | cut -c1-60,200- | tail -9
 }
