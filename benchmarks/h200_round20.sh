@@ -9,6 +9,9 @@
 #                                               side with eager fp32
 #   bash benchmarks/h200_round20.sh loop OUT    three evaluate runs under startup_phases.py; the steady loop with the
 #                                               defaults, 1 sweep (200 frames) and 10 sweeps (80 frames)
+#   bash benchmarks/h200_round20.sh boxes OUT   FNR's boxes against plain fp32 (the demo model, 20 sample frames); the
+#                                               compile cache: j6gen2_base's FNR benchmarked twice in fresh processes
+#                                               on one cache (the first cold), each run's first call
 # Writes flat files into OUT.
 source "$(dirname "$0")/h200_common.sh" "$@"
 case "$part" in
@@ -41,6 +44,17 @@ ort)
   ;;
 loop)
   startup_and_default_loops 170
+  ;;
+boxes)
+  timeout 200 python3 benchmarks/verify_fast_path.py --variant "$FNR" --config demo --device cuda --frames 20 \
+      --checkpoint centerpoint_deploy/assets/demo_centerpoint.pth > "$OUT/verify_fast_path.txt" 2>&1
+  echo "verify_fast_path rc $?"; grep -v 'Warning\|warn' "$OUT/verify_fast_path.txt" | tail -6
+  for run in cold warm; do
+    timeout 150 "${CLI[@]}" benchmark -c j6gen2_base --device cuda --warmup 5 -n 20 -v "$FNR" --no-scaling --no-plots \
+        -o "$W/cache_$run" > "$W/cache_$run.log" 2>&1
+    { echo "### $run compile cache"; grep '^|' "$W/cache_$run/benchmark.md" | head -3; } >> "$OUT/compile_cache.md"
+  done
+  cut -c1-40,200- "$OUT/compile_cache.md"
   ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac
