@@ -4,7 +4,8 @@
 # Sets W (the round's scratch folder, /tmp/<script name>) and TORCHINDUCTOR_CACHE_DIR under it (the
 # CLI's and the scripts' runs share one compile cache), the variant names B, GC, FN and FNR (rounds
 # 15-17), and defines loop (rounds 14-17), which writes its scratch files under W, and side_by_side
-# (rounds 14, 15 and 17), and startup_and_default_loops (rounds 18 and 19).
+# (rounds 14, 15 and 17), one_sweep_scene, startup_run and default_loops, and startup_and_default_loops
+# (rounds 18-20).
 set -uo pipefail
 part=${1:?usage: $(basename "$0") PART OUT}
 OUT=${2:?usage: $(basename "$0") PART OUT}
@@ -50,22 +51,33 @@ side_by_side() {
   cp "$W/$config/benchmark.md" "$OUT/$file"; grep '^|' "$OUT/$file" | cut -c1-60,200- | tail -9
 }
 
-# startup_and_default_loops SECONDS: a 200-frame 1-sweep scene generated, three evaluate runs under
-# startup_phases.py, then the steady loop with the defaults (GC), 1 sweep (200 frames, 200 s) and 10 sweeps
-# (80 frames, SECONDS), their rows into OUT (rounds 18 and 19)
-startup_and_default_loops() {
+# one_sweep_scene: a 200-frame 1-sweep scene generated into W/e1/data/synth-1sweeps
+one_sweep_scene() {
   python3 -c "from centerpoint_deploy.data.synthetic import *; from pathlib import Path; generate_dataset(
       Path('$W/e1/data/synth-1sweeps'), 1, 200, 0, LidarConfig(beams=64, columns=1800), WorldConfig(), key_frame_interval=5,
       lead_in_sweeps=1)"
-  for i in 1 2 3; do
-    timeout 25 python3 benchmarks/startup_phases.py --dataset "$W/e1/data/synth-1sweeps" --config demo --device cuda \
-        --no-plots --no-cache --max-frames 4 --out "$W/p$i" 2>/dev/null | grep '^|' > "$OUT/startup_phases_$i.md"
-    grep 'imported\|dataset\|detectors built\|first frame' "$OUT/startup_phases_$i.md"
-  done
+}
+# startup_run I [FLAG...]: evaluate of 4 frames of that scene under startup_phases.py (FLAG: the script's own, e.g.
+# --no-cuda-warmup), its table into OUT/startup_phases_I.md
+startup_run() {
+  local i=$1; shift
+  timeout 25 python3 benchmarks/startup_phases.py "$@" --dataset "$W/e1/data/synth-1sweeps" --config demo --device cuda \
+      --no-plots --no-cache --max-frames 4 --out "$W/p$i" 2>/dev/null | grep '^|' > "$OUT/startup_phases_$i.md"
+  echo "run $i $* (rc ${PIPESTATUS[0]})"; grep 'imported\|dataset\|context\|detectors built\|first frame' "$OUT/startup_phases_$i.md"
+}
+# default_loops SECONDS: the steady loop with the defaults (GC), 1 sweep (200 frames of that scene, 200 s) and 10
+# sweeps (80 frames, SECONDS), their rows into OUT
+default_loops() {
   timeout 200 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
       --out "$W/e1" > "$W/loop1.log" 2>&1
   grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_1sweep_default.md"; tail -1 "$W/loop1.log"
   timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
       --out "$W/e10" > "$W/loop10.log" 2>&1
   grep -v Warning "$W/loop10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_10sweeps_default.md"; tail -1 "$W/loop10.log"
+}
+# startup_and_default_loops SECONDS: the scene, three start-up runs, the default loops (rounds 18-20)
+startup_and_default_loops() {
+  one_sweep_scene
+  for i in 1 2 3; do startup_run $i; done
+  default_loops "$1"
 }

@@ -1,7 +1,7 @@
 """Where the ``evaluate`` command's start-up goes: process start -> its first frame, phase by phase::
 
-    PYTHONPATH=$PWD python3 benchmarks/startup_phases.py --dataset DATA --config demo --device cuda \
-        --no-plots --no-cache --max-frames 4 --out /tmp/startup
+    PYTHONPATH=$PWD python3 benchmarks/startup_phases.py [--no-cuda-warmup] --dataset DATA --config demo \
+        --device cuda --no-plots --no-cache --max-frames 4 --out /tmp/startup
 
 Runs ``centerpoint-deploy evaluate`` with the arguments given, in this fresh process, with the
 functions it calls on the way to its first frame wrapped, and prints each one's first start and
@@ -10,6 +10,8 @@ time inside. The functions of torch-free modules are wrapped first, the others o
 has imported torch (in its device's resolution), so that the start-up runs in the command's own
 order; phases overlap where one calls another (the detectors' build includes CUDA's start), and
 the dataset is read by child processes between its opening's start and its hand-over.
+``--no-cuda-warmup`` (this script's own flag, taken out before the command's) turns off the CUDA
+warm-up thread (``cuda_warmup``), to compare.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ EARLY_PHASES = [
     ("centerpoint_deploy.config", "load_config", "model config loaded"),
     ("centerpoint_deploy.data", "DatasetOpening.__init__", "dataset opening started (children forked)"),
     ("centerpoint_deploy.cli.evaluate", "resolve_device", "device resolved (torch imported)"),
+    ("centerpoint_deploy.cuda_warmup", "retain_primary_context", "  CUDA's context (the warm-up thread)"),
 ]
 #: Those wrapped once the command has imported torch (its device resolved).
 LATE_PHASES = [
@@ -122,8 +125,13 @@ def main() -> None:
     imported = _now()
     phases = PhaseTimes()
     phases.install_all()
+    arguments = sys.argv[1:]
+    if "--no-cuda-warmup" in arguments:
+        arguments.remove("--no-cuda-warmup")
+        cuda_warmup = importlib.import_module("centerpoint_deploy.cuda_warmup")
+        cuda_warmup.start_cuda_warmup = lambda device: None
     prepare_process()  # as the command line's entry point does
-    status = run(["evaluate", *sys.argv[1:]])
+    status = run(["evaluate", *arguments])
     print(phases.markdown(imported))
     sys.exit(status)
 

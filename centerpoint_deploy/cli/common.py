@@ -40,12 +40,22 @@ CLASS_RANGE_HELP = ("Evaluation range of every class, metres (default: the metri
 def resolve_device(text: str) -> "torch.device":
     """``--device``: ``auto`` is CUDA when available, else CPU; the others must exist here.
 
+    Imports torch; for a CUDA device the driver and the device's context start in a thread
+    meanwhile (``cuda_warmup``), which has ended when this returns.
+
     Raises:
         BackendError: not a device string; BackendUnavailableError: CUDA asked for but absent.
     """
-    from centerpoint_deploy.job.inputs import job_device
+    from centerpoint_deploy.cuda_warmup import start_cuda_warmup
 
-    return job_device(text)
+    warmup = start_cuda_warmup(text)
+    try:
+        from centerpoint_deploy.job.inputs import job_device
+
+        return job_device(text)
+    finally:
+        if warmup is not None:
+            warmup.join()
 
 
 def resolve_checkpoint(checkpoint: Path | None, config: str, random_weights: bool, *, needed: bool) -> Path | None:
