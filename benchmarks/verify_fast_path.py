@@ -18,12 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-
-from centerpoint_deploy.data.loader import load_clouds
-from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.config import load_config
 from centerpoint_deploy.data import open_dataset
+from centerpoint_deploy.data.loader import load_clouds
 from centerpoint_deploy.data.sample import default_sample_dir
+from centerpoint_deploy.variant import VariantSpec, build_detector
 from centerpoint_deploy.verify.boxes import DEFAULT_BOX_TOLERANCES, compare_boxes
 from centerpoint_deploy.verify.run import frame_cells
 from centerpoint_deploy.verify.tolerances import tolerance_class
