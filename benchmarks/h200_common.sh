@@ -4,7 +4,7 @@
 # Sets W (the round's scratch folder, /tmp/<script name>) and TORCHINDUCTOR_CACHE_DIR under it (the
 # CLI's and the scripts' runs share one compile cache), the variant names B, GC, FN and FNR (rounds
 # 15-17), and defines loop (rounds 14-17), which writes its scratch files under W, and side_by_side
-# (rounds 14, 15 and 17), one_sweep_scene, startup_run and default_loops, and startup_and_default_loops
+# (rounds 14, 15 and 17), one_sweep_scene, startup_run, steady_loop and default_loops, and startup_and_default_loops
 # (rounds 18-20).
 set -uo pipefail
 part=${1:?usage: $(basename "$0") PART OUT}
@@ -65,15 +65,19 @@ startup_run() {
       --no-plots --no-cache --max-frames 4 --out "$W/p$i" 2>/dev/null | grep '^|' > "$OUT/startup_phases_$i.md"
   echo "run $i $* (rc ${PIPESTATUS[0]})"; grep 'imported\|dataset\|context\|detectors built\|first frame' "$OUT/startup_phases_$i.md"
 }
-# default_loops SECONDS: the steady loop with the defaults (GC), 1 sweep (200 frames of that scene, 200 s) and 10
-# sweeps (80 frames, SECONDS), their rows into OUT
+# steady_loop SWEEPS FRAMES SECONDS: the steady loop with the defaults (GC) over FRAMES frames of SWEEPS sweeps (the
+# 1-sweep scene above for 1), its rows into OUT/evaluate_throughput_<SWEEPS>sweep(s)_default.md
+steady_loop() {
+  local name=evaluate_throughput_${1}sweeps_default.md
+  [ "$1" = 1 ] && name=evaluate_throughput_1sweep_default.md
+  timeout "$3" python3 benchmarks/evaluate_throughput.py --device cuda --frames "$2" --sweeps "$1" --variant "$GC" \
+      --out "$W/e$1" > "$W/loop$1.log" 2>&1
+  grep -v Warning "$W/loop$1.log" | grep '^|\|^{' > "$OUT/$name"; tail -1 "$W/loop$1.log"
+}
+# default_loops SECONDS: steady_loop with 1 sweep (200 frames, 200 s) and 10 sweeps (80 frames, SECONDS)
 default_loops() {
-  timeout 200 python3 benchmarks/evaluate_throughput.py --device cuda --frames 200 --sweeps 1 --variant "$GC" \
-      --out "$W/e1" > "$W/loop1.log" 2>&1
-  grep -v Warning "$W/loop1.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_1sweep_default.md"; tail -1 "$W/loop1.log"
-  timeout "$1" python3 benchmarks/evaluate_throughput.py --device cuda --frames 80 --sweeps 10 --variant "$GC" \
-      --out "$W/e10" > "$W/loop10.log" 2>&1
-  grep -v Warning "$W/loop10.log" | grep '^|\|^{' > "$OUT/evaluate_throughput_10sweeps_default.md"; tail -1 "$W/loop10.log"
+  steady_loop 1 200 200
+  steady_loop 10 80 "$1"
 }
 # startup_and_default_loops SECONDS: the scene, three start-up runs, the default loops (rounds 18-20)
 startup_and_default_loops() {
