@@ -7,16 +7,18 @@ so a thread that makes them while the main thread imports torch runs beside the 
 runtime later finds the device's primary context alive and takes it (a primary context is shared
 by everything in the process that uses the device). Best effort: without an NVIDIA driver, with a
 torch built without CUDA, or on any driver error the thread ends and torch starts CUDA as it
-always does. Imports only the standard library.
+always does. Imports no torch.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
-import os
 import threading
 from pathlib import Path
+
+from centerpoint_deploy.errors import CenterPointError
+from centerpoint_deploy.launch import launch_ranks
 
 #: The NVIDIA driver's control node: present where the driver is loaded.
 DRIVER_NODE = Path("/dev/nvidiactl")
@@ -30,20 +32,16 @@ def cuda_ordinal(device: str) -> int | None:
     """The CUDA device a ``--device`` value computes on, or ``None`` when it names none.
 
     ``cuda:N`` is N. ``auto`` (CUDA when available) and a bare ``cuda`` are device 0, or under a
-    ``torchrun`` launch (``WORLD_SIZE`` > 1) the rank's own GPU, ``LOCAL_RANK`` (else ``RANK``), as
-    ``evaluate.distributed.RankGroup.device`` places a rank.
+    ``torchrun`` launch the rank's own GPU, ``launch_ranks().local_rank``, as
+    ``evaluate.distributed.RankGroup.device`` places a rank; None for a malformed launch.
     """
     if device in ("auto", "cuda"):
-        if _env_int("WORLD_SIZE", 1) > 1:
-            return _env_int("LOCAL_RANK", _env_int("RANK", 0))
-        return 0
+        try:
+            return launch_ranks().local_rank
+        except CenterPointError:  # a malformed launch: the command reports it; nothing to warm
+            return None
     kind, _, index = device.partition(":")
     return int(index) if kind == "cuda" and index.isdigit() else None
-
-
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "")
-    return int(text) if text.isdigit() else default
 
 
 def torch_has_cuda() -> bool:

@@ -31,6 +31,8 @@ def test_a_torchrun_rank_warms_its_own_gpu(monkeypatch):
     assert cuda_ordinal("cuda:0") == 0  # an explicit device stays as given
     monkeypatch.delenv("LOCAL_RANK")
     assert cuda_ordinal("cuda") == 3  # RankGroup: the rank when LOCAL_RANK is unset
+    monkeypatch.setenv("LOCAL_RANK", "one")
+    assert cuda_ordinal("cuda") is None  # a malformed launch: the command reports it, nothing is warmed
 
 
 def test_torch_has_cuda_tells_the_build_without_importing_it():

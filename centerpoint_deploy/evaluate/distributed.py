@@ -37,6 +37,7 @@ from typing import Any, Iterator, Sequence, TypeVar
 import torch
 
 from centerpoint_deploy.errors import CenterPointError, EvaluationError, RankFailedError
+from centerpoint_deploy.launch import env_int, launch_ranks
 
 #: Environment variable: seconds a rank waits for the others in one exchange.
 TIMEOUT_ENV = "CENTERPOINT_DIST_TIMEOUT"
@@ -158,16 +159,6 @@ def _describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _env_int(name: str) -> int | None:
-    text = os.environ.get(name)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise EvaluationError(f"environment variable {name}={text!r} is not an integer") from None
-
-
 def timeout_seconds() -> float:
     """The exchange timeout: ``CENTERPOINT_DIST_TIMEOUT`` (seconds, > 0) or :data:`DEFAULT_TIMEOUT_S`."""
     text = os.environ.get(TIMEOUT_ENV)
@@ -185,7 +176,7 @@ def timeout_seconds() -> float:
 def _launch_store(timeout: datetime.timedelta) -> Any:
     """A client of the key-value store the process group was set up through (``MASTER_ADDR``:
     ``MASTER_PORT``: torchrun's agent store, or rank 0's), or None where there is none to reach."""
-    address, port = os.environ.get("MASTER_ADDR"), _env_int("MASTER_PORT")
+    address, port = os.environ.get("MASTER_ADDR"), env_int("MASTER_PORT")
     if not address or port is None:
         return None
     try:
@@ -204,16 +195,13 @@ def rank_group() -> Iterator[RankGroup]:
     rank to end it too (a last exchange, so a rank failing after the others finished still
     makes every rank exit non-zero). A single process gets ``RankGroup()``.
     """
-    world = _env_int("WORLD_SIZE") or 1
-    if world <= 1:
+    ranks = launch_ranks()
+    if not ranks.distributed:
         yield RankGroup()
         return
-    rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK")
-    if rank is None:
-        raise EvaluationError("WORLD_SIZE is set but RANK is not; start the ranks with torchrun")
     timeout = datetime.timedelta(seconds=timeout_seconds())
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world, timeout=timeout)
-    group = RankGroup(rank, world, local_rank if local_rank is not None else rank, _launch_store(timeout))
+    torch.distributed.init_process_group("gloo", rank=ranks.rank, world_size=ranks.world_size, timeout=timeout)
+    group = RankGroup(ranks.rank, ranks.world_size, ranks.local_rank, _launch_store(timeout))
     if torch.cuda.is_available() and group.local_rank < torch.cuda.device_count():
         torch.cuda.set_device(group.local_rank)
     try:
